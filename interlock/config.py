@@ -1,0 +1,279 @@
+"""Configuration models: deployments, retry and health policies, the router's config.
+
+Everything is validated when it is built. A problem is reported as a `ConfigError`
+whose lines name the field and what is wrong with it (``deployments[2].rpm: must be
+> 0``); input values are never echoed, so a key cannot leak through an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Self
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+from interlock.errors import ConfigError, join_path
+
+__all__ = [
+    "Deployment",
+    "HealthPolicy",
+    "RetryPolicy",
+    "RouterConfig",
+    "load_config_source",
+    "validation_problems",
+]
+
+
+def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """``(path, problem)`` for each error, never the input value. A nested model's
+    ConfigError is expanded under the path where it sits."""
+    out: list[tuple[str, str]] = []
+    for err in exc.errors(include_input=False):
+        loc = ""
+        for part in err["loc"]:
+            loc = join_path(loc, f"[{part}]" if isinstance(part, int) else str(part))
+        inner = (err.get("ctx") or {}).get("error")
+        if isinstance(inner, ConfigError):
+            out.extend((join_path(loc, path), problem) for path, problem in inner.fields)
+        else:
+            out.append((loc, _describe(err)))
+    return out
+
+
+def _describe(err: ErrorDetails) -> str:
+    ctx = err.get("ctx") or {}
+    kind = err["type"]
+    simple = {
+        "greater_than": "must be > {gt}",
+        "greater_than_equal": "must be >= {ge}",
+        "less_than": "must be < {lt}",
+        "less_than_equal": "must be <= {le}",
+        "missing": "is required",
+        "extra_forbidden": "is not a known field",
+        "string_too_short": "must not be empty",
+    }
+    if kind in simple:
+        return simple[kind].format(**ctx)
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return err["msg"][0].lower() + err["msg"][1:]
+
+
+class _Model(BaseModel):
+    """Frozen, strict about unknown fields, and raising ConfigError instead of pydantic's
+    ValidationError (whose text would include the offending input, keys included)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    _where: ClassVar[str]
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(validation_problems(exc), self._where) from None
+
+
+class Deployment(_Model):
+    """One endpoint that serves a group: a model at an `api_base` with a key and limits."""
+
+    _where: ClassVar[str] = "Deployment"
+
+    group: str = Field(min_length=1)
+    """The name callers ask for (`model=` in acompletion); several deployments share one."""
+    model: str = Field(min_length=1)
+    """The provider's model name sent upstream."""
+    provider: str = "openai"
+    id: str | None = None
+    """Unique id; defaults to ``<group>-<n>`` (n counts deployments of the group from 0)."""
+    api_base: str = "https://api.openai.com/v1"
+    api_key: SecretStr | None = Field(default=None, repr=False)
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
+    max_concurrency: int | None = Field(default=None, gt=0)
+    weight: float | None = Field(default=None, gt=0)
+    order: int = Field(default=1, ge=1)
+    tags: frozenset[str] = frozenset()
+    timeout: float = Field(default=60.0, gt=0)
+    """Seconds one attempt may take (bounded further by the call's deadline)."""
+    input_cost_per_token: float = Field(default=0.0, ge=0)
+    output_cost_per_token: float = Field(default=0.0, ge=0)
+    context_window: int | None = Field(default=None, gt=0)
+    stream_usage: bool = True
+    """Ask for usage in the final stream chunk (``stream_options.include_usage``)."""
+
+    @field_validator("api_base")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials; use api_key")
+        return value.rstrip("/")
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    def api_key_value(self) -> str | None:
+        """The key in clear text, for transports only."""
+        return self.api_key.get_secret_value() if self.api_key is not None else None
+
+
+class RetryPolicy(_Model):
+    """How many attempts a group gets and how to wait between them."""
+
+    _where: ClassVar[str] = "RetryPolicy"
+
+    max_attempts: int = Field(default=3, ge=1)
+    """Attempts per group, the first included; each goes to a deployment not yet tried
+    while one is eligible."""
+    backoff_base: float = Field(default=0.05, ge=0)
+    """Seconds; full-jitter backoff ``uniform(0, min(cap, base * 2**n))`` applies only when
+    every eligible deployment has already been tried."""
+    backoff_max: float = Field(default=2.0, ge=0)
+    max_wait: float = Field(default=5.0, ge=0)
+    """When every deployment of the last group in the chain is cooling down, wait for the
+    first to come back if that is at most this many seconds away (and before the
+    deadline); otherwise fail at once with NoDeploymentAvailableError. 0 never waits."""
+
+
+class HealthPolicy(_Model):
+    """When a deployment is taken out of rotation, and for how long."""
+
+    _where: ClassVar[str] = "HealthPolicy"
+
+    allowed_fails: int = Field(default=3, ge=1)
+    """Consecutive failures that cool a deployment down."""
+    cooldown: float = Field(default=10.0, gt=0)
+    """Seconds a deployment cools after `allowed_fails` consecutive failures."""
+    rate_limit_cooldown: float = Field(default=5.0, ge=0)
+    """Seconds a 429 without Retry-After cools a deployment."""
+    max_retry_after: float = Field(default=600.0, gt=0)
+    """The longest Retry-After honoured (a broken header must not remove a deployment
+    for a day)."""
+    auth_cooldown: float = Field(default=60.0, ge=0)
+    """Seconds a 401/403 (a bad key) takes the deployment out."""
+
+
+class RouterConfig(_Model):
+    """The router's whole configuration, as `Router.from_config` reads it."""
+
+    _where: ClassVar[str] = ""
+
+    deployments: tuple[Deployment, ...] = Field(min_length=1)
+    strategy: str = "weighted"
+    fallbacks: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    """Group -> groups to try, in order, when the group is exhausted."""
+    aliases: dict[str, str] = Field(default_factory=dict)
+    """Another name -> group."""
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    health: HealthPolicy = Field(default_factory=HealthPolicy)
+    timeout: float = Field(default=120.0, gt=0)
+    """Default deadline in seconds for one call, over every attempt and fallback."""
+    expected_output_tokens: int = Field(default=256, ge=0)
+    """Output tokens reserved against TPM when a request sets no `max_tokens`."""
+
+    @field_validator("strategy")
+    @classmethod
+    def _check_strategy(cls, value: str) -> str:
+        from interlock.strategies.base import builtin_strategies
+
+        known = builtin_strategies()
+        if value not in known:
+            raise ValueError(f"unknown strategy {value!r}; known: {', '.join(sorted(known))}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Self:
+        problems: list[tuple[str, str]] = []
+        groups = {d.group for d in self.deployments}
+        seen: dict[str, int] = {}
+        for i, d in enumerate(self.deployments):
+            if d.id is not None:
+                if d.id in seen:
+                    problems.append((f"deployments[{i}].id",
+                                     f"duplicates deployments[{seen[d.id]}].id {d.id!r}"))
+                seen.setdefault(d.id, i)
+        for name, target in self.aliases.items():
+            if name in groups:
+                problems.append((f"aliases.{name}", "is already a group name"))
+            if target not in groups:
+                problems.append((f"aliases.{name}", f"names unknown group {target!r}"))
+        for group, chain in self.fallbacks.items():
+            if group not in groups:
+                problems.append((f"fallbacks.{group}", "is not a group"))
+            for j, fb in enumerate(chain):
+                if fb not in groups:
+                    problems.append((f"fallbacks.{group}[{j}]", f"names unknown group {fb!r}"))
+                elif fb == group:
+                    problems.append((f"fallbacks.{group}[{j}]", "a group cannot fall back to itself"))
+        if not problems:
+            cycle = _find_cycle(self.fallbacks)
+            if cycle:
+                problems.append(("fallbacks", "cycle " + " -> ".join(cycle)))
+        if problems:
+            raise ConfigError(problems)
+        return self
+
+
+def _find_cycle(graph: Mapping[str, Sequence[str]]) -> list[str] | None:
+    """A cycle in the fallback graph as a path that returns to its start, or None."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in graph.get(node, ()):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in graph:
+        if start not in state:
+            found = visit(start)
+            if found:
+                return found
+    return None
+
+
+def load_config_source(source: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
+    """A config mapping, or the path of a JSON file holding one."""
+    if isinstance(source, Mapping):
+        return dict(source)
+    path = Path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([(str(path), f"cannot be read ({exc.strerror or exc})")]) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError([(str(path), f"not valid JSON (line {exc.lineno}, column "
+                                        f"{exc.colno}: {exc.msg})")]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([(str(path), "must hold a JSON object at the top level")])
+    return data

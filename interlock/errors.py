@@ -1,0 +1,216 @@
+"""The exception tree.
+
+Every error the router raises is an `InterlockError`. Provider errors carry the HTTP
+`status_code`, the `deployment_id` that produced them and, where the provider said,
+`retry_after` (seconds). Router-level errors say why nothing could serve a request.
+`attempts` lists every attempt the router made before giving up.
+
+Messages never contain an API key: transports scrub the key out of upstream error
+text before building an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "APIConnectionError",
+    "APITimeoutError",
+    "AttemptRecord",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "ConfigError",
+    "ContentPolicyViolationError",
+    "ContextWindowExceededError",
+    "DeadlineExceededError",
+    "InterlockError",
+    "InternalServerError",
+    "MalformedResponseError",
+    "NoDeploymentAvailableError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServiceUnavailableError",
+    "StreamInterruptedError",
+    "UnknownModelError",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One try at one deployment: where, what went wrong, how long it took."""
+
+    group: str
+    deployment_id: str
+    error: str
+    """The error's class name and message (never a key)."""
+    duration: float
+    """Seconds from send to failure."""
+
+
+class InterlockError(Exception):
+    """Base class of every error interlock raises."""
+
+    status_code: int | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        deployment_id: str | None = None,
+        retry_after: float | None = None,
+        attempts: Sequence[AttemptRecord] = (),
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+        self.deployment_id = deployment_id
+        self.retry_after = retry_after
+        self.attempts: tuple[AttemptRecord, ...] = tuple(attempts)
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.deployment_id is not None:
+            parts.append(f"deployment={self.deployment_id}")
+        if self.status_code is not None:
+            parts.append(f"status={self.status_code}")
+        if self.retry_after is not None:
+            parts.append(f"retry_after={self.retry_after:.3g}s")
+        if self.attempts:
+            parts.append(f"attempts={len(self.attempts)}")
+        return parts[0] if len(parts) == 1 else f"{parts[0]} ({', '.join(parts[1:])})"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class ConfigError(InterlockError, ValueError):
+    """The configuration is invalid; each line names a field and what is wrong with it.
+
+    `fields` holds ``(path, problem)`` pairs relative to the object being built;
+    `problems` the same as display lines, prefixed with `where`.
+    """
+
+    def __init__(self, fields: Sequence[tuple[str, str]], where: str = "") -> None:
+        self.fields: tuple[tuple[str, str], ...] = tuple(fields)
+        self.problems: tuple[str, ...] = tuple(
+            f"{join_path(where, path)}: {problem}" if join_path(where, path) else problem
+            for path, problem in self.fields
+        )
+        noun = "problem" if len(self.problems) == 1 else "problems"
+        super().__init__(
+            f"invalid interlock configuration ({len(self.problems)} {noun}):\n  "
+            + "\n  ".join(self.problems)
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def join_path(outer: str, inner: str) -> str:
+    """``deployments[2]`` + ``rpm`` -> ``deployments[2].rpm``; ``a`` + ``[0]`` -> ``a[0]``."""
+    if not outer:
+        return inner
+    if not inner:
+        return outer
+    return outer + inner if inner.startswith("[") else f"{outer}.{inner}"
+
+
+# --- errors caused by the request ---------------------------------------------------
+
+
+class BadRequestError(InterlockError):
+    """The provider rejected the request itself (400, 422); retrying will not help."""
+
+    status_code = 400
+
+
+class ContextWindowExceededError(BadRequestError):
+    """The prompt plus `max_tokens` does not fit the model's context window."""
+
+
+class ContentPolicyViolationError(BadRequestError):
+    """The provider refused the content under its usage policy."""
+
+
+class NotFoundError(InterlockError):
+    """The provider does not know the model or path (404)."""
+
+    status_code = 404
+
+
+# --- errors caused by the deployment ------------------------------------------------
+
+
+class AuthenticationError(InterlockError):
+    """The deployment's key was rejected (401)."""
+
+    status_code = 401
+
+
+class PermissionDeniedError(InterlockError):
+    """The deployment's key lacks access (403)."""
+
+    status_code = 403
+
+
+class RateLimitError(InterlockError):
+    """Too many requests (429), from a provider or from the router's own limits."""
+
+    status_code = 429
+
+
+class APITimeoutError(InterlockError):
+    """One attempt took longer than its timeout."""
+
+
+class APIConnectionError(InterlockError):
+    """The connection failed: refused, reset, or closed before a response."""
+
+
+class StreamInterruptedError(APIConnectionError):
+    """A stream ended after its first chunk but before it was complete."""
+
+
+class MalformedResponseError(InterlockError):
+    """The provider answered with a body that is not what its API promises."""
+
+
+class InternalServerError(InterlockError):
+    """The provider failed (5xx)."""
+
+    status_code = 500
+
+
+class ServiceUnavailableError(InternalServerError):
+    """The provider is overloaded or down (503, 529)."""
+
+    status_code = 503
+
+
+# --- router-level -------------------------------------------------------------------
+
+
+class UnknownModelError(InterlockError, LookupError):
+    """No group or alias has that name."""
+
+
+class NoDeploymentAvailableError(InterlockError):
+    """Every deployment of the group (and its fallbacks) is unavailable.
+
+    The message says why for each: cooling down, at its concurrency cap, over its
+    rate limits. `retry_after` is how long until the first one is available again,
+    when that is known.
+    """
+
+
+class DeadlineExceededError(InterlockError, TimeoutError):
+    """The call's overall deadline passed before any attempt succeeded."""
+
+
+class BudgetExceededError(InterlockError):
+    """A spend budget is used up until its period resets."""

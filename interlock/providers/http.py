@@ -1,0 +1,140 @@
+"""HTTP plumbing shared by the aiohttp transports: the session, Retry-After, status
+codes to errors, and keeping keys out of messages."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from interlock.errors import (
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ContentPolicyViolationError,
+    ContextWindowExceededError,
+    InterlockError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServiceUnavailableError,
+)
+
+__all__ = ["HttpClient", "error_from_response", "parse_retry_after", "scrub"]
+
+
+class HttpClient:
+    """Owns the one `aiohttp.ClientSession` a router uses: keep-alive, pooled, created
+    on first use inside the running loop and closed by `aclose()`."""
+
+    __slots__ = ("_limit", "_session")
+
+    def __init__(self, *, connection_limit: int = 1000) -> None:
+        self._limit = connection_limit
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        s = self._session
+        if s is None or s.closed:
+            connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=0,
+                                             keepalive_timeout=30.0)
+            # No session-wide timeout: each attempt runs under its own deadline.
+            s = self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None),
+                skip_auto_headers=("User-Agent",), raise_for_status=False)
+        return s
+
+    @property
+    def is_open(self) -> bool:
+        return self._session is not None and not self._session.closed
+
+    async def aclose(self) -> None:
+        s, self._session = self._session, None
+        if s is not None and not s.closed:
+            await s.close()
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """`text` with every occurrence of `secret` replaced."""
+    if secret and secret in text:
+        return text.replace(secret, "[redacted]")
+    return text
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms``, ``Retry-After`` (seconds or HTTP-date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+_CONTEXT_MARKERS = ("context_length_exceeded", "maximum context length", "context window",
+                    "too many tokens", "prompt is too long")
+_POLICY_MARKERS = ("content_policy_violation", "content_filter", "content management policy",
+                   "safety system")
+
+
+def error_body_fields(raw: bytes) -> tuple[str, str, str]:
+    """``(message, type, code)`` from an error body in OpenAI's shape, or the raw text."""
+    try:
+        data: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw[:300].decode("utf-8", "replace").strip(), "", ""
+    err = data.get("error", data) if isinstance(data, dict) else data
+    if isinstance(err, dict):
+        return (str(err.get("message") or "")[:500], str(err.get("type") or ""),
+                str(err.get("code") or ""))
+    return str(err)[:500], "", ""
+
+
+def error_from_response(status: int, headers: Mapping[str, str], raw: bytes, *,
+                        provider: str, deployment_id: str,
+                        secret: str | None) -> InterlockError:
+    """Map an HTTP error response onto the error tree."""
+    message, etype, code = error_body_fields(raw)
+    message = scrub(message, secret)
+    text = f"{provider} returned HTTP {status}" + (f": {message}" if message else "")
+    probe = f"{code} {etype} {message}".lower()
+    kw: dict[str, Any] = {"status_code": status, "deployment_id": deployment_id}
+    if status == 429:
+        return RateLimitError(text, retry_after=parse_retry_after(headers), **kw)
+    if status in (400, 413, 422):
+        if any(m in probe for m in _CONTEXT_MARKERS):
+            return ContextWindowExceededError(text, **kw)
+        if any(m in probe for m in _POLICY_MARKERS):
+            return ContentPolicyViolationError(text, **kw)
+        return BadRequestError(text, **kw)
+    if status == 401:
+        return AuthenticationError(text, **kw)
+    if status == 403:
+        return PermissionDeniedError(text, **kw)
+    if status == 404:
+        return NotFoundError(text, **kw)
+    if status == 408:
+        return APITimeoutError(text, **kw)
+    if status in (502, 503, 504, 529):
+        return ServiceUnavailableError(text, retry_after=parse_retry_after(headers), **kw)
+    if status >= 500:
+        return InternalServerError(text, **kw)
+    return BadRequestError(text, **kw)

@@ -1,0 +1,223 @@
+"""The OpenAI-compatible transport: chat completions (plain and SSE) and embeddings
+against any server that speaks OpenAI's wire format at `api_base`."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from interlock.config import Deployment
+from interlock.errors import (
+    APIConnectionError,
+    APITimeoutError,
+    BadRequestError,
+    InterlockError,
+    InternalServerError,
+    MalformedResponseError,
+    StreamInterruptedError,
+)
+from interlock.providers.http import HttpClient, error_body_fields, error_from_response, scrub
+from interlock.providers.sse import SSEReader
+from interlock.types import ChatCompletion, ChatCompletionChunk, EmbeddingResponse, Request
+
+__all__ = ["OpenAIStream", "OpenAITransport"]
+
+_PARSE_ERRORS = (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError,
+                 IndexError)
+
+
+@dataclass(slots=True, frozen=True)
+class _Endpoint:
+    chat: URL
+    embeddings: URL
+    headers: dict[str, str]
+    secret: str | None
+
+
+class OpenAITransport:
+    """Speaks OpenAI's HTTP API over the router's shared session."""
+
+    provider = "openai"
+
+    def __init__(self, client: HttpClient) -> None:
+        self._client = client
+        self._endpoints: dict[str, _Endpoint] = {}
+
+    def _endpoint(self, d: Deployment) -> _Endpoint:
+        ep = self._endpoints.get(d.id or "")
+        if ep is None:
+            key = d.api_key_value()
+            headers = {"Content-Type": "application/json", "Accept": "application/json"}
+            if key:
+                headers["Authorization"] = f"Bearer {key}"
+            ep = _Endpoint(URL(f"{d.api_base}/chat/completions", encoded=True),
+                           URL(f"{d.api_base}/embeddings", encoded=True), headers, key)
+            self._endpoints[d.id or ""] = ep
+        return ep
+
+    @staticmethod
+    def _body(payload: dict[str, Any]) -> bytes:
+        try:
+            return orjson.dumps(payload)
+        except TypeError as exc:
+            raise BadRequestError(f"the request is not JSON-serializable: {exc}") from None
+
+    async def chat(self, d: Deployment, request: Request, timeout: float) -> ChatCompletion:
+        ep = self._endpoint(d)
+        body = self._body({"model": d.model, "messages": request.messages, **request.params})
+        raw = await self._post(d, ep, ep.chat, body, timeout)
+        try:
+            return ChatCompletion.from_dict(orjson.loads(raw), deployment_id=d.id or "",
+                                            group=d.group)
+        except _PARSE_ERRORS as exc:
+            raise _malformed(d, exc) from None
+
+    async def embed(self, d: Deployment, request: Request, timeout: float) -> EmbeddingResponse:
+        ep = self._endpoint(d)
+        body = self._body({"model": d.model, "input": request.input, **request.params})
+        raw = await self._post(d, ep, ep.embeddings, body, timeout)
+        try:
+            return EmbeddingResponse.from_dict(orjson.loads(raw), deployment_id=d.id or "",
+                                               group=d.group)
+        except _PARSE_ERRORS as exc:
+            raise _malformed(d, exc) from None
+
+    async def _post(self, d: Deployment, ep: _Endpoint, url: URL, body: bytes,
+                    timeout: float) -> bytes:
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._client.session.post(url, data=body,
+                                                     headers=ep.headers) as resp:
+                    raw = await resp.read()
+                    if resp.status >= 400:
+                        raise error_from_response(resp.status, resp.headers, raw,
+                                                  provider=self.provider,
+                                                  deployment_id=d.id or "", secret=ep.secret)
+                    return raw
+        except InterlockError:
+            raise
+        except TimeoutError:
+            raise APITimeoutError(f"no response within {timeout:.3g} s",
+                                  deployment_id=d.id) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _connection_error(d, ep, exc) from None
+
+    async def open_stream(self, d: Deployment, request: Request, timeout: float) -> OpenAIStream:
+        ep = self._endpoint(d)
+        payload: dict[str, Any] = {"model": d.model, "messages": request.messages,
+                                   **request.params, "stream": True}
+        if d.stream_usage and "stream_options" not in payload:
+            payload["stream_options"] = {"include_usage": True}
+        body = self._body(payload)
+        resp: aiohttp.ClientResponse | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                resp = await self._client.session.post(ep.chat, data=body, headers=ep.headers)
+                if resp.status >= 400:
+                    raw = await resp.read()
+                    raise error_from_response(resp.status, resp.headers, raw,
+                                              provider=self.provider,
+                                              deployment_id=d.id or "", secret=ep.secret)
+                stream = OpenAIStream(resp, d, ep.secret)
+                first = await stream.next()
+                if first is None:
+                    raise StreamInterruptedError("the stream ended before its first chunk",
+                                                 deployment_id=d.id)
+                stream.first = first
+                return stream
+        except BaseException as exc:
+            if resp is not None:
+                resp.close()
+            if isinstance(exc, InterlockError) or not isinstance(exc, Exception):
+                raise
+            if isinstance(exc, TimeoutError):
+                raise APITimeoutError(f"no first chunk within {timeout:.3g} s",
+                                      deployment_id=d.id) from None
+            if isinstance(exc, (aiohttp.ClientError, OSError)):
+                raise _connection_error(d, ep, exc) from None
+            raise
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def __repr__(self) -> str:
+        return f"OpenAITransport(open={self._client.is_open})"
+
+
+class OpenAIStream:
+    """An open SSE stream of `chat.completion.chunk` events."""
+
+    __slots__ = ("_done", "_reader", "_resp", "_secret", "chunks", "deployment", "first")
+
+    first: ChatCompletionChunk
+
+    def __init__(self, resp: aiohttp.ClientResponse, deployment: Deployment,
+                 secret: str | None) -> None:
+        self._resp = resp
+        self._reader = SSEReader(resp, idle_timeout=deployment.timeout)
+        self._secret = secret
+        self._done = False
+        self.deployment = deployment
+        self.chunks = 0
+
+    async def next(self) -> ChatCompletionChunk | None:
+        if self._done:
+            return None
+        d = self.deployment
+        try:
+            data = await self._reader.read()
+        except TimeoutError:
+            self.close()
+            raise StreamInterruptedError(
+                f"no chunk for {d.timeout:.3g} s after {self.chunks} chunk(s)",
+                deployment_id=d.id) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            self.close()
+            raise StreamInterruptedError(
+                f"stream cut after {self.chunks} chunk(s): {type(exc).__name__}",
+                deployment_id=d.id) from None
+        if data is None:
+            self.close()
+            raise StreamInterruptedError(
+                f"stream ended without [DONE] after {self.chunks} chunk(s)", deployment_id=d.id)
+        if data == b"[DONE]":
+            self.close()
+            return None
+        try:
+            obj = orjson.loads(data)
+            if isinstance(obj, dict) and "error" in obj and "choices" not in obj:
+                obj = None
+            else:
+                chunk = ChatCompletionChunk.from_dict(obj, deployment_id=d.id or "",
+                                                      group=d.group)
+        except _PARSE_ERRORS as exc:
+            self.close()
+            raise _malformed(d, exc) from None
+        if obj is None:
+            self.close()
+            message, _, _ = error_body_fields(data)
+            raise InternalServerError(
+                f"{d.provider} sent an error mid-stream: {scrub(message, self._secret)}",
+                deployment_id=d.id)
+        self.chunks += 1
+        return chunk
+
+    def close(self) -> None:
+        if not self._done:
+            self._done = True
+            self._resp.close()
+
+
+def _malformed(d: Deployment, exc: BaseException) -> MalformedResponseError:
+    return MalformedResponseError(f"unreadable response body ({type(exc).__name__})",
+                                  deployment_id=d.id)
+
+
+def _connection_error(d: Deployment, ep: _Endpoint, exc: BaseException) -> APIConnectionError:
+    return APIConnectionError(scrub(f"connection failed: {type(exc).__name__}: {exc}", ep.secret),
+                              deployment_id=d.id)

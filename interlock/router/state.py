@@ -1,0 +1,71 @@
+"""The live record of one deployment: what health, limits and strategies read and update.
+
+One flat slotted object per deployment keeps the hot path to attribute reads and
+writes; the health tracker, the ledger and the strategies each own some of its
+fields and change them synchronously.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from interlock.config import Deployment
+from interlock.limits.window import SlidingWindow
+
+if TYPE_CHECKING:
+    from interlock.providers.base import Transport
+
+__all__ = ["DeploymentState"]
+
+
+class DeploymentState:
+    """Live state of one deployment. Strategies receive these as candidates."""
+
+    __slots__ = (
+        "consecutive_failures",
+        "cooldown_until",
+        "deployment",
+        "ejections",
+        "failures",
+        "group",
+        "id",
+        "in_flight",
+        "latency_ewma",
+        "max_concurrency",
+        "order",
+        "requests",
+        "rpm_window",
+        "successes",
+        "tags",
+        "tpm_window",
+        "transport",
+        "weight",
+    )
+
+    def __init__(self, deployment: Deployment, transport: Transport) -> None:
+        assert deployment.id is not None
+        self.deployment = deployment
+        self.transport = transport
+        self.id: str = deployment.id
+        self.group = deployment.group
+        self.order = deployment.order
+        self.tags = deployment.tags
+        self.weight: float = deployment.weight or 1.0
+        self.max_concurrency = deployment.max_concurrency
+        # ledger
+        self.in_flight = 0
+        self.requests = 0
+        self.rpm_window = SlidingWindow() if deployment.rpm is not None else None
+        self.tpm_window = SlidingWindow() if deployment.tpm is not None else None
+        # health
+        self.successes = 0
+        self.failures = 0
+        self.consecutive_failures = 0
+        self.cooldown_until = 0.0
+        self.ejections = 0
+        self.latency_ewma: float | None = None
+
+    def __repr__(self) -> str:
+        return (f"<DeploymentState {self.id} group={self.group} in_flight={self.in_flight} "
+                f"requests={self.requests} failures={self.failures} "
+                f"cooldown_until={self.cooldown_until:.3f}>")

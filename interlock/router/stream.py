@@ -1,0 +1,125 @@
+"""The stream a caller iterates: chunks in order, with exact accounting at its end."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from interlock.errors import InterlockError
+from interlock.limits.ledger import Ledger, Reservation
+from interlock.providers.base import ChunkSource
+from interlock.types import ChatCompletionChunk, Usage
+
+if TYPE_CHECKING:
+    from interlock.router.pipeline import Pipeline
+
+__all__ = ["ChatStream"]
+
+
+class ChatStream:
+    """An async iterator of `ChatCompletionChunk`.
+
+    The reservation taken for the request is settled exactly once: when the stream
+    ends (with the provider's usage, or an estimate when it sent none), when it is cut
+    (the failure counts against the deployment and a `StreamInterruptedError` reaches
+    the caller), or when the caller stops early (`aclose()`, leaving an ``async with``
+    block, or dropping the object).
+    """
+
+    __slots__ = ("_chars", "_first", "_pipeline", "_prompt_tokens", "_reservation", "_source",
+                 "_started",
+                 "chunks", "deployment_id", "group", "ttft", "usage")
+
+    def __init__(self, source: ChunkSource, reservation: Reservation, pipeline: Pipeline,
+                 started: float, prompt_tokens: int) -> None:
+        self._source = source
+        self._prompt_tokens = prompt_tokens
+        self._reservation = reservation
+        self._pipeline = pipeline
+        self._started = started
+        self._first: ChatCompletionChunk | None = source.first
+        self._chars = 0
+        self.deployment_id = reservation.state.id
+        self.group = reservation.state.group
+        self.ttft = pipeline.clock.now() - started
+        """Seconds from sending the request to its first chunk."""
+        self.usage: Usage | None = None
+        """The provider's usage, once the final chunk has carried it."""
+        self.chunks = 0
+
+    def __aiter__(self) -> ChatStream:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        chunk = self._first
+        if chunk is not None:
+            self._first = None
+        else:
+            if not self._reservation.open:
+                raise StopAsyncIteration
+            try:
+                chunk = await self._source.next()
+            except InterlockError as exc:
+                self._finish_failed(exc)
+                raise
+            except BaseException:
+                self._abandon()
+                raise
+            if chunk is None:
+                self._finish_ok()
+                raise StopAsyncIteration
+        self.chunks += 1
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        for c in chunk.choices:
+            if c.delta.content:
+                self._chars += len(c.delta.content)
+        return chunk
+
+    def _tokens(self) -> int:
+        if self.usage is not None:
+            return self.usage.total_tokens
+        return self._prompt_tokens + (self._chars + 3) // 4
+
+    def _finish_ok(self) -> None:
+        r = self._reservation
+        if r.open:
+            now = self._pipeline.clock.now()
+            Ledger.settle(r, self._tokens(), now)
+            self._pipeline.health.record_success(r.state, now - self._started)
+
+    def _finish_failed(self, exc: InterlockError) -> None:
+        r = self._reservation
+        if r.open:
+            now = self._pipeline.clock.now()
+            Ledger.settle(r, self._tokens(), now)
+            self._pipeline.health.record_failure(r.state, exc, now)
+
+    def _abandon(self) -> None:
+        self._source.close()
+        r = self._reservation
+        if r.open:
+            Ledger.settle(r, self._tokens(), self._pipeline.clock.now())
+
+    async def aclose(self) -> None:
+        """Stop reading; releases the connection and settles the reservation."""
+        self._abandon()
+
+    async def __aenter__(self) -> ChatStream:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self._abandon()
+
+    def __del__(self) -> None:
+        # A caller that drops the stream without closing it must not leak in-flight.
+        try:
+            if self._reservation.open:
+                self._abandon()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        state = "open" if self._reservation.open else "closed"
+        return f"<ChatStream {self.deployment_id} chunks={self.chunks} {state}>"

@@ -1,0 +1,16 @@
+"""Public test helpers: a fake OpenAI-compatible upstream with scripted faults, and a
+manual clock. See docs/testing.md."""
+
+from interlock.testing.clock import FakeClock
+from interlock.testing.fake_upstream import FakeUpstream, ReceivedRequest, Reply
+from interlock.testing.faults import Fault, FaultKind, RetryAfterFormat
+
+__all__ = [
+    "FakeClock",
+    "FakeUpstream",
+    "Fault",
+    "FaultKind",
+    "ReceivedRequest",
+    "Reply",
+    "RetryAfterFormat",
+]

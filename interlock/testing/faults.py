@@ -1,0 +1,236 @@
+"""Scripted failures that `FakeUpstream` can inject into its responses.
+
+A `Fault` is plain immutable data; the server decides how to put it on the wire.
+Build one with a classmethod (`Fault.rate_limit()`, `Fault.drop()`, ...) rather
+than the constructor, so the defaults match what the real API sends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Literal, get_args
+
+__all__ = ["Fault", "FaultKind", "RetryAfterFormat"]
+
+FaultKind = Literal[
+    "rate_limit",
+    "status",
+    "context_window",
+    "content_policy",
+    "delay",
+    "hang",
+    "drop",
+    "malformed",
+    "cut_stream",
+]
+"""What a fault does; see the `Fault` classmethod of the same name."""
+
+RetryAfterFormat = Literal["seconds", "ms", "http-date"]
+"""How `Fault.rate_limit` spells its retry hint: `Retry-After: 1.5`,
+`retry-after-ms: 1500`, or `Retry-After: <HTTP-date>`."""
+
+_KINDS: frozenset[str] = frozenset(get_args(FaultKind))
+_DEFAULT_MALFORMED = b'{"id": "chatcmpl-broken", "choices": ['
+
+# The wording the real API uses, so code that inspects messages sees familiar text.
+_STATUS_MESSAGES: dict[int, str] = {
+    400: "Invalid request.",
+    401: "Incorrect API key provided.",
+    403: "You are not allowed to access this resource.",
+    404: "The model does not exist or you do not have access to it.",
+    429: "Rate limit reached. Please try again later.",
+    500: "The server had an error while processing your request. Sorry about that!",
+    502: "Bad gateway.",
+    503: "The engine is currently overloaded, please try again later.",
+    504: "Gateway timeout.",
+}
+_STATUS_CODES: dict[int, str] = {401: "invalid_api_key", 429: "rate_limit_exceeded"}
+
+
+def _default_type(status: int) -> str:
+    if status == 429:
+        return "requests"
+    return "server_error" if status >= 500 else "invalid_request_error"
+
+
+def _check_seconds(kind: str, name: str, value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"Fault.{kind}: {name} must be a finite number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class Fault:
+    """One scripted failure (or slowdown) for `FakeUpstream.push` / `always`.
+
+    Only the fields that matter for `kind` are set; the rest keep their defaults.
+    Error kinds (`rate_limit`, `status`, `context_window`, `content_policy`) answer
+    with `http_status` and an OpenAI error body built from `message`, `error_type`,
+    `param` and `error_code`, plus `headers`.
+    """
+
+    kind: FaultKind
+    http_status: int | None = None
+    message: str | None = None
+    error_type: str | None = None
+    error_code: str | None = None
+    param: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    retry_after: float | None = None
+    retry_after_format: RetryAfterFormat = "seconds"
+    seconds: float = 0.0
+    after_chunks: int = 0
+    body: bytes = b""
+    content_type: str = "application/json"
+
+    def __post_init__(self) -> None:
+        kind = self.kind
+        if kind not in _KINDS:
+            raise ValueError(f"Fault: kind must be one of {sorted(_KINDS)}, got {kind!r}")
+        if kind == "rate_limit" and self.retry_after is not None:
+            _check_seconds(kind, "retry_after", self.retry_after)
+        if self.retry_after_format not in ("seconds", "ms", "http-date"):
+            raise ValueError(
+                f"Fault.{kind}: header must be 'seconds', 'ms' or 'http-date', "
+                f"got {self.retry_after_format!r}"
+            )
+        if self.http_status is not None and not 400 <= self.http_status <= 599:
+            raise ValueError(
+                f"Fault.{kind}: http_status must be in 400-599, got {self.http_status!r}"
+            )
+        _check_seconds(kind, "seconds", self.seconds)
+        if self.after_chunks < 0:
+            raise ValueError(f"Fault.{kind}: after_chunks must be >= 0, got {self.after_chunks!r}")
+
+    # -- constructors -------------------------------------------------------------
+
+    @classmethod
+    def rate_limit(
+        cls, retry_after: float | None = 1.0, *, header: RetryAfterFormat = "seconds"
+    ) -> Fault:
+        """429 `rate_limit_exceeded`, with a retry hint unless `retry_after` is None.
+
+        `header="seconds"` sends `Retry-After: 0.5` (fractions kept), `"ms"` sends
+        `retry-after-ms: 500`, `"http-date"` sends `Retry-After` as an HTTP-date of
+        now + `retry_after`, rounded up to a whole second.
+        """
+        return cls(
+            kind="rate_limit",
+            http_status=429,
+            message="Rate limit reached for requests. Please try again later.",
+            error_type="requests",
+            error_code="rate_limit_exceeded",
+            retry_after=None if retry_after is None else float(retry_after),
+            retry_after_format=header,
+        )
+
+    @classmethod
+    def status(
+        cls,
+        code: int,
+        message: str | None = None,
+        *,
+        error_type: str | None = None,
+        error_code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Fault:
+        """Answer with HTTP `code` (400-599) and an OpenAI error body.
+
+        `message`, `error_type` and `error_code` default to what the real API sends
+        for that status (`server_error` for 5xx, `invalid_request_error` for 4xx).
+        """
+        if isinstance(code, bool) or not isinstance(code, int) or not 400 <= code <= 599:
+            raise ValueError(f"Fault.status: code must be an int in 400-599, got {code!r}")
+        return cls(
+            kind="status",
+            http_status=code,
+            message=message
+            if message is not None
+            else _STATUS_MESSAGES.get(code, HTTPStatus(code).phrase + "."),
+            error_type=error_type if error_type is not None else _default_type(code),
+            error_code=error_code if error_code is not None else _STATUS_CODES.get(code),
+            headers=tuple((headers or {}).items()),
+        )
+
+    @classmethod
+    def context_window(cls, *, limit: int = 8192, requested: int = 9000) -> Fault:
+        """400 `context_length_exceeded`, worded like the real API."""
+        if limit < 1:
+            raise ValueError(f"Fault.context_window: limit must be >= 1, got {limit!r}")
+        if requested < 0:
+            raise ValueError(f"Fault.context_window: requested must be >= 0, got {requested!r}")
+        return cls(
+            kind="context_window",
+            http_status=400,
+            message=(
+                f"This model's maximum context length is {limit} tokens. However, your "
+                f"messages resulted in {requested} tokens. Please reduce the length of "
+                "the messages."
+            ),
+            error_type="invalid_request_error",
+            error_code="context_length_exceeded",
+            param="messages",
+        )
+
+    @classmethod
+    def content_policy(cls) -> Fault:
+        """400 `content_policy_violation`: the request was refused by the safety system."""
+        return cls(
+            kind="content_policy",
+            http_status=400,
+            message=(
+                "Your request was rejected as a result of our safety system. Your prompt "
+                "may contain text that is not allowed by our content policy."
+            ),
+            error_type="invalid_request_error",
+            error_code="content_policy_violation",
+        )
+
+    @classmethod
+    def delay(cls, seconds: float) -> Fault:
+        """Answer normally, but only after `seconds` more (on top of `latency`)."""
+        _check_seconds("delay", "seconds", seconds)
+        return cls(kind="delay", seconds=float(seconds))
+
+    @classmethod
+    def hang(cls) -> Fault:
+        """Never answer: the request stays open until the client gives up or the
+        server stops (then the connection is closed without a response)."""
+        return cls(kind="hang")
+
+    @classmethod
+    def drop(cls) -> Fault:
+        """Close the connection without sending a single response byte."""
+        return cls(kind="drop")
+
+    @classmethod
+    def malformed(
+        cls, body: bytes = _DEFAULT_MALFORMED, *, content_type: str = "application/json"
+    ) -> Fault:
+        """200 with `body` that does not parse (by default truncated JSON)."""
+        return cls(kind="malformed", body=bytes(body), content_type=content_type)
+
+    @classmethod
+    def cut_stream(cls, after_chunks: int) -> Fault:
+        """For a streamed request: send headers and `after_chunks` SSE data frames,
+        then close the connection (no finish chunk, no `[DONE]`). A request that is
+        not streamed is dropped like `Fault.drop()`."""
+        if isinstance(after_chunks, bool) or not isinstance(after_chunks, int):
+            raise ValueError(f"Fault.cut_stream: after_chunks must be an int, got {after_chunks!r}")
+        if after_chunks < 0:
+            raise ValueError(f"Fault.cut_stream: after_chunks must be >= 0, got {after_chunks}")
+        return cls(kind="cut_stream", after_chunks=after_chunks)
+
+    def __repr__(self) -> str:
+        # Only the fields that differ from the defaults: the rest is noise in logs.
+        parts = [f"kind={self.kind!r}"]
+        for f in dataclasses.fields(self):
+            if f.name == "kind":
+                continue
+            value = getattr(self, f.name)
+            if value != f.default:
+                parts.append(f"{f.name}={value!r}")
+        return f"Fault({', '.join(parts)})"

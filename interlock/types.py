@@ -1,0 +1,276 @@
+"""Result and request types.
+
+Results are shaped like OpenAI's (`r.choices[0].message.content`, `r.usage.total_tokens`)
+and say which deployment served them. They are plain slotted dataclasses built by
+hand from the decoded JSON: validating every response with pydantic would cost more
+than the whole routing decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict
+
+__all__ = [
+    "CHAT_PARAM_NAMES",
+    "EMBEDDING_PARAM_NAMES",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatMessage",
+    "ChatParams",
+    "Choice",
+    "ChoiceDelta",
+    "ChunkChoice",
+    "Embedding",
+    "EmbeddingParams",
+    "EmbeddingResponse",
+    "Request",
+    "RequestKind",
+    "Usage",
+]
+
+RequestKind = Literal["chat", "embedding", "call"]
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Usage:
+        prompt = int(d.get("prompt_tokens") or 0)
+        completion = int(d.get("completion_tokens") or 0)
+        total = d.get("total_tokens")
+        return cls(prompt, completion, int(total) if total is not None else prompt + completion)
+
+
+@dataclass(slots=True)
+class ChatMessage:
+    role: str
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    refusal: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ChatMessage:
+        return cls(d.get("role") or "assistant", d.get("content"), d.get("tool_calls"),
+                   d.get("refusal"))
+
+
+@dataclass(slots=True)
+class Choice:
+    index: int
+    message: ChatMessage
+    finish_reason: str | None = None
+    logprobs: Any = None
+
+
+@dataclass(slots=True)
+class ChatCompletion:
+    """A complete chat response, plus where it came from."""
+
+    id: str
+    model: str
+    choices: list[Choice]
+    usage: Usage | None = None
+    created: int = 0
+    system_fingerprint: str | None = None
+    object: str = "chat.completion"
+    deployment_id: str = ""
+    """The deployment that served this response."""
+    group: str = ""
+    """The group (after aliases and fallbacks) that served it."""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, deployment_id: str = "",
+                  group: str = "") -> ChatCompletion:
+        """Build from OpenAI's JSON; raises KeyError/TypeError/ValueError if it is not."""
+        choices = [
+            Choice(int(c.get("index", i)), ChatMessage.from_dict(c["message"]),
+                   c.get("finish_reason"), c.get("logprobs"))
+            for i, c in enumerate(d["choices"])
+        ]
+        u = d.get("usage")
+        return cls(
+            id=str(d.get("id", "")), model=str(d.get("model", "")), choices=choices,
+            usage=Usage.from_dict(u) if u else None, created=int(d.get("created") or 0),
+            system_fingerprint=d.get("system_fingerprint"), deployment_id=deployment_id,
+            group=group,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The OpenAI JSON shape (without the routing fields)."""
+        out: dict[str, Any] = {
+            "id": self.id, "object": self.object, "created": self.created, "model": self.model,
+            "choices": [
+                {"index": c.index, "message": _message_dict(c.message),
+                 "finish_reason": c.finish_reason, "logprobs": c.logprobs}
+                for c in self.choices
+            ],
+        }
+        if self.usage is not None:
+            out["usage"] = _usage_dict(self.usage)
+        if self.system_fingerprint is not None:
+            out["system_fingerprint"] = self.system_fingerprint
+        return out
+
+
+@dataclass(slots=True)
+class ChoiceDelta:
+    role: str | None = None
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    refusal: str | None = None
+
+
+@dataclass(slots=True)
+class ChunkChoice:
+    index: int
+    delta: ChoiceDelta
+    finish_reason: str | None = None
+    logprobs: Any = None
+
+
+@dataclass(slots=True)
+class ChatCompletionChunk:
+    """One event of a streamed chat response."""
+
+    id: str
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    created: int = 0
+    object: str = "chat.completion.chunk"
+    deployment_id: str = ""
+    group: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, deployment_id: str = "",
+                  group: str = "") -> ChatCompletionChunk:
+        choices = []
+        for i, c in enumerate(d["choices"]):
+            delta = c.get("delta") or {}
+            choices.append(ChunkChoice(
+                int(c.get("index", i)),
+                ChoiceDelta(delta.get("role"), delta.get("content"), delta.get("tool_calls"),
+                            delta.get("refusal")),
+                c.get("finish_reason"), c.get("logprobs"),
+            ))
+        u = d.get("usage")
+        return cls(id=str(d.get("id", "")), model=str(d.get("model", "")), choices=choices,
+                   usage=Usage.from_dict(u) if u else None,
+                   created=int(d.get("created") or 0), deployment_id=deployment_id,
+                   group=group)
+
+
+@dataclass(slots=True)
+class Embedding:
+    index: int
+    embedding: list[float]
+    object: str = "embedding"
+
+
+@dataclass(slots=True)
+class EmbeddingResponse:
+    data: list[Embedding]
+    model: str
+    usage: Usage | None = None
+    object: str = "list"
+    deployment_id: str = ""
+    group: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, deployment_id: str = "",
+                  group: str = "") -> EmbeddingResponse:
+        data = [Embedding(int(e.get("index", i)), list(e["embedding"]))
+                for i, e in enumerate(d["data"])]
+        u = d.get("usage")
+        return cls(data=data, model=str(d.get("model", "")),
+                   usage=Usage.from_dict(u) if u else None, deployment_id=deployment_id,
+                   group=group)
+
+
+@dataclass(slots=True, eq=False)
+class Request:
+    """What the router knows about one request while routing it.
+
+    Strategies and eligibility read it; nothing on it is a secret.
+    """
+
+    kind: RequestKind
+    group: str
+    """The group currently being tried (changes along the fallback chain)."""
+    messages: Sequence[Mapping[str, Any]] = ()
+    input: Any = None
+    """Embedding input."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """Provider parameters (temperature, max_tokens, ...), only those the caller set."""
+    stream: bool = False
+    tags: frozenset[str] = frozenset()
+    est_input_tokens: int = 0
+    est_output_tokens: int = 0
+    requested: str = ""
+    """The name the caller asked for (a group or an alias)."""
+
+    @property
+    def est_tokens(self) -> int:
+        return self.est_input_tokens + self.est_output_tokens
+
+
+def _message_dict(m: ChatMessage) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls is not None:
+        out["tool_calls"] = m.tool_calls
+    if m.refusal is not None:
+        out["refusal"] = m.refusal
+    return out
+
+
+def _usage_dict(u: Usage) -> dict[str, int]:
+    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+            "total_tokens": u.total_tokens}
+
+
+class ChatParams(TypedDict, total=False):
+    """Chat-completion parameters passed to the provider (only those set are sent).
+
+    Anything provider-specific goes in `extra_body`, merged into the request body.
+    """
+
+    temperature: float
+    top_p: float
+    max_tokens: int
+    max_completion_tokens: int
+    stop: str | Sequence[str]
+    n: int
+    presence_penalty: float
+    frequency_penalty: float
+    logit_bias: Mapping[str, float]
+    logprobs: bool
+    top_logprobs: int
+    tools: Sequence[Mapping[str, Any]]
+    tool_choice: str | Mapping[str, Any]
+    parallel_tool_calls: bool
+    response_format: Mapping[str, Any]
+    seed: int
+    user: str
+    stream_options: Mapping[str, Any]
+    reasoning_effort: str
+    metadata: Mapping[str, str]
+    extra_body: Mapping[str, Any]
+
+
+class EmbeddingParams(TypedDict, total=False):
+    """Embedding parameters passed to the provider."""
+
+    dimensions: int
+    encoding_format: str
+    user: str
+    extra_body: Mapping[str, Any]
+
+
+CHAT_PARAM_NAMES: frozenset[str] = frozenset(ChatParams.__annotations__)
+EMBEDDING_PARAM_NAMES: frozenset[str] = frozenset(EmbeddingParams.__annotations__)
