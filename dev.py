@@ -27,7 +27,7 @@ STAMP = VENV / ".interlock-installed"
 
 
 def ensure_env() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - a clear message on an old Python
         sys.exit(f"interlock needs Python >= 3.11; this is {sys.version.split()[0]}")
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == digest:
@@ -60,7 +60,9 @@ def main(argv: list[str]) -> int:
     if task == "test":
         return run(py, "-m", "pytest", *rest)
     if task == "lint":
-        return run(py, "-m", "ruff", "check", ".") or run(py, "-m", "ruff", "format", "--check", ".")
+        return run(py, "-m", "ruff", "check", ".") or run(
+            py, "-m", "ruff", "format", "--check", "."
+        )
     if task == "typecheck":
         return run(py, "-m", "mypy")
     print(f"dev.py: unknown task {task!r}\n{__doc__}", file=sys.stderr)

@@ -208,8 +208,12 @@ class RouterConfig(_Model):
         for i, d in enumerate(self.deployments):
             if d.id is not None:
                 if d.id in seen:
-                    problems.append((f"deployments[{i}].id",
-                                     f"duplicates deployments[{seen[d.id]}].id {d.id!r}"))
+                    problems.append(
+                        (
+                            f"deployments[{i}].id",
+                            f"duplicates deployments[{seen[d.id]}].id {d.id!r}",
+                        )
+                    )
                 seen.setdefault(d.id, i)
         for name, target in self.aliases.items():
             if name in groups:
@@ -223,7 +227,9 @@ class RouterConfig(_Model):
                 if fb not in groups:
                     problems.append((f"fallbacks.{group}[{j}]", f"names unknown group {fb!r}"))
                 elif fb == group:
-                    problems.append((f"fallbacks.{group}[{j}]", "a group cannot fall back to itself"))
+                    problems.append(
+                        (f"fallbacks.{group}[{j}]", "a group cannot fall back to itself")
+                    )
         if not problems:
             cycle = _find_cycle(self.fallbacks)
             if cycle:
@@ -243,7 +249,7 @@ def _find_cycle(graph: Mapping[str, Sequence[str]]) -> list[str] | None:
         path.append(node)
         for nxt in graph.get(node, ()):
             if state.get(nxt) == 1:
-                return [*path[path.index(nxt):], nxt]
+                return [*path[path.index(nxt) :], nxt]
             if nxt not in state:
                 found = visit(nxt)
                 if found:
@@ -272,8 +278,9 @@ def load_config_source(source: Mapping[str, Any] | str | os.PathLike[str]) -> di
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError([(str(path), f"not valid JSON (line {exc.lineno}, column "
-                                        f"{exc.colno}: {exc.msg})")]) from None
+        raise ConfigError(
+            [(str(path), f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})")]
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError([(str(path), "must hold a JSON object at the top level")])
     return data

@@ -56,8 +56,9 @@ class ChatMessage:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ChatMessage:
-        return cls(d.get("role") or "assistant", d.get("content"), d.get("tool_calls"),
-                   d.get("refusal"))
+        return cls(
+            d.get("role") or "assistant", d.get("content"), d.get("tool_calls"), d.get("refusal")
+        )
 
 
 @dataclass(slots=True)
@@ -85,29 +86,45 @@ class ChatCompletion:
     """The group (after aliases and fallbacks) that served it."""
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], *, deployment_id: str = "",
-                  group: str = "") -> ChatCompletion:
+    def from_dict(
+        cls, d: Mapping[str, Any], *, deployment_id: str = "", group: str = ""
+    ) -> ChatCompletion:
         """Build from OpenAI's JSON; raises KeyError/TypeError/ValueError if it is not."""
         choices = [
-            Choice(int(c.get("index", i)), ChatMessage.from_dict(c["message"]),
-                   c.get("finish_reason"), c.get("logprobs"))
+            Choice(
+                int(c.get("index", i)),
+                ChatMessage.from_dict(c["message"]),
+                c.get("finish_reason"),
+                c.get("logprobs"),
+            )
             for i, c in enumerate(d["choices"])
         ]
         u = d.get("usage")
         return cls(
-            id=str(d.get("id", "")), model=str(d.get("model", "")), choices=choices,
-            usage=Usage.from_dict(u) if u else None, created=int(d.get("created") or 0),
-            system_fingerprint=d.get("system_fingerprint"), deployment_id=deployment_id,
+            id=str(d.get("id", "")),
+            model=str(d.get("model", "")),
+            choices=choices,
+            usage=Usage.from_dict(u) if u else None,
+            created=int(d.get("created") or 0),
+            system_fingerprint=d.get("system_fingerprint"),
+            deployment_id=deployment_id,
             group=group,
         )
 
     def to_dict(self) -> dict[str, Any]:
         """The OpenAI JSON shape (without the routing fields)."""
         out: dict[str, Any] = {
-            "id": self.id, "object": self.object, "created": self.created, "model": self.model,
+            "id": self.id,
+            "object": self.object,
+            "created": self.created,
+            "model": self.model,
             "choices": [
-                {"index": c.index, "message": _message_dict(c.message),
-                 "finish_reason": c.finish_reason, "logprobs": c.logprobs}
+                {
+                    "index": c.index,
+                    "message": _message_dict(c.message),
+                    "finish_reason": c.finish_reason,
+                    "logprobs": c.logprobs,
+                }
                 for c in self.choices
             ],
         }
@@ -148,22 +165,35 @@ class ChatCompletionChunk:
     group: str = ""
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], *, deployment_id: str = "",
-                  group: str = "") -> ChatCompletionChunk:
+    def from_dict(
+        cls, d: Mapping[str, Any], *, deployment_id: str = "", group: str = ""
+    ) -> ChatCompletionChunk:
         choices = []
         for i, c in enumerate(d["choices"]):
             delta = c.get("delta") or {}
-            choices.append(ChunkChoice(
-                int(c.get("index", i)),
-                ChoiceDelta(delta.get("role"), delta.get("content"), delta.get("tool_calls"),
-                            delta.get("refusal")),
-                c.get("finish_reason"), c.get("logprobs"),
-            ))
+            choices.append(
+                ChunkChoice(
+                    int(c.get("index", i)),
+                    ChoiceDelta(
+                        delta.get("role"),
+                        delta.get("content"),
+                        delta.get("tool_calls"),
+                        delta.get("refusal"),
+                    ),
+                    c.get("finish_reason"),
+                    c.get("logprobs"),
+                )
+            )
         u = d.get("usage")
-        return cls(id=str(d.get("id", "")), model=str(d.get("model", "")), choices=choices,
-                   usage=Usage.from_dict(u) if u else None,
-                   created=int(d.get("created") or 0), deployment_id=deployment_id,
-                   group=group)
+        return cls(
+            id=str(d.get("id", "")),
+            model=str(d.get("model", "")),
+            choices=choices,
+            usage=Usage.from_dict(u) if u else None,
+            created=int(d.get("created") or 0),
+            deployment_id=deployment_id,
+            group=group,
+        )
 
 
 @dataclass(slots=True)
@@ -183,14 +213,20 @@ class EmbeddingResponse:
     group: str = ""
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], *, deployment_id: str = "",
-                  group: str = "") -> EmbeddingResponse:
-        data = [Embedding(int(e.get("index", i)), list(e["embedding"]))
-                for i, e in enumerate(d["data"])]
+    def from_dict(
+        cls, d: Mapping[str, Any], *, deployment_id: str = "", group: str = ""
+    ) -> EmbeddingResponse:
+        data = [
+            Embedding(int(e.get("index", i)), list(e["embedding"])) for i, e in enumerate(d["data"])
+        ]
         u = d.get("usage")
-        return cls(data=data, model=str(d.get("model", "")),
-                   usage=Usage.from_dict(u) if u else None, deployment_id=deployment_id,
-                   group=group)
+        return cls(
+            data=data,
+            model=str(d.get("model", "")),
+            usage=Usage.from_dict(u) if u else None,
+            deployment_id=deployment_id,
+            group=group,
+        )
 
 
 @dataclass(slots=True, eq=False)
@@ -230,8 +266,11 @@ def _message_dict(m: ChatMessage) -> dict[str, Any]:
 
 
 def _usage_dict(u: Usage) -> dict[str, int]:
-    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-            "total_tokens": u.total_tokens}
+    return {
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total_tokens,
+    }
 
 
 class ChatParams(TypedDict, total=False):

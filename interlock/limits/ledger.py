@@ -28,8 +28,10 @@ class Reservation:
         self.open = True
 
     def __repr__(self) -> str:
-        return (f"<Reservation {self.state.id} tokens={self.tokens} "
-                f"{'open' if self.open else 'settled'}>")
+        return (
+            f"<Reservation {self.state.id} tokens={self.tokens} "
+            f"{'open' if self.open else 'settled'}>"
+        )
 
 
 class Ledger:
@@ -42,8 +44,7 @@ class Ledger:
         if s.max_concurrency is not None and s.in_flight >= s.max_concurrency:
             return False
         d = s.deployment
-        if s.rpm_window is not None and d.rpm is not None \
-                and s.rpm_window.total(now) + 1 > d.rpm:
+        if s.rpm_window is not None and d.rpm is not None and s.rpm_window.total(now) + 1 > d.rpm:
             return False
         # A single request larger than the whole TPM limit may still go to an idle
         # deployment: refusing it forever would be worse than letting the provider judge.
@@ -59,12 +60,13 @@ class Ledger:
         d = s.deployment
         if s.max_concurrency is not None and s.in_flight >= s.max_concurrency:
             return f"at its concurrency cap ({s.in_flight}/{s.max_concurrency} in flight)", None
-        if s.rpm_window is not None and d.rpm is not None \
-                and s.rpm_window.total(now) + 1 > d.rpm:
+        if s.rpm_window is not None and d.rpm is not None and s.rpm_window.total(now) + 1 > d.rpm:
             return f"over its rpm limit ({d.rpm})", s.rpm_window.next_expiry(now)
         if s.tpm_window is not None and d.tpm is not None:
-            return (f"over its tpm limit ({s.tpm_window.total(now)} + {tokens} > {d.tpm})",
-                    s.tpm_window.next_expiry(now))
+            return (
+                f"over its tpm limit ({s.tpm_window.total(now)} + {tokens} > {d.tpm})",
+                s.tpm_window.next_expiry(now),
+            )
         return "has headroom", 0.0
 
     @staticmethod

@@ -23,8 +23,10 @@ def estimate_input_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
     chars = 0
     for i, m in enumerate(messages):
         if not isinstance(m, Mapping):
-            raise TypeError(f"messages[{i}] must be a mapping like {{'role': ..., 'content': ...}},"
-                            f" not {type(m).__name__}")
+            raise TypeError(
+                f"messages[{i}] must be a mapping like {{'role': ..., 'content': ...}},"
+                f" not {type(m).__name__}"
+            )
         content = m.get("content")
         if isinstance(content, str):
             chars += len(content)

@@ -35,17 +35,16 @@ class Transport(Protocol):
     `timeout` bounds the whole attempt (for streams: until the first chunk).
     """
 
-    async def chat(self, deployment: Deployment, request: Request,
-                   timeout: float) -> ChatCompletion:
-        ...
+    async def chat(
+        self, deployment: Deployment, request: Request, timeout: float
+    ) -> ChatCompletion: ...
 
-    async def open_stream(self, deployment: Deployment, request: Request,
-                          timeout: float) -> ChunkSource:
-        ...
+    async def open_stream(
+        self, deployment: Deployment, request: Request, timeout: float
+    ) -> ChunkSource: ...
 
-    async def embed(self, deployment: Deployment, request: Request,
-                    timeout: float) -> EmbeddingResponse:
-        ...
+    async def embed(
+        self, deployment: Deployment, request: Request, timeout: float
+    ) -> EmbeddingResponse: ...
 
-    async def aclose(self) -> None:
-        ...
+    async def aclose(self) -> None: ...

@@ -42,12 +42,16 @@ class HttpClient:
     def session(self) -> aiohttp.ClientSession:
         s = self._session
         if s is None or s.closed:
-            connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=0,
-                                             keepalive_timeout=30.0)
+            connector = aiohttp.TCPConnector(
+                limit=self._limit, limit_per_host=0, keepalive_timeout=30.0
+            )
             # No session-wide timeout: each attempt runs under its own deadline.
             s = self._session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-                skip_auto_headers=("User-Agent",), raise_for_status=False)
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None),
+                skip_auto_headers=("User-Agent",),
+                raise_for_status=False,
+            )
         return s
 
     @property
@@ -89,10 +93,19 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-_CONTEXT_MARKERS = ("context_length_exceeded", "maximum context length", "context window",
-                    "too many tokens", "prompt is too long")
-_POLICY_MARKERS = ("content_policy_violation", "content_filter", "content management policy",
-                   "safety system")
+_CONTEXT_MARKERS = (
+    "context_length_exceeded",
+    "maximum context length",
+    "context window",
+    "too many tokens",
+    "prompt is too long",
+)
+_POLICY_MARKERS = (
+    "content_policy_violation",
+    "content_filter",
+    "content management policy",
+    "safety system",
+)
 
 
 def error_body_fields(raw: bytes) -> tuple[str, str, str]:
@@ -103,14 +116,23 @@ def error_body_fields(raw: bytes) -> tuple[str, str, str]:
         return raw[:300].decode("utf-8", "replace").strip(), "", ""
     err = data.get("error", data) if isinstance(data, dict) else data
     if isinstance(err, dict):
-        return (str(err.get("message") or "")[:500], str(err.get("type") or ""),
-                str(err.get("code") or ""))
+        return (
+            str(err.get("message") or "")[:500],
+            str(err.get("type") or ""),
+            str(err.get("code") or ""),
+        )
     return str(err)[:500], "", ""
 
 
-def error_from_response(status: int, headers: Mapping[str, str], raw: bytes, *,
-                        provider: str, deployment_id: str,
-                        secret: str | None) -> InterlockError:
+def error_from_response(
+    status: int,
+    headers: Mapping[str, str],
+    raw: bytes,
+    *,
+    provider: str,
+    deployment_id: str,
+    secret: str | None,
+) -> InterlockError:
     """Map an HTTP error response onto the error tree."""
     message, etype, code = error_body_fields(raw)
     message = scrub(message, secret)

@@ -3,7 +3,6 @@ against any server that speaks OpenAI's wire format at `api_base`."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +11,7 @@ import orjson
 from yarl import URL
 
 from interlock.config import Deployment
+from interlock.deadline import DeadlineWheel
 from interlock.errors import (
     APIConnectionError,
     APITimeoutError,
@@ -27,8 +27,14 @@ from interlock.types import ChatCompletion, ChatCompletionChunk, EmbeddingRespon
 
 __all__ = ["OpenAIStream", "OpenAITransport"]
 
-_PARSE_ERRORS = (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError,
-                 IndexError)
+_PARSE_ERRORS = (
+    orjson.JSONDecodeError,
+    KeyError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    IndexError,
+)
 
 
 @dataclass(slots=True, frozen=True)
@@ -44,8 +50,9 @@ class OpenAITransport:
 
     provider = "openai"
 
-    def __init__(self, client: HttpClient) -> None:
+    def __init__(self, client: HttpClient, deadlines: DeadlineWheel | None = None) -> None:
         self._client = client
+        self._deadlines = deadlines or DeadlineWheel()
         self._endpoints: dict[str, _Endpoint] = {}
 
     def _endpoint(self, d: Deployment) -> _Endpoint:
@@ -55,8 +62,12 @@ class OpenAITransport:
             headers = {"Content-Type": "application/json", "Accept": "application/json"}
             if key:
                 headers["Authorization"] = f"Bearer {key}"
-            ep = _Endpoint(URL(f"{d.api_base}/chat/completions", encoded=True),
-                           URL(f"{d.api_base}/embeddings", encoded=True), headers, key)
+            ep = _Endpoint(
+                URL(f"{d.api_base}/chat/completions", encoded=True),
+                URL(f"{d.api_base}/embeddings", encoded=True),
+                headers,
+                key,
+            )
             self._endpoints[d.id or ""] = ep
         return ep
 
@@ -72,8 +83,9 @@ class OpenAITransport:
         body = self._body({"model": d.model, "messages": request.messages, **request.params})
         raw = await self._post(d, ep, ep.chat, body, timeout)
         try:
-            return ChatCompletion.from_dict(orjson.loads(raw), deployment_id=d.id or "",
-                                            group=d.group)
+            return ChatCompletion.from_dict(
+                orjson.loads(raw), deployment_id=d.id or "", group=d.group
+            )
         except _PARSE_ERRORS as exc:
             raise _malformed(d, exc) from None
 
@@ -82,52 +94,71 @@ class OpenAITransport:
         body = self._body({"model": d.model, "input": request.input, **request.params})
         raw = await self._post(d, ep, ep.embeddings, body, timeout)
         try:
-            return EmbeddingResponse.from_dict(orjson.loads(raw), deployment_id=d.id or "",
-                                               group=d.group)
+            return EmbeddingResponse.from_dict(
+                orjson.loads(raw), deployment_id=d.id or "", group=d.group
+            )
         except _PARSE_ERRORS as exc:
             raise _malformed(d, exc) from None
 
-    async def _post(self, d: Deployment, ep: _Endpoint, url: URL, body: bytes,
-                    timeout: float) -> bytes:
+    async def _post(
+        self, d: Deployment, ep: _Endpoint, url: URL, body: bytes, timeout: float
+    ) -> bytes:
         try:
-            async with asyncio.timeout(timeout):
-                async with self._client.session.post(url, data=body,
-                                                     headers=ep.headers) as resp:
-                    raw = await resp.read()
-                    if resp.status >= 400:
-                        raise error_from_response(resp.status, resp.headers, raw,
-                                                  provider=self.provider,
-                                                  deployment_id=d.id or "", secret=ep.secret)
-                    return raw
+            async with (
+                self._deadlines.timeout(timeout),
+                self._client.session.post(url, data=body, headers=ep.headers) as resp,
+            ):
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise error_from_response(
+                        resp.status,
+                        resp.headers,
+                        raw,
+                        provider=self.provider,
+                        deployment_id=d.id or "",
+                        secret=ep.secret,
+                    )
+                return raw
         except InterlockError:
             raise
         except TimeoutError:
-            raise APITimeoutError(f"no response within {timeout:.3g} s",
-                                  deployment_id=d.id) from None
+            raise APITimeoutError(
+                f"no response within {timeout:.3g} s", deployment_id=d.id
+            ) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise _connection_error(d, ep, exc) from None
 
     async def open_stream(self, d: Deployment, request: Request, timeout: float) -> OpenAIStream:
         ep = self._endpoint(d)
-        payload: dict[str, Any] = {"model": d.model, "messages": request.messages,
-                                   **request.params, "stream": True}
+        payload: dict[str, Any] = {
+            "model": d.model,
+            "messages": request.messages,
+            **request.params,
+            "stream": True,
+        }
         if d.stream_usage and "stream_options" not in payload:
             payload["stream_options"] = {"include_usage": True}
         body = self._body(payload)
         resp: aiohttp.ClientResponse | None = None
         try:
-            async with asyncio.timeout(timeout):
+            async with self._deadlines.timeout(timeout):
                 resp = await self._client.session.post(ep.chat, data=body, headers=ep.headers)
                 if resp.status >= 400:
                     raw = await resp.read()
-                    raise error_from_response(resp.status, resp.headers, raw,
-                                              provider=self.provider,
-                                              deployment_id=d.id or "", secret=ep.secret)
+                    raise error_from_response(
+                        resp.status,
+                        resp.headers,
+                        raw,
+                        provider=self.provider,
+                        deployment_id=d.id or "",
+                        secret=ep.secret,
+                    )
                 stream = OpenAIStream(resp, d, ep.secret)
                 first = await stream.next()
                 if first is None:
-                    raise StreamInterruptedError("the stream ended before its first chunk",
-                                                 deployment_id=d.id)
+                    raise StreamInterruptedError(
+                        "the stream ended before its first chunk", deployment_id=d.id
+                    )
                 stream.first = first
                 return stream
         except BaseException as exc:
@@ -136,8 +167,9 @@ class OpenAITransport:
             if isinstance(exc, InterlockError) or not isinstance(exc, Exception):
                 raise
             if isinstance(exc, TimeoutError):
-                raise APITimeoutError(f"no first chunk within {timeout:.3g} s",
-                                      deployment_id=d.id) from None
+                raise APITimeoutError(
+                    f"no first chunk within {timeout:.3g} s", deployment_id=d.id
+                ) from None
             if isinstance(exc, (aiohttp.ClientError, OSError)):
                 raise _connection_error(d, ep, exc) from None
             raise
@@ -156,8 +188,9 @@ class OpenAIStream:
 
     first: ChatCompletionChunk
 
-    def __init__(self, resp: aiohttp.ClientResponse, deployment: Deployment,
-                 secret: str | None) -> None:
+    def __init__(
+        self, resp: aiohttp.ClientResponse, deployment: Deployment, secret: str | None
+    ) -> None:
         self._resp = resp
         self._reader = SSEReader(resp, idle_timeout=deployment.timeout)
         self._secret = secret
@@ -174,17 +207,18 @@ class OpenAIStream:
         except TimeoutError:
             self.close()
             raise StreamInterruptedError(
-                f"no chunk for {d.timeout:.3g} s after {self.chunks} chunk(s)",
-                deployment_id=d.id) from None
+                f"no chunk for {d.timeout:.3g} s after {self.chunks} chunk(s)", deployment_id=d.id
+            ) from None
         except (aiohttp.ClientError, OSError) as exc:
             self.close()
             raise StreamInterruptedError(
-                f"stream cut after {self.chunks} chunk(s): {type(exc).__name__}",
-                deployment_id=d.id) from None
+                f"stream cut after {self.chunks} chunk(s): {type(exc).__name__}", deployment_id=d.id
+            ) from None
         if data is None:
             self.close()
             raise StreamInterruptedError(
-                f"stream ended without [DONE] after {self.chunks} chunk(s)", deployment_id=d.id)
+                f"stream ended without [DONE] after {self.chunks} chunk(s)", deployment_id=d.id
+            )
         if data == b"[DONE]":
             self.close()
             return None
@@ -193,8 +227,7 @@ class OpenAIStream:
             if isinstance(obj, dict) and "error" in obj and "choices" not in obj:
                 obj = None
             else:
-                chunk = ChatCompletionChunk.from_dict(obj, deployment_id=d.id or "",
-                                                      group=d.group)
+                chunk = ChatCompletionChunk.from_dict(obj, deployment_id=d.id or "", group=d.group)
         except _PARSE_ERRORS as exc:
             self.close()
             raise _malformed(d, exc) from None
@@ -203,7 +236,8 @@ class OpenAIStream:
             message, _, _ = error_body_fields(data)
             raise InternalServerError(
                 f"{d.provider} sent an error mid-stream: {scrub(message, self._secret)}",
-                deployment_id=d.id)
+                deployment_id=d.id,
+            )
         self.chunks += 1
         return chunk
 
@@ -214,10 +248,12 @@ class OpenAIStream:
 
 
 def _malformed(d: Deployment, exc: BaseException) -> MalformedResponseError:
-    return MalformedResponseError(f"unreadable response body ({type(exc).__name__})",
-                                  deployment_id=d.id)
+    return MalformedResponseError(
+        f"unreadable response body ({type(exc).__name__})", deployment_id=d.id
+    )
 
 
 def _connection_error(d: Deployment, ep: _Endpoint, exc: BaseException) -> APIConnectionError:
-    return APIConnectionError(scrub(f"connection failed: {type(exc).__name__}: {exc}", ep.secret),
-                              deployment_id=d.id)
+    return APIConnectionError(
+        scrub(f"connection failed: {type(exc).__name__}: {exc}", ep.secret), deployment_id=d.id
+    )

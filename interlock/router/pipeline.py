@@ -44,9 +44,15 @@ class Pipeline:
 
     __slots__ = ("_chains", "_pools", "clock", "health", "ledger", "retry", "rng")
 
-    def __init__(self, pools: Mapping[str, DeploymentPool], chains: Mapping[str, tuple[str, ...]],
-                 retry: RetryPolicy, health: HealthTracker, clock: Clock,
-                 rng: random.Random) -> None:
+    def __init__(
+        self,
+        pools: Mapping[str, DeploymentPool],
+        chains: Mapping[str, tuple[str, ...]],
+        retry: RetryPolicy,
+        health: HealthTracker,
+        clock: Clock,
+        rng: random.Random,
+    ) -> None:
         self._pools = pools
         self._chains = chains
         self.retry = retry
@@ -55,8 +61,9 @@ class Pipeline:
         self.clock = clock
         self.rng = rng
 
-    async def run(self, request: Request, timeout: float, send: Send[R],
-                  complete: Complete[R, T]) -> T:
+    async def run(
+        self, request: Request, timeout: float, send: Send[R], complete: Complete[R, T]
+    ) -> T:
         clock = self.clock
         started = clock.now()
         deadline = started + timeout
@@ -76,11 +83,13 @@ class Pipeline:
                 now = clock.now()
                 if now >= deadline:
                     raise self._deadline_error(request, timeout, attempts, last_error)
-                candidates = pool.eligible(request, now, tried) if tried else \
-                    pool.eligible(request, now)
+                candidates = (
+                    pool.eligible(request, now, tried) if tried else pool.eligible(request, now)
+                )
                 if not candidates:
-                    delay = self._wait_before_retry(pool, request, now, tried, n_waits,
-                                                    hop + 1 < len(chain), deadline)
+                    delay = self._wait_before_retry(
+                        pool, request, now, tried, n_waits, hop + 1 < len(chain), deadline
+                    )
                     if delay is None:
                         reasons, wait = pool.unavailable_reasons(request, now)
                         unavailable.append(f"group {group!r}: " + "; ".join(reasons))
@@ -98,15 +107,18 @@ class Pipeline:
                 if state.deployment.timeout < attempt_timeout:
                     attempt_timeout = state.deployment.timeout
                     cut_by_deadline = False
-                reservation = Ledger.reserve(state, request.est_input_tokens
-                                             + request.est_output_tokens, now)
+                reservation = Ledger.reserve(
+                    state, request.est_input_tokens + request.est_output_tokens, now
+                )
                 try:
                     result = await send(state, request, attempt_timeout)
                 except InterlockError as exc:
                     end = clock.now()
                     Ledger.release(reservation, end)
+                    # A timeout caused by the call's own deadline says nothing about
+                    # the deployment.
                     if not (cut_by_deadline and isinstance(exc, APITimeoutError)):
-                        self.health.record_failure(state, exc, end)
+                        self.failed(state, exc, now, end)
                     attempts.append(AttemptRecord(group, state.id, _describe(exc), end - now))
                     if classify(exc) is FailureKind.CALLER:
                         exc.attempts = tuple(attempts)
@@ -125,12 +137,38 @@ class Pipeline:
             raise last_error
         raise NoDeploymentAvailableError(
             f"no deployment can serve {request.requested!r}: " + " | ".join(unavailable),
-            retry_after=soonest, attempts=attempts,
+            retry_after=soonest,
+            attempts=attempts,
         )
 
-    def _wait_before_retry(self, pool: DeploymentPool, request: Request, now: float,
-                           tried: set[DeploymentState], n_waits: int, has_fallback: bool,
-                           deadline: float) -> float | None:
+    def succeeded(
+        self, state: DeploymentState, started: float, now: float, ttft: float | None = None
+    ) -> None:
+        """Record a successful attempt (health, strategy feedback)."""
+        self.health.record_success(state, now - started)
+        feedback = self._pools[state.group].feedback
+        if feedback is not None:
+            feedback(state, True, now - started, ttft)
+
+    def failed(
+        self, state: DeploymentState, error: InterlockError, started: float, now: float
+    ) -> None:
+        """Record a failed attempt (health, strategy feedback)."""
+        self.health.record_failure(state, error, now)
+        feedback = self._pools[state.group].feedback
+        if feedback is not None:
+            feedback(state, False, now - started, None)
+
+    def _wait_before_retry(
+        self,
+        pool: DeploymentPool,
+        request: Request,
+        now: float,
+        tried: set[DeploymentState],
+        n_waits: int,
+        has_fallback: bool,
+        deadline: float,
+    ) -> float | None:
         """Seconds to sleep before trying `pool` again, or None to give up on it.
 
         Sleeping is the last resort: never while a fallback group remains, never past
@@ -141,7 +179,7 @@ class Pipeline:
         if has_fallback or n_waits >= self.retry.max_attempts:
             return None
         if tried and pool.eligible(request, now):
-            cap = min(self.retry.backoff_max, self.retry.backoff_base * (2 ** n_waits))
+            cap = min(self.retry.backoff_max, self.retry.backoff_base * (2**n_waits))
             delay = self.rng.uniform(0.0, cap)
         else:
             _, wait = pool.unavailable_reasons(request, now)
@@ -151,14 +189,16 @@ class Pipeline:
         return delay if now + delay < deadline else None
 
     @staticmethod
-    def _deadline_error(request: Request, timeout: float, attempts: list[AttemptRecord],
-                        last: InterlockError | None) -> DeadlineExceededError:
+    def _deadline_error(
+        request: Request, timeout: float, attempts: list[AttemptRecord], last: InterlockError | None
+    ) -> DeadlineExceededError:
         tail = f"; last error: {_describe(last)}" if last is not None else ""
         return DeadlineExceededError(
             f"deadline of {timeout:.3g} s for {request.requested!r} passed after "
-            f"{len(attempts)} attempt(s){tail}", attempts=attempts)
+            f"{len(attempts)} attempt(s){tail}",
+            attempts=attempts,
+        )
 
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
-

@@ -6,7 +6,7 @@ from collections.abc import Container, Sequence
 
 from interlock.limits.ledger import Ledger
 from interlock.router.state import DeploymentState
-from interlock.strategies.base import Strategy
+from interlock.strategies.base import Feedback, Strategy
 from interlock.types import Request
 
 __all__ = ["DeploymentPool"]
@@ -15,18 +15,21 @@ __all__ = ["DeploymentPool"]
 class DeploymentPool:
     """The deployments of one group, split into `order` tiers."""
 
-    __slots__ = ("group", "states", "strategy", "tiers")
+    __slots__ = ("feedback", "group", "states", "strategy", "tiers")
 
     def __init__(self, group: str, states: Sequence[DeploymentState], strategy: Strategy) -> None:
         self.group = group
         self.states = tuple(states)
         self.strategy = strategy
+        # Strategies that learn from outcomes (latency, errors) expose `record`.
+        self.feedback: Feedback | None = getattr(strategy, "record", None)
         orders = sorted({s.order for s in self.states})
         self.tiers = tuple(tuple(s for s in self.states if s.order == o) for o in orders)
         _assign_shares(self.states)
 
-    def eligible(self, request: Request, now: float,
-                 exclude: Container[DeploymentState] = ()) -> list[DeploymentState]:
+    def eligible(
+        self, request: Request, now: float, exclude: Container[DeploymentState] = ()
+    ) -> list[DeploymentState]:
         """Candidates of the lowest order tier that has any: not cooling, not excluded,
         with rate and concurrency headroom, carrying every tag the request asks for."""
         tokens = request.est_input_tokens + request.est_output_tokens
@@ -34,16 +37,18 @@ class DeploymentPool:
         has_headroom = Ledger.has_headroom
         for tier in self.tiers:
             out = [
-                s for s in tier
-                if s.cooldown_until <= now and s not in exclude
-                and has_headroom(s, tokens, now) and (not tags or tags <= s.tags)
+                s
+                for s in tier
+                if s.cooldown_until <= now
+                and s not in exclude
+                and has_headroom(s, tokens, now)
+                and (not tags or tags <= s.tags)
             ]
             if out:
                 return out
         return []
 
-    def unavailable_reasons(self, request: Request, now: float
-                            ) -> tuple[list[str], float | None]:
+    def unavailable_reasons(self, request: Request, now: float) -> tuple[list[str], float | None]:
         """Why no deployment is eligible, one line each, and the seconds until the first
         one may be (None when that is not known)."""
         tokens = request.est_input_tokens + request.est_output_tokens

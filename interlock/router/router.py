@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -19,6 +18,7 @@ from interlock.config import (
     RouterConfig,
     load_config_source,
 )
+from interlock.deadline import DeadlineWheel
 from interlock.errors import (
     APIConnectionError,
     APITimeoutError,
@@ -92,7 +92,10 @@ class Router:
         self._clock: Clock = clock or MonotonicClock()
         self._rng = random.Random(seed)
         self._http = HttpClient(connection_limit=connection_limit)
-        self._transports: dict[str, Transport] = {"openai": OpenAITransport(self._http)}
+        self._deadlines = DeadlineWheel()
+        self._transports: dict[str, Transport] = {
+            "openai": OpenAITransport(self._http, self._deadlines)
+        }
         self._transports.update(transports or {})
         try:
             self._strategy: Strategy = resolve_strategy(strategy, self._rng)
@@ -108,8 +111,9 @@ class Router:
         self._names.update(cfg.aliases)
         self._chains = {g: _fallback_chain(g, cfg.fallbacks) for g in self._pools}
         self._health = HealthTracker(cfg.health)
-        self._pipeline = Pipeline(self._pools, self._chains, cfg.retry, self._health,
-                                  self._clock, self._rng)
+        self._pipeline = Pipeline(
+            self._pools, self._chains, cfg.retry, self._health, self._clock, self._rng
+        )
         self._timeout = cfg.timeout
         self._expected_output = cfg.expected_output_tokens
         self._closed = False
@@ -122,9 +126,13 @@ class Router:
         for i, d in enumerate(deployments):
             transport = self._transports.get(d.provider)
             if transport is None:
-                problems.append((f"deployments[{i}].provider",
-                                 f"unknown provider {d.provider!r}; known: "
-                                 f"{', '.join(sorted(self._transports))}"))
+                problems.append(
+                    (
+                        f"deployments[{i}].provider",
+                        f"unknown provider {d.provider!r}; known: "
+                        f"{', '.join(sorted(self._transports))}",
+                    )
+                )
                 continue
             if d.id is None:
                 n = counters.get(d.group, 0)
@@ -138,27 +146,44 @@ class Router:
         return states
 
     @classmethod
-    def from_config(cls, source: Mapping[str, Any] | str | os.PathLike[str], *,
-                    clock: Clock | None = None,
-                    transports: Mapping[str, Transport] | None = None,
-                    seed: int | None = None) -> Router:
+    def from_config(
+        cls,
+        source: Mapping[str, Any] | str | os.PathLike[str],
+        *,
+        clock: Clock | None = None,
+        transports: Mapping[str, Transport] | None = None,
+        seed: int | None = None,
+    ) -> Router:
         """A Router from a mapping or a JSON file with the keys of `RouterConfig`
         (``deployments``, ``strategy``, ``fallbacks``, ``aliases``, ``retry``, ``health``,
         ``timeout``, ``expected_output_tokens``)."""
         data = load_config_source(source)
         cfg = RouterConfig(**data)
-        return cls(cfg.deployments, strategy=cfg.strategy, fallbacks=cfg.fallbacks,
-                   aliases=cfg.aliases, retry=cfg.retry, health=cfg.health,
-                   timeout=cfg.timeout, expected_output_tokens=cfg.expected_output_tokens,
-                   clock=clock, transports=transports, seed=seed)
+        return cls(
+            cfg.deployments,
+            strategy=cfg.strategy,
+            fallbacks=cfg.fallbacks,
+            aliases=cfg.aliases,
+            retry=cfg.retry,
+            health=cfg.health,
+            timeout=cfg.timeout,
+            expected_output_tokens=cfg.expected_output_tokens,
+            clock=clock,
+            transports=transports,
+            seed=seed,
+        )
 
     # --- lifecycle ------------------------------------------------------------------
 
     async def __aenter__(self) -> Router:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -176,8 +201,9 @@ class Router:
             known = sorted(self._names)
             shown = ", ".join(repr(k) for k in known[:20])
             more = f" and {len(known) - 20} more" if len(known) > 20 else ""
-            raise UnknownModelError(f"unknown model {model!r}; known groups and aliases: "
-                                    f"{shown}{more}")
+            raise UnknownModelError(
+                f"unknown model {model!r}; known groups and aliases: {shown}{more}"
+            )
         return group
 
     def _deadline(self, timeout: float | None) -> float:
@@ -188,21 +214,39 @@ class Router:
         return float(timeout)
 
     @overload
-    async def acompletion(self, model: str, messages: Sequence[Mapping[str, Any]], *,
-                          stream: Literal[False] = False, timeout: float | None = None,
-                          tags: Sequence[str] = (),
-                          **params: Unpack[ChatParams]) -> ChatCompletion: ...
+    async def acompletion(
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        stream: Literal[False] = False,
+        timeout: float | None = None,
+        tags: Sequence[str] = (),
+        **params: Unpack[ChatParams],
+    ) -> ChatCompletion: ...
 
     @overload
-    async def acompletion(self, model: str, messages: Sequence[Mapping[str, Any]], *,
-                          stream: Literal[True], timeout: float | None = None,
-                          tags: Sequence[str] = (),
-                          **params: Unpack[ChatParams]) -> ChatStream: ...
+    async def acompletion(
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        stream: Literal[True],
+        timeout: float | None = None,
+        tags: Sequence[str] = (),
+        **params: Unpack[ChatParams],
+    ) -> ChatStream: ...
 
-    async def acompletion(self, model: str, messages: Sequence[Mapping[str, Any]], *,
-                          stream: bool = False, timeout: float | None = None,
-                          tags: Sequence[str] = (),
-                          **params: Unpack[ChatParams]) -> ChatCompletion | ChatStream:
+    async def acompletion(
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        stream: bool = False,
+        timeout: float | None = None,
+        tags: Sequence[str] = (),
+        **params: Unpack[ChatParams],
+    ) -> ChatCompletion | ChatStream:
         """A chat completion from a deployment of `model` (a group or an alias).
 
         With ``stream=True`` returns a `ChatStream` once the first chunk has arrived;
@@ -216,30 +260,53 @@ class Router:
         body = _provider_params(params, CHAT_PARAM_NAMES, "acompletion")
         out = body.get("max_completion_tokens") or body.get("max_tokens")
         request = Request(
-            "chat", group, messages=messages, params=body, stream=stream,
+            "chat",
+            group,
+            messages=messages,
+            params=body,
+            stream=stream,
             tags=frozenset(tags) if tags else frozenset(),
             est_input_tokens=estimate_input_tokens(messages),
-            est_output_tokens=int(out) if out else self._expected_output, requested=model)
+            est_output_tokens=int(out) if out else self._expected_output,
+            requested=model,
+        )
         if stream:
             return await self._pipeline.run(request, budget, _send_stream, self._open_stream)
         return await self._pipeline.run(request, budget, _send_chat, self._complete_chat)
 
-    async def aembedding(self, model: str, input: str | Sequence[str] | Sequence[int]
-                         | Sequence[Sequence[int]], *, timeout: float | None = None,
-                         tags: Sequence[str] = (),
-                         **params: Unpack[EmbeddingParams]) -> EmbeddingResponse:
+    async def aembedding(
+        self,
+        model: str,
+        input: str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]],
+        *,
+        timeout: float | None = None,
+        tags: Sequence[str] = (),
+        **params: Unpack[EmbeddingParams],
+    ) -> EmbeddingResponse:
         """Embeddings of `input` from a deployment of `model`."""
         group = self._group_for(model)
         budget = self._deadline(timeout)
         body = _provider_params(params, EMBEDDING_PARAM_NAMES, "aembedding")
-        request = Request("embedding", group, input=input, params=body,
-                          tags=frozenset(tags) if tags else frozenset(),
-                          est_input_tokens=estimate_embedding_tokens(input), requested=model)
+        request = Request(
+            "embedding",
+            group,
+            input=input,
+            params=body,
+            tags=frozenset(tags) if tags else frozenset(),
+            est_input_tokens=estimate_embedding_tokens(input),
+            requested=model,
+        )
         return await self._pipeline.run(request, budget, _send_embed, self._complete_embed)
 
-    async def call(self, group: str, fn: Callable[[Deployment], Awaitable[T]], *,
-                   timeout: float | None = None, tags: Sequence[str] = (),
-                   tokens: int = 0) -> T:
+    async def call(
+        self,
+        group: str,
+        fn: Callable[[Deployment], Awaitable[T]],
+        *,
+        timeout: float | None = None,
+        tags: Sequence[str] = (),
+        tokens: int = 0,
+    ) -> T:
         """Route any ``async fn(deployment) -> T`` with the same selection, accounting,
         health, retries and fallbacks as a chat request.
 
@@ -251,41 +318,51 @@ class Router:
         """
         g = self._group_for(group)
         budget = self._deadline(timeout)
-        request = Request("call", g, tags=frozenset(tags) if tags else frozenset(),
-                          est_input_tokens=max(0, tokens), requested=group)
+        request = Request(
+            "call",
+            g,
+            tags=frozenset(tags) if tags else frozenset(),
+            est_input_tokens=max(0, tokens),
+            requested=group,
+        )
+
+        deadlines = self._deadlines
 
         def send(state: DeploymentState, req: Request, t: float) -> Awaitable[T]:
-            return _run_user_fn(fn, state, t)
+            return _run_user_fn(fn, state, t, deadlines)
 
         return await self._pipeline.run(request, budget, send, self._complete_call)
 
     # --- completion callbacks (synchronous, after a successful send) -----------------
 
-    def _complete_chat(self, result: ChatCompletion, r: Reservation,
-                       started: float) -> ChatCompletion:
+    def _complete_chat(
+        self, result: ChatCompletion, r: Reservation, started: float
+    ) -> ChatCompletion:
         now = self._clock.now()
         u = result.usage
         Ledger.settle(r, u.total_tokens if u is not None else None, now)
-        self._health.record_success(r.state, now - started)
+        self._pipeline.succeeded(r.state, started, now)
         return result
 
-    def _complete_embed(self, result: EmbeddingResponse, r: Reservation,
-                        started: float) -> EmbeddingResponse:
+    def _complete_embed(
+        self, result: EmbeddingResponse, r: Reservation, started: float
+    ) -> EmbeddingResponse:
         now = self._clock.now()
         u = result.usage
         Ledger.settle(r, u.total_tokens if u is not None else None, now)
-        self._health.record_success(r.state, now - started)
+        self._pipeline.succeeded(r.state, started, now)
         return result
 
     def _complete_call(self, result: T, r: Reservation, started: float) -> T:
         now = self._clock.now()
         Ledger.settle(r, None, now)
-        self._health.record_success(r.state, now - started)
+        self._pipeline.succeeded(r.state, started, now)
         return result
 
     def _open_stream(self, source: ChunkSource, r: Reservation, started: float) -> ChatStream:
-        return ChatStream(source, r, self._pipeline, started,
-                          r.tokens - self._expected_output if r.tokens else 0)
+        return ChatStream(
+            source, r, self._pipeline, started, r.tokens - self._expected_output if r.tokens else 0
+        )
 
     # --- introspection --------------------------------------------------------------
 
@@ -309,66 +386,89 @@ class Router:
         for s in self._states:
             cooling = s.cooldown_until > now
             d = s.deployment
-            out.append(DeploymentStatistics(
-                id=s.id, group=s.group, provider=d.provider, model=d.model,
-                state="cooling" if cooling else "healthy", in_flight=s.in_flight,
-                requests=s.requests, successes=s.successes, failures=s.failures,
-                consecutive_failures=s.consecutive_failures, ejections=s.ejections,
-                cooldown_until=s.cooldown_until if cooling else None,
-                cooldown_remaining=max(0.0, s.cooldown_until - now),
-                rpm_used=s.rpm_window.total(now) if s.rpm_window is not None else None,
-                tpm_used=s.tpm_window.total(now) if s.tpm_window is not None else None,
-                latency_ewma=s.latency_ewma,
-            ))
+            out.append(
+                DeploymentStatistics(
+                    id=s.id,
+                    group=s.group,
+                    provider=d.provider,
+                    model=d.model,
+                    state="cooling" if cooling else "healthy",
+                    in_flight=s.in_flight,
+                    requests=s.requests,
+                    successes=s.successes,
+                    failures=s.failures,
+                    consecutive_failures=s.consecutive_failures,
+                    ejections=s.ejections,
+                    cooldown_until=s.cooldown_until if cooling else None,
+                    cooldown_remaining=max(0.0, s.cooldown_until - now),
+                    rpm_used=s.rpm_window.total(now) if s.rpm_window is not None else None,
+                    tpm_used=s.tpm_window.total(now) if s.tpm_window is not None else None,
+                    latency_ewma=s.latency_ewma,
+                )
+            )
         return RouterStatistics(at=now, deployments=tuple(out))
 
     def __repr__(self) -> str:
         now = self._clock.now()
         cooling = sum(1 for s in self._states if s.cooldown_until > now)
         in_flight = sum(s.in_flight for s in self._states)
-        return (f"<Router groups={len(self._pools)} deployments={len(self._states)} "
-                f"in_flight={in_flight} cooling={cooling} strategy={self._strategy!r}"
-                f"{' closed' if self._closed else ''}>")
+        return (
+            f"<Router groups={len(self._pools)} deployments={len(self._states)} "
+            f"in_flight={in_flight} cooling={cooling} strategy={self._strategy!r}"
+            f"{' closed' if self._closed else ''}>"
+        )
 
 
-def _send_chat(state: DeploymentState, request: Request, timeout: float
-               ) -> Awaitable[ChatCompletion]:
+def _send_chat(
+    state: DeploymentState, request: Request, timeout: float
+) -> Awaitable[ChatCompletion]:
     return state.transport.chat(state.deployment, request, timeout)
 
 
-def _send_stream(state: DeploymentState, request: Request, timeout: float
-                 ) -> Awaitable[ChunkSource]:
+def _send_stream(
+    state: DeploymentState, request: Request, timeout: float
+) -> Awaitable[ChunkSource]:
     return state.transport.open_stream(state.deployment, request, timeout)
 
 
-def _send_embed(state: DeploymentState, request: Request, timeout: float
-                ) -> Awaitable[EmbeddingResponse]:
+def _send_embed(
+    state: DeploymentState, request: Request, timeout: float
+) -> Awaitable[EmbeddingResponse]:
     return state.transport.embed(state.deployment, request, timeout)
 
 
-async def _run_user_fn(fn: Callable[[Deployment], Awaitable[T]], state: DeploymentState,
-                       timeout: float) -> T:
+async def _run_user_fn(
+    fn: Callable[[Deployment], Awaitable[T]],
+    state: DeploymentState,
+    timeout: float,
+    deadlines: DeadlineWheel,
+) -> T:
     try:
-        async with asyncio.timeout(timeout):
+        async with deadlines.timeout(timeout):
             return await fn(state.deployment)
     except InterlockError:
         raise
     except TimeoutError:
-        raise APITimeoutError(f"call did not finish within {timeout:.3g} s",
-                              deployment_id=state.id) from None
+        raise APITimeoutError(
+            f"call did not finish within {timeout:.3g} s", deployment_id=state.id
+        ) from None
     except (aiohttp.ClientError, OSError) as exc:
-        raise APIConnectionError(f"connection failed: {type(exc).__name__}",
-                                 deployment_id=state.id) from None
+        raise APIConnectionError(
+            f"connection failed: {type(exc).__name__}", deployment_id=state.id
+        ) from None
 
 
-def _provider_params(params: Mapping[str, Any], known: frozenset[str],
-                     where: str) -> dict[str, Any]:
+def _provider_params(
+    params: Mapping[str, Any], known: frozenset[str], where: str
+) -> dict[str, Any]:
     if not params:
         return {}
     unknown = params.keys() - known
     if unknown:
-        raise TypeError(f"{where}() got unknown parameter(s) {sorted(unknown)}; "
-                        f"pass provider-specific ones in extra_body")
+        raise TypeError(
+            f"{where}() got unknown parameter(s) {sorted(unknown)}; "
+            f"pass provider-specific ones in extra_body"
+        )
     body = dict(params)
     extra = body.pop("extra_body", None)
     if extra:

@@ -66,6 +66,8 @@ class DeploymentState:
         self.latency_ewma: float | None = None
 
     def __repr__(self) -> str:
-        return (f"<DeploymentState {self.id} group={self.group} in_flight={self.in_flight} "
-                f"requests={self.requests} failures={self.failures} "
-                f"cooldown_until={self.cooldown_until:.3f}>")
+        return (
+            f"<DeploymentState {self.id} group={self.group} in_flight={self.in_flight} "
+            f"requests={self.requests} failures={self.failures} "
+            f"cooldown_until={self.cooldown_until:.3f}>"
+        )

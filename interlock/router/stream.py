@@ -26,12 +26,29 @@ class ChatStream:
     block, or dropping the object).
     """
 
-    __slots__ = ("_chars", "_first", "_pipeline", "_prompt_tokens", "_reservation", "_source",
-                 "_started",
-                 "chunks", "deployment_id", "group", "ttft", "usage")
+    __slots__ = (
+        "_chars",
+        "_first",
+        "_pipeline",
+        "_prompt_tokens",
+        "_reservation",
+        "_source",
+        "_started",
+        "chunks",
+        "deployment_id",
+        "group",
+        "ttft",
+        "usage",
+    )
 
-    def __init__(self, source: ChunkSource, reservation: Reservation, pipeline: Pipeline,
-                 started: float, prompt_tokens: int) -> None:
+    def __init__(
+        self,
+        source: ChunkSource,
+        reservation: Reservation,
+        pipeline: Pipeline,
+        started: float,
+        prompt_tokens: int,
+    ) -> None:
         self._source = source
         self._prompt_tokens = prompt_tokens
         self._reservation = reservation
@@ -86,14 +103,14 @@ class ChatStream:
         if r.open:
             now = self._pipeline.clock.now()
             Ledger.settle(r, self._tokens(), now)
-            self._pipeline.health.record_success(r.state, now - self._started)
+            self._pipeline.succeeded(r.state, self._started, now, self.ttft)
 
     def _finish_failed(self, exc: InterlockError) -> None:
         r = self._reservation
         if r.open:
             now = self._pipeline.clock.now()
             Ledger.settle(r, self._tokens(), now)
-            self._pipeline.health.record_failure(r.state, exc, now)
+            self._pipeline.failed(r.state, exc, self._started, now)
 
     def _abandon(self) -> None:
         self._source.close()
@@ -108,8 +125,12 @@ class ChatStream:
     async def __aenter__(self) -> ChatStream:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._abandon()
 
     def __del__(self) -> None:

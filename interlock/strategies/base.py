@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from interlock.types import Request
 
 __all__ = [
+    "Feedback",
     "FunctionStrategy",
     "Strategy",
     "StrategyFunction",
@@ -30,8 +31,19 @@ class Strategy(Protocol):
     should cost O(1) or O(log n).
     """
 
-    def choose(self, candidates: Sequence[DeploymentState], request: Request) -> DeploymentState:
-        ...
+    def choose(
+        self, candidates: Sequence[DeploymentState], request: Request
+    ) -> DeploymentState: ...
+
+
+class Feedback(Protocol):
+    """``record(state, ok, latency, ttft)``: an optional method of a strategy, called
+    after every attempt it chose with whether it succeeded, its latency in seconds and,
+    for streams, the time to first chunk."""
+
+    def __call__(
+        self, state: DeploymentState, ok: bool, latency: float, ttft: float | None
+    ) -> None: ...
 
 
 StrategyFunction = Callable[["Sequence[DeploymentState]", "Request"], "DeploymentState"]
@@ -58,10 +70,12 @@ def builtin_strategies() -> Mapping[str, Callable[[random.Random], Strategy]]:
     from interlock.strategies.least_busy import LeastBusyStrategy
     from interlock.strategies.weighted import WeightedStrategy
 
-    return MappingProxyType({
-        "weighted": WeightedStrategy,
-        "least-busy": LeastBusyStrategy,
-    })
+    return MappingProxyType(
+        {
+            "weighted": WeightedStrategy,
+            "least-busy": LeastBusyStrategy,
+        }
+    )
 
 
 def resolve_strategy(spec: StrategyLike, rng: random.Random) -> Strategy:

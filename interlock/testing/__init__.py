@@ -3,13 +3,14 @@ manual clock. See docs/testing.md."""
 
 from interlock.testing.clock import FakeClock
 from interlock.testing.fake_upstream import FakeUpstream, ReceivedRequest, Reply
-from interlock.testing.faults import Fault, FaultKind, RetryAfterFormat
+from interlock.testing.faults import Fault, FaultKind, FaultScript, RetryAfterFormat
 
 __all__ = [
     "FakeClock",
     "FakeUpstream",
     "Fault",
     "FaultKind",
+    "FaultScript",
     "ReceivedRequest",
     "Reply",
     "RetryAfterFormat",

@@ -1,20 +1,27 @@
 """Scripted failures that `FakeUpstream` can inject into its responses.
 
-A `Fault` is plain immutable data; the server decides how to put it on the wire.
-Build one with a classmethod (`Fault.rate_limit()`, `Fault.drop()`, ...) rather
-than the constructor, so the defaults match what the real API sends.
+A `Fault` is immutable data plus its OpenAI error rendering; build one with a
+classmethod (`Fault.rate_limit()`, `Fault.drop()`, ...) so the defaults match what
+the real API sends. A `FaultScript` decides which fault each request gets.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
+import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.utils import formatdate
 from http import HTTPStatus
 from typing import Literal, get_args
 
-__all__ = ["Fault", "FaultKind", "RetryAfterFormat"]
+import orjson
+from aiohttp import web
+
+__all__ = ["Fault", "FaultKind", "FaultScript", "RetryAfterFormat"]
 
 FaultKind = Literal[
     "rate_limit",
@@ -51,15 +58,28 @@ _STATUS_MESSAGES: dict[int, str] = {
 _STATUS_CODES: dict[int, str] = {401: "invalid_api_key", 429: "rate_limit_exceeded"}
 
 
+def _error_body(
+    message: str, type_: str = "invalid_request_error", param: str | None = None,
+    code: str | None = None,
+) -> bytes:  # fmt: skip
+    error = {"message": message, "type": type_, "param": param, "code": code}
+    return orjson.dumps({"error": error})
+
+
 def _default_type(status: int) -> str:
     if status == 429:
         return "requests"
     return "server_error" if status >= 500 else "invalid_request_error"
 
 
-def _check_seconds(kind: str, name: str, value: float) -> None:
+def _check_seconds(where: str, name: str, value: float) -> float:
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"Fault.{kind}: {name} must be a finite number >= 0, got {value!r}")
+        raise ValueError(f"{where}: {name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -91,7 +111,7 @@ class Fault:
         if kind not in _KINDS:
             raise ValueError(f"Fault: kind must be one of {sorted(_KINDS)}, got {kind!r}")
         if kind == "rate_limit" and self.retry_after is not None:
-            _check_seconds(kind, "retry_after", self.retry_after)
+            _check_seconds(f"Fault.{kind}", "retry_after", self.retry_after)
         if self.retry_after_format not in ("seconds", "ms", "http-date"):
             raise ValueError(
                 f"Fault.{kind}: header must be 'seconds', 'ms' or 'http-date', "
@@ -101,7 +121,7 @@ class Fault:
             raise ValueError(
                 f"Fault.{kind}: http_status must be in 400-599, got {self.http_status!r}"
             )
-        _check_seconds(kind, "seconds", self.seconds)
+        _check_seconds(f"Fault.{kind}", "seconds", self.seconds)
         if self.after_chunks < 0:
             raise ValueError(f"Fault.{kind}: after_chunks must be >= 0, got {self.after_chunks!r}")
 
@@ -192,7 +212,7 @@ class Fault:
     @classmethod
     def delay(cls, seconds: float) -> Fault:
         """Answer normally, but only after `seconds` more (on top of `latency`)."""
-        _check_seconds("delay", "seconds", seconds)
+        _check_seconds("Fault.delay", "seconds", seconds)
         return cls(kind="delay", seconds=float(seconds))
 
     @classmethod
@@ -224,6 +244,33 @@ class Fault:
             raise ValueError(f"Fault.cut_stream: after_chunks must be >= 0, got {after_chunks}")
         return cls(kind="cut_stream", after_chunks=after_chunks)
 
+    # -- wire format --------------------------------------------------------------
+
+    def error_body(self) -> bytes:
+        """The OpenAI error body this fault answers with (for the error kinds)."""
+        return _error_body(
+            self.message or "Injected fault.", self.error_type or "server_error",
+            self.param, self.error_code,
+        )  # fmt: skip
+
+    def response_headers(self) -> dict[str, str]:
+        """The headers of this fault's error response, retry hint included.
+
+        An `http-date` hint is computed from the wall clock at call time.
+        """
+        headers = {"Content-Type": "application/json", **dict(self.headers)}
+        ra = self.retry_after
+        if ra is None:
+            pass
+        elif self.retry_after_format == "ms":
+            headers["retry-after-ms"] = str(round(ra * 1000))
+        elif self.retry_after_format == "http-date":
+            # HTTP-dates have whole seconds; round up so a client never retries early.
+            headers["Retry-After"] = formatdate(math.ceil(time.time() + ra), usegmt=True)
+        else:
+            headers["Retry-After"] = f"{ra:.6f}".rstrip("0").rstrip(".")
+        return headers
+
     def __repr__(self) -> str:
         # Only the fields that differ from the defaults: the rest is noise in logs.
         parts = [f"kind={self.kind!r}"]
@@ -234,3 +281,83 @@ class Fault:
             if value != f.default:
                 parts.append(f"{f.name}={value!r}")
         return f"Fault({', '.join(parts)})"
+
+
+class FaultScript:
+    """A FIFO queue of faults plus an optional standing fault.
+
+    `FakeUpstream` is one; a fake for another wire format can reuse it. `take()`
+    is synchronous so that faults follow request arrival order exactly.
+    """
+
+    def __init__(self) -> None:
+        self._queue: deque[tuple[Fault, int]] = deque()
+        self._pending = 0
+        self._always: Fault | None = None
+
+    def push(self, fault: Fault, times: int = 1) -> None:
+        """Apply `fault` to each of the next `times` requests, after those already queued."""
+        if not isinstance(fault, Fault):
+            raise TypeError(f"push: fault must be a Fault, got {fault!r}")
+        if not _positive_int(times):
+            raise ValueError(f"push: times must be an int >= 1, got {times!r}")
+        self._queue.append((fault, times))
+        self._pending += times
+
+    def always(self, fault: Fault | None) -> None:
+        """Apply `fault` to every request while the queue is empty; None turns it off."""
+        if fault is not None and not isinstance(fault, Fault):
+            raise TypeError(f"always: fault must be a Fault or None, got {fault!r}")
+        self._always = fault
+
+    def clear(self) -> None:
+        """Forget the queued faults and the `always` fault."""
+        self._queue.clear()
+        self._pending, self._always = 0, None
+
+    @property
+    def pending_faults(self) -> int:
+        """How many queued fault applications remain (`always` not counted)."""
+        return self._pending
+
+    def take(self) -> Fault | None:
+        """The fault for the request arriving now (consuming it from the queue)."""
+        if not self._queue:
+            return self._always
+        fault, remaining = self._queue[0]
+        if remaining == 1:
+            self._queue.popleft()
+        else:
+            self._queue[0] = (fault, remaining - 1)
+        self._pending -= 1
+        return fault
+
+
+_SILENT: frozenset[str] = frozenset({"hang", "drop", "cut_stream"})
+
+
+def _drop(request: web.BaseRequest) -> web.StreamResponse:
+    # With the transport closed, aiohttp's attempt to send the returned response
+    # fails with a ConnectionResetError, which it treats as a client disconnect:
+    # nothing is written or logged. close() first flushes what was already written
+    # (the frames of a cut stream), then sends FIN.
+    request.protocol.force_close()
+    return web.Response()
+
+
+async def _apply(fault: Fault, request: web.BaseRequest) -> web.StreamResponse | None:
+    # Carry out `fault` on an aiohttp request: the response to return, or None to
+    # answer normally. A cut_stream reaching here is for a request that is not streamed.
+    kind = fault.kind
+    if kind == "delay":
+        await asyncio.sleep(fault.seconds)
+        return None
+    if kind == "hang":
+        # Only cancellation ends this: the client leaving, or FakeUpstream.stop().
+        await asyncio.get_running_loop().create_future()
+    if kind in _SILENT:
+        return _drop(request)
+    if kind == "malformed":
+        return web.Response(body=fault.body, headers={"Content-Type": fault.content_type})
+    status = fault.http_status or 500
+    return web.Response(body=fault.error_body(), status=status, headers=fault.response_headers())

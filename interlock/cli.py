@@ -1,0 +1,39 @@
+"""The `interlock` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="interlock", description="interlock command line")
+    sub = p.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser(
+        "demo",
+        help="route a few hundred requests over three local fake "
+        "upstreams and print a per-deployment table",
+    )
+    demo.add_argument("--requests", type=int, default=300)
+    demo.add_argument("--concurrency", type=int, default=16)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--strategy", default="least-busy")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "demo":
+        if args.requests < 1 or args.concurrency < 1:
+            print("interlock demo: --requests and --concurrency must be >= 1", file=sys.stderr)
+            return 2
+        from interlock.demo import main as demo_main
+
+        return demo_main(args.requests, args.concurrency, args.seed, args.strategy)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())

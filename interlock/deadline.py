@@ -1,0 +1,89 @@
+"""Cheap per-attempt timeouts: one loop timer per 10 ms bucket instead of one per call.
+
+`asyncio.timeout()` schedules and cancels a timer handle for every attempt; under load
+that costs more than the rest of the routing decision. Here attempts whose deadlines
+fall in the same bucket share one timer; entering and leaving is a dict lookup and a
+set add/discard. Deadlines fire up to one bucket late (10 ms), never early.
+Cancellation semantics follow `asyncio.timeout`: only our own cancel turns into
+`TimeoutError`; a cancel from outside propagates unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from types import TracebackType
+
+__all__ = ["DeadlineWheel"]
+
+
+class _Entry:
+    __slots__ = ("expired", "task")
+
+    def __init__(self, task: asyncio.Task[object]) -> None:
+        self.task = task
+        self.expired = False
+
+
+class DeadlineWheel:
+    """Shared timers for many concurrent timeouts on one event loop."""
+
+    __slots__ = ("_buckets", "_loop", "_resolution")
+
+    def __init__(self, resolution: float = 0.01) -> None:
+        self._resolution = resolution
+        self._buckets: dict[int, set[_Entry]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def timeout(self, seconds: float) -> _WheelTimeout:
+        """``async with wheel.timeout(s):`` raises TimeoutError if the block runs past `s`."""
+        return _WheelTimeout(self, seconds)
+
+    def _fire(self, key: int) -> None:
+        for entry in self._buckets.pop(key, ()):
+            entry.expired = True
+            entry.task.cancel()
+
+
+class _WheelTimeout:
+    __slots__ = ("_cancelling", "_entry", "_key", "_seconds", "_wheel")
+
+    def __init__(self, wheel: DeadlineWheel, seconds: float) -> None:
+        self._wheel = wheel
+        self._seconds = seconds
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - always inside a task under asyncio
+            raise RuntimeError("DeadlineWheel.timeout() must be used inside a task")
+        self._cancelling = task.cancelling()
+        loop = asyncio.get_running_loop()
+        wheel = self._wheel
+        if loop is not wheel._loop:
+            # Timers belong to a loop: a router reused under a new loop starts afresh.
+            wheel._loop = loop
+            wheel._buckets = {}
+        res = wheel._resolution
+        key = math.ceil((loop.time() + self._seconds) / res)
+        bucket = wheel._buckets.get(key)
+        if bucket is None:
+            bucket = wheel._buckets[key] = set()
+            loop.call_at(key * res, wheel._fire, key)
+        entry = self._entry = _Entry(task)
+        bucket.add(entry)
+        self._key = key
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        entry = self._entry
+        if not entry.expired:
+            bucket = self._wheel._buckets.get(self._key)
+            if bucket is not None:
+                bucket.discard(entry)
+            return
+        if exc_type is asyncio.CancelledError and entry.task.uncancel() <= self._cancelling:
+            raise TimeoutError from exc
