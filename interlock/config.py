@@ -50,10 +50,23 @@ def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
             out.extend((join_path(loc, path), problem) for path, problem in inner.fields)
         else:
             out.append((loc, _describe(err)))
-    return out
+    # pydantic counts only the items that validated, so a list whose only items are
+    # invalid is also reported as too short; the item errors already say what is wrong.
+    return [
+        (path, problem)
+        for path, problem in out
+        if not (
+            problem.startswith(_TOO_SHORT) and any(p != path and p.startswith(path) for p, _ in out)
+        )
+    ]
+
+
+_TOO_SHORT = "too short:"
 
 
 def _describe(err: ErrorDetails) -> str:
+    if err["type"] == "too_short":
+        return f"{_TOO_SHORT} needs at least {(err.get('ctx') or {}).get('min_length', 1)} item(s)"
     ctx = err.get("ctx") or {}
     kind = err["type"]
     simple = {
@@ -83,7 +96,12 @@ class _Model(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigError(validation_problems(exc), self._where) from None
+            problems = validation_problems(exc)
+        else:
+            return
+        # Raised outside the except block so the ValidationError, which holds the
+        # input values (keys included), is not kept as __context__.
+        raise ConfigError(problems, self._where)
 
 
 class Deployment(_Model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any, Literal, TypeVar, Unpack, overload
 
@@ -81,7 +82,11 @@ class Router:
         cfg = RouterConfig(
             deployments=tuple(deployments),
             strategy=strategy if isinstance(strategy, str) else "weighted",
-            fallbacks={k: tuple(v) for k, v in (fallbacks or {}).items()},
+            # A bare string is passed on as is, so validation rejects it instead of
+            # splitting it into one-letter group names.
+            fallbacks={
+                k: v if isinstance(v, str) else tuple(v) for k, v in (fallbacks or {}).items()
+            },
             aliases=dict(aliases or {}),
             retry=retry if retry is not None else RetryPolicy(),
             health=health if health is not None else HealthPolicy(),
@@ -176,6 +181,8 @@ class Router:
     # --- lifecycle ------------------------------------------------------------------
 
     async def __aenter__(self) -> Router:
+        self._closed = False
+        self._http.reopen()
         return self
 
     async def __aexit__(
@@ -265,13 +272,15 @@ class Router:
             messages=messages,
             params=body,
             stream=stream,
-            tags=frozenset(tags) if tags else frozenset(),
+            tags=_tag_set(tags),
             est_input_tokens=estimate_input_tokens(messages),
             est_output_tokens=int(out) if out else self._expected_output,
             requested=model,
         )
         if stream:
-            return await self._pipeline.run(request, budget, _send_stream, self._open_stream)
+            return await self._pipeline.run(
+                request, budget, _send_stream, partial(self._open_stream, request.est_input_tokens)
+            )
         return await self._pipeline.run(request, budget, _send_chat, self._complete_chat)
 
     async def aembedding(
@@ -292,7 +301,7 @@ class Router:
             group,
             input=input,
             params=body,
-            tags=frozenset(tags) if tags else frozenset(),
+            tags=_tag_set(tags),
             est_input_tokens=estimate_embedding_tokens(input),
             requested=model,
         )
@@ -321,7 +330,7 @@ class Router:
         request = Request(
             "call",
             g,
-            tags=frozenset(tags) if tags else frozenset(),
+            tags=_tag_set(tags),
             est_input_tokens=max(0, tokens),
             requested=group,
         )
@@ -359,10 +368,10 @@ class Router:
         self._pipeline.succeeded(r.state, started, now)
         return result
 
-    def _open_stream(self, source: ChunkSource, r: Reservation, started: float) -> ChatStream:
-        return ChatStream(
-            source, r, self._pipeline, started, r.tokens - self._expected_output if r.tokens else 0
-        )
+    def _open_stream(
+        self, prompt_tokens: int, source: ChunkSource, r: Reservation, started: float
+    ) -> ChatStream:
+        return ChatStream(source, r, self._pipeline, started, prompt_tokens)
 
     # --- introspection --------------------------------------------------------------
 
@@ -474,6 +483,13 @@ def _provider_params(
     if extra:
         body.update(extra)
     return body
+
+
+def _tag_set(tags: str | Sequence[str]) -> frozenset[str]:
+    """A request's tags; a single string is one tag, not a set of letters."""
+    if not tags:
+        return frozenset()
+    return frozenset((tags,)) if isinstance(tags, str) else frozenset(tags)
 
 
 def _fallback_chain(group: str, fallbacks: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
