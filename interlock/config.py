@@ -130,9 +130,7 @@ class Deployment(_Model):
             preset = preset_for(str(data.get("provider") or "openai"))
             if preset is not None:
                 if preset.api_base is None:
-                    raise ConfigError(
-                        [("api_base", f"is required for provider {preset.name!r}")]
-                    )
+                    raise ConfigError([("api_base", f"is required for provider {preset.name!r}")])
                 data = {**data, "api_base": preset.api_base}
         return data
 

@@ -113,9 +113,7 @@ def anthropic_retry_after(headers: Mapping[str, str], now: float | None = None) 
     return None if chosen is None else max(0.0, chosen - now)
 
 
-def _translate_messages(
-    messages: Any, d: Deployment
-) -> tuple[str | None, list[dict[str, Any]]]:
+def _translate_messages(messages: Any, d: Deployment) -> tuple[str | None, list[dict[str, Any]]]:
     system: list[str] = []
     out: list[dict[str, Any]] = []
 

@@ -232,8 +232,7 @@ class NativeStream:
             if data is None:
                 self.close()
                 raise StreamInterruptedError(
-                    f"stream ended before the message was complete, after {self.chunks} "
-                    "chunk(s)",
+                    f"stream ended before the message was complete, after {self.chunks} chunk(s)",
                     deployment_id=d.id,
                 )
             try:
