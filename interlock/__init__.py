@@ -23,6 +23,7 @@ from interlock.errors import (
     ServiceUnavailableError,
     StreamInterruptedError,
     UnknownModelError,
+    UnsupportedParamsError,
 )
 from interlock.observability.stats import DeploymentStatistics, RouterStatistics
 from interlock.providers.base import ChunkSource, Transport
@@ -91,6 +92,7 @@ __all__ = [
     "StreamInterruptedError",
     "Transport",
     "UnknownModelError",
+    "UnsupportedParamsError",
     "Usage",
     "__version__",
 ]

@@ -33,7 +33,9 @@ from interlock.limits.tokens import estimate_embedding_tokens, estimate_input_to
 from interlock.observability.stats import DeploymentStatistics, RouterStatistics
 from interlock.providers.base import ChunkSource, Transport
 from interlock.providers.http import HttpClient
-from interlock.providers.openai import OpenAITransport
+from interlock.providers.params import UNSUPPORTED_MODES, UnsupportedParams
+from interlock.providers.presets import PRESETS
+from interlock.providers.registry import builtin_transports
 from interlock.router.pipeline import Pipeline
 from interlock.router.pool import DeploymentPool
 from interlock.router.state import DeploymentState
@@ -53,7 +55,7 @@ __all__ = ["Router"]
 
 T = TypeVar("T")
 
-BUILTIN_PROVIDERS = ("openai",)
+BUILTIN_PROVIDERS = tuple(PRESETS)
 
 
 class Router:
@@ -78,6 +80,7 @@ class Router:
         transports: Mapping[str, Transport] | None = None,
         seed: int | None = None,
         connection_limit: int = 1000,
+        unsupported_params: UnsupportedParams = "drop",
     ) -> None:
         cfg = RouterConfig(
             deployments=tuple(deployments),
@@ -92,15 +95,14 @@ class Router:
             health=health if health is not None else HealthPolicy(),
             timeout=timeout,
             expected_output_tokens=expected_output_tokens,
+            unsupported_params=unsupported_params,
         )
         self.config = cfg
         self._clock: Clock = clock or MonotonicClock()
         self._rng = random.Random(seed)
         self._http = HttpClient(connection_limit=connection_limit)
         self._deadlines = DeadlineWheel()
-        self._transports: dict[str, Transport] = {
-            "openai": OpenAITransport(self._http, self._deadlines)
-        }
+        self._transports = builtin_transports(self._http, self._deadlines)
         self._transports.update(transports or {})
         try:
             self._strategy: Strategy = resolve_strategy(strategy, self._rng)
@@ -122,6 +124,7 @@ class Router:
         self._timeout = cfg.timeout
         self._expected_output = cfg.expected_output_tokens
         self._closed = False
+        self._unsupported: UnsupportedParams = cfg.unsupported_params
 
     def _build_states(self, deployments: Sequence[Deployment]) -> list[DeploymentState]:
         problems: list[tuple[str, str]] = []
@@ -173,6 +176,7 @@ class Router:
             health=cfg.health,
             timeout=cfg.timeout,
             expected_output_tokens=cfg.expected_output_tokens,
+            unsupported_params=cfg.unsupported_params,
             clock=clock,
             transports=transports,
             seed=seed,
@@ -229,6 +233,7 @@ class Router:
         stream: Literal[False] = False,
         timeout: float | None = None,
         tags: Sequence[str] = (),
+        unsupported_params: UnsupportedParams | None = None,
         **params: Unpack[ChatParams],
     ) -> ChatCompletion: ...
 
@@ -241,6 +246,7 @@ class Router:
         stream: Literal[True],
         timeout: float | None = None,
         tags: Sequence[str] = (),
+        unsupported_params: UnsupportedParams | None = None,
         **params: Unpack[ChatParams],
     ) -> ChatStream: ...
 
@@ -252,6 +258,7 @@ class Router:
         stream: bool = False,
         timeout: float | None = None,
         tags: Sequence[str] = (),
+        unsupported_params: UnsupportedParams | None = None,
         **params: Unpack[ChatParams],
     ) -> ChatCompletion | ChatStream:
         """A chat completion from a deployment of `model` (a group or an alias).
@@ -276,6 +283,7 @@ class Router:
             est_input_tokens=estimate_input_tokens(messages),
             est_output_tokens=int(out) if out else self._expected_output,
             requested=model,
+            unsupported_params=self._unsupported_for(unsupported_params),
         )
         if stream:
             return await self._pipeline.run(
@@ -290,6 +298,7 @@ class Router:
         *,
         timeout: float | None = None,
         tags: Sequence[str] = (),
+        unsupported_params: UnsupportedParams | None = None,
         **params: Unpack[EmbeddingParams],
     ) -> EmbeddingResponse:
         """Embeddings of `input` from a deployment of `model`."""
@@ -304,6 +313,7 @@ class Router:
             tags=_tag_set(tags),
             est_input_tokens=estimate_embedding_tokens(input),
             requested=model,
+            unsupported_params=self._unsupported_for(unsupported_params),
         )
         return await self._pipeline.run(request, budget, _send_embed, self._complete_embed)
 
@@ -341,6 +351,9 @@ class Router:
             return _run_user_fn(fn, state, t, deadlines)
 
         return await self._pipeline.run(request, budget, send, self._complete_call)
+
+    def _unsupported_for(self, mode: UnsupportedParams | None) -> UnsupportedParams:
+        return self._unsupported if mode is None else _unsupported_mode(mode, "unsupported_params")
 
     # --- completion callbacks (synchronous, after a successful send) -----------------
 
@@ -478,11 +491,16 @@ def _provider_params(
             f"{where}() got unknown parameter(s) {sorted(unknown)}; "
             f"pass provider-specific ones in extra_body"
         )
-    body = dict(params)
-    extra = body.pop("extra_body", None)
-    if extra:
-        body.update(extra)
-    return body
+    # `extra_body` stays nested: each transport knows where its provider wants it.
+    return dict(params)
+
+
+def _unsupported_mode(value: object, where: str) -> UnsupportedParams:
+    if value == "drop":
+        return "drop"
+    if value == "raise":
+        return "raise"
+    raise ValueError(f"{where} must be one of {sorted(UNSUPPORTED_MODES)}, got {value!r}")
 
 
 def _tag_set(tags: str | Sequence[str]) -> frozenset[str]:
