@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from interlock.cache.config import CacheConfig
 from interlock.errors import ConfigError, join_path
 
 __all__ = [
@@ -189,6 +190,8 @@ class RouterConfig(_Model):
     """Default deadline in seconds for one call, over every attempt and fallback."""
     expected_output_tokens: int = Field(default=256, ge=0)
     """Output tokens reserved against TPM when a request sets no `max_tokens`."""
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    """The response cache (off unless enabled; see docs/caching.md)."""
 
     @field_validator("strategy")
     @classmethod

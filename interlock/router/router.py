@@ -10,6 +10,9 @@ from typing import Any, Literal, TypeVar, Unpack, overload
 
 import aiohttp
 
+from interlock.cache.config import CacheConfig
+from interlock.cache.response import CacheMode, ResponseCache
+from interlock.cache.stream import CachedStream
 from interlock.clock import Clock, MonotonicClock
 from interlock.config import (
     Deployment,
@@ -77,6 +80,7 @@ class Router:
         transports: Mapping[str, Transport] | None = None,
         seed: int | None = None,
         connection_limit: int = 1000,
+        cache: CacheConfig | Mapping[str, Any] | None = None,
     ) -> None:
         cfg = RouterConfig(
             deployments=tuple(deployments),
@@ -87,6 +91,7 @@ class Router:
             health=health if health is not None else HealthPolicy(),
             timeout=timeout,
             expected_output_tokens=expected_output_tokens,
+            cache=cache if cache is not None else CacheConfig(),
         )
         self.config = cfg
         self._clock: Clock = clock or MonotonicClock()
@@ -117,6 +122,7 @@ class Router:
         self._timeout = cfg.timeout
         self._expected_output = cfg.expected_output_tokens
         self._closed = False
+        self._cache = ResponseCache(cfg.cache, self._pools, self._clock)
 
     def _build_states(self, deployments: Sequence[Deployment]) -> list[DeploymentState]:
         problems: list[tuple[str, str]] = []
@@ -156,7 +162,7 @@ class Router:
     ) -> Router:
         """A Router from a mapping or a JSON file with the keys of `RouterConfig`
         (``deployments``, ``strategy``, ``fallbacks``, ``aliases``, ``retry``, ``health``,
-        ``timeout``, ``expected_output_tokens``)."""
+        ``timeout``, ``expected_output_tokens``, ``cache``)."""
         data = load_config_source(source)
         cfg = RouterConfig(**data)
         return cls(
@@ -169,6 +175,7 @@ class Router:
             timeout=cfg.timeout,
             expected_output_tokens=cfg.expected_output_tokens,
             clock=clock,
+            cache=cfg.cache,
             transports=transports,
             seed=seed,
         )
@@ -192,6 +199,7 @@ class Router:
         for t in {id(t): t for t in self._transports.values()}.values():
             await t.aclose()
         await self._http.aclose()
+        await self._cache.aclose()
 
     # --- requests -------------------------------------------------------------------
 
@@ -222,6 +230,8 @@ class Router:
         stream: Literal[False] = False,
         timeout: float | None = None,
         tags: Sequence[str] = (),
+        cache: CacheMode = None,
+        cache_ttl: float | None = None,
         **params: Unpack[ChatParams],
     ) -> ChatCompletion: ...
 
@@ -234,8 +244,10 @@ class Router:
         stream: Literal[True],
         timeout: float | None = None,
         tags: Sequence[str] = (),
+        cache: CacheMode = None,
+        cache_ttl: float | None = None,
         **params: Unpack[ChatParams],
-    ) -> ChatStream: ...
+    ) -> ChatStream | CachedStream: ...
 
     async def acompletion(
         self,
@@ -245,16 +257,21 @@ class Router:
         stream: bool = False,
         timeout: float | None = None,
         tags: Sequence[str] = (),
+        cache: CacheMode = None,
+        cache_ttl: float | None = None,
         **params: Unpack[ChatParams],
-    ) -> ChatCompletion | ChatStream:
+    ) -> ChatCompletion | ChatStream | CachedStream:
         """A chat completion from a deployment of `model` (a group or an alias).
 
         With ``stream=True`` returns a `ChatStream` once the first chunk has arrived;
         failures before that are retried like any other. `timeout` is the deadline for
         the whole call (every attempt, backoff and fallback); it defaults to the router's.
+        `cache` and `cache_ttl` override the response cache's policy for this request
+        (docs/caching.md); a cached stream is a `CachedStream`.
         """
         group = self._group_for(model)
         budget = self._deadline(timeout)
+        plan = self._cache.plan(group, cache, cache_ttl)
         if not messages:
             raise ValueError("messages must not be empty")
         body = _provider_params(params, CHAT_PARAM_NAMES, "acompletion")
@@ -270,6 +287,21 @@ class Router:
             est_output_tokens=int(out) if out else self._expected_output,
             requested=model,
         )
+        if plan is not None:
+            if stream:
+                return await self._cache.stream(
+                    plan,
+                    request,
+                    budget,
+                    lambda: self._pipeline.run(request, budget, _send_stream, self._open_stream),
+                )
+            return await self._cache.fetch(
+                plan,
+                request,
+                budget,
+                ChatCompletion,
+                lambda: self._pipeline.run(request, budget, _send_chat, self._complete_chat),
+            )
         if stream:
             return await self._pipeline.run(request, budget, _send_stream, self._open_stream)
         return await self._pipeline.run(request, budget, _send_chat, self._complete_chat)
@@ -281,11 +313,15 @@ class Router:
         *,
         timeout: float | None = None,
         tags: Sequence[str] = (),
+        cache: CacheMode = None,
+        cache_ttl: float | None = None,
         **params: Unpack[EmbeddingParams],
     ) -> EmbeddingResponse:
-        """Embeddings of `input` from a deployment of `model`."""
+        """Embeddings of `input` from a deployment of `model` (`cache`, `cache_ttl`: as
+        for `acompletion`)."""
         group = self._group_for(model)
         budget = self._deadline(timeout)
+        plan = self._cache.plan(group, cache, cache_ttl)
         body = _provider_params(params, EMBEDDING_PARAM_NAMES, "aembedding")
         request = Request(
             "embedding",
@@ -296,6 +332,14 @@ class Router:
             est_input_tokens=estimate_embedding_tokens(input),
             requested=model,
         )
+        if plan is not None:
+            return await self._cache.fetch(
+                plan,
+                request,
+                budget,
+                EmbeddingResponse,
+                lambda: self._pipeline.run(request, budget, _send_embed, self._complete_embed),
+            )
         return await self._pipeline.run(request, budget, _send_embed, self._complete_embed)
 
     async def call(
@@ -406,7 +450,7 @@ class Router:
                     latency_ewma=s.latency_ewma,
                 )
             )
-        return RouterStatistics(at=now, deployments=tuple(out))
+        return RouterStatistics(at=now, deployments=tuple(out), cache=self._cache.statistics())
 
     def __repr__(self) -> str:
         now = self._clock.now()
