@@ -172,7 +172,8 @@ class ResponseCache:
                 else:
                     flight.abandon()
             raise
-        data = _encode(result)
+        needed = plan.store or (flight is not None and flight.waiters > 0)
+        data = _encode(result) if needed else None
         if flight is not None:
             flight.succeed(data)
             self._land(key, flight)
@@ -274,7 +275,7 @@ class ResponseCache:
 
     def statistics(self) -> CacheStatistics:
         entries, size = self.store.usage()
-        memory = isinstance(self.store, MemoryStore)
+        memory = self.store if isinstance(self.store, MemoryStore) else None
         return CacheStatistics(
             backend=self.store.name,
             hits=self.hits,
@@ -284,9 +285,9 @@ class ResponseCache:
             in_flight=len(self._flights),
             entries=entries,
             bytes=size,
-            max_entries=self.store.max_entries if isinstance(self.store, MemoryStore) else None,
-            max_bytes=self.store.max_bytes if isinstance(self.store, MemoryStore) else None,
-            available=memory or bool(getattr(self.store, "available", True)),
+            max_entries=memory.max_entries if memory is not None else None,
+            max_bytes=memory.max_bytes if memory is not None else None,
+            available=bool(getattr(self.store, "available", True)),
         )
 
     async def aclose(self) -> None:

@@ -4,6 +4,7 @@ manual clock. See docs/testing.md."""
 from interlock.testing.clock import FakeClock
 from interlock.testing.fake_upstream import FakeUpstream, ReceivedRequest, Reply
 from interlock.testing.faults import Fault, FaultKind, FaultScript, RetryAfterFormat
+from interlock.testing.redis_server import RedisServer, RedisServerError
 
 __all__ = [
     "FakeClock",
@@ -12,6 +13,8 @@ __all__ = [
     "FaultKind",
     "FaultScript",
     "ReceivedRequest",
+    "RedisServer",
+    "RedisServerError",
     "Reply",
     "RetryAfterFormat",
 ]
