@@ -41,13 +41,17 @@ class RedisServer:
 
     `start()` raises `RedisServerError` when the binary is missing or the server does
     not answer PING within `startup_timeout` seconds (three ports are tried, in case
-    another process takes the free port first).
+    another process takes the free port first). After `stop()`, `start()` again uses
+    the same port, so "Redis went away and came back" is easy to test.
     """
 
-    def __init__(self, binary: str | None = None, *, startup_timeout: float = 10.0) -> None:
+    def __init__(
+        self, binary: str | None = None, *, port: int = 0, startup_timeout: float = 10.0
+    ) -> None:
         self.binary = binary or shutil.which("redis-server") or "/usr/bin/redis-server"
         self.startup_timeout = startup_timeout
-        self.port = 0
+        self.port = port
+        """The port; 0 (the default) picks a free one, kept across stop() and start()."""
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -65,8 +69,8 @@ class RedisServer:
         if self._proc is not None:
             return
         last = "no attempt made"
-        for _ in range(3):
-            port = _free_port()
+        for _ in range(1 if self.port else 3):
+            port = self.port or _free_port()
             self._dir = tempfile.TemporaryDirectory(prefix="interlock-redis-")
             try:
                 proc = subprocess.Popen(

@@ -63,7 +63,8 @@ async def test_hit_skips_the_provider_and_all_accounting(up: FakeUpstream) -> No
     assert after.cache is not None
     assert (after.cache.hits, after.cache.misses, after.cache.stores) == (1, 1, 1)
     assert after.cache.entries == 1
-    assert after.cache.bytes is not None and after.cache.bytes > 0
+    assert after.cache.bytes is not None
+    assert after.cache.bytes > 0
 
 
 async def test_different_requests_miss(up: FakeUpstream) -> None:
@@ -76,28 +77,34 @@ async def test_different_requests_miss(up: FakeUpstream) -> None:
         stats = router.statistics().cache
     assert chat_calls(up) == 3
     assert hit.cached
-    assert stats is not None and (stats.hits, stats.misses) == (1, 3)
+    assert stats is not None
+    assert (stats.hits, stats.misses) == (1, 3)
 
 
 async def test_off_by_default_and_per_request_switches(up: FakeUpstream) -> None:
     async with make_router(up) as router:
         a = await router.acompletion("gpt", MESSAGES)
         b = await router.acompletion("gpt", MESSAGES)
-        assert not a.cached and not b.cached
+        assert not a.cached
+        assert not b.cached
         assert chat_calls(up) == 2
         await router.acompletion("gpt", MESSAGES, cache=True)
         c = await router.acompletion("gpt", MESSAGES, cache=True)
-        assert c.cached and chat_calls(up) == 3
+        assert c.cached
+        assert chat_calls(up) == 3
         # False bypasses: neither read nor written.
         d = await router.acompletion("gpt", MESSAGES, cache=False)
-        assert not d.cached and chat_calls(up) == 4
+        assert not d.cached
+        assert chat_calls(up) == 4
         # no-store reads an existing entry but never stores its own response.
         e = await router.acompletion("gpt", MESSAGES, cache="no-store")
-        assert e.cached and chat_calls(up) == 4
+        assert e.cached
+        assert chat_calls(up) == 4
         other = [{"role": "user", "content": "Not stored"}]
         await router.acompletion("gpt", other, cache="no-store")
         f = await router.acompletion("gpt", other, cache=True)
-        assert not f.cached and chat_calls(up) == 6
+        assert not f.cached
+        assert chat_calls(up) == 6
 
 
 async def test_group_policy(up: FakeUpstream) -> None:
@@ -115,8 +122,10 @@ async def test_group_policy(up: FakeUpstream) -> None:
             hit = await router.acompletion("default", MESSAGES)  # aliases share the key
             await router.acompletion("cheap", MESSAGES)
             miss = await router.acompletion("cheap", MESSAGES)
-        assert hit.cached and not miss.cached
-        assert chat_calls(up) == 1 and chat_calls(up2) == 2
+        assert hit.cached
+        assert not miss.cached
+        assert chat_calls(up) == 1
+        assert chat_calls(up2) == 2
 
 
 async def test_ttl_expires_on_the_router_clock(up: FakeUpstream) -> None:
@@ -137,7 +146,8 @@ async def test_ttl_expires_on_the_router_clock(up: FakeUpstream) -> None:
         assert not (await router.acompletion("gpt", other)).cached
         stats = router.statistics().cache
     assert chat_calls(up) == 4
-    assert stats is not None and stats.entries == 2
+    assert stats is not None
+    assert stats.entries == 2
 
 
 async def test_size_bound_evicts_the_oldest(up: FakeUpstream) -> None:
@@ -163,8 +173,10 @@ async def test_byte_bound_evicts_the_oldest(up: FakeUpstream) -> None:
         for p in prompts:
             await router.acompletion("gpt", p)
         stats = router.statistics().cache
-        assert stats is not None and stats.entries == 2
-        assert stats.bytes is not None and stats.bytes <= size * 2 + size // 2
+        assert stats is not None
+        assert stats.entries == 2
+        assert stats.bytes is not None
+        assert stats.bytes <= size * 2 + size // 2
         assert not (await router.acompletion("gpt", prompts[0])).cached
         assert (await router.acompletion("gpt", prompts[2])).cached
 
@@ -182,7 +194,8 @@ async def test_coalescing_100_identical_requests_make_one_call(up: FakeUpstream)
     assert text(results[2]) == "Hello from FakeUpstream."
     assert stats.cache is not None
     assert (stats.cache.misses, stats.cache.coalesced, stats.cache.hits) == (1, 99, 0)
-    assert stats.deployments[0].requests == 1 and stats.in_flight == 0
+    assert stats.deployments[0].requests == 1
+    assert stats.in_flight == 0
 
 
 async def test_coalesced_followers_share_the_error(up: FakeUpstream) -> None:
@@ -195,7 +208,8 @@ async def test_coalesced_followers_share_the_error(up: FakeUpstream) -> None:
         assert chat_calls(up) == 1
         # The error was not cached: the next request goes upstream and succeeds.
         ok = await router.acompletion("gpt", MESSAGES)
-        assert not ok.cached and chat_calls(up) == 2
+        assert not ok.cached
+        assert chat_calls(up) == 2
         assert (await router.acompletion("gpt", MESSAGES)).cached
 
 
@@ -232,7 +246,8 @@ async def test_cancelled_leader_does_not_strand_followers(up: FakeUpstream) -> N
     assert chat_calls(up) == 2
     assert all(text(r) == "Hello from FakeUpstream." for r in results)
     assert sum(1 for r in results if not r.cached) == 1
-    assert stats.cache is not None and stats.cache.coalesced == 4
+    assert stats.cache is not None
+    assert stats.cache.coalesced == 4
     assert stats.in_flight == 0
 
 
@@ -260,11 +275,13 @@ async def read_stream(s: Any) -> list[str]:
 async def test_stream_is_stored_and_replayed_with_the_same_chunks(up: FakeUpstream) -> None:
     async with make_router(up, {"enabled": True}) as router:
         live = await router.acompletion("gpt", MESSAGES, stream=True)
-        assert isinstance(live, CachedStream) and not live.cached
+        assert isinstance(live, CachedStream)
+        assert not live.cached
         original = await read_stream(live)
         assert len(original) == 4
         replay = await router.acompletion("gpt", MESSAGES, stream=True)
-        assert isinstance(replay, CachedStream) and replay.cached
+        assert isinstance(replay, CachedStream)
+        assert replay.cached
         chunks = [c async for c in replay]
         again = [
             c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
@@ -272,10 +289,12 @@ async def test_stream_is_stored_and_replayed_with_the_same_chunks(up: FakeUpstre
         assert again == original
         assert chunks[0].choices[0].delta.role == "assistant"
         assert any(c.choices and c.choices[0].finish_reason == "stop" for c in chunks)
-        assert replay.usage is not None and replay.usage == live.usage
+        assert replay.usage is not None
+        assert replay.usage == live.usage
         # The same entry answers a non-streamed request too.
         full = await router.acompletion("gpt", MESSAGES)
-        assert full.cached and text(full) == "".join(original)
+        assert full.cached
+        assert text(full) == "".join(original)
     assert chat_calls(up) == 1
 
 
@@ -283,7 +302,8 @@ async def test_complete_response_replays_as_a_stream(up: FakeUpstream) -> None:
     async with make_router(up, {"enabled": True}) as router:
         full = await router.acompletion("gpt", MESSAGES)
         s = await router.acompletion("gpt", MESSAGES, stream=True)
-        assert isinstance(s, CachedStream) and s.cached
+        assert isinstance(s, CachedStream)
+        assert s.cached
         assert "".join(await read_stream(s)) == text(full)
     assert chat_calls(up) == 1
 
@@ -299,7 +319,8 @@ async def test_cut_or_abandoned_stream_is_not_stored(up: FakeUpstream) -> None:
         await s.__anext__()
         await s.aclose()
         stats = router.statistics()
-        assert stats.cache is not None and stats.cache.stores == 0
+        assert stats.cache is not None
+        assert stats.cache.stores == 0
         assert stats.in_flight == 0
         s = await router.acompletion("gpt", MESSAGES, stream=True)
         assert not s.cached
@@ -313,7 +334,8 @@ async def test_stream_joins_a_complete_request_in_flight(up: FakeUpstream) -> No
         full, s = await asyncio.gather(
             router.acompletion("gpt", MESSAGES), router.acompletion("gpt", MESSAGES, stream=True)
         )
-        assert isinstance(s, CachedStream) and s.cached
+        assert isinstance(s, CachedStream)
+        assert s.cached
         assert "".join(await read_stream(s)) == text(full)
     assert chat_calls(up) == 1
 
@@ -323,7 +345,9 @@ async def test_embeddings_are_cached(up: FakeUpstream) -> None:
         a = await router.aembedding("gpt", ["alpha", "beta"])
         b = await router.aembedding("gpt", ["alpha", "beta"])
         c = await router.aembedding("gpt", ["alpha", "beta"], dimensions=4)
-    assert b.cached and not a.cached and not c.cached
+    assert b.cached
+    assert not a.cached
+    assert not c.cached
     assert [e.embedding for e in b.data] == [e.embedding for e in a.data]
     assert b.data[0].embedding is not a.data[0].embedding
     assert sum(1 for r in up.received if r.path.endswith("/embeddings")) == 2
@@ -342,11 +366,13 @@ async def test_fallback_answer_is_stored_under_the_serving_group(up: FakeUpstrea
         )
         async with router:
             first = await router.acompletion("gpt", MESSAGES)
-            assert first.group == "backup" and not first.cached
+            assert first.group == "backup"
+            assert not first.cached
             up.always(None)
             # Not stored under "gpt": once gpt answers again, it answers for itself.
             own = await router.acompletion("gpt", MESSAGES)
-            assert own.group == "gpt" and not own.cached
+            assert own.group == "gpt"
+            assert not own.cached
             # Stored under "backup", whose own requests it answers.
             assert (await router.acompletion("backup", MESSAGES)).cached
         assert chat_calls(backup) == 1
@@ -372,4 +398,6 @@ async def test_from_config_reads_the_cache_section(up: FakeUpstream) -> None:
         await router.acompletion("gpt", MESSAGES)
         assert (await router.acompletion("gpt", MESSAGES)).cached
         stats = router.statistics().cache
-    assert stats is not None and stats.max_entries == 5 and stats.backend == "memory"
+    assert stats is not None
+    assert stats.max_entries == 5
+    assert stats.backend == "memory"
