@@ -51,9 +51,7 @@ def make_router(up: FakeUpstream, url: str, **cache: Any) -> Router:
 
 
 async def texts(stream: ChatStream | CachedStream) -> list[str]:
-    return [
-        c.delta.content async for chunk in stream for c in chunk.choices if c.delta.content
-    ]
+    return [c.delta.content async for chunk in stream for c in chunk.choices if c.delta.content]
 
 
 def calls(up: FakeUpstream) -> int:
