@@ -56,6 +56,8 @@ class RedisStore:
     ) -> None:
         try:
             import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
             from redis.exceptions import RedisError
         except ImportError:
             raise ImportError(
@@ -68,6 +70,9 @@ class RedisStore:
                 socket_connect_timeout=timeout,
                 socket_timeout=timeout,
                 retry_on_timeout=False,
+                # A cache must not add retries with backoff to a request: one failure
+                # is enough to go uncached (and to skip Redis for retry_interval).
+                retry=Retry(NoBackoff(), 0),
             )
         self._client = client
         self._clock = clock
