@@ -1,5 +1,6 @@
 """interlock: an async routing and resilience engine for LLM APIs."""
 
+from interlock.cache import CacheConfig, CachedStream, CacheStatistics, GroupCachePolicy
 from interlock.clock import Clock, MonotonicClock
 from interlock.config import Deployment, HealthPolicy, RetryPolicy, RouterConfig
 from interlock.errors import (
@@ -53,6 +54,9 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
+    "CacheConfig",
+    "CacheStatistics",
+    "CachedStream",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatMessage",
@@ -73,6 +77,7 @@ __all__ = [
     "Embedding",
     "EmbeddingParams",
     "EmbeddingResponse",
+    "GroupCachePolicy",
     "HealthPolicy",
     "InterlockError",
     "InternalServerError",

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from interlock.cache.config import CacheConfig
 from interlock.errors import ConfigError, join_path
 
 __all__ = [
@@ -230,6 +231,8 @@ class RouterConfig(_Model):
     unsupported_params: Literal["drop", "raise"] = "drop"
     """What to do with a parameter a deployment's provider has no equivalent for: leave
     it out, or fail the call with UnsupportedParamsError (see docs/providers.md)."""
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    """The response cache (off unless enabled; see docs/caching.md)."""
 
     @field_validator("strategy")
     @classmethod

@@ -84,6 +84,8 @@ class ChatCompletion:
     """The deployment that served this response."""
     group: str = ""
     """The group (after aliases and fallbacks) that served it."""
+    cached: bool = False
+    """True when the response cache answered (no provider call of its own)."""
 
     @classmethod
     def from_dict(
@@ -163,6 +165,8 @@ class ChatCompletionChunk:
     object: str = "chat.completion.chunk"
     deployment_id: str = ""
     group: str = ""
+    cached: bool = False
+    """True when replayed from the response cache."""
 
     @classmethod
     def from_dict(
@@ -211,6 +215,8 @@ class EmbeddingResponse:
     object: str = "list"
     deployment_id: str = ""
     group: str = ""
+    cached: bool = False
+    """True when the response cache answered (no provider call of its own)."""
 
     @classmethod
     def from_dict(

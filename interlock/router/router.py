@@ -11,6 +11,9 @@ from typing import Any, Literal, TypeVar, Unpack, overload
 
 import aiohttp
 
+from interlock.cache.config import CacheConfig
+from interlock.cache.response import CacheMode, ResponseCache
+from interlock.cache.stream import CachedStream
 from interlock.clock import Clock, MonotonicClock
 from interlock.config import (
     Deployment,
@@ -81,6 +84,7 @@ class Router:
         seed: int | None = None,
         connection_limit: int = 1000,
         unsupported_params: UnsupportedParams = "drop",
+        cache: CacheConfig | Mapping[str, Any] | None = None,
     ) -> None:
         cfg = RouterConfig(
             deployments=tuple(deployments),
@@ -96,6 +100,7 @@ class Router:
             timeout=timeout,
             expected_output_tokens=expected_output_tokens,
             unsupported_params=unsupported_params,
+            cache=cache if cache is not None else CacheConfig(),
         )
         self.config = cfg
         self._clock: Clock = clock or MonotonicClock()
@@ -125,6 +130,7 @@ class Router:
         self._expected_output = cfg.expected_output_tokens
         self._closed = False
         self._unsupported: UnsupportedParams = cfg.unsupported_params
+        self._cache = ResponseCache(cfg.cache, self._pools, self._clock)
 
     def _build_states(self, deployments: Sequence[Deployment]) -> list[DeploymentState]:
         problems: list[tuple[str, str]] = []
@@ -164,7 +170,7 @@ class Router:
     ) -> Router:
         """A Router from a mapping or a JSON file with the keys of `RouterConfig`
         (``deployments``, ``strategy``, ``fallbacks``, ``aliases``, ``retry``, ``health``,
-        ``timeout``, ``expected_output_tokens``)."""
+        ``timeout``, ``expected_output_tokens``, ``unsupported_params``, ``cache``)."""
         data = load_config_source(source)
         cfg = RouterConfig(**data)
         return cls(
@@ -178,6 +184,7 @@ class Router:
             expected_output_tokens=cfg.expected_output_tokens,
             unsupported_params=cfg.unsupported_params,
             clock=clock,
+            cache=cfg.cache,
             transports=transports,
             seed=seed,
         )
@@ -203,6 +210,7 @@ class Router:
         for t in {id(t): t for t in self._transports.values()}.values():
             await t.aclose()
         await self._http.aclose()
+        await self._cache.aclose()
 
     # --- requests -------------------------------------------------------------------
 
@@ -234,6 +242,8 @@ class Router:
         timeout: float | None = None,
         tags: Sequence[str] = (),
         unsupported_params: UnsupportedParams | None = None,
+        cache: CacheMode = None,
+        cache_ttl: float | None = None,
         **params: Unpack[ChatParams],
     ) -> ChatCompletion: ...
 
@@ -247,8 +257,10 @@ class Router:
         timeout: float | None = None,
         tags: Sequence[str] = (),
         unsupported_params: UnsupportedParams | None = None,
+        cache: CacheMode = None,
+        cache_ttl: float | None = None,
         **params: Unpack[ChatParams],
-    ) -> ChatStream: ...
+    ) -> ChatStream | CachedStream: ...
 
     async def acompletion(
         self,
@@ -259,16 +271,21 @@ class Router:
         timeout: float | None = None,
         tags: Sequence[str] = (),
         unsupported_params: UnsupportedParams | None = None,
+        cache: CacheMode = None,
+        cache_ttl: float | None = None,
         **params: Unpack[ChatParams],
-    ) -> ChatCompletion | ChatStream:
+    ) -> ChatCompletion | ChatStream | CachedStream:
         """A chat completion from a deployment of `model` (a group or an alias).
 
         With ``stream=True`` returns a `ChatStream` once the first chunk has arrived;
         failures before that are retried like any other. `timeout` is the deadline for
         the whole call (every attempt, backoff and fallback); it defaults to the router's.
+        `cache` and `cache_ttl` override the response cache's policy for this request
+        (docs/caching.md); a cached stream is a `CachedStream`.
         """
         group = self._group_for(model)
         budget = self._deadline(timeout)
+        plan = self._cache.plan(group, cache, cache_ttl)
         if not messages:
             raise ValueError("messages must not be empty")
         body = _provider_params(params, CHAT_PARAM_NAMES, "acompletion")
@@ -285,6 +302,26 @@ class Router:
             requested=model,
             unsupported_params=self._unsupported_for(unsupported_params),
         )
+        if plan is not None:
+            if stream:
+                return await self._cache.stream(
+                    plan,
+                    request,
+                    budget,
+                    lambda: self._pipeline.run(
+                        request,
+                        budget,
+                        _send_stream,
+                        partial(self._open_stream, request.est_input_tokens),
+                    ),
+                )
+            return await self._cache.fetch(
+                plan,
+                request,
+                budget,
+                ChatCompletion,
+                lambda: self._pipeline.run(request, budget, _send_chat, self._complete_chat),
+            )
         if stream:
             return await self._pipeline.run(
                 request, budget, _send_stream, partial(self._open_stream, request.est_input_tokens)
@@ -299,11 +336,15 @@ class Router:
         timeout: float | None = None,
         tags: Sequence[str] = (),
         unsupported_params: UnsupportedParams | None = None,
+        cache: CacheMode = None,
+        cache_ttl: float | None = None,
         **params: Unpack[EmbeddingParams],
     ) -> EmbeddingResponse:
-        """Embeddings of `input` from a deployment of `model`."""
+        """Embeddings of `input` from a deployment of `model` (`cache`, `cache_ttl`: as
+        for `acompletion`)."""
         group = self._group_for(model)
         budget = self._deadline(timeout)
+        plan = self._cache.plan(group, cache, cache_ttl)
         body = _provider_params(params, EMBEDDING_PARAM_NAMES, "aembedding")
         request = Request(
             "embedding",
@@ -315,6 +356,14 @@ class Router:
             requested=model,
             unsupported_params=self._unsupported_for(unsupported_params),
         )
+        if plan is not None:
+            return await self._cache.fetch(
+                plan,
+                request,
+                budget,
+                EmbeddingResponse,
+                lambda: self._pipeline.run(request, budget, _send_embed, self._complete_embed),
+            )
         return await self._pipeline.run(request, budget, _send_embed, self._complete_embed)
 
     async def call(
@@ -428,7 +477,7 @@ class Router:
                     latency_ewma=s.latency_ewma,
                 )
             )
-        return RouterStatistics(at=now, deployments=tuple(out))
+        return RouterStatistics(at=now, deployments=tuple(out), cache=self._cache.statistics())
 
     def __repr__(self) -> str:
         now = self._clock.now()

@@ -41,6 +41,9 @@ class ChatStream:
         "usage",
     )
 
+    cached = False
+    """Always False for a live stream (a `CachedStream` replaying the cache says True)."""
+
     def __init__(
         self,
         source: ChunkSource,

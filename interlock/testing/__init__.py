@@ -8,6 +8,7 @@ from interlock.testing.fake_azure import FakeAzure
 from interlock.testing.fake_gemini import FakeGemini
 from interlock.testing.fake_upstream import FakeUpstream, ReceivedRequest, Reply
 from interlock.testing.faults import Fault, FaultKind, FaultScript, RetryAfterFormat
+from interlock.testing.redis_server import RedisServer, RedisServerError
 
 __all__ = [
     "FakeAnthropic",
@@ -19,6 +20,8 @@ __all__ = [
     "FaultKind",
     "FaultScript",
     "ReceivedRequest",
+    "RedisServer",
+    "RedisServerError",
     "Reply",
     "RetryAfterFormat",
     "ToolReply",

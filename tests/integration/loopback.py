@@ -7,7 +7,15 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from interlock import ChatCompletionChunk, ChatStream, Deployment, DeploymentState, Request, Router
+from interlock import (
+    CachedStream,
+    ChatCompletionChunk,
+    ChatStream,
+    Deployment,
+    DeploymentState,
+    Request,
+    Router,
+)
 from interlock.testing import FakeUpstream
 
 __all__ = [
@@ -51,7 +59,7 @@ def router_over(ups: Sequence[FakeUpstream], **options: Any) -> Router:
     return Router([deployment(up, **per_deployment) for up in ups], **options)
 
 
-async def drain_into(stream: ChatStream, got: list[ChatCompletionChunk]) -> None:
+async def drain_into(stream: ChatStream | CachedStream, got: list[ChatCompletionChunk]) -> None:
     """Read `stream` to its end (or its error) into `got`; a stall fails after 10 s."""
     async with asyncio.timeout(10):
         async for chunk in stream:

@@ -200,7 +200,9 @@ async def test_unknown_parameter_is_a_type_error() -> None:
     assert router.statistics().requests == 0
 
 
-async def test_known_parameters_reach_the_request_and_extra_body_is_merged() -> None:
+async def test_known_parameters_reach_the_request_and_extra_body_stays_nested() -> None:
+    """extra_body reaches the transport as is; each transport merges it where its
+    provider wants it (docs/providers.md)."""
     seen: list[dict[str, Any]] = []
 
     def spy(candidates: Sequence[DeploymentState], request: Request) -> DeploymentState:
@@ -209,7 +211,7 @@ async def test_known_parameters_reach_the_request_and_extra_body_is_merged() -> 
 
     router = make_router(ScriptedTransport(), [dep("a")], FakeClock(), strategy=spy)
     await router.acompletion("g", MESSAGES, temperature=0.5, max_tokens=7, extra_body={"top_k": 3})
-    assert seen == [{"temperature": 0.5, "max_tokens": 7, "top_k": 3}]
+    assert seen == [{"temperature": 0.5, "max_tokens": 7, "extra_body": {"top_k": 3}}]
 
 
 async def test_bad_arguments_fail_before_routing() -> None:
