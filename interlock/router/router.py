@@ -131,6 +131,7 @@ class Router:
         self._closed = False
         self._unsupported: UnsupportedParams = cfg.unsupported_params
         self._cache = ResponseCache(cfg.cache, self._pools, self._clock)
+        self._cache_active = cfg.cache.active
 
     def _build_states(self, deployments: Sequence[Deployment]) -> list[DeploymentState]:
         problems: list[tuple[str, str]] = []
@@ -283,24 +284,38 @@ class Router:
         `cache` and `cache_ttl` override the response cache's policy for this request
         (docs/caching.md); a cached stream is a `CachedStream`.
         """
-        group = self._group_for(model)
-        budget = self._deadline(timeout)
-        plan = self._cache.plan(group, cache, cache_ttl)
+        # This is the hot path: helpers are inlined where the common case is one check.
+        group = self._names.get(model)
+        if group is None:
+            group = self._group_for(model)
+        budget = self._timeout if timeout is None else self._deadline(timeout)
+        plan = (
+            None
+            if cache is None and cache_ttl is None and not self._cache_active
+            else self._cache.plan(group, cache, cache_ttl)
+        )
         if not messages:
             raise ValueError("messages must not be empty")
-        body = _provider_params(params, CHAT_PARAM_NAMES, "acompletion")
-        out = body.get("max_completion_tokens") or body.get("max_tokens")
+        if params:
+            body = _provider_params(params, CHAT_PARAM_NAMES, "acompletion")
+            out = body.get("max_completion_tokens") or body.get("max_tokens")
+        else:
+            body = {}
+            out = None
         request = Request(
             "chat",
             group,
-            messages=messages,
-            params=body,
-            stream=stream,
-            tags=_tag_set(tags),
-            est_input_tokens=estimate_input_tokens(messages),
-            est_output_tokens=int(out) if out else self._expected_output,
-            requested=model,
-            unsupported_params=self._unsupported_for(unsupported_params),
+            messages,
+            None,
+            body,
+            stream,
+            _tag_set(tags) if tags else _NO_TAGS,
+            estimate_input_tokens(messages),
+            int(out) if out else self._expected_output,
+            model,
+            self._unsupported
+            if unsupported_params is None
+            else self._unsupported_for(unsupported_params),
         )
         if plan is not None:
             if stream:
@@ -515,7 +530,7 @@ async def _run_user_fn(
     deadlines: DeadlineWheel,
 ) -> T:
     try:
-        async with deadlines.timeout(timeout):
+        with deadlines.timeout(timeout):
             return await fn(state.deployment)
     except InterlockError:
         raise
@@ -550,6 +565,9 @@ def _unsupported_mode(value: object, where: str) -> UnsupportedParams:
     if value == "raise":
         return "raise"
     raise ValueError(f"{where} must be one of {sorted(UNSUPPORTED_MODES)}, got {value!r}")
+
+
+_NO_TAGS: frozenset[str] = frozenset()
 
 
 def _tag_set(tags: str | Sequence[str]) -> frozenset[str]:
