@@ -24,6 +24,18 @@ from interlock.errors import (
     StreamInterruptedError,
     UnknownModelError,
 )
+from interlock.observability import (
+    CooldownEvent,
+    FailureEvent,
+    FallbackEvent,
+    Hook,
+    PrometheusMetrics,
+    RecoveryEvent,
+    RequestStartEvent,
+    RetryEvent,
+    SuccessEvent,
+    serve_metrics,
+)
 from interlock.observability.stats import DeploymentStatistics, RouterStatistics
 from interlock.providers.base import ChunkSource, Transport
 from interlock.router import ChatStream, DeploymentState, Router
@@ -65,6 +77,7 @@ __all__ = [
     "ConfigError",
     "ContentPolicyViolationError",
     "ContextWindowExceededError",
+    "CooldownEvent",
     "DeadlineExceededError",
     "Deployment",
     "DeploymentState",
@@ -72,7 +85,10 @@ __all__ = [
     "Embedding",
     "EmbeddingParams",
     "EmbeddingResponse",
+    "FailureEvent",
+    "FallbackEvent",
     "HealthPolicy",
+    "Hook",
     "InterlockError",
     "InternalServerError",
     "MalformedResponseError",
@@ -80,8 +96,12 @@ __all__ = [
     "NoDeploymentAvailableError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PrometheusMetrics",
     "RateLimitError",
+    "RecoveryEvent",
     "Request",
+    "RequestStartEvent",
+    "RetryEvent",
     "RetryPolicy",
     "Router",
     "RouterConfig",
@@ -89,8 +109,10 @@ __all__ = [
     "ServiceUnavailableError",
     "Strategy",
     "StreamInterruptedError",
+    "SuccessEvent",
     "Transport",
     "UnknownModelError",
     "Usage",
     "__version__",
+    "serve_metrics",
 ]
