@@ -58,30 +58,39 @@ class Hook(Protocol):
 
     def on_request_start(self, event: RequestStartEvent) -> Awaitable[None] | None:
         """A request entered the router."""
+        return None
 
     def on_success(self, event: SuccessEvent) -> Awaitable[None] | None:
         """An attempt succeeded."""
+        return None
 
     def on_failure(self, event: FailureEvent) -> Awaitable[None] | None:
         """An attempt failed, or the router refused the request."""
+        return None
 
     def on_retry(self, event: RetryEvent) -> Awaitable[None] | None:
         """Another attempt in the same group after a failure."""
+        return None
 
     def on_fallback(self, event: FallbackEvent) -> Awaitable[None] | None:
         """The request moves on to a fallback group."""
+        return None
 
     def on_cooldown(self, event: CooldownEvent) -> Awaitable[None] | None:
         """A deployment was taken out of rotation."""
+        return None
 
     def on_recovery(self, event: RecoveryEvent) -> Awaitable[None] | None:
         """A cooled deployment served a request successfully again."""
+        return None
 
     def on_hedge(self, event: HedgeEvent) -> Awaitable[None] | None:
         """A hedged attempt was sent."""
+        return None
 
     def on_rate_limit_wait(self, event: RateLimitWaitEvent) -> Awaitable[None] | None:
         """The router waited for rate-limit headroom."""
+        return None
 
 
 Callback = Callable[[Any], Any]

@@ -101,7 +101,10 @@ class Observer:
         if metrics is not None:
             metrics.bind(states, clock, self.runner)
         self.redact = logs.Redactor(s.deployment.api_key_value() for s in states)
-        self._base = metrics is not None or any(c.active for c in ch.values())
+        # Only request starts and successes are on the hot path; everything else is
+        # reported from the failure side, and recoveries are watched for while a
+        # deployment is cooling (see `_cooled_down`).
+        self._base = metrics is not None or self._start.active or self._success.active
         self.listening: bool = self._base
         """Whether the hot path must call `request_start` and `success`."""
         self._cooled: dict[DeploymentState, float] = {}

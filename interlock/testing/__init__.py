@@ -4,6 +4,7 @@ manual clock. See docs/testing.md."""
 from interlock.testing.clock import FakeClock
 from interlock.testing.fake_upstream import FakeUpstream, ReceivedRequest, Reply
 from interlock.testing.faults import Fault, FaultKind, FaultScript, RetryAfterFormat
+from interlock.testing.instant import InstantTransport
 
 __all__ = [
     "FakeClock",
@@ -11,6 +12,7 @@ __all__ = [
     "Fault",
     "FaultKind",
     "FaultScript",
+    "InstantTransport",
     "ReceivedRequest",
     "Reply",
     "RetryAfterFormat",
