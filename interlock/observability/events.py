@@ -1,14 +1,19 @@
-"""The events hooks receive: one slotted frozen dataclass per kind of event.
+"""The events hooks receive: one immutable, typed record per kind of event.
 
 They are built only when some hook listens for that kind, so a router without hooks
 never allocates one. Times are on the router's clock (`at`), durations in seconds.
 Nothing on an event is a secret: deployments are named by id, never by key.
+
+Events are `typing.NamedTuple`s: immutable, slotted (no per-instance dict) and typed
+like a frozen dataclass, but about three times cheaper to build (a frozen dataclass
+sets each field through ``object.__setattr__``), which matters because a hook on
+``on_success`` gets one per request. Read them by attribute name; field order is
+not part of the API.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from interlock.errors import InterlockError
 
@@ -34,8 +39,7 @@ the call's own deadline (not held against the deployment); ``"refused"`` when th
 router gave up on the request without (another) attempt."""
 
 
-@dataclass(frozen=True, slots=True)
-class RequestStartEvent:
+class RequestStartEvent(NamedTuple):
     """A request entered the router (before any deployment was chosen)."""
 
     group: str
@@ -48,8 +52,7 @@ class RequestStartEvent:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class SuccessEvent:
+class SuccessEvent(NamedTuple):
     """An attempt succeeded (for a stream: it ended cleanly)."""
 
     group: str
@@ -68,8 +71,7 @@ class SuccessEvent:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class FailureEvent:
+class FailureEvent(NamedTuple):
     """An attempt failed, or (``deployment_id is None``) the router refused the request."""
 
     group: str
@@ -96,8 +98,7 @@ class FailureEvent:
         return self.error.status_code
 
 
-@dataclass(frozen=True, slots=True)
-class RetryEvent:
+class RetryEvent(NamedTuple):
     """Another attempt in the same group after a failed one."""
 
     group: str
@@ -110,8 +111,7 @@ class RetryEvent:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class FallbackEvent:
+class FallbackEvent(NamedTuple):
     """The request gave up on `group` and moves on to `to_group` (its fallback)."""
 
     group: str
@@ -123,8 +123,7 @@ class FallbackEvent:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class CooldownEvent:
+class CooldownEvent(NamedTuple):
     """A deployment was taken out of rotation (ejected) for `seconds`."""
 
     group: str
@@ -138,8 +137,7 @@ class CooldownEvent:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class RecoveryEvent:
+class RecoveryEvent(NamedTuple):
     """A deployment that had been cooled served a request successfully again."""
 
     group: str
@@ -149,8 +147,7 @@ class RecoveryEvent:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class HedgeEvent:
+class HedgeEvent(NamedTuple):
     """A hedged (duplicate) attempt was sent while an earlier one was still running."""
 
     group: str
@@ -161,8 +158,7 @@ class HedgeEvent:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class RateLimitWaitEvent:
+class RateLimitWaitEvent(NamedTuple):
     """The router waited for rate-limit headroom instead of failing the request."""
 
     group: str

@@ -33,6 +33,7 @@ from interlock.clock import Clock
 if TYPE_CHECKING:
     from interlock.observability.hooks import HookRunner
     from interlock.router.state import DeploymentState
+    from interlock.types import Usage
 
 __all__ = [
     "DEFAULT_DURATION_BUCKETS",
@@ -109,8 +110,8 @@ class _DeploymentSeries:
         "outcomes",
         "output_tokens",
         "recoveries",
-        "spend",
         "state",
+        "successes",
         "ttft",
     )
 
@@ -118,12 +119,12 @@ class _DeploymentSeries:
         self.state = state
         self.group = state.group
         self.id = state.id
-        self.outcomes = dict.fromkeys(OUTCOMES, 0)
+        self.successes = 0
+        self.outcomes = dict.fromkeys(OUTCOMES[1:], 0)
         self.duration = duration
         self.ttft = ttft
         self.input_tokens = 0
         self.output_tokens = 0
-        self.spend = 0.0
         self.cooldowns = 0
         self.recoveries = 0
 
@@ -189,25 +190,20 @@ class PrometheusMetrics:
     # --- recording (synchronous, O(1) or O(log buckets)) ---------------------------
 
     def success(
-        self,
-        state: DeploymentState,
-        latency: float,
-        ttft: float | None,
-        input_tokens: int | None,
-        output_tokens: int | None,
-        cost: float,
+        self, state: DeploymentState, latency: float, ttft: float | None, usage: Usage | None
     ) -> None:
+        # The hot one: kept flat. Spend is not summed here: it is tokens times the
+        # deployment's (fixed) prices, computed at scrape time.
         s = self._series[state]
-        s.outcomes["success"] += 1
-        s.duration.observe(latency)
+        s.successes += 1
+        h = s.duration
+        h.counts[bisect_left(h.bounds, latency)] += 1
+        h.sum += latency
         if ttft is not None:
             s.ttft.observe(ttft)
-        if input_tokens is not None:
-            s.input_tokens += input_tokens
-        if output_tokens is not None:
-            s.output_tokens += output_tokens
-        if cost:
-            s.spend += cost
+        if usage is not None:
+            s.input_tokens += usage.prompt_tokens
+            s.output_tokens += usage.completion_tokens
 
     def failure(self, state: DeploymentState, outcome: str) -> None:
         outcomes = self._series[state].outcomes
@@ -254,13 +250,18 @@ class PrometheusMetrics:
         now = self._clock.now() if self._clock is not None else 0.0
         for s in self._series.values():
             dl = [s.group, s.id]
+            d = s.state.deployment
+            f.requests.add_metric([*dl, "success"], s.successes)
             for outcome, n in s.outcomes.items():
                 f.requests.add_metric([*dl, outcome], n)
             f.duration.add_metric(dl, s.duration.cumulative(), s.duration.sum)
             f.ttft.add_metric(dl, s.ttft.cumulative(), s.ttft.sum)
             f.tokens.add_metric([*dl, "input"], s.input_tokens)
             f.tokens.add_metric([*dl, "output"], s.output_tokens)
-            f.spend.add_metric(dl, s.spend)
+            f.spend.add_metric(
+                dl,
+                s.input_tokens * d.input_cost_per_token + s.output_tokens * d.output_cost_per_token,
+            )
             f.in_flight.add_metric(dl, s.state.in_flight)
             f.healthy.add_metric(dl, 1.0 if s.state.cooldown_until <= now else 0.0)
             f.cooldowns.add_metric(dl, s.cooldowns)

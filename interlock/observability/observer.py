@@ -73,6 +73,7 @@ class Observer:
         "metrics",
         "redact",
         "runner",
+        "starts",
     )
 
     def __init__(
@@ -104,9 +105,11 @@ class Observer:
         # Only request starts and successes are on the hot path; everything else is
         # reported from the failure side, and recoveries are watched for while a
         # deployment is cooling (see `_cooled_down`).
-        self._base = metrics is not None or self._start.active or self._success.active
+        self._base = metrics is not None or self._success.active
         self.listening: bool = self._base
-        """Whether the hot path must call `request_start` and `success`."""
+        """Whether the pipeline must call `success`."""
+        self.starts: bool = self._start.active
+        """Whether the pipeline must call `request_start` (a hook wants it)."""
         self._cooled: dict[DeploymentState, float] = {}
         self._last_internal_error = -1e9
 
@@ -136,40 +139,38 @@ class Observer:
         """An attempt on `state` that began at `started` succeeded at `now`."""
         try:
             m = self.metrics
-            ch = self._success
-            if m is not None or ch.active:
-                tin: int | None = None
-                tout: int | None = None
-                cost = 0.0
-                if usage is not None:
-                    d = state.deployment
-                    tin, tout = usage.prompt_tokens, usage.completion_tokens
-                    cost = (
-                        usage.prompt_tokens * d.input_cost_per_token
-                        + usage.completion_tokens * d.output_cost_per_token
-                    )
-                if m is not None:
-                    m.success(state, now - started, ttft, tin, tout, cost)
-                if ch.active:
-                    ch.emit(
-                        SuccessEvent(
-                            state.group,
-                            state.id,
-                            attempt,
-                            now - started,
-                            ttft,
-                            tin,
-                            tout,
-                            cost,
-                            now,
-                        )
-                    )
+            if m is not None:
+                m.success(state, now - started, ttft, usage)
+            if self._success.active:
+                self._emit_success(state, started, now, ttft, usage, attempt)
             cooled = self._cooled
             # Only an attempt sent after the cooldown began proves the deployment is back.
             if cooled and cooled.get(state, now) <= started:
                 self.recovery(state, now)
         except Exception as exc:
             self._internal_error("success", exc)
+
+    def _emit_success(
+        self,
+        state: DeploymentState,
+        started: float,
+        now: float,
+        ttft: float | None,
+        usage: Usage | None,
+        attempt: int,
+    ) -> None:
+        if usage is None:
+            event = SuccessEvent(
+                state.group, state.id, attempt, now - started, ttft, None, None, 0.0, now
+            )
+        else:
+            d = state.deployment
+            tin, tout = usage.prompt_tokens, usage.completion_tokens
+            cost = tin * d.input_cost_per_token + tout * d.output_cost_per_token
+            event = SuccessEvent(
+                state.group, state.id, attempt, now - started, ttft, tin, tout, cost, now
+            )
+        self._success.emit(event)
 
     # --- failure side (always called) ----------------------------------------------
 

@@ -78,7 +78,7 @@ class Pipeline:
         soonest: float | None = None
         chain = self._chains[request.group]
         obs = self.observer
-        if obs.listening:
+        if obs.starts:
             obs.request_start(request, started)
         for hop, group in enumerate(chain):
             if hop:

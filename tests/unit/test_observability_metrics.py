@@ -163,7 +163,7 @@ def test_histogram_bucket_edges_are_inclusive() -> None:
     router = make(clock, transport, m)
     state = router._states[0]
     for v in (0.1, 0.5, 1.0, 3.0):
-        m.success(state, v, None, None, None, 0.0)
+        m.success(state, v, None, None)
     le = {k: value(m.registry, "interlock_request_duration_seconds_bucket", group="a",
                    deployment="a-0", le=k) for k in ("0.1", "1.0", "+Inf")}  # fmt: skip
     assert le == {"0.1": 1, "1.0": 3, "+Inf": 4}
