@@ -6,8 +6,9 @@ Everything runs in one process with `InstantTransport` (answers at once, no I/O)
 the time per request is the router's own work and the ratio is stable. Each round
 times N sequential chat requests for four routers over the same two deployments:
 ``off`` (no hooks, no metrics), ``metrics`` (PrometheusMetrics), ``hook`` (one
-no-op sync hook on every event) and ``both``; plus ``floor``, the same calls made on
-the transport directly. Router overhead is ``off - floor``; the cost of
+no-op sync hook on every event), ``both``, and ``fail_hook`` (a no-op hook on
+failure-side events only); plus ``floor``, the same calls made on the transport
+directly. Router overhead is ``off - floor``; the cost of
 instrumentation is ``(both - off) / (off - floor)``, the median over rounds (the
 order of the variants rotates every round, so drift hits all alike). Target: <= 10%.
 """
@@ -39,7 +40,7 @@ from interlock.testing import InstantTransport
 __all__ = ["ObservabilityResult", "main", "measure_observability"]
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
-VARIANTS = ("floor", "off", "metrics", "hook", "both")
+VARIANTS = ("floor", "off", "metrics", "hook", "both", "fail_hook")
 
 
 class NoopHook(Hook):
@@ -67,6 +68,19 @@ class NoopHook(Hook):
         pass
 
 
+class NoopFailureHook(Hook):
+    """Listens only to the failure side (what alerting needs): nothing per success."""
+
+    def on_failure(self, event: FailureEvent) -> None:
+        pass
+
+    def on_retry(self, event: RetryEvent) -> None:
+        pass
+
+    def on_cooldown(self, event: CooldownEvent) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class ObservabilityResult:
     requests: int
@@ -80,6 +94,8 @@ class ObservabilityResult:
     cost_hook: float
     cost_both: float
     """Median of ``(both - off) / (off - floor)``: metrics and a no-op hook together."""
+    cost_failure_hook: float
+    """The same for a hook on failure-side events only (none happen here)."""
 
 
 def _router(variant: str, transport: InstantTransport) -> Router:
@@ -91,7 +107,9 @@ def _router(variant: str, transport: InstantTransport) -> Router:
     metrics = (
         PrometheusMetrics(registry=CollectorRegistry()) if variant in ("metrics", "both") else None
     )
-    hooks = [NoopHook()] if variant in ("hook", "both") else []
+    hooks: list[Hook] = [NoopHook()] if variant in ("hook", "both") else []
+    if variant == "fail_hook":
+        hooks = [NoopFailureHook()]
     return Router(
         deployments, transports={"instant": transport}, seed=1, metrics=metrics, hooks=hooks
     )
@@ -156,6 +174,7 @@ async def _measure(n: int, rounds: int) -> ObservabilityResult:
         cost("metrics"),
         cost("hook"),
         cost("both"),
+        cost("fail_hook"),
     )
 
 
@@ -179,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  cost of metrics                {r.cost_metrics:8.1%}")
     print(f"  cost of a no-op hook           {r.cost_hook:8.1%}")
     print(f"  cost of metrics + no-op hook   {r.cost_both:8.1%}  (target <= 10%)")
+    print(f"  cost of a failure-only hook    {r.cost_failure_hook:8.1%}")
     return 0
 
 
