@@ -23,6 +23,7 @@ from interlock.errors import (
     ServiceUnavailableError,
     StreamInterruptedError,
     UnknownModelError,
+    UnsupportedParamsError,
 )
 from interlock.observability import (
     CooldownEvent,
@@ -112,6 +113,7 @@ __all__ = [
     "SuccessEvent",
     "Transport",
     "UnknownModelError",
+    "UnsupportedParamsError",
     "Usage",
     "__version__",
     "serve_metrics",

@@ -250,6 +250,8 @@ class Request:
     est_output_tokens: int = 0
     requested: str = ""
     """The name the caller asked for (a group or an alias)."""
+    unsupported_params: Literal["drop", "raise"] = "drop"
+    """What a transport does with a parameter its provider has no equivalent for."""
 
     @property
     def est_tokens(self) -> int:

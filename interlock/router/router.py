@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any, Literal, TypeVar, Unpack, overload
 
@@ -35,7 +36,9 @@ from interlock.observability.observer import Observer
 from interlock.observability.stats import DeploymentStatistics, RouterStatistics
 from interlock.providers.base import ChunkSource, Transport
 from interlock.providers.http import HttpClient
-from interlock.providers.openai import OpenAITransport
+from interlock.providers.params import UNSUPPORTED_MODES, UnsupportedParams
+from interlock.providers.presets import PRESETS
+from interlock.providers.registry import builtin_transports
 from interlock.router.pipeline import Pipeline
 from interlock.router.pool import DeploymentPool
 from interlock.router.state import DeploymentState
@@ -55,7 +58,7 @@ __all__ = ["Router"]
 
 T = TypeVar("T")
 
-BUILTIN_PROVIDERS = ("openai",)
+BUILTIN_PROVIDERS = tuple(PRESETS)
 
 
 class Router:
@@ -80,27 +83,31 @@ class Router:
         transports: Mapping[str, Transport] | None = None,
         seed: int | None = None,
         connection_limit: int = 1000,
+        unsupported_params: UnsupportedParams = "drop",
         hooks: Sequence[Hook] | None = None,
         metrics: PrometheusMetrics | None = None,
     ) -> None:
         cfg = RouterConfig(
             deployments=tuple(deployments),
             strategy=strategy if isinstance(strategy, str) else "weighted",
-            fallbacks={k: tuple(v) for k, v in (fallbacks or {}).items()},
+            # A bare string is passed on as is, so validation rejects it instead of
+            # splitting it into one-letter group names.
+            fallbacks={
+                k: v if isinstance(v, str) else tuple(v) for k, v in (fallbacks or {}).items()
+            },
             aliases=dict(aliases or {}),
             retry=retry if retry is not None else RetryPolicy(),
             health=health if health is not None else HealthPolicy(),
             timeout=timeout,
             expected_output_tokens=expected_output_tokens,
+            unsupported_params=unsupported_params,
         )
         self.config = cfg
         self._clock: Clock = clock or MonotonicClock()
         self._rng = random.Random(seed)
         self._http = HttpClient(connection_limit=connection_limit)
         self._deadlines = DeadlineWheel()
-        self._transports: dict[str, Transport] = {
-            "openai": OpenAITransport(self._http, self._deadlines)
-        }
+        self._transports = builtin_transports(self._http, self._deadlines)
         self._transports.update(transports or {})
         try:
             self._strategy: Strategy = resolve_strategy(strategy, self._rng)
@@ -130,6 +137,7 @@ class Router:
         self._timeout = cfg.timeout
         self._expected_output = cfg.expected_output_tokens
         self._closed = False
+        self._unsupported: UnsupportedParams = cfg.unsupported_params
 
     def _build_states(self, deployments: Sequence[Deployment]) -> list[DeploymentState]:
         problems: list[tuple[str, str]] = []
@@ -183,6 +191,7 @@ class Router:
             health=cfg.health,
             timeout=cfg.timeout,
             expected_output_tokens=cfg.expected_output_tokens,
+            unsupported_params=cfg.unsupported_params,
             clock=clock,
             transports=transports,
             seed=seed,
@@ -193,6 +202,8 @@ class Router:
     # --- lifecycle ------------------------------------------------------------------
 
     async def __aenter__(self) -> Router:
+        self._closed = False
+        self._http.reopen()
         return self
 
     async def __aexit__(
@@ -241,6 +252,7 @@ class Router:
         stream: Literal[False] = False,
         timeout: float | None = None,
         tags: Sequence[str] = (),
+        unsupported_params: UnsupportedParams | None = None,
         **params: Unpack[ChatParams],
     ) -> ChatCompletion: ...
 
@@ -253,6 +265,7 @@ class Router:
         stream: Literal[True],
         timeout: float | None = None,
         tags: Sequence[str] = (),
+        unsupported_params: UnsupportedParams | None = None,
         **params: Unpack[ChatParams],
     ) -> ChatStream: ...
 
@@ -264,6 +277,7 @@ class Router:
         stream: bool = False,
         timeout: float | None = None,
         tags: Sequence[str] = (),
+        unsupported_params: UnsupportedParams | None = None,
         **params: Unpack[ChatParams],
     ) -> ChatCompletion | ChatStream:
         """A chat completion from a deployment of `model` (a group or an alias).
@@ -284,13 +298,16 @@ class Router:
             messages=messages,
             params=body,
             stream=stream,
-            tags=frozenset(tags) if tags else frozenset(),
+            tags=_tag_set(tags),
             est_input_tokens=estimate_input_tokens(messages),
             est_output_tokens=int(out) if out else self._expected_output,
             requested=model,
+            unsupported_params=self._unsupported_for(unsupported_params),
         )
         if stream:
-            return await self._pipeline.run(request, budget, _send_stream, self._open_stream)
+            return await self._pipeline.run(
+                request, budget, _send_stream, partial(self._open_stream, request.est_input_tokens)
+            )
         return await self._pipeline.run(request, budget, _send_chat, self._complete_chat)
 
     async def aembedding(
@@ -300,6 +317,7 @@ class Router:
         *,
         timeout: float | None = None,
         tags: Sequence[str] = (),
+        unsupported_params: UnsupportedParams | None = None,
         **params: Unpack[EmbeddingParams],
     ) -> EmbeddingResponse:
         """Embeddings of `input` from a deployment of `model`."""
@@ -311,9 +329,10 @@ class Router:
             group,
             input=input,
             params=body,
-            tags=frozenset(tags) if tags else frozenset(),
+            tags=_tag_set(tags),
             est_input_tokens=estimate_embedding_tokens(input),
             requested=model,
+            unsupported_params=self._unsupported_for(unsupported_params),
         )
         return await self._pipeline.run(request, budget, _send_embed, self._complete_embed)
 
@@ -340,7 +359,7 @@ class Router:
         request = Request(
             "call",
             g,
-            tags=frozenset(tags) if tags else frozenset(),
+            tags=_tag_set(tags),
             est_input_tokens=max(0, tokens),
             requested=group,
         )
@@ -351,6 +370,9 @@ class Router:
             return _run_user_fn(fn, state, t, deadlines)
 
         return await self._pipeline.run(request, budget, send, self._complete_call)
+
+    def _unsupported_for(self, mode: UnsupportedParams | None) -> UnsupportedParams:
+        return self._unsupported if mode is None else _unsupported_mode(mode, "unsupported_params")
 
     # --- completion callbacks (synchronous, after a successful send) -----------------
 
@@ -378,10 +400,10 @@ class Router:
         self._pipeline.succeeded(r.state, started, now, None, None, r.attempt)
         return result
 
-    def _open_stream(self, source: ChunkSource, r: Reservation, started: float) -> ChatStream:
-        return ChatStream(
-            source, r, self._pipeline, started, r.tokens - self._expected_output if r.tokens else 0
-        )
+    def _open_stream(
+        self, prompt_tokens: int, source: ChunkSource, r: Reservation, started: float
+    ) -> ChatStream:
+        return ChatStream(source, r, self._pipeline, started, prompt_tokens)
 
     # --- introspection --------------------------------------------------------------
 
@@ -492,11 +514,23 @@ def _provider_params(
             f"{where}() got unknown parameter(s) {sorted(unknown)}; "
             f"pass provider-specific ones in extra_body"
         )
-    body = dict(params)
-    extra = body.pop("extra_body", None)
-    if extra:
-        body.update(extra)
-    return body
+    # `extra_body` stays nested: each transport knows where its provider wants it.
+    return dict(params)
+
+
+def _unsupported_mode(value: object, where: str) -> UnsupportedParams:
+    if value == "drop":
+        return "drop"
+    if value == "raise":
+        return "raise"
+    raise ValueError(f"{where} must be one of {sorted(UNSUPPORTED_MODES)}, got {value!r}")
+
+
+def _tag_set(tags: str | Sequence[str]) -> frozenset[str]:
+    """A request's tags; a single string is one tag, not a set of letters."""
+    if not tags:
+        return frozenset()
+    return frozenset((tags,)) if isinstance(tags, str) else frozenset(tags)
 
 
 def _fallback_chain(group: str, fallbacks: Mapping[str, Sequence[str]]) -> tuple[str, ...]:

@@ -71,6 +71,8 @@ class ChatStream:
         chunk = self._first
         if chunk is not None:
             self._first = None
+            if not self._reservation.open:  # closed before the first read
+                raise StopAsyncIteration
         else:
             if not self._reservation.open:
                 raise StopAsyncIteration
