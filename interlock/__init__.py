@@ -26,6 +26,18 @@ from interlock.errors import (
     UnknownModelError,
     UnsupportedParamsError,
 )
+from interlock.observability import (
+    CooldownEvent,
+    FailureEvent,
+    FallbackEvent,
+    Hook,
+    PrometheusMetrics,
+    RecoveryEvent,
+    RequestStartEvent,
+    RetryEvent,
+    SuccessEvent,
+    serve_metrics,
+)
 from interlock.observability.stats import DeploymentStatistics, RouterStatistics
 from interlock.providers.base import ChunkSource, Transport
 from interlock.router import ChatStream, DeploymentState, Router
@@ -70,6 +82,7 @@ __all__ = [
     "ConfigError",
     "ContentPolicyViolationError",
     "ContextWindowExceededError",
+    "CooldownEvent",
     "DeadlineExceededError",
     "Deployment",
     "DeploymentState",
@@ -77,8 +90,11 @@ __all__ = [
     "Embedding",
     "EmbeddingParams",
     "EmbeddingResponse",
+    "FailureEvent",
+    "FallbackEvent",
     "GroupCachePolicy",
     "HealthPolicy",
+    "Hook",
     "InterlockError",
     "InternalServerError",
     "MalformedResponseError",
@@ -86,8 +102,12 @@ __all__ = [
     "NoDeploymentAvailableError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PrometheusMetrics",
     "RateLimitError",
+    "RecoveryEvent",
     "Request",
+    "RequestStartEvent",
+    "RetryEvent",
     "RetryPolicy",
     "Router",
     "RouterConfig",
@@ -95,9 +115,11 @@ __all__ = [
     "ServiceUnavailableError",
     "Strategy",
     "StreamInterruptedError",
+    "SuccessEvent",
     "Transport",
     "UnknownModelError",
     "UnsupportedParamsError",
     "Usage",
     "__version__",
+    "serve_metrics",
 ]

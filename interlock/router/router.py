@@ -33,6 +33,9 @@ from interlock.errors import (
 from interlock.health.tracker import HealthTracker
 from interlock.limits.ledger import Ledger, Reservation
 from interlock.limits.tokens import estimate_embedding_tokens, estimate_input_tokens
+from interlock.observability.hooks import Hook
+from interlock.observability.metrics import PrometheusMetrics
+from interlock.observability.observer import Observer
 from interlock.observability.stats import DeploymentStatistics, RouterStatistics
 from interlock.providers.base import ChunkSource, Transport
 from interlock.providers.http import HttpClient
@@ -85,6 +88,8 @@ class Router:
         connection_limit: int = 1000,
         unsupported_params: UnsupportedParams = "drop",
         cache: CacheConfig | Mapping[str, Any] | None = None,
+        hooks: Sequence[Hook] | None = None,
+        metrics: PrometheusMetrics | None = None,
     ) -> None:
         cfg = RouterConfig(
             deployments=tuple(deployments),
@@ -123,8 +128,16 @@ class Router:
         self._names.update(cfg.aliases)
         self._chains = {g: _fallback_chain(g, cfg.fallbacks) for g in self._pools}
         self._health = HealthTracker(cfg.health)
+        # Hooks and metrics: see docs/observability.md.
+        self._observer = Observer(self._clock, self._states, hooks or (), metrics)
         self._pipeline = Pipeline(
-            self._pools, self._chains, cfg.retry, self._health, self._clock, self._rng
+            self._pools,
+            self._chains,
+            cfg.retry,
+            self._health,
+            self._clock,
+            self._rng,
+            self._observer,
         )
         self._timeout = cfg.timeout
         self._expected_output = cfg.expected_output_tokens
@@ -168,6 +181,8 @@ class Router:
         clock: Clock | None = None,
         transports: Mapping[str, Transport] | None = None,
         seed: int | None = None,
+        hooks: Sequence[Hook] | None = None,
+        metrics: PrometheusMetrics | None = None,
     ) -> Router:
         """A Router from a mapping or a JSON file with the keys of `RouterConfig`
         (``deployments``, ``strategy``, ``fallbacks``, ``aliases``, ``retry``, ``health``,
@@ -188,6 +203,8 @@ class Router:
             cache=cfg.cache,
             transports=transports,
             seed=seed,
+            hooks=hooks,
+            metrics=metrics,
         )
 
     # --- lifecycle ------------------------------------------------------------------
@@ -206,8 +223,10 @@ class Router:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP session and every transport. Idempotent."""
+        """Close the HTTP session and every transport, after delivering queued hook
+        events (for up to a second). Idempotent."""
         self._closed = True
+        await self._observer.aclose()
         for t in {id(t): t for t in self._transports.values()}.values():
             await t.aclose()
         await self._http.aclose()
@@ -427,7 +446,7 @@ class Router:
         now = self._clock.now()
         u = result.usage
         Ledger.settle(r, u.total_tokens if u is not None else None, now)
-        self._pipeline.succeeded(r.state, started, now)
+        self._pipeline.succeeded(r.state, started, now, None, u, r.attempt)
         return result
 
     def _complete_embed(
@@ -436,13 +455,13 @@ class Router:
         now = self._clock.now()
         u = result.usage
         Ledger.settle(r, u.total_tokens if u is not None else None, now)
-        self._pipeline.succeeded(r.state, started, now)
+        self._pipeline.succeeded(r.state, started, now, None, u, r.attempt)
         return result
 
     def _complete_call(self, result: T, r: Reservation, started: float) -> T:
         now = self._clock.now()
         Ledger.settle(r, None, now)
-        self._pipeline.succeeded(r.state, started, now)
+        self._pipeline.succeeded(r.state, started, now, None, None, r.attempt)
         return result
 
     def _open_stream(
@@ -490,6 +509,7 @@ class Router:
                     rpm_used=s.rpm_window.total(now) if s.rpm_window is not None else None,
                     tpm_used=s.tpm_window.total(now) if s.tpm_window is not None else None,
                     latency_ewma=s.latency_ewma,
+                    ttft_ewma=s.ttft_ewma,
                 )
             )
         return RouterStatistics(at=now, deployments=tuple(out), cache=self._cache.statistics())
@@ -498,9 +518,12 @@ class Router:
         now = self._clock.now()
         cooling = sum(1 for s in self._states if s.cooldown_until > now)
         in_flight = sum(s.in_flight for s in self._states)
+        requests = sum(s.requests for s in self._states)
+        failures = sum(s.failures for s in self._states)
         return (
             f"<Router groups={len(self._pools)} deployments={len(self._states)} "
-            f"in_flight={in_flight} cooling={cooling} strategy={self._strategy!r}"
+            f"in_flight={in_flight} cooling={cooling} requests={requests} "
+            f"failures={failures} strategy={self._strategy!r}"
             f"{' closed' if self._closed else ''}>"
         )
 

@@ -39,6 +39,7 @@ class DeploymentState:
         "tags",
         "tpm_window",
         "transport",
+        "ttft_ewma",
         "weight",
     )
 
@@ -64,6 +65,8 @@ class DeploymentState:
         self.cooldown_until = 0.0
         self.ejections = 0
         self.latency_ewma: float | None = None
+        # observability: smoothed time to first chunk of streams
+        self.ttft_ewma: float | None = None
 
     def __repr__(self) -> str:
         return (
