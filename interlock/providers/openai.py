@@ -59,7 +59,7 @@ class OpenAITransport:
         ep = self._endpoints.get(d.id or "")
         if ep is None:
             key = d.api_key_value()
-            headers = {"Content-Type": "application/json", "Accept": "application/json"}
+            headers = {"Content-Type": "application/json"}
             if key:
                 headers["Authorization"] = f"Bearer {key}"
             ep = _Endpoint(
