@@ -42,10 +42,12 @@ __all__ = [
     "RawClient",
     "allocated_blocks",
     "drive",
+    "drive_for",
     "fake_deployments",
     "latencies",
     "loop_names",
     "median",
+    "paired_latencies",
     "percentile",
     "progress",
     "progress_to",
@@ -226,7 +228,9 @@ class InstantTransport:
         elif self._yield:
             await asyncio.sleep(0)
 
-    async def chat(self, deployment: Deployment, request: Request, timeout: float) -> ChatCompletion:
+    async def chat(
+        self, deployment: Deployment, request: Request, timeout: float
+    ) -> ChatCompletion:
         await self._wait()
         message = ChatMessage("assistant", "Hello from memory.")
         return ChatCompletion(
@@ -313,3 +317,18 @@ async def drive_for(
             break
         batch = min(batch * 2, 8192)
     return n, n / elapsed, (time.process_time() - cpu0) / n
+
+
+async def paired_latencies(
+    n: int, sides: Sequence[Callable[[], Awaitable[object]]]
+) -> list[list[float]]:
+    """Seconds each of `n` sequential calls per side took, the sides taking turns call
+    by call (who goes first alternates) so that load bursts hit every side alike."""
+    out: list[list[float]] = [[] for _ in sides]
+    clock = time.perf_counter
+    for j in range(n):
+        for k in range(len(sides)) if j % 2 == 0 else reversed(range(len(sides))):
+            t0 = clock()
+            await sides[k]()
+            out[k].append(clock() - t0)
+    return out

@@ -26,9 +26,9 @@ from benchmarks.common import (
     MESSAGES,
     RawClient,
     drive,
-    latencies,
     loop_names,
     median,
+    paired_latencies,
     percentile,
     progress,
     run_on,
@@ -179,8 +179,8 @@ async def _suite_on(
     lat: LatencyRow | None = None
     try:
         for concurrency, n in levels:
-            await drive(min(n, 200), concurrency, raw.chat)  # warm both pools
-            await drive(min(n, 200), concurrency, router_one)
+            await drive(min(n, 100), concurrency, raw.chat)  # warm both pools
+            await drive(min(n, 100), concurrency, router_one)
             sides: dict[str, list[tuple[float, float]]] = {"raw": [], "router": []}
             for i in range(rounds):
                 progress(f"{loop}: concurrency {concurrency}, round {i + 1}/{rounds}")
@@ -205,10 +205,9 @@ async def _suite_on(
             per: dict[str, list[tuple[float, float]]] = {"raw": [], "router": []}
             for i in range(rounds):
                 progress(f"{loop}: latency at concurrency 1, round {i + 1}/{rounds}")
-                order = [("raw", raw.chat), ("router", router_one)]
-                for name, one in order[:: -1 if i % 2 else 1]:
-                    xs = await latencies(latency_n, one)
-                    per[name].append((percentile(xs, 50), percentile(xs, 99)))
+                xs, ys = await paired_latencies(latency_n, (raw.chat, router_one))
+                per["raw"].append((percentile(xs, 50), percentile(xs, 99)))
+                per["router"].append((percentile(ys, 50), percentile(ys, 99)))
             pairs = list(zip(per["raw"], per["router"], strict=True))
             lat = LatencyRow(
                 loop,
@@ -233,22 +232,23 @@ def measure_overhead_suite(
     requests: tuple[int, ...] = (600, 2000, 3000),
     latency_requests: int = 400,
     rounds: int = 7,
+    uvloop: bool = True,
 ) -> OverheadSuiteResult:
     """Throughput at each concurrency and added latency at concurrency 1, Router vs raw
     aiohttp to one FakeUpstream in a child process. Under uvloop too when it is
-    installed (throughput at the middle concurrency and latency)."""
+    installed and `uvloop` is true (throughput at the middle concurrency and latency)."""
     if len(concurrency) != len(requests) or not concurrency:
         raise ValueError("concurrency and requests must be non-empty and of the same length")
     levels = tuple(zip(concurrency, requests, strict=True))
     rows: list[ThroughputRow] = []
     lats: list[LatencyRow] = []
     with upstream_process() as url:
-        for loop in loop_names():
+        for loop in loop_names() if uvloop else ["asyncio"]:
             mine = levels if loop == "asyncio" else (levels[len(levels) // 2],)
 
-            def job(mine: tuple[tuple[int, int], ...] = mine, loop: str = loop) -> Awaitable[
-                tuple[list[ThroughputRow], LatencyRow | None]
-            ]:
+            def job(
+                mine: tuple[tuple[int, int], ...] = mine, loop: str = loop
+            ) -> Awaitable[tuple[list[ThroughputRow], LatencyRow | None]]:
                 return _suite_on(url, loop, mine, latency_requests, rounds)
 
             r, lat = run_on(loop, job)
@@ -276,8 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.suite:
         from benchmarks.report import render
 
-        quick = {"requests": (120, 400, 600), "latency_requests": 150, "rounds": 3}
-        print(render(measure_overhead_suite(**(quick if args.quick else {}))))  # type: ignore[arg-type]
+        if args.quick:
+            result = measure_overhead_suite((1, 32, 256), (60, 200, 400), 60, 2, uvloop=False)
+        else:
+            result = measure_overhead_suite()
+        print(render(result))
         return 0
     r = measure_overhead(args.requests, args.concurrency, args.rounds)
     print(f"overhead: {r.requests} requests x {r.rounds} rounds at concurrency {r.concurrency}")

@@ -79,7 +79,7 @@ def _table(rows: Sequence[Any], indent: str) -> list[str]:
         # Text left, numbers right, as a reader scans them.
         out = []
         for i, p in enumerate(parts):
-            numeric = p[:1].isdigit() or p[:1] in "-." and p[1:2].isdigit()
+            numeric = p[:1].isdigit() or (p[:1] in "-." and p[1:2].isdigit())
             out.append(p.rjust(widths[i]) if numeric else p.ljust(widths[i]))
         return (indent + "  ".join(out)).rstrip()
 

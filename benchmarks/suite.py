@@ -18,7 +18,6 @@ To add a scenario, append one line to `SCENARIOS`:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import importlib.util
 import json
@@ -63,28 +62,33 @@ SCENARIOS: tuple[Scenario, ...] = (
         "overhead",
         "Overhead: raw aiohttp vs the Router, same upstream",
         "benchmarks.overhead:measure_overhead_suite",
-        quick={"requests": (120, 400, 600), "latency_requests": 150, "rounds": 3},
+        quick={"requests": (60, 200, 400), "latency_requests": 60, "rounds": 2, "uvloop": False},
         plot="benchmarks.plots:plot_overhead",
     ),
     Scenario(
         "pick",
         "Strategies: µs per pick (eligibility + strategy + reserve + settle, no I/O)",
         "benchmarks.pick:measure_pick",
-        quick={"sizes": (4, 100, 1_000, 10_000), "seconds": 0.05, "rounds": 3},
+        quick={"sizes": (4, 100, 1_000), "seconds": 0.02, "rounds": 2},
         plot="benchmarks.plots:plot_pick",
     ),
     Scenario(
         "scale",
         "Scale: deployments, requests in flight, memory over many requests",
         "benchmarks.scale:measure_scale",
-        quick={"requests": 2_000, "in_flight": (1, 100, 1_000, 5_000), "long_run": 100_000},
+        quick={
+            "sizes": (1, 100, 1_000),
+            "in_flight": (1, 1_000, 5_000),
+            "seconds": 0.2,
+            "long_run": 20_000,
+        },
         plot="benchmarks.plots:plot_scale",
     ),
     Scenario(
         "streaming",
         "Streaming: added time to first token and per-chunk overhead",
         "benchmarks.streaming:measure_streaming",
-        quick={"streams": 60, "rounds": 3},
+        quick={"streams": 40, "rounds": 2},
         plot="benchmarks.plots:plot_streaming",
     ),
     Scenario(
@@ -98,7 +102,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "vs-litellm",
         "Side by side: interlock.Router vs litellm.Router, same upstream and run",
         "benchmarks.versus:measure_versus",
-        quick={"requests": 100, "rounds": 3},
+        quick={"requests": 40, "rounds": 2, "uvloop": False},
         plot="benchmarks.plots:plot_versus",
         requires=("litellm",),
     ),
@@ -242,8 +246,7 @@ def _select(names: str | None, skip: str | None) -> list[Scenario]:
     unknown = [n for n in [*wanted, *dropped] if n not in known]
     if unknown:
         raise SystemExit(
-            f"interlock bench: unknown scenario(s) {', '.join(unknown)}; "
-            f"known: {', '.join(known)}"
+            f"interlock bench: unknown scenario(s) {', '.join(unknown)}; known: {', '.join(known)}"
         )
     return [known[n] for n in wanted if n not in dropped]
 
@@ -281,11 +284,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
         print(f"\nfigures written to {args.json}")
     return 1 if any(o.error is not None for o in outcomes) else 0
-
-
-def result_fields(result: Any) -> list[str]:
-    """Field names of a result dataclass (for tests and tools)."""
-    return [f.name for f in dataclasses.fields(result)]
 
 
 if __name__ == "__main__":

@@ -78,7 +78,8 @@ def upstreams_process(specs: Sequence[Mapping[str, Any]]) -> Iterator[UpstreamGr
         text=True,
     )
     try:
-        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdin is not None
+        assert proc.stdout is not None
         line = proc.stdout.readline().strip()
         if not line.startswith("["):
             raise RuntimeError(f"the upstream process did not start (exit code {proc.poll()})")
