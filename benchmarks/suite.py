@@ -99,6 +99,18 @@ SCENARIOS: tuple[Scenario, ...] = (
         plot="benchmarks.plots:plot_faults",
     ),
     Scenario(
+        "cache",
+        "Response cache: µs per lookup (hit, miss, stored miss), memory and Redis",
+        "benchmarks.cache:measure_cache",
+        quick={"iterations": 500, "rounds": 2},
+    ),
+    Scenario(
+        "observability",
+        "Instrumentation: router overhead with metrics and a no-op hook on vs off",
+        "benchmarks.observability:measure_observability",
+        quick={"requests": 300, "rounds": 6},
+    ),
+    Scenario(
         "vs-litellm",
         "Side by side: interlock.Router vs litellm.Router, same upstream and run",
         "benchmarks.versus:measure_versus",
