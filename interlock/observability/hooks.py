@@ -100,7 +100,7 @@ _Item = tuple[Callback, str, object]
 class Channel:
     """The callbacks of one event kind, split into inline (sync) and queued (async)."""
 
-    __slots__ = ("active", "asynchronous", "name", "runner", "synchronous")
+    __slots__ = ("active", "asynchronous", "name", "only", "runner", "synchronous")
 
     def __init__(
         self,
@@ -114,8 +114,17 @@ class Channel:
         self.asynchronous = asynchronous
         self.runner = runner
         self.active = bool(synchronous or asynchronous)
+        # The common case, one sync hook, skips both loops.
+        self.only = synchronous[0] if len(synchronous) == 1 and not asynchronous else None
 
     def emit(self, event: object) -> None:
+        only = self.only
+        if only is not None:
+            try:
+                only(event)
+            except Exception as exc:
+                self.runner.failed(only, self.name, exc)
+            return
         for cb in self.synchronous:
             try:
                 cb(event)

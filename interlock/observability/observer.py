@@ -44,6 +44,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Observer"]
 
+# Builds a NamedTuple without its Python-level __new__: the per-request events
+# (start, success) are built on the hot path whenever a hook listens.
+_new = tuple.__new__
+
 _KIND: dict[FailureKind, FailureKindName] = {
     FailureKind.CALLER: "caller",
     FailureKind.RATE_LIMITED: "rate_limited",
@@ -120,8 +124,9 @@ class Observer:
         if self._start.active:
             try:
                 self._start.emit(
-                    RequestStartEvent(
-                        request.group, request.requested, request.kind, request.stream, now
+                    _new(
+                        RequestStartEvent,
+                        (request.group, request.requested, request.kind, request.stream, now),
                     )
                 )
             except Exception as exc:
@@ -160,15 +165,17 @@ class Observer:
         attempt: int,
     ) -> None:
         if usage is None:
-            event = SuccessEvent(
-                state.group, state.id, attempt, now - started, ttft, None, None, 0.0, now
+            event = _new(
+                SuccessEvent,
+                (state.group, state.id, attempt, now - started, ttft, None, None, 0.0, now),
             )
         else:
             d = state.deployment
             tin, tout = usage.prompt_tokens, usage.completion_tokens
             cost = tin * d.input_cost_per_token + tout * d.output_cost_per_token
-            event = SuccessEvent(
-                state.group, state.id, attempt, now - started, ttft, tin, tout, cost, now
+            event = _new(
+                SuccessEvent,
+                (state.group, state.id, attempt, now - started, ttft, tin, tout, cost, now),
             )
         self._success.emit(event)
 
