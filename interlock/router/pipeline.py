@@ -83,10 +83,8 @@ class Pipeline:
                 now = clock.now()
                 if now >= deadline:
                     raise self._deadline_error(request, timeout, attempts, last_error)
-                candidates = (
-                    pool.eligible(request, now, tried) if tried else pool.eligible(request, now)
-                )
-                if not candidates:
+                state = pool.select(request, now, tried)
+                if state is None:
                     delay = self._wait_before_retry(
                         pool, request, now, tried, n_waits, hop + 1 < len(chain), deadline
                     )
@@ -100,7 +98,6 @@ class Pipeline:
                     await clock.sleep(delay)
                     tried.clear()
                     continue
-                state = pool.strategy.choose(candidates, request)
                 n_attempts += 1
                 attempt_timeout = deadline - now
                 cut_by_deadline = True

@@ -37,7 +37,13 @@ from interlock.router.pipeline import Pipeline
 from interlock.router.pool import DeploymentPool
 from interlock.router.state import DeploymentState
 from interlock.router.stream import ChatStream
-from interlock.strategies.base import Strategy, StrategyLike, resolve_strategy
+from interlock.strategies.base import (
+    FunctionStrategy,
+    Strategy,
+    StrategyLike,
+    builtin_strategies,
+    resolve_strategy,
+)
 from interlock.types import (
     CHAT_PARAM_NAMES,
     EMBEDDING_PARAM_NAMES,
@@ -66,7 +72,8 @@ class Router:
         self,
         deployments: Sequence[Deployment | Mapping[str, Any]],
         *,
-        strategy: StrategyLike = "weighted",
+        strategy: StrategyLike = "p2c-ewma",
+        strategies: Mapping[str, StrategyLike] | None = None,
         fallbacks: Mapping[str, Sequence[str]] | None = None,
         aliases: Mapping[str, str] | None = None,
         retry: RetryPolicy | Mapping[str, Any] | None = None,
@@ -80,7 +87,8 @@ class Router:
     ) -> None:
         cfg = RouterConfig(
             deployments=tuple(deployments),
-            strategy=strategy if isinstance(strategy, str) else "weighted",
+            strategy=strategy if isinstance(strategy, str) else "p2c-ewma",
+            strategies={g: v for g, v in (strategies or {}).items() if isinstance(v, str)},
             fallbacks={k: tuple(v) for k, v in (fallbacks or {}).items()},
             aliases=dict(aliases or {}),
             retry=retry if retry is not None else RetryPolicy(),
@@ -106,7 +114,10 @@ class Router:
         by_group: dict[str, list[DeploymentState]] = {}
         for s in self._states:
             by_group.setdefault(s.group, []).append(s)
-        self._pools = {g: DeploymentPool(g, ss, self._strategy) for g, ss in by_group.items()}
+        self._pools = {
+            g: DeploymentPool(g, ss, self._group_strategy(g, strategy, strategies), self._rng)
+            for g, ss in by_group.items()
+        }
         self._names: dict[str, str] = {g: g for g in self._pools}
         self._names.update(cfg.aliases)
         self._chains = {g: _fallback_chain(g, cfg.fallbacks) for g in self._pools}
@@ -117,6 +128,20 @@ class Router:
         self._timeout = cfg.timeout
         self._expected_output = cfg.expected_output_tokens
         self._closed = False
+
+    def _group_strategy(
+        self, group: str, default: StrategyLike, per_group: Mapping[str, StrategyLike] | None
+    ) -> Strategy:
+        """A group's strategy: its own setting or the default; a name gives every
+        group a fresh instance (strategies keep per-group state)."""
+        spec = (per_group or {}).get(group, default)
+        if spec is default and not isinstance(spec, str):
+            return self._strategy
+        try:
+            return resolve_strategy(spec, self._rng)
+        except (ValueError, TypeError) as exc:
+            where = "strategy" if spec is default else f"strategies.{group}"
+            raise ConfigError([(where, str(exc))]) from None
 
     def _build_states(self, deployments: Sequence[Deployment]) -> list[DeploymentState]:
         problems: list[tuple[str, str]] = []
@@ -155,13 +180,14 @@ class Router:
         seed: int | None = None,
     ) -> Router:
         """A Router from a mapping or a JSON file with the keys of `RouterConfig`
-        (``deployments``, ``strategy``, ``fallbacks``, ``aliases``, ``retry``, ``health``,
-        ``timeout``, ``expected_output_tokens``)."""
+        (``deployments``, ``strategy``, ``strategies``, ``fallbacks``, ``aliases``,
+        ``retry``, ``health``, ``timeout``, ``expected_output_tokens``)."""
         data = load_config_source(source)
         cfg = RouterConfig(**data)
         return cls(
             cfg.deployments,
             strategy=cfg.strategy,
+            strategies=cfg.strategies,
             fallbacks=cfg.fallbacks,
             aliases=cfg.aliases,
             retry=cfg.retry,
@@ -222,6 +248,7 @@ class Router:
         stream: Literal[False] = False,
         timeout: float | None = None,
         tags: Sequence[str] = (),
+        strategy: StrategyLike | None = None,
         **params: Unpack[ChatParams],
     ) -> ChatCompletion: ...
 
@@ -234,6 +261,7 @@ class Router:
         stream: Literal[True],
         timeout: float | None = None,
         tags: Sequence[str] = (),
+        strategy: StrategyLike | None = None,
         **params: Unpack[ChatParams],
     ) -> ChatStream: ...
 
@@ -245,6 +273,7 @@ class Router:
         stream: bool = False,
         timeout: float | None = None,
         tags: Sequence[str] = (),
+        strategy: StrategyLike | None = None,
         **params: Unpack[ChatParams],
     ) -> ChatCompletion | ChatStream:
         """A chat completion from a deployment of `model` (a group or an alias).
@@ -252,6 +281,8 @@ class Router:
         With ``stream=True`` returns a `ChatStream` once the first chunk has arrived;
         failures before that are retried like any other. `timeout` is the deadline for
         the whole call (every attempt, backoff and fallback); it defaults to the router's.
+        `strategy` overrides the group's strategy for this call (a registered name or an
+        instance; see docs/strategies.md).
         """
         group = self._group_for(model)
         budget = self._deadline(timeout)
@@ -269,6 +300,7 @@ class Router:
             est_input_tokens=estimate_input_tokens(messages),
             est_output_tokens=int(out) if out else self._expected_output,
             requested=model,
+            strategy=_request_strategy(strategy),
         )
         if stream:
             return await self._pipeline.run(request, budget, _send_stream, self._open_stream)
@@ -281,6 +313,7 @@ class Router:
         *,
         timeout: float | None = None,
         tags: Sequence[str] = (),
+        strategy: StrategyLike | None = None,
         **params: Unpack[EmbeddingParams],
     ) -> EmbeddingResponse:
         """Embeddings of `input` from a deployment of `model`."""
@@ -295,6 +328,7 @@ class Router:
             tags=frozenset(tags) if tags else frozenset(),
             est_input_tokens=estimate_embedding_tokens(input),
             requested=model,
+            strategy=_request_strategy(strategy),
         )
         return await self._pipeline.run(request, budget, _send_embed, self._complete_embed)
 
@@ -306,6 +340,7 @@ class Router:
         timeout: float | None = None,
         tags: Sequence[str] = (),
         tokens: int = 0,
+        strategy: StrategyLike | None = None,
     ) -> T:
         """Route any ``async fn(deployment) -> T`` with the same selection, accounting,
         health, retries and fallbacks as a chat request.
@@ -324,6 +359,7 @@ class Router:
             tags=frozenset(tags) if tags else frozenset(),
             est_input_tokens=max(0, tokens),
             requested=group,
+            strategy=_request_strategy(strategy),
         )
 
         deadlines = self._deadlines
@@ -341,6 +377,7 @@ class Router:
         now = self._clock.now()
         u = result.usage
         Ledger.settle(r, u.total_tokens if u is not None else None, now)
+        r.state.last_output_tokens = u.completion_tokens if u is not None else 0
         self._pipeline.succeeded(r.state, started, now)
         return result
 
@@ -350,12 +387,14 @@ class Router:
         now = self._clock.now()
         u = result.usage
         Ledger.settle(r, u.total_tokens if u is not None else None, now)
+        r.state.last_output_tokens = 0
         self._pipeline.succeeded(r.state, started, now)
         return result
 
     def _complete_call(self, result: T, r: Reservation, started: float) -> T:
         now = self._clock.now()
         Ledger.settle(r, None, now)
+        r.state.last_output_tokens = 0
         self._pipeline.succeeded(r.state, started, now)
         return result
 
@@ -456,6 +495,22 @@ async def _run_user_fn(
         raise APIConnectionError(
             f"connection failed: {type(exc).__name__}", deployment_id=state.id
         ) from None
+
+
+def _request_strategy(spec: StrategyLike | None) -> str | Strategy | None:
+    """Validate a per-call ``strategy=``: a known name, a Strategy, or a callable."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        known = builtin_strategies()
+        if spec not in known:
+            raise ValueError(f"unknown strategy {spec!r}; known: {', '.join(sorted(known))}")
+        return spec
+    if isinstance(spec, Strategy):
+        return spec
+    if callable(spec):
+        return FunctionStrategy(spec)
+    raise TypeError(f"strategy must be a name, a Strategy or a callable, not {type(spec).__name__}")
 
 
 def _provider_params(

@@ -30,6 +30,7 @@ class DeploymentState:
         "group",
         "id",
         "in_flight",
+        "last_output_tokens",
         "latency_ewma",
         "max_concurrency",
         "order",
@@ -64,6 +65,9 @@ class DeploymentState:
         self.cooldown_until = 0.0
         self.ejections = 0
         self.latency_ewma: float | None = None
+        # strategies: completion tokens of the latest success (0 when unknown), set
+        # just before the strategy's `record` so latency can be judged per token
+        self.last_output_tokens = 0
 
     def __repr__(self) -> str:
         return (
