@@ -8,7 +8,7 @@ from collections.abc import Container, Sequence
 from interlock.limits.ledger import Ledger
 from interlock.router.state import DeploymentState
 from interlock.strategies.base import Feedback, Strategy, resolve_strategy
-from interlock.strategies.candidates import Candidates, Tier
+from interlock.strategies.candidates import Candidates, NoEligible, Tier
 from interlock.types import Request
 
 __all__ = ["DEFAULT_TAG", "DeploymentPool"]
@@ -66,8 +66,14 @@ class DeploymentPool:
         tag filtering). O(1) expected per tier; see `Candidates`."""
         spec = request.strategy
         strategy = self.strategy if spec is None else self._strategy_for(spec)
+        lazy = getattr(strategy, "lazy_candidates", False)
         for tier in self._tiers_for(request.tags):
             view = Candidates(tier, request, now, exclude, self.rng)
+            if lazy:
+                try:
+                    return strategy.choose(view, request)
+                except NoEligible:
+                    continue
             if view.probe() is not None:
                 return strategy.choose(view, request)
         return None

@@ -24,14 +24,17 @@ if TYPE_CHECKING:
     from interlock.router.state import DeploymentState
     from interlock.types import Request
 
-__all__ = ["PROBES", "SMALL_TIER", "AliasTable", "Candidates", "Tier", "pick_min"]
+__all__ = ["PROBES", "AliasTable", "Candidates", "NoEligible", "Tier", "pick_min"]
 
-SMALL_TIER = 8
-"""Tiers this small are scanned outright: a scan is as cheap as a few probes."""
 PROBES = 4
 """Random probes before a view gives up on sampling and scans the tier."""
 
 _has_headroom = Ledger.has_headroom
+
+
+class NoEligible(Exception):
+    """Raised by a `Candidates` view (and so from a lazy strategy's `choose`) when the
+    tier has no eligible deployment; the pool moves on to the next tier."""
 
 
 class Tier:
@@ -62,13 +65,17 @@ class Tier:
 class Candidates(Sequence["DeploymentState"]):
     """The eligible deployments of one tier for one request, checked on demand.
 
-    The pool guarantees at least one is eligible and exposes it as `first` (a
-    uniformly random eligible deployment). `ok(s)` says whether `s` may serve the
-    request now: not cooling, not already tried by this request, with concurrency
-    and rate headroom (tags and order were applied when the tier was built).
+    `first` is a uniformly random eligible deployment, found on first access (it
+    raises `NoEligible` when there is none). A strategy receives a view whose `first`
+    is already known, so the tier is not empty, unless it sets the class attribute
+    ``lazy_candidates = True``: then the pool hands it the view untouched and treats
+    `NoEligible` from `choose` as "this tier has nothing" (the built-ins do this, to
+    save a probe). `ok(s)` says whether `s` may serve the request now: not cooling,
+    not already tried by this request, with concurrency and rate headroom (tags and
+    order were applied when the tier was built).
     """
 
-    __slots__ = ("_list", "exclude", "first", "now", "request", "rng", "tier", "tokens")
+    __slots__ = ("_first", "_list", "exclude", "now", "request", "rng", "tier", "tokens")
 
     def __init__(
         self,
@@ -85,7 +92,17 @@ class Candidates(Sequence["DeploymentState"]):
         self.rng = rng
         self.tokens = request.est_input_tokens + request.est_output_tokens
         self._list: list[DeploymentState] | None = None
-        self.first: DeploymentState | None = None
+        self._first: DeploymentState | None = None
+
+    @property
+    def first(self) -> DeploymentState:
+        """A uniformly random eligible deployment (the same one on every access)."""
+        s = self._first
+        if s is None:
+            s = self.probe()
+            if s is None:
+                raise NoEligible
+        return s
 
     def ok(self, s: DeploymentState) -> bool:
         """May `s` serve this request right now?"""
@@ -97,18 +114,18 @@ class Candidates(Sequence["DeploymentState"]):
     def probe(self) -> DeploymentState | None:
         """Find one uniformly random eligible deployment (and remember it as `first`),
         or None when the tier has none. O(1) expected; one scan when probes fail."""
-        tier = self.tier
-        if tier.n > SMALL_TIER:
-            s = self.sample_from(tier.states)
-            if s is not None:
-                self.first = s
-                return s
-        lst = self.eligible()
-        if not lst:
-            return None
-        m = len(lst)
-        s = lst[0] if m == 1 else lst[int(self.rng.random() * m)]
-        self.first = s
+        if self._first is not None:
+            return self._first
+        states = self.tier.states
+        n = len(states)
+        s = self.sample_from(states, PROBES if n > PROBES else n)
+        if s is None:
+            lst = self.eligible()
+            if not lst:
+                return None
+            m = len(lst)
+            s = lst[0] if m == 1 else lst[int(self.rng.random() * m)]
+        self._first = s
         return s
 
     def eligible(self) -> list[DeploymentState]:
@@ -117,6 +134,13 @@ class Candidates(Sequence["DeploymentState"]):
         if lst is None:
             ok = self.ok
             lst = self._list = [s for s in self.tier.states if ok(s)]
+        return lst
+
+    def require(self) -> list[DeploymentState]:
+        """`eligible()`, raising `NoEligible` when it is empty."""
+        lst = self.eligible()
+        if not lst:
+            raise NoEligible
         return lst
 
     @property
@@ -142,7 +166,7 @@ class Candidates(Sequence["DeploymentState"]):
         only one. O(1) expected (probes), one scan when probes fail."""
         rnd = self.rng.random
         lst = self._list
-        if lst is None and self.tier.n > SMALL_TIER:
+        if lst is None and self.tier.n > 1:
             states = self.tier.states
             n = len(states)
             ok = self.ok

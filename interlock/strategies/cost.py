@@ -6,7 +6,7 @@ import math
 import random
 from typing import TYPE_CHECKING
 
-from interlock.strategies.candidates import AliasTable, Candidates, Tier
+from interlock.strategies.candidates import AliasTable, Candidates, NoEligible, Tier
 
 if TYPE_CHECKING:
     from interlock.router.state import DeploymentState
@@ -67,6 +67,7 @@ class CostStrategy:
 
     __slots__ = ("_rng", "inverse_square")
     name = "cost"
+    lazy_candidates = True
 
     def __init__(self, rng: random.Random | None = None, *, inverse_square: bool = False) -> None:
         self._rng = rng or random.Random()
@@ -101,9 +102,7 @@ class CostStrategy:
             found = [s for s in group if ok(s)]
             if found:
                 return found[int(self._rng.random() * len(found))]
-        first = candidates.first  # unreachable: `first` is eligible and in some group
-        assert first is not None
-        return first
+        raise NoEligible
 
     def _weighted(
         self, candidates: Candidates, prices: _Prices, key: int, i: float, o: float
@@ -122,7 +121,7 @@ class CostStrategy:
             j = table.draw(self._rng)
             if ok(states[j]):
                 return states[j]
-        lst = candidates.eligible()
+        lst = candidates.require()
         w = _inverse_square([_cost(s, i, o) for s in lst])
         return self._rng.choices(lst, weights=w)[0]
 

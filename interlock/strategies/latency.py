@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from interlock.strategies.candidates import Candidates
@@ -12,6 +13,8 @@ if TYPE_CHECKING:
     from interlock.types import Request
 
 __all__ = ["LatencyStrategy"]
+
+_UNKNOWN = float("inf")  # no sample yet (and a probe in flight): never "near the best"
 
 
 class LatencyStrategy:
@@ -51,6 +54,7 @@ class LatencyStrategy:
         "half_life",
     )
     name = "latency"
+    lazy_candidates = True
 
     def __init__(
         self,
@@ -59,7 +63,7 @@ class LatencyStrategy:
         buffer: float = 0.0,
         alpha: float = 0.3,
         half_life: float = 30.0,
-        exact_limit: int = 16,
+        exact_limit: int = 8,
     ) -> None:
         if not buffer >= 0:
             raise ValueError(f"LatencyStrategy: buffer must be >= 0, got {buffer!r}")
@@ -95,37 +99,61 @@ class LatencyStrategy:
             self._now = now
         stream = request.stream
         table = self._stream if stream else self._plain
-        rng = self._rng
         if candidates.tier.n <= self.exact_limit:
-            pool: list[DeploymentState] = candidates.eligible()
-        else:
-            a = candidates.first
-            assert a is not None
-            b = candidates.another(a)
-            pool = [a] if b is None else [a, b]
-            lead = self._leader.get((a.group, stream))
-            if lead is not None and lead not in pool and lead in candidates:
-                pool.append(lead)
+            if self.buffer == 0.0:
+                # With no buffer the pick over the whole tier, when eligible, is the
+                # pick over the eligible ones (ties stay uniform, as in least-busy).
+                s = self._pick(candidates.tier.states, table, now)
+                if candidates.ok(s):
+                    return s
+            return self._pick(candidates.require(), table, now)
+        a = candidates.first
+        b = candidates.another(a)
+        pool = [a] if b is None else [a, b]
+        lead = self._leader.get((a.group, stream))
+        if lead is not None and lead not in pool and lead in candidates:
+            pool.append(lead)
+        return self._pick(pool, table, now)
+
+    def _pick(
+        self,
+        pool: Sequence[DeploymentState],
+        table: dict[DeploymentState, list[float]],
+        now: float,
+    ) -> DeploymentState:
+        rnd = self._rng.random
+        half_life = self.half_life
         best = float("inf")
-        scored: list[tuple[float, DeploymentState]] = []
-        fresh: list[DeploymentState] = []
+        fresh: DeploymentState | None = None
+        n_fresh = 0
+        values: list[float] = []
         for s in pool:
             e = table.get(s)
             if e is None:
                 if s.in_flight == 0:
-                    fresh.append(s)
+                    n_fresh += 1
+                    if rnd() * n_fresh < 1.0:
+                        fresh = s
+                values.append(_UNKNOWN)
                 continue
-            v = self._read(e, now)
-            scored.append((v, s))
+            age = now - e[1]
+            v = e[0] if age <= 0 else e[0] * 0.5 ** (age / half_life)
+            values.append(v)
             if v < best:
                 best = v
-        if fresh:
-            return fresh[int(rng.random() * len(fresh))]
-        if not scored:
-            return pool[int(rng.random() * len(pool))]
+        if fresh is not None:
+            return fresh
+        if best == _UNKNOWN:
+            return pool[int(rnd() * len(pool))]
         limit = best * (1.0 + self.buffer)
-        near = [s for v, s in scored if v <= limit]
-        return near[0] if len(near) == 1 else near[int(rng.random() * len(near))]
+        pick = pool[0]
+        n_near = 0
+        for s, v in zip(pool, values, strict=True):
+            if v <= limit:
+                n_near += 1
+                if rnd() * n_near < 1.0:
+                    pick = s
+        return pick
 
     def record(self, state: DeploymentState, ok: bool, latency: float, ttft: float | None) -> None:
         """Feed one attempt's outcome (called by the router after every attempt)."""

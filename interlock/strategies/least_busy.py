@@ -30,8 +30,9 @@ class LeastBusyStrategy:
 
     __slots__ = ("_rng", "exact_limit")
     name = "least-busy"
+    lazy_candidates = True
 
-    def __init__(self, rng: random.Random | None = None, *, exact_limit: int = 16) -> None:
+    def __init__(self, rng: random.Random | None = None, *, exact_limit: int = 8) -> None:
         if exact_limit < 1:
             raise ValueError(f"LeastBusyStrategy: exact_limit must be >= 1, got {exact_limit}")
         self._rng = rng or random.Random()
@@ -39,9 +40,14 @@ class LeastBusyStrategy:
 
     def choose(self, candidates: Candidates, request: Request) -> DeploymentState:
         if candidates.tier.n <= self.exact_limit:
-            return pick_min(candidates.eligible(), _in_flight, self._rng)
+            # The least busy of the whole tier, if eligible, is the least busy eligible
+            # one; drawing among all ties, then among eligible ties when the draw is
+            # out, keeps the tie-break uniform over the eligible ties.
+            s = pick_min(candidates.tier.states, _in_flight, self._rng)
+            if candidates.ok(s):
+                return s
+            return pick_min(candidates.require(), _in_flight, self._rng)
         a = candidates.first
-        assert a is not None
         b = candidates.another(a)
         if b is None:
             return a

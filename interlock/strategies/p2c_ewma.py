@@ -37,6 +37,7 @@ class PeakEwmaStrategy:
 
     __slots__ = ("_est", "_mean", "_now", "_rng", "decay")
     name = "p2c-ewma"
+    lazy_candidates = True
 
     def __init__(self, rng: random.Random | None = None, *, decay: float = 10.0) -> None:
         if not decay > 0:
@@ -57,7 +58,6 @@ class PeakEwmaStrategy:
         if now > self._now:
             self._now = now
         a = candidates.first
-        assert a is not None
         b = candidates.another(a)
         if b is None:
             return a

@@ -42,8 +42,9 @@ class UsageStrategy:
 
     __slots__ = ("_rng", "exact_limit")
     name = "usage"
+    lazy_candidates = True
 
-    def __init__(self, rng: random.Random | None = None, *, exact_limit: int = 16) -> None:
+    def __init__(self, rng: random.Random | None = None, *, exact_limit: int = 8) -> None:
         if exact_limit < 1:
             raise ValueError(f"UsageStrategy: exact_limit must be >= 1, got {exact_limit}")
         self._rng = rng or random.Random()
@@ -56,9 +57,13 @@ class UsageStrategy:
             def used(s: DeploymentState) -> float:
                 return -headroom_share(s, now)
 
-            return pick_min(candidates.eligible(), used, self._rng)
+            # The roomiest of the whole tier, if eligible, is the roomiest eligible one
+            # (ties stay uniform: see LeastBusyStrategy).
+            s = pick_min(candidates.tier.states, used, self._rng)
+            if candidates.ok(s):
+                return s
+            return pick_min(candidates.require(), used, self._rng)
         a = candidates.first
-        assert a is not None
         b = candidates.another(a)
         if b is None:
             return a

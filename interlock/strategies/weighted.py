@@ -30,16 +30,15 @@ class WeightedStrategy:
 
     __slots__ = ("_rng",)
     name = "weighted"
+    lazy_candidates = True
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()
 
     def choose(self, candidates: Candidates, request: Request) -> DeploymentState:
-        first = candidates.first
-        assert first is not None
         tier = candidates.tier
         if tier.n == 1 or tier.uniform:
-            return first
+            return candidates.first
         table = tier.cache.get(self)
         if table is None:
             table = tier.cache[self] = AliasTable([s.weight for s in tier.states])
@@ -50,7 +49,7 @@ class WeightedStrategy:
             s = states[table.draw(rng)]
             if ok(s):
                 return s
-        lst = candidates.eligible()
+        lst = candidates.require()
         return rng.choices(lst, weights=[s.weight for s in lst])[0]
 
     def __repr__(self) -> str:
