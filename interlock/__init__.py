@@ -27,7 +27,17 @@ from interlock.errors import (
 from interlock.observability.stats import DeploymentStatistics, RouterStatistics
 from interlock.providers.base import ChunkSource, Transport
 from interlock.router import ChatStream, DeploymentState, Router
-from interlock.strategies import Strategy
+from interlock.strategies import (
+    Candidates,
+    CostStrategy,
+    LatencyStrategy,
+    LeastBusyStrategy,
+    PeakEwmaStrategy,
+    Strategy,
+    UsageStrategy,
+    WeightedStrategy,
+    register_strategy,
+)
 from interlock.types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -52,6 +62,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
+    "Candidates",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatMessage",
@@ -65,6 +76,7 @@ __all__ = [
     "ConfigError",
     "ContentPolicyViolationError",
     "ContextWindowExceededError",
+    "CostStrategy",
     "DeadlineExceededError",
     "Deployment",
     "DeploymentState",
@@ -75,10 +87,13 @@ __all__ = [
     "HealthPolicy",
     "InterlockError",
     "InternalServerError",
+    "LatencyStrategy",
+    "LeastBusyStrategy",
     "MalformedResponseError",
     "MonotonicClock",
     "NoDeploymentAvailableError",
     "NotFoundError",
+    "PeakEwmaStrategy",
     "PermissionDeniedError",
     "RateLimitError",
     "Request",
@@ -92,5 +107,8 @@ __all__ = [
     "Transport",
     "UnknownModelError",
     "Usage",
+    "UsageStrategy",
+    "WeightedStrategy",
     "__version__",
+    "register_strategy",
 ]

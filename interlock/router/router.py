@@ -114,6 +114,9 @@ class Router:
         by_group: dict[str, list[DeploymentState]] = {}
         for s in self._states:
             by_group.setdefault(s.group, []).append(s)
+        unknown = sorted(set(strategies or {}) - by_group.keys())
+        if unknown:
+            raise ConfigError([(f"strategies.{g}", "is not a group") for g in unknown])
         self._pools = {
             g: DeploymentPool(g, ss, self._group_strategy(g, strategy, strategies), self._rng)
             for g, ss in by_group.items()

@@ -218,6 +218,8 @@ async def test_per_group_strategy() -> None:
         Router.from_config(
             {"deployments": [{"group": "g", "model": "m"}], "strategies": {"g": "fastest"}}
         )
+    with pytest.raises(ConfigError, match=r"strategies\.nope"):
+        _router(strategies={"nope": CostStrategy()})
     cfg_router = Router.from_config(
         {"deployments": [{"group": "g", "model": "m"}], "strategies": {"g": "latency"}}
     )
