@@ -1,5 +1,6 @@
 """interlock: an async routing and resilience engine for LLM APIs."""
 
+from interlock.cache import CacheConfig, CachedStream, CacheStatistics, GroupCachePolicy
 from interlock.clock import Clock, MonotonicClock
 from interlock.config import Deployment, HealthPolicy, RetryPolicy, RouterConfig
 from interlock.errors import (
@@ -23,6 +24,7 @@ from interlock.errors import (
     ServiceUnavailableError,
     StreamInterruptedError,
     UnknownModelError,
+    UnsupportedParamsError,
 )
 from interlock.observability.stats import DeploymentStatistics, RouterStatistics
 from interlock.providers.base import ChunkSource, Transport
@@ -62,6 +64,9 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
+    "CacheConfig",
+    "CacheStatistics",
+    "CachedStream",
     "Candidates",
     "ChatCompletion",
     "ChatCompletionChunk",
@@ -84,6 +89,7 @@ __all__ = [
     "Embedding",
     "EmbeddingParams",
     "EmbeddingResponse",
+    "GroupCachePolicy",
     "HealthPolicy",
     "InterlockError",
     "InternalServerError",
@@ -106,6 +112,7 @@ __all__ = [
     "StreamInterruptedError",
     "Transport",
     "UnknownModelError",
+    "UnsupportedParamsError",
     "Usage",
     "UsageStrategy",
     "WeightedStrategy",

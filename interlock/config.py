@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from interlock.cache.config import CacheConfig
 from interlock.errors import ConfigError, join_path
 
 __all__ = [
@@ -50,10 +51,23 @@ def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
             out.extend((join_path(loc, path), problem) for path, problem in inner.fields)
         else:
             out.append((loc, _describe(err)))
-    return out
+    # pydantic counts only the items that validated, so a list whose only items are
+    # invalid is also reported as too short; the item errors already say what is wrong.
+    return [
+        (path, problem)
+        for path, problem in out
+        if not (
+            problem.startswith(_TOO_SHORT) and any(p != path and p.startswith(path) for p, _ in out)
+        )
+    ]
+
+
+_TOO_SHORT = "too short:"
 
 
 def _describe(err: ErrorDetails) -> str:
+    if err["type"] == "too_short":
+        return f"{_TOO_SHORT} needs at least {(err.get('ctx') or {}).get('min_length', 1)} item(s)"
     ctx = err.get("ctx") or {}
     kind = err["type"]
     simple = {
@@ -83,7 +97,12 @@ class _Model(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigError(validation_problems(exc), self._where) from None
+            problems = validation_problems(exc)
+        else:
+            return
+        # Raised outside the except block so the ValidationError, which holds the
+        # input values (keys included), is not kept as __context__.
+        raise ConfigError(problems, self._where)
 
 
 class Deployment(_Model):
@@ -113,6 +132,26 @@ class Deployment(_Model):
     context_window: int | None = Field(default=None, gt=0)
     stream_usage: bool = True
     """Ask for usage in the final stream chunk (``stream_options.include_usage``)."""
+    api_version: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
+    """Azure: the ``api-version`` query parameter (default ``2024-10-21``); Anthropic: the
+    ``anthropic-version`` header (default ``2023-06-01``). Other providers ignore it."""
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    """``max_tokens`` sent to a provider that requires one (Anthropic) when the call
+    sets none; defaults to 4096 there."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_api_base(cls, data: Any) -> Any:
+        # A built-in provider named without an api_base gets its preset's address.
+        if isinstance(data, Mapping) and data.get("api_base") is None:
+            from interlock.providers.presets import preset_for
+
+            preset = preset_for(str(data.get("provider") or "openai"))
+            if preset is not None:
+                if preset.api_base is None:
+                    raise ConfigError([("api_base", f"is required for provider {preset.name!r}")])
+                data = {**data, "api_base": preset.api_base}
+        return data
 
     @field_validator("api_base")
     @classmethod
@@ -192,6 +231,11 @@ class RouterConfig(_Model):
     """Default deadline in seconds for one call, over every attempt and fallback."""
     expected_output_tokens: int = Field(default=256, ge=0)
     """Output tokens reserved against TPM when a request sets no `max_tokens`."""
+    unsupported_params: Literal["drop", "raise"] = "drop"
+    """What to do with a parameter a deployment's provider has no equivalent for: leave
+    it out, or fail the call with UnsupportedParamsError (see docs/providers.md)."""
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    """The response cache (off unless enabled; see docs/caching.md)."""
 
     @field_validator("strategy")
     @classmethod

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "APIConnectionError",
@@ -35,6 +36,7 @@ __all__ = [
     "ServiceUnavailableError",
     "StreamInterruptedError",
     "UnknownModelError",
+    "UnsupportedParamsError",
 ]
 
 
@@ -135,6 +137,15 @@ class ContextWindowExceededError(BadRequestError):
 
 class ContentPolicyViolationError(BadRequestError):
     """The provider refused the content under its usage policy."""
+
+
+class UnsupportedParamsError(BadRequestError):
+    """The deployment's provider has no equivalent for parameters the call set, and the
+    call asked for ``unsupported_params="raise"``. `params` names them."""
+
+    def __init__(self, message: str, *, params: Sequence[str] = (), **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.params: tuple[str, ...] = tuple(params)
 
 
 class NotFoundError(InterlockError):

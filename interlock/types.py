@@ -87,6 +87,8 @@ class ChatCompletion:
     """The deployment that served this response."""
     group: str = ""
     """The group (after aliases and fallbacks) that served it."""
+    cached: bool = False
+    """True when the response cache answered (no provider call of its own)."""
 
     @classmethod
     def from_dict(
@@ -166,6 +168,8 @@ class ChatCompletionChunk:
     object: str = "chat.completion.chunk"
     deployment_id: str = ""
     group: str = ""
+    cached: bool = False
+    """True when replayed from the response cache."""
 
     @classmethod
     def from_dict(
@@ -214,6 +218,8 @@ class EmbeddingResponse:
     object: str = "list"
     deployment_id: str = ""
     group: str = ""
+    cached: bool = False
+    """True when the response cache answered (no provider call of its own)."""
 
     @classmethod
     def from_dict(
@@ -255,6 +261,8 @@ class Request:
     """The name the caller asked for (a group or an alias)."""
     strategy: str | Strategy | None = None
     """A per-request strategy override (a registered name or an instance)."""
+    unsupported_params: Literal["drop", "raise"] = "drop"
+    """What a transport does with a parameter its provider has no equivalent for."""
 
     @property
     def est_tokens(self) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from interlock.cache.stats import CacheStatistics
+
 __all__ = ["DeploymentStatistics", "HealthState", "RouterStatistics"]
 
 HealthState = Literal["healthy", "cooling"]
@@ -45,6 +47,8 @@ class RouterStatistics:
 
     at: float
     deployments: tuple[DeploymentStatistics, ...]
+    cache: CacheStatistics | None = None
+    """The response cache's counters (hits, misses, bytes; see docs/caching.md)."""
 
     def by_id(self, deployment_id: str) -> DeploymentStatistics:
         for d in self.deployments:

@@ -32,16 +32,23 @@ class HttpClient:
     """Owns the one `aiohttp.ClientSession` a router uses: keep-alive, pooled, created
     on first use inside the running loop and closed by `aclose()`."""
 
-    __slots__ = ("_limit", "_session")
+    __slots__ = ("_closed", "_limit", "_session")
 
     def __init__(self, *, connection_limit: int = 1000) -> None:
         self._limit = connection_limit
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     @property
     def session(self) -> aiohttp.ClientSession:
         s = self._session
         if s is None or s.closed:
+            if self._closed:
+                # A session made now would never be closed: refuse instead of leaking.
+                raise RuntimeError(
+                    "this Router was closed with aclose(); enter `async with router:` again "
+                    "to reopen it"
+                )
             connector = aiohttp.TCPConnector(
                 limit=self._limit, limit_per_host=0, keepalive_timeout=30.0
             )
@@ -58,7 +65,12 @@ class HttpClient:
     def is_open(self) -> bool:
         return self._session is not None and not self._session.closed
 
+    def reopen(self) -> None:
+        """Allow a new session after `aclose()` (entering the router again)."""
+        self._closed = False
+
     async def aclose(self) -> None:
+        self._closed = True
         s, self._session = self._session, None
         if s is not None and not s.closed:
             await s.close()

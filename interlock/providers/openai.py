@@ -71,6 +71,16 @@ class OpenAITransport:
             self._endpoints[d.id or ""] = ep
         return ep
 
+    def _payload(
+        self, d: Deployment, head: dict[str, Any], params: dict[str, Any]
+    ) -> dict[str, Any]:
+        # `extra_body` merges into the top level, after (and over) the common parameters.
+        payload = {"model": d.model, **head, **params}
+        extra = payload.pop("extra_body", None)
+        if extra:
+            payload.update(extra)
+        return payload
+
     @staticmethod
     def _body(payload: dict[str, Any]) -> bytes:
         try:
@@ -80,7 +90,7 @@ class OpenAITransport:
 
     async def chat(self, d: Deployment, request: Request, timeout: float) -> ChatCompletion:
         ep = self._endpoint(d)
-        body = self._body({"model": d.model, "messages": request.messages, **request.params})
+        body = self._body(self._payload(d, {"messages": request.messages}, request.params))
         raw = await self._post(d, ep, ep.chat, body, timeout)
         try:
             return ChatCompletion.from_dict(
@@ -91,7 +101,7 @@ class OpenAITransport:
 
     async def embed(self, d: Deployment, request: Request, timeout: float) -> EmbeddingResponse:
         ep = self._endpoint(d)
-        body = self._body({"model": d.model, "input": request.input, **request.params})
+        body = self._body(self._payload(d, {"input": request.input}, request.params))
         raw = await self._post(d, ep, ep.embeddings, body, timeout)
         try:
             return EmbeddingResponse.from_dict(
@@ -114,7 +124,7 @@ class OpenAITransport:
                         resp.status,
                         resp.headers,
                         raw,
-                        provider=self.provider,
+                        provider=d.provider,
                         deployment_id=d.id or "",
                         secret=ep.secret,
                     )
@@ -130,12 +140,8 @@ class OpenAITransport:
 
     async def open_stream(self, d: Deployment, request: Request, timeout: float) -> OpenAIStream:
         ep = self._endpoint(d)
-        payload: dict[str, Any] = {
-            "model": d.model,
-            "messages": request.messages,
-            **request.params,
-            "stream": True,
-        }
+        payload = self._payload(d, {"messages": request.messages}, request.params)
+        payload["stream"] = True
         if d.stream_usage and "stream_options" not in payload:
             payload["stream_options"] = {"include_usage": True}
         body = self._body(payload)
@@ -149,7 +155,7 @@ class OpenAITransport:
                         resp.status,
                         resp.headers,
                         raw,
-                        provider=self.provider,
+                        provider=d.provider,
                         deployment_id=d.id or "",
                         secret=ep.secret,
                     )

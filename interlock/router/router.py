@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any, Literal, TypeVar, Unpack, overload
 
 import aiohttp
 
+from interlock.cache.config import CacheConfig
+from interlock.cache.response import CacheMode, ResponseCache
+from interlock.cache.stream import CachedStream
 from interlock.clock import Clock, MonotonicClock
 from interlock.config import (
     Deployment,
@@ -32,7 +36,9 @@ from interlock.limits.tokens import estimate_embedding_tokens, estimate_input_to
 from interlock.observability.stats import DeploymentStatistics, RouterStatistics
 from interlock.providers.base import ChunkSource, Transport
 from interlock.providers.http import HttpClient
-from interlock.providers.openai import OpenAITransport
+from interlock.providers.params import UNSUPPORTED_MODES, UnsupportedParams
+from interlock.providers.presets import PRESETS
+from interlock.providers.registry import builtin_transports
 from interlock.router.pipeline import Pipeline
 from interlock.router.pool import DeploymentPool
 from interlock.router.state import DeploymentState
@@ -58,7 +64,7 @@ __all__ = ["Router"]
 
 T = TypeVar("T")
 
-BUILTIN_PROVIDERS = ("openai",)
+BUILTIN_PROVIDERS = tuple(PRESETS)
 
 
 class Router:
@@ -84,26 +90,32 @@ class Router:
         transports: Mapping[str, Transport] | None = None,
         seed: int | None = None,
         connection_limit: int = 1000,
+        unsupported_params: UnsupportedParams = "drop",
+        cache: CacheConfig | Mapping[str, Any] | None = None,
     ) -> None:
         cfg = RouterConfig(
             deployments=tuple(deployments),
             strategy=strategy if isinstance(strategy, str) else "p2c-ewma",
             strategies={g: v for g, v in (strategies or {}).items() if isinstance(v, str)},
-            fallbacks={k: tuple(v) for k, v in (fallbacks or {}).items()},
+            # A bare string is passed on as is, so validation rejects it instead of
+            # splitting it into one-letter group names.
+            fallbacks={
+                k: v if isinstance(v, str) else tuple(v) for k, v in (fallbacks or {}).items()
+            },
             aliases=dict(aliases or {}),
             retry=retry if retry is not None else RetryPolicy(),
             health=health if health is not None else HealthPolicy(),
             timeout=timeout,
             expected_output_tokens=expected_output_tokens,
+            unsupported_params=unsupported_params,
+            cache=cache if cache is not None else CacheConfig(),
         )
         self.config = cfg
         self._clock: Clock = clock or MonotonicClock()
         self._rng = random.Random(seed)
         self._http = HttpClient(connection_limit=connection_limit)
         self._deadlines = DeadlineWheel()
-        self._transports: dict[str, Transport] = {
-            "openai": OpenAITransport(self._http, self._deadlines)
-        }
+        self._transports = builtin_transports(self._http, self._deadlines)
         self._transports.update(transports or {})
         try:
             self._strategy: Strategy = resolve_strategy(strategy, self._rng)
@@ -131,6 +143,8 @@ class Router:
         self._timeout = cfg.timeout
         self._expected_output = cfg.expected_output_tokens
         self._closed = False
+        self._unsupported: UnsupportedParams = cfg.unsupported_params
+        self._cache = ResponseCache(cfg.cache, self._pools, self._clock)
 
     def _group_strategy(
         self, group: str, default: StrategyLike, per_group: Mapping[str, StrategyLike] | None
@@ -184,7 +198,8 @@ class Router:
     ) -> Router:
         """A Router from a mapping or a JSON file with the keys of `RouterConfig`
         (``deployments``, ``strategy``, ``strategies``, ``fallbacks``, ``aliases``,
-        ``retry``, ``health``, ``timeout``, ``expected_output_tokens``)."""
+        ``retry``, ``health``, ``timeout``, ``expected_output_tokens``,
+        ``unsupported_params``, ``cache``)."""
         data = load_config_source(source)
         cfg = RouterConfig(**data)
         return cls(
@@ -197,7 +212,9 @@ class Router:
             health=cfg.health,
             timeout=cfg.timeout,
             expected_output_tokens=cfg.expected_output_tokens,
+            unsupported_params=cfg.unsupported_params,
             clock=clock,
+            cache=cfg.cache,
             transports=transports,
             seed=seed,
         )
@@ -205,6 +222,8 @@ class Router:
     # --- lifecycle ------------------------------------------------------------------
 
     async def __aenter__(self) -> Router:
+        self._closed = False
+        self._http.reopen()
         return self
 
     async def __aexit__(
@@ -221,6 +240,7 @@ class Router:
         for t in {id(t): t for t in self._transports.values()}.values():
             await t.aclose()
         await self._http.aclose()
+        await self._cache.aclose()
 
     # --- requests -------------------------------------------------------------------
 
@@ -252,6 +272,9 @@ class Router:
         timeout: float | None = None,
         tags: Sequence[str] = (),
         strategy: StrategyLike | None = None,
+        unsupported_params: UnsupportedParams | None = None,
+        cache: CacheMode = None,
+        cache_ttl: float | None = None,
         **params: Unpack[ChatParams],
     ) -> ChatCompletion: ...
 
@@ -265,8 +288,11 @@ class Router:
         timeout: float | None = None,
         tags: Sequence[str] = (),
         strategy: StrategyLike | None = None,
+        unsupported_params: UnsupportedParams | None = None,
+        cache: CacheMode = None,
+        cache_ttl: float | None = None,
         **params: Unpack[ChatParams],
-    ) -> ChatStream: ...
+    ) -> ChatStream | CachedStream: ...
 
     async def acompletion(
         self,
@@ -277,8 +303,11 @@ class Router:
         timeout: float | None = None,
         tags: Sequence[str] = (),
         strategy: StrategyLike | None = None,
+        unsupported_params: UnsupportedParams | None = None,
+        cache: CacheMode = None,
+        cache_ttl: float | None = None,
         **params: Unpack[ChatParams],
-    ) -> ChatCompletion | ChatStream:
+    ) -> ChatCompletion | ChatStream | CachedStream:
         """A chat completion from a deployment of `model` (a group or an alias).
 
         With ``stream=True`` returns a `ChatStream` once the first chunk has arrived;
@@ -286,9 +315,12 @@ class Router:
         the whole call (every attempt, backoff and fallback); it defaults to the router's.
         `strategy` overrides the group's strategy for this call (a registered name or an
         instance; see docs/strategies.md).
+        `cache` and `cache_ttl` override the response cache's policy for this request
+        (docs/caching.md); a cached stream is a `CachedStream`.
         """
         group = self._group_for(model)
         budget = self._deadline(timeout)
+        plan = self._cache.plan(group, cache, cache_ttl)
         if not messages:
             raise ValueError("messages must not be empty")
         body = _provider_params(params, CHAT_PARAM_NAMES, "acompletion")
@@ -299,14 +331,37 @@ class Router:
             messages=messages,
             params=body,
             stream=stream,
-            tags=frozenset(tags) if tags else frozenset(),
+            tags=_tag_set(tags),
             est_input_tokens=estimate_input_tokens(messages),
             est_output_tokens=int(out) if out else self._expected_output,
             requested=model,
             strategy=_request_strategy(strategy),
+            unsupported_params=self._unsupported_for(unsupported_params),
         )
+        if plan is not None:
+            if stream:
+                return await self._cache.stream(
+                    plan,
+                    request,
+                    budget,
+                    lambda: self._pipeline.run(
+                        request,
+                        budget,
+                        _send_stream,
+                        partial(self._open_stream, request.est_input_tokens),
+                    ),
+                )
+            return await self._cache.fetch(
+                plan,
+                request,
+                budget,
+                ChatCompletion,
+                lambda: self._pipeline.run(request, budget, _send_chat, self._complete_chat),
+            )
         if stream:
-            return await self._pipeline.run(request, budget, _send_stream, self._open_stream)
+            return await self._pipeline.run(
+                request, budget, _send_stream, partial(self._open_stream, request.est_input_tokens)
+            )
         return await self._pipeline.run(request, budget, _send_chat, self._complete_chat)
 
     async def aembedding(
@@ -317,22 +372,36 @@ class Router:
         timeout: float | None = None,
         tags: Sequence[str] = (),
         strategy: StrategyLike | None = None,
+        unsupported_params: UnsupportedParams | None = None,
+        cache: CacheMode = None,
+        cache_ttl: float | None = None,
         **params: Unpack[EmbeddingParams],
     ) -> EmbeddingResponse:
-        """Embeddings of `input` from a deployment of `model`."""
+        """Embeddings of `input` from a deployment of `model` (`cache`, `cache_ttl`: as
+        for `acompletion`)."""
         group = self._group_for(model)
         budget = self._deadline(timeout)
+        plan = self._cache.plan(group, cache, cache_ttl)
         body = _provider_params(params, EMBEDDING_PARAM_NAMES, "aembedding")
         request = Request(
             "embedding",
             group,
             input=input,
             params=body,
-            tags=frozenset(tags) if tags else frozenset(),
+            tags=_tag_set(tags),
             est_input_tokens=estimate_embedding_tokens(input),
             requested=model,
             strategy=_request_strategy(strategy),
+            unsupported_params=self._unsupported_for(unsupported_params),
         )
+        if plan is not None:
+            return await self._cache.fetch(
+                plan,
+                request,
+                budget,
+                EmbeddingResponse,
+                lambda: self._pipeline.run(request, budget, _send_embed, self._complete_embed),
+            )
         return await self._pipeline.run(request, budget, _send_embed, self._complete_embed)
 
     async def call(
@@ -359,7 +428,7 @@ class Router:
         request = Request(
             "call",
             g,
-            tags=frozenset(tags) if tags else frozenset(),
+            tags=_tag_set(tags),
             est_input_tokens=max(0, tokens),
             requested=group,
             strategy=_request_strategy(strategy),
@@ -371,6 +440,9 @@ class Router:
             return _run_user_fn(fn, state, t, deadlines)
 
         return await self._pipeline.run(request, budget, send, self._complete_call)
+
+    def _unsupported_for(self, mode: UnsupportedParams | None) -> UnsupportedParams:
+        return self._unsupported if mode is None else _unsupported_mode(mode, "unsupported_params")
 
     # --- completion callbacks (synchronous, after a successful send) -----------------
 
@@ -401,10 +473,10 @@ class Router:
         self._pipeline.succeeded(r.state, started, now)
         return result
 
-    def _open_stream(self, source: ChunkSource, r: Reservation, started: float) -> ChatStream:
-        return ChatStream(
-            source, r, self._pipeline, started, r.tokens - self._expected_output if r.tokens else 0
-        )
+    def _open_stream(
+        self, prompt_tokens: int, source: ChunkSource, r: Reservation, started: float
+    ) -> ChatStream:
+        return ChatStream(source, r, self._pipeline, started, prompt_tokens)
 
     # --- introspection --------------------------------------------------------------
 
@@ -448,7 +520,7 @@ class Router:
                     latency_ewma=s.latency_ewma,
                 )
             )
-        return RouterStatistics(at=now, deployments=tuple(out))
+        return RouterStatistics(at=now, deployments=tuple(out), cache=self._cache.statistics())
 
     def __repr__(self) -> str:
         now = self._clock.now()
@@ -527,11 +599,23 @@ def _provider_params(
             f"{where}() got unknown parameter(s) {sorted(unknown)}; "
             f"pass provider-specific ones in extra_body"
         )
-    body = dict(params)
-    extra = body.pop("extra_body", None)
-    if extra:
-        body.update(extra)
-    return body
+    # `extra_body` stays nested: each transport knows where its provider wants it.
+    return dict(params)
+
+
+def _unsupported_mode(value: object, where: str) -> UnsupportedParams:
+    if value == "drop":
+        return "drop"
+    if value == "raise":
+        return "raise"
+    raise ValueError(f"{where} must be one of {sorted(UNSUPPORTED_MODES)}, got {value!r}")
+
+
+def _tag_set(tags: str | Sequence[str]) -> frozenset[str]:
+    """A request's tags; a single string is one tag, not a set of letters."""
+    if not tags:
+        return frozenset()
+    return frozenset((tags,)) if isinstance(tags, str) else frozenset(tags)
 
 
 def _fallback_chain(group: str, fallbacks: Mapping[str, Sequence[str]]) -> tuple[str, ...]:

@@ -41,6 +41,9 @@ class ChatStream:
         "usage",
     )
 
+    cached = False
+    """Always False for a live stream (a `CachedStream` replaying the cache says True)."""
+
     def __init__(
         self,
         source: ChunkSource,
@@ -71,6 +74,8 @@ class ChatStream:
         chunk = self._first
         if chunk is not None:
             self._first = None
+            if not self._reservation.open:  # closed before the first read
+                raise StopAsyncIteration
         else:
             if not self._reservation.open:
                 raise StopAsyncIteration

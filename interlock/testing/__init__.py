@@ -1,17 +1,28 @@
-"""Public test helpers: a fake OpenAI-compatible upstream with scripted faults, and a
-manual clock. See docs/testing.md."""
+"""Public test helpers: fake upstreams speaking the OpenAI, Azure OpenAI, Anthropic and
+Gemini wire formats with scripted faults, and a manual clock. See docs/testing.md and
+docs/providers.md."""
 
 from interlock.testing.clock import FakeClock
+from interlock.testing.fake_anthropic import FakeAnthropic, ToolReply
+from interlock.testing.fake_azure import FakeAzure
+from interlock.testing.fake_gemini import FakeGemini
 from interlock.testing.fake_upstream import FakeUpstream, ReceivedRequest, Reply
 from interlock.testing.faults import Fault, FaultKind, FaultScript, RetryAfterFormat
+from interlock.testing.redis_server import RedisServer, RedisServerError
 
 __all__ = [
+    "FakeAnthropic",
+    "FakeAzure",
     "FakeClock",
+    "FakeGemini",
     "FakeUpstream",
     "Fault",
     "FaultKind",
     "FaultScript",
     "ReceivedRequest",
+    "RedisServer",
+    "RedisServerError",
     "Reply",
     "RetryAfterFormat",
+    "ToolReply",
 ]

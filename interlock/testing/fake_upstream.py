@@ -338,12 +338,11 @@ class FakeUpstream(FaultScript):
     async def _handle(self, request: _Request) -> _Response:
         # No await before the fault is taken: seq and faults follow arrival order.
         method, path, headers = request.method, request.path, request.headers
-        scheme, _, token = headers.get("Authorization", "").partition(" ")
-        api_key = token.strip() if scheme.lower() == "bearer" else None
+        api_key = self._api_key_of(request)
         record = _Record(self._seq, method, path, self._clock(), api_key, headers)
         self._seq += 1
         self._log.append(record)
-        target = self._endpoints.get((method, path))
+        target = self._route(method, path)
         authorized = self._api_key is None or api_key == self._api_key
         if target is not None and target[1] and authorized:
             record.fault = self.take()
@@ -357,7 +356,7 @@ class FakeUpstream(FaultScript):
                 return _drop(request)
             return await self._respond(request, record, target, authorized)
         except _BadRequest as exc:
-            return _error(record, 400, exc.message, param=exc.param, code=exc.code)
+            return self._error_response(record, 400, exc.message, param=exc.param, code=exc.code)
         finally:
             self._in_flight -= 1
             record.finished_at = self._clock()
@@ -374,24 +373,50 @@ class FakeUpstream(FaultScript):
         except orjson.JSONDecodeError:
             body = None
         if isinstance(body, dict):
-            record.body, record.stream = body, body.get("stream") is True
+            record.body, record.stream = body, self._wants_stream(request, body)
         if self._latency > 0:
             await asyncio.sleep(self._latency)
         if not authorized:
-            what = "Incorrect API key provided" if record.api_key else "No API key provided"
-            return _error(record, 401, f"{what} (Authorization: Bearer <key>).",
-                          code="invalid_api_key")  # fmt: skip
+            return self._unauthorized(record)
         if target is None:
-            return _error(record, 404, f"Invalid URL ({record.method} {record.path})")
+            return self._error_response(record, 404, f"Invalid URL ({record.method} {record.path})")
         fault = record.fault
         if fault is not None and not (fault.kind == "cut_stream" and record.stream):
-            response = await _apply(fault, request)
+            response = await self._apply_fault(fault, request)
             if response is not None:
                 record.status = None if fault.kind in _SILENT else response.status
                 return response
         if target[1] and record.body is None:
             raise _BadRequest("We could not parse the JSON body of your request.")
         return await target[0](request, record, record.body or {})
+
+    # -- hooks for fakes of other wire formats (see fake_anthropic.py, fake_gemini.py) --
+
+    _stream_end: tuple[bytes, ...] = (_DONE,)
+    """Frames sent after a stream's data frames (none when the format has no marker)."""
+
+    def _api_key_of(self, request: _Request) -> str | None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else None
+
+    def _route(self, method: str, path: str) -> tuple[_Endpoint, bool] | None:
+        return self._endpoints.get((method, path))
+
+    def _wants_stream(self, request: _Request, body: _Json) -> bool:
+        return body.get("stream") is True
+
+    def _unauthorized(self, record: _Record) -> _Response:
+        what = "Incorrect API key provided" if record.api_key else "No API key provided"
+        return _error(record, 401, f"{what} (Authorization: Bearer <key>).",
+                      code="invalid_api_key")  # fmt: skip
+
+    def _error_response(
+        self, record: _Record, status: int, message: str, **fields: Any
+    ) -> _Response:
+        return _error(record, status, message, **fields)
+
+    async def _apply_fault(self, fault: Fault, request: _Request) -> _Response | None:
+        return await _apply(fault, request)
 
     def _model_for(self, body: _Json) -> str:
         requested = body.get("model")
@@ -444,7 +469,7 @@ class FakeUpstream(FaultScript):
     async def _stream(self, request: _Request, record: _Record, frames: list[bytes]) -> _Response:
         fault = record.fault
         cut = fault.after_chunks if fault is not None and fault.kind == "cut_stream" else None
-        frames = [*frames, _DONE] if cut is None else frames[:cut]
+        frames = [*frames, *self._stream_end] if cut is None else frames[:cut]
         response = web.StreamResponse(headers=_SSE_HEADERS)
         # Chunked framing is what lets a client tell a cut stream from a finished one.
         response.enable_chunked_encoding()

@@ -54,6 +54,7 @@ _STATUS_MESSAGES: dict[int, str] = {
     502: "Bad gateway.",
     503: "The engine is currently overloaded, please try again later.",
     504: "Gateway timeout.",
+    529: "Overloaded.",  # Anthropic's overloaded_error; HTTPStatus has no name for it
 }
 _STATUS_CODES: dict[int, str] = {401: "invalid_api_key", 429: "rate_limit_exceeded"}
 
@@ -64,6 +65,13 @@ def _error_body(
 ) -> bytes:  # fmt: skip
     error = {"message": message, "type": type_, "param": param, "code": code}
     return orjson.dumps({"error": error})
+
+
+def _phrase(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase + "."
+    except ValueError:
+        return f"HTTP {code}."
 
 
 def _default_type(status: int) -> str:
@@ -167,9 +175,7 @@ class Fault:
         return cls(
             kind="status",
             http_status=code,
-            message=message
-            if message is not None
-            else _STATUS_MESSAGES.get(code, HTTPStatus(code).phrase + "."),
+            message=message if message is not None else _STATUS_MESSAGES.get(code) or _phrase(code),
             error_type=error_type if error_type is not None else _default_type(code),
             error_code=error_code if error_code is not None else _STATUS_CODES.get(code),
             headers=tuple((headers or {}).items()),

@@ -1,0 +1,264 @@
+"""Plumbing shared by the transports for non-OpenAI wire formats (Anthropic, Gemini):
+posting JSON under the attempt's deadline, opening an SSE stream up to its first
+chunk, and a stream base class that turns provider events into OpenAI-shaped chunks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from interlock.config import Deployment
+from interlock.deadline import DeadlineWheel
+from interlock.errors import (
+    APIConnectionError,
+    APITimeoutError,
+    BadRequestError,
+    InterlockError,
+    MalformedResponseError,
+    StreamInterruptedError,
+)
+from interlock.providers.http import HttpClient, scrub
+from interlock.providers.sse import SSEReader
+from interlock.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice, Usage
+
+__all__ = ["PARSE_ERRORS", "Endpoint", "NativeStream", "NativeTransport", "make_chunk"]
+
+PARSE_ERRORS = (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, IndexError)
+
+
+@dataclass(slots=True, frozen=True)
+class Endpoint:
+    """What a transport needs for one deployment, computed once."""
+
+    base: str
+    headers: dict[str, str]
+    secret: str | None
+
+
+def make_chunk(
+    d: Deployment,
+    id: str,
+    model: str,
+    created: int,
+    choices: list[ChunkChoice],
+    usage: Usage | None = None,
+) -> ChatCompletionChunk:
+    return ChatCompletionChunk(
+        id=id,
+        model=model,
+        choices=choices,
+        usage=usage,
+        created=created,
+        deployment_id=d.id or "",
+        group=d.group,
+    )
+
+
+def delta_choice(
+    index: int = 0,
+    *,
+    role: str | None = None,
+    content: str | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
+    finish: str | None = None,
+) -> ChunkChoice:
+    return ChunkChoice(index, ChoiceDelta(role, content, tool_calls), finish)
+
+
+class NativeTransport:
+    """Base of the Anthropic and Gemini transports; subclasses build endpoints and
+    bodies and map error responses."""
+
+    provider = "native"
+
+    def __init__(self, client: HttpClient, deadlines: DeadlineWheel | None = None) -> None:
+        self._client = client
+        self._deadlines = deadlines or DeadlineWheel()
+        self._endpoints: dict[str, Endpoint] = {}
+
+    def _endpoint(self, d: Deployment) -> Endpoint:
+        ep = self._endpoints.get(d.id or "")
+        if ep is None:
+            key = d.api_key_value()
+            ep = self._endpoints[d.id or ""] = Endpoint(d.api_base, self._headers(d, key), key)
+        return ep
+
+    def _headers(self, d: Deployment, key: str | None) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _error(
+        self, d: Deployment, status: int, headers: Mapping[str, str], raw: bytes, secret: str | None
+    ) -> InterlockError:
+        raise NotImplementedError
+
+    @staticmethod
+    def _dumps(payload: dict[str, Any]) -> bytes:
+        try:
+            return orjson.dumps(payload)
+        except TypeError as exc:
+            raise BadRequestError(f"the request is not JSON-serializable: {exc}") from None
+
+    async def _post(
+        self, d: Deployment, ep: Endpoint, url: URL, payload: dict[str, Any], timeout: float
+    ) -> Any:
+        body = self._dumps(payload)
+        try:
+            async with (
+                self._deadlines.timeout(timeout),
+                self._client.session.post(url, data=body, headers=ep.headers) as resp,
+            ):
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise self._error(d, resp.status, resp.headers, raw, ep.secret)
+        except InterlockError:
+            raise
+        except TimeoutError:
+            raise APITimeoutError(
+                f"no response within {timeout:.3g} s", deployment_id=d.id
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise connection_error(d, ep.secret, exc) from None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise malformed(d, exc) from None
+
+    async def _open(
+        self,
+        d: Deployment,
+        ep: Endpoint,
+        url: URL,
+        payload: dict[str, Any],
+        timeout: float,
+        stream_cls: type[NativeStream],
+    ) -> NativeStream:
+        body = self._dumps(payload)
+        resp: aiohttp.ClientResponse | None = None
+        try:
+            async with self._deadlines.timeout(timeout):
+                resp = await self._client.session.post(url, data=body, headers=ep.headers)
+                if resp.status >= 400:
+                    raw = await resp.read()
+                    raise self._error(d, resp.status, resp.headers, raw, ep.secret)
+                stream = stream_cls(resp, d, ep.secret, self)
+                first = await stream.next()
+                if first is None:
+                    raise StreamInterruptedError(
+                        "the stream ended before its first chunk", deployment_id=d.id
+                    )
+                stream.first = first
+                return stream
+        except BaseException as exc:
+            if resp is not None:
+                resp.close()
+            if isinstance(exc, InterlockError) or not isinstance(exc, Exception):
+                raise
+            if isinstance(exc, TimeoutError):
+                raise APITimeoutError(
+                    f"no first chunk within {timeout:.3g} s", deployment_id=d.id
+                ) from None
+            if isinstance(exc, (aiohttp.ClientError, OSError)):
+                raise connection_error(d, ep.secret, exc) from None
+            raise
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(open={self._client.is_open})"
+
+
+class NativeStream:
+    """An SSE stream whose events `_feed` turns into zero or more chunks.
+
+    Subclasses set `finished` when the provider said the message is complete; a clean
+    end of the body before that is a cut stream.
+    """
+
+    first: ChatCompletionChunk
+
+    def __init__(
+        self,
+        resp: aiohttp.ClientResponse,
+        deployment: Deployment,
+        secret: str | None,
+        transport: NativeTransport,
+    ) -> None:
+        self._resp = resp
+        self._reader = SSEReader(resp, idle_timeout=deployment.timeout)
+        self._secret = secret
+        self._transport = transport
+        self._pending: deque[ChatCompletionChunk] = deque()
+        self._done = False
+        self.finished = False
+        self.deployment = deployment
+        self.chunks = 0
+        self.created = int(time.time())
+
+    def _feed(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _emit(self, chunk: ChatCompletionChunk) -> None:
+        self._pending.append(chunk)
+
+    async def next(self) -> ChatCompletionChunk | None:
+        d = self.deployment
+        while not self._pending:
+            if self._done or self.finished:
+                self.close()
+                return None
+            try:
+                data = await self._reader.read()
+            except TimeoutError:
+                self.close()
+                raise StreamInterruptedError(
+                    f"no event for {d.timeout:.3g} s after {self.chunks} chunk(s)",
+                    deployment_id=d.id,
+                ) from None
+            except (aiohttp.ClientError, OSError) as exc:
+                self.close()
+                raise StreamInterruptedError(
+                    f"stream cut after {self.chunks} chunk(s): {type(exc).__name__}",
+                    deployment_id=d.id,
+                ) from None
+            if data is None:
+                self.close()
+                raise StreamInterruptedError(
+                    f"stream ended before the message was complete, after {self.chunks} chunk(s)",
+                    deployment_id=d.id,
+                )
+            try:
+                self._feed(data)
+            except InterlockError:
+                self.close()
+                raise
+            except PARSE_ERRORS as exc:
+                self.close()
+                raise malformed(d, exc) from None
+        self.chunks += 1
+        return self._pending.popleft()
+
+    def close(self) -> None:
+        if not self._done:
+            self._done = True
+            self._resp.close()
+
+
+def malformed(d: Deployment, exc: BaseException) -> MalformedResponseError:
+    return MalformedResponseError(
+        f"unreadable response body ({type(exc).__name__})", deployment_id=d.id
+    )
+
+
+def connection_error(d: Deployment, secret: str | None, exc: BaseException) -> APIConnectionError:
+    return APIConnectionError(
+        scrub(f"connection failed: {type(exc).__name__}: {exc}", secret), deployment_id=d.id
+    )

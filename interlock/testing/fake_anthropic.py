@@ -1,0 +1,224 @@
+"""`FakeAnthropic`: a loopback server speaking Anthropic's Messages API wire format.
+
+Written from Anthropic's public API documentation: ``POST /v1/messages`` with
+``x-api-key`` and ``anthropic-version`` headers; ``max_tokens`` required, roles
+``user``/``assistant`` only, unknown fields rejected; SSE events ``message_start``,
+``content_block_start``, ``ping``, ``content_block_delta`` (``text_delta``,
+``input_json_delta``), ``content_block_stop``, ``message_delta``, ``message_stop``;
+error bodies ``{"type": "error", "error": {"type", "message"}}``. Faults from the
+shared script answer in that shape (529 is ``overloaded_error``; a rate limit also
+sends ``anthropic-ratelimit-requests-*`` headers).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from interlock.testing.fake_upstream import (
+    _JSON_HEADERS,
+    FakeUpstream,
+    _BadRequest,
+    _Json,
+    _Record,
+    _Request,
+    _Response,
+    _split,
+    _tokens,
+)
+from interlock.testing.faults import Fault, _apply
+
+__all__ = ["FakeAnthropic", "ToolReply"]
+
+ToolReply = Callable[[dict[str, Any]], Sequence[tuple[str, Mapping[str, Any]]]]
+"""Given the parsed request body, the tool calls to answer with as ``(name, arguments)``
+pairs; an empty result answers with text."""
+
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+          404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+          500: "api_error", 529: "overloaded_error"}  # fmt: skip
+_FIELDS = frozenset(("model", "messages", "max_tokens", "system", "temperature", "top_p",
+                     "top_k", "stop_sequences", "stream", "tools", "tool_choice", "metadata",
+                     "thinking", "service_tier"))  # fmt: skip
+_BLOCKS = frozenset(("text", "image", "tool_use", "tool_result", "document", "thinking"))
+_NUMBERS = re.compile(r"\d+")
+
+
+def anthropic_error(status: int, message: str, type_: str | None = None) -> bytes:
+    """An Anthropic error body."""
+    kind = (
+        type_ or _TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
+    )
+    return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
+
+
+def _event(kind: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
+
+
+def _text_chars(content: Any) -> int:
+    if isinstance(content, str):
+        return len(content)
+    total = 0
+    for block in content if isinstance(content, list) else ():
+        if isinstance(block, dict):
+            total += len(str(block.get("text") or ""))
+            inner = block.get("content")
+            total += len(inner) if isinstance(inner, str) else 0
+    return total
+
+
+class FakeAnthropic(FakeUpstream):
+    """An Anthropic Messages API server on loopback; options as `FakeUpstream`, plus
+    `tool_calls` (a `ToolReply`). `url` is the `api_base` (``http://host:port/v1``)."""
+
+    _stream_end: tuple[bytes, ...] = ()
+
+    def __init__(self, *, tool_calls: ToolReply | None = None, **options: Any) -> None:
+        options.setdefault("name", "anthropic")
+        super().__init__(**options)
+        self._tool_reply = tool_calls
+        self._endpoints = {("POST", "/v1/messages"): (self._messages, True)}
+
+    def _api_key_of(self, request: _Request) -> str | None:
+        return request.headers.get("x-api-key")
+
+    def _unauthorized(self, record: _Record) -> _Response:
+        return self._error_response(record, 401, "invalid x-api-key")
+
+    def _error_response(self, record: _Record, status: int, message: str, **_: Any) -> _Response:
+        record.status = status
+        return web.Response(
+            body=anthropic_error(status, message), status=status, headers=_JSON_HEADERS
+        )
+
+    async def _apply_fault(self, fault: Fault, request: _Request) -> _Response | None:
+        status = fault.http_status
+        if status is None:
+            return await _apply(fault, request)
+        headers = {"Content-Type": "application/json", "request-id": "req_fake"}
+        message = fault.message or "Injected fault."
+        if fault.kind == "rate_limit":
+            message = "Number of requests has exceeded your per-minute rate limit."
+            headers.update(fault.response_headers())
+            if fault.retry_after is not None:
+                reset = datetime.fromtimestamp(time.time() + fault.retry_after, UTC)
+                headers["anthropic-ratelimit-requests-limit"] = "50"
+                headers["anthropic-ratelimit-requests-remaining"] = "0"
+                headers["anthropic-ratelimit-requests-reset"] = reset.isoformat()
+        elif fault.kind == "context_window":
+            limit, requested = [*_NUMBERS.findall(message), "0", "0"][:2]
+            message = f"prompt is too long: {requested} tokens > {limit} maximum"
+        elif fault.kind == "content_policy":
+            message = "Output blocked by content filtering policy"
+        else:
+            headers.update(dict(fault.headers))
+        return web.Response(body=anthropic_error(status, message), status=status, headers=headers)
+
+    def _check(self, request: _Request, body: _Json) -> None:
+        if not request.headers.get("anthropic-version"):
+            raise _BadRequest("anthropic-version: header is required")
+        for key in body:
+            if key not in _FIELDS:
+                raise _BadRequest(f"{key}: Extra inputs are not permitted")
+        if not isinstance(body.get("model"), str):
+            raise _BadRequest("model: Field required")
+        max_tokens = body.get("max_tokens")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise _BadRequest("max_tokens: Field required (an integer >= 1)")
+        temperature = body.get("temperature", 0)
+        if not isinstance(temperature, int | float) or not 0 <= temperature <= 1:
+            raise _BadRequest("temperature: Input should be between 0 and 1")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise _BadRequest("messages: Field required (a non-empty list)")
+        seen_tools: set[str] = set()
+        for i, m in enumerate(messages):
+            role = m.get("role") if isinstance(m, dict) else None
+            if role not in ("user", "assistant"):
+                raise _BadRequest(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+            content = m.get("content")
+            if isinstance(content, str):
+                continue
+            if not isinstance(content, list):
+                raise _BadRequest(f"messages.{i}.content: Input should be a string or a list")
+            for j, block in enumerate(content):
+                kind = block.get("type") if isinstance(block, dict) else None
+                where = f"messages.{i}.content.{j}"
+                if kind not in _BLOCKS:
+                    raise _BadRequest(f"{where}.type: Input tag {kind!r} is not a block type")
+                if kind == "tool_use" and role == "assistant":
+                    seen_tools.add(str(block.get("id")))
+                elif kind == "tool_result" and block.get("tool_use_id") not in seen_tools:
+                    raise _BadRequest(f"{where}: tool_result without a matching tool_use block")
+                elif kind == "image":
+                    source = block.get("source") or {}
+                    if source.get("type") == "base64":
+                        if not (source.get("media_type") and source.get("data")):
+                            raise _BadRequest(f"{where}.source: media_type and data required")
+                    elif not (source.get("type") == "url" and source.get("url")):
+                        raise _BadRequest(f"{where}.source: expected base64 or url")
+        for i, tool in enumerate(body.get("tools") or ()):
+            if not (isinstance(tool, dict) and tool.get("name") and "input_schema" in tool):
+                raise _BadRequest(f"tools.{i}: name and input_schema are required")
+
+    async def _messages(self, request: _Request, record: _Record, body: _Json) -> _Response:
+        self._check(request, body)
+        calls = list(self._tool_reply(body)) if self._tool_reply is not None else []
+        text = "" if calls else (self._reply if isinstance(self._reply, str) else self._reply(body))
+        system = body.get("system")
+        chars = _text_chars(system if system is not None else "") + sum(
+            _text_chars(m.get("content")) for m in body["messages"]
+        )
+        tools = [
+            {"type": "tool_use", "id": f"toolu_{self.name}_{next(self._ids)}", "name": name,
+             "input": dict(args)}
+            for name, args in calls
+        ]  # fmt: skip
+        out_chars = len(text) + sum(len(orjson.dumps(t["input"])) for t in tools)
+        usage = {"input_tokens": _tokens(chars), "output_tokens": _tokens(out_chars)}
+        stop = "tool_use" if tools else "end_turn"
+        message: dict[str, Any] = {
+            "id": f"msg_{self.name}_{next(self._ids)}",
+            "type": "message",
+            "role": "assistant",
+            "model": self._model_for(body),
+            "content": ([{"type": "text", "text": text}] if text else []) + tools,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": usage,
+        }
+        if not record.stream:
+            record.status = 200
+            return web.Response(body=orjson.dumps(message), headers=_JSON_HEADERS)
+        start = {**message, "content": [], "stop_reason": None,
+                 "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1}}  # fmt: skip
+        frames = [_event("message_start", {"message": start}), _event("ping", {})]
+        index = 0
+        if text:
+            block: dict[str, Any] = {"type": "text", "text": ""}
+            frames.append(_event("content_block_start", {"index": 0, "content_block": block}))
+            for piece in _split(text, self._stream_chunks):
+                delta = {"type": "text_delta", "text": piece}
+                frames.append(_event("content_block_delta", {"index": 0, "delta": delta}))
+            frames.append(_event("content_block_stop", {"index": 0}))
+            index = 1
+        for tool in tools:
+            block = {**tool, "input": {}}
+            frames.append(_event("content_block_start", {"index": index, "content_block": block}))
+            raw = orjson.dumps(tool["input"]).decode()
+            for piece in _split(raw, 2):
+                delta = {"type": "input_json_delta", "partial_json": piece}
+                frames.append(_event("content_block_delta", {"index": index, "delta": delta}))
+            frames.append(_event("content_block_stop", {"index": index}))
+            index += 1
+        final = {"delta": {"stop_reason": stop, "stop_sequence": None},
+                 "usage": {"output_tokens": usage["output_tokens"]}}  # fmt: skip
+        frames += [_event("message_delta", final), _event("message_stop", {})]
+        return await self._stream(request, record, frames)

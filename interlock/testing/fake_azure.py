@@ -1,0 +1,81 @@
+"""`FakeAzure`: OpenAI's wire format at Azure OpenAI's paths.
+
+``POST /openai/deployments/{deployment}/chat/completions?api-version=...`` (and
+``/embeddings``) with an ``api-key`` header; a missing ``api-version`` is a 400 and an
+unknown deployment a 404 ``DeploymentNotFound``. A content-policy fault answers with
+Azure's ``content_filter`` code.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+
+from interlock.testing.fake_upstream import (
+    FakeUpstream,
+    _Endpoint,
+    _error,
+    _Json,
+    _Record,
+    _Request,
+    _Response,
+)
+from interlock.testing.faults import Fault, _apply, _error_body
+
+__all__ = ["FakeAzure"]
+
+_PATH = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|embeddings)$")
+
+
+class FakeAzure(FakeUpstream):
+    """An Azure OpenAI server on loopback; options as `FakeUpstream`, plus
+    `deployments` (names served; None serves any). `url` is the resource endpoint
+    (``http://host:port``), the `api_base` of an ``azure`` deployment."""
+
+    def __init__(self, *, deployments: frozenset[str] | None = None, **options: Any) -> None:
+        options.setdefault("name", "azure")
+        super().__init__(**options)
+        self._deployments = deployments
+
+    @property
+    def url(self) -> str:
+        return self.base_url
+
+    def _route(self, method: str, path: str) -> tuple[_Endpoint, bool] | None:
+        match = _PATH.match(path)
+        if method != "POST" or match is None:
+            return None
+        if self._deployments is not None and match.group(1) not in self._deployments:
+            return (self._missing, True)
+        return (self._chat, True) if match.group(2) == "chat/completions" else (
+            self._embeddings, True)  # fmt: skip
+
+    def _api_key_of(self, request: _Request) -> str | None:
+        return request.headers.get("api-key")
+
+    def _unauthorized(self, record: _Record) -> _Response:
+        message = ("Access denied due to invalid subscription key or wrong API endpoint. Make "
+                   "sure to provide a valid key for an active subscription.")  # fmt: skip
+        return _error(record, 401, message, code="401")
+
+    async def _respond(self, request: _Request, record: _Record, target: Any,
+                       authorized: bool) -> _Response:  # fmt: skip
+        if target is not None and authorized and not request.query.get("api-version"):
+            await request.read()
+            message = "The api-version query parameter (?api-version=) is required."
+            return _error(record, 400, message, code="MissingApiVersionParameter")
+        return await super()._respond(request, record, target, authorized)
+
+    async def _missing(self, request: _Request, record: _Record, body: _Json) -> _Response:
+        message = "The API deployment for this resource does not exist."
+        return _error(record, 404, message, code="DeploymentNotFound")
+
+    async def _apply_fault(self, fault: Fault, request: _Request) -> _Response | None:
+        if fault.kind != "content_policy":
+            return await _apply(fault, request)
+        message = ("The response was filtered due to the prompt triggering Azure OpenAI's "
+                   "content management policy.")  # fmt: skip
+        body = _error_body(message, "invalid_request_error", "prompt", "content_filter")
+        return web.Response(body=body, status=400, headers={"Content-Type": "application/json"})

@@ -1,0 +1,229 @@
+"""`FakeGemini`: a loopback server speaking the Gemini API (generativelanguage v1beta).
+
+Written from Google's public API documentation: ``POST /v1beta/models/{model}:
+generateContent``, ``:streamGenerateContent?alt=sse`` (each SSE event a whole
+GenerateContentResponse, no end marker) and ``:batchEmbedContents``; the key in the
+``x-goog-api-key`` header or ``?key=``. Turns are ``contents`` with roles ``user`` and
+``model``, parts ``text``/``inlineData``/``fileData``/``functionCall``/
+``functionResponse``; unknown fields are rejected. Errors are
+``{"error": {"code", "message", "status"}}``; a scripted rate limit is
+``RESOURCE_EXHAUSTED`` with a ``RetryInfo`` detail, a content-policy fault is a 200
+whose ``promptFeedback.blockReason`` is ``SAFETY``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from interlock.testing.fake_anthropic import ToolReply
+from interlock.testing.fake_upstream import (
+    _JSON_HEADERS,
+    FakeUpstream,
+    _BadRequest,
+    _Endpoint,
+    _Json,
+    _Record,
+    _Request,
+    _Response,
+    _split,
+    _tokens,
+    _unit_vector,
+)
+from interlock.testing.faults import Fault, _apply, _positive_int
+
+__all__ = ["FakeGemini"]
+
+_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+           404: "NOT_FOUND", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED",
+           500: "INTERNAL", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE",
+           504: "DEADLINE_EXCEEDED"}  # fmt: skip
+_FIELDS = frozenset(("contents", "systemInstruction", "tools", "toolConfig", "generationConfig",
+                     "safetySettings", "cachedContent"))  # fmt: skip
+_CONFIG = frozenset(("temperature", "topP", "topK", "maxOutputTokens", "stopSequences",
+                     "candidateCount", "presencePenalty", "frequencyPenalty", "seed",
+                     "responseMimeType", "responseSchema", "thinkingConfig"))  # fmt: skip
+_PARTS = frozenset(("text", "inlineData", "fileData", "functionCall", "functionResponse"))
+_PATH = re.compile(r"^/v1beta/models/([^/:]+):([A-Za-z]+)$")
+_NUMBERS = re.compile(r"\d+")
+
+
+def gemini_error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> bytes:
+    """A Google API error body."""
+    err: dict[str, Any] = {"code": status, "message": message,
+                           "status": _STATUS.get(status, "UNKNOWN")}  # fmt: skip
+    if details:
+        err["details"] = details
+    return orjson.dumps({"error": err})
+
+
+def _sse(data: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(data) + b"\r\n\r\n"
+
+
+class FakeGemini(FakeUpstream):
+    """A Gemini API server on loopback; options as `FakeUpstream`, plus `tool_calls`
+    (a `ToolReply`). `url` is the `api_base` (``http://host:port/v1beta``)."""
+
+    _stream_end: tuple[bytes, ...] = ()
+
+    def __init__(self, *, tool_calls: ToolReply | None = None, **options: Any) -> None:
+        options.setdefault("name", "gemini")
+        super().__init__(**options)
+        self._tool_reply = tool_calls
+        self._methods: dict[str, tuple[_Endpoint, bool]] = {
+            "generateContent": (self._generate, True),
+            "streamGenerateContent": (self._generate, True),
+            "batchEmbedContents": (self._embed, True),
+        }
+
+    @property
+    def url(self) -> str:
+        """The `api_base`: ``http://host:port/v1beta``."""
+        return self.base_url + "/v1beta"
+
+    def _route(self, method: str, path: str) -> tuple[_Endpoint, bool] | None:
+        match = _PATH.match(path)
+        return self._methods.get(match.group(2)) if match and method == "POST" else None
+
+    def _api_key_of(self, request: _Request) -> str | None:
+        return request.headers.get("x-goog-api-key") or request.query.get("key")
+
+    def _wants_stream(self, request: _Request, body: _Json) -> bool:
+        return request.path.endswith(":streamGenerateContent")
+
+    def _unauthorized(self, record: _Record) -> _Response:
+        if record.api_key is None:
+            message = "Method doesn't allow unregistered callers. Please use an API key."
+            return self._error_response(record, 403, message)
+        info = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}
+        return self._reply_error(record, 400, "API key not valid. Please pass a valid API key.",
+                                 [info])  # fmt: skip
+
+    def _error_response(self, record: _Record, status: int, message: str, **_: Any) -> _Response:
+        return self._reply_error(record, status, message, None)
+
+    def _reply_error(
+        self, record: _Record, status: int, message: str, details: list[dict[str, Any]] | None
+    ) -> _Response:
+        record.status = status
+        body = gemini_error(status, message, details)
+        return web.Response(body=body, status=status, headers=_JSON_HEADERS)
+
+    async def _apply_fault(self, fault: Fault, request: _Request) -> _Response | None:
+        status = fault.http_status
+        if status is None:
+            return await _apply(fault, request)
+        message = fault.message or "Injected fault."
+        details: list[dict[str, Any]] = []
+        headers = {"Content-Type": "application/json", **dict(fault.headers)}
+        if fault.kind == "rate_limit":
+            message = "Resource has been exhausted (e.g. check quota)."
+            if fault.retry_after is not None:
+                delay = f"{fault.retry_after:.3f}".rstrip("0").rstrip(".") + "s"
+                details.append(
+                    {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}
+                )
+        elif fault.kind == "context_window":
+            limit, requested = [*_NUMBERS.findall(message), "0", "0"][:2]
+            message = (
+                f"The input token count ({requested}) exceeds the maximum number of tokens "
+                f"allowed ({limit})."
+            )
+        elif fault.kind == "content_policy":
+            # Gemini reports a blocked prompt in a 200 response, not as an HTTP error.
+            blocked = {"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": []},
+                       "usageMetadata": {"promptTokenCount": 1, "totalTokenCount": 1}}  # fmt: skip
+            if request.path.endswith(":streamGenerateContent"):
+                headers = {"Content-Type": "text/event-stream"}
+                return web.Response(body=_sse(blocked), headers=headers)
+            return web.Response(body=orjson.dumps(blocked), headers=_JSON_HEADERS)
+        body = gemini_error(status, message, details or None)
+        return web.Response(body=body, status=status, headers=headers)
+
+    def _check(self, body: _Json) -> int:
+        # Validates the request as the API would; returns the prompt's character count.
+        for key in body:
+            if key not in _FIELDS:
+                raise _BadRequest(f'Invalid JSON payload received. Unknown name "{key}": '
+                                  "Cannot find field.")  # fmt: skip
+        for key in body.get("generationConfig") or {}:
+            if key not in _CONFIG:
+                raise _BadRequest(f'Invalid JSON payload received. Unknown name "{key}" at '
+                                  "'generation_config': Cannot find field.")  # fmt: skip
+        contents = body.get("contents")
+        if not isinstance(contents, list) or not contents:
+            raise _BadRequest("* GenerateContentRequest.contents: contents is not specified")
+        chars = 0
+        system = body.get("systemInstruction")
+        blocks = [*(system.get("parts") or () if isinstance(system, dict) else ())]
+        for i, c in enumerate(contents):
+            if not isinstance(c, dict) or c.get("role") not in ("user", "model"):
+                raise _BadRequest(f"* contents[{i}].role: must be 'user' or 'model'")
+            parts = c.get("parts")
+            if not isinstance(parts, list) or not parts:
+                raise _BadRequest(f"* contents[{i}].parts: must not be empty")
+            blocks.extend(parts)
+        for part in blocks:
+            keys = part.keys() & _PARTS if isinstance(part, dict) else set()
+            if len(keys) != 1:
+                raise _BadRequest("* a part must hold exactly one of text, inlineData, "
+                                  "fileData, functionCall, functionResponse")  # fmt: skip
+            chars += len(str(part.get("text") or ""))
+        return chars
+
+    async def _generate(self, request: _Request, record: _Record, body: _Json) -> _Response:
+        if record.stream and request.query.get("alt") != "sse":
+            raise _BadRequest("FakeGemini streams only with ?alt=sse")
+        prompt = _tokens(self._check(body))
+        n = (body.get("generationConfig") or {}).get("candidateCount", 1)
+        if not _positive_int(n) or n > 8:
+            raise _BadRequest("* GenerationConfig.candidate_count: must be in 1-8")
+        calls = list(self._tool_reply(body)) if self._tool_reply is not None else []
+        text = "" if calls else (self._reply if isinstance(self._reply, str) else self._reply(body))
+        call_parts = [{"functionCall": {"name": name, "args": dict(args)}} for name, args in calls]
+        out = _tokens(len(text) + sum(len(orjson.dumps(p)) for p in call_parts)) * n
+        usage = {"promptTokenCount": prompt, "candidatesTokenCount": out,
+                 "totalTokenCount": prompt + out}  # fmt: skip
+        match = _PATH.match(request.path)
+        head = {"modelVersion": self._model or (match.group(1) if match else "fake-model"),
+                "responseId": f"resp-{self.name}-{next(self._ids)}"}  # fmt: skip
+        if not record.stream:
+            parts = ([{"text": text}] if text else []) + call_parts
+            cands = [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP",
+                      "index": i} for i in range(n)]  # fmt: skip
+            record.status = 200
+            payload = {"candidates": cands, "usageMetadata": usage, **head}
+            return web.Response(body=orjson.dumps(payload), headers=_JSON_HEADERS)
+        running = {"promptTokenCount": prompt, "totalTokenCount": prompt}
+        frames = []
+        for piece in _split(text, self._stream_chunks) if text else []:
+            cands = [{"content": {"role": "model", "parts": [{"text": piece}]}, "index": i}
+                     for i in range(n)]  # fmt: skip
+            frames.append(_sse({"candidates": cands, "usageMetadata": running, **head}))
+        last = [{"content": {"role": "model", "parts": call_parts or [{"text": ""}]},
+                 "finishReason": "STOP", "index": i} for i in range(n)]  # fmt: skip
+        frames.append(_sse({"candidates": last, "usageMetadata": usage, **head}))
+        return await self._stream(request, record, frames)
+
+    async def _embed(self, request: _Request, record: _Record, body: _Json) -> _Response:
+        requests = body.get("requests")
+        if not isinstance(requests, list) or not requests:
+            raise _BadRequest("* BatchEmbedContentsRequest.requests: must not be empty")
+        out = []
+        for i, item in enumerate(requests):
+            parts = (
+                ((item.get("content") or {}).get("parts") or []) if isinstance(item, dict) else []
+            )
+            text = "".join(str(p.get("text") or "") for p in parts if isinstance(p, dict))
+            if not parts or not isinstance(item.get("model"), str):
+                raise _BadRequest(f"* requests[{i}]: model and content.parts are required")
+            dim = item.get("outputDimensionality", self._embedding_dim)
+            if not _positive_int(dim):
+                raise _BadRequest(f"* requests[{i}].output_dimensionality: must be >= 1")
+            out.append({"values": list(_unit_vector(b"s:" + text.encode(), dim))})
+        record.status = 200
+        return web.Response(body=orjson.dumps({"embeddings": out}), headers=_JSON_HEADERS)

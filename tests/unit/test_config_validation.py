@@ -1,0 +1,424 @@
+"""Invalid configuration fails at construction, naming the field and the problem,
+and never echoing input values (keys included). `Router.from_config` reads a mapping
+or a JSON file."""
+
+from __future__ import annotations
+
+import json
+import re
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scripted_transport import MESSAGES, ScriptedTransport
+
+from interlock import (
+    ConfigError,
+    Deployment,
+    HealthPolicy,
+    InterlockError,
+    RetryPolicy,
+    Router,
+    RouterConfig,
+)
+from interlock.testing import FakeClock
+
+KEY = "sk-config-secret-7Q2v9XWmZ"
+
+
+def d(group: str = "g", **fields: Any) -> dict[str, Any]:
+    return {"group": group, "model": "m", "api_base": "http://127.0.0.1:9/v1", **fields}
+
+
+def build(deployments: list[dict[str, Any]], **options: Any) -> Router:
+    return Router(deployments, **options)
+
+
+def build_or_error(deployments: list[dict[str, Any]], **options: Any) -> Router | ConfigError:
+    try:
+        return build(deployments, **options)
+    except ConfigError as exc:
+        return exc
+
+
+def problems_of(exc: pytest.ExceptionInfo[ConfigError]) -> tuple[str, ...]:
+    # A float bound may be spelled "> 0.0"; either spelling names the problem.
+    return tuple(re.sub(r"(must be >=? \d+)\.0$", r"\1", p) for p in exc.value.problems)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("rpm", 0, "deployments[2].rpm: must be > 0"),
+        ("rpm", -5, "deployments[2].rpm: must be > 0"),
+        ("tpm", -1, "deployments[2].tpm: must be > 0"),
+        ("max_concurrency", 0, "deployments[2].max_concurrency: must be > 0"),
+        ("weight", -0.5, "deployments[2].weight: must be > 0"),
+        ("timeout", 0, "deployments[2].timeout: must be > 0"),
+        ("order", 0, "deployments[2].order: must be >= 1"),
+        ("input_cost_per_token", -1e-6, "deployments[2].input_cost_per_token: must be >= 0"),
+        ("output_cost_per_token", -1e-6, "deployments[2].output_cost_per_token: must be >= 0"),
+        ("context_window", 0, "deployments[2].context_window: must be > 0"),
+    ],
+)
+def test_negative_or_zero_limits_name_the_field(field: str, value: float, problem: str) -> None:
+    bad: dict[str, Any] = {field: value}
+    deployments = [d(), d(), d(**bad)]
+    with pytest.raises(ConfigError) as exc:
+        build(deployments)
+    assert problems_of(exc) == (problem,)
+    assert problem in str(exc.value)
+
+
+def test_error_is_a_value_error_and_an_interlock_error() -> None:
+    with pytest.raises(ConfigError) as exc:
+        build([d(), d(rpm=0)])
+    assert isinstance(exc.value, ValueError)
+    assert isinstance(exc.value, InterlockError)
+    assert exc.value.fields == (("deployments[1].rpm", "must be > 0"),)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as exc:
+        build([d(), d(rpm=0), d(tpm=-1, timeout=-2)])
+    assert set(problems_of(exc)) == {
+        "deployments[1].rpm: must be > 0",
+        "deployments[2].tpm: must be > 0",
+        "deployments[2].timeout: must be > 0",
+    }
+    assert "3 problems" in str(exc.value)
+
+
+def test_unknown_strategy_name_lists_known_ones() -> None:
+    with pytest.raises(ConfigError) as exc:
+        build([d()], strategy="fastest")
+    (line,) = problems_of(exc)
+    assert line.startswith("strategy: unknown strategy 'fastest'")
+    assert "least-busy" in line
+    assert "weighted" in line
+
+
+def test_strategy_of_wrong_type_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as exc:
+        build([d()], strategy=42)
+    (line,) = problems_of(exc)
+    assert line.startswith("strategy: ")
+
+
+def test_duplicate_deployment_ids() -> None:
+    with pytest.raises(ConfigError) as exc:
+        build([d(id="a"), d(id="b"), d(id="a")])
+    assert problems_of(exc) == ("deployments[2].id: duplicates deployments[0].id 'a'",)
+
+
+def test_generated_ids_do_not_collide_with_explicit_ones() -> None:
+    router = build([d(), d(id="g-0"), d()])
+    assert [x.id for x in router.deployments] == ["g-1", "g-0", "g-2"]
+
+
+def test_fallback_naming_an_unknown_group() -> None:
+    with pytest.raises(ConfigError) as exc:
+        build([d("a"), d("b")], fallbacks={"a": ["b", "nope"]})
+    assert problems_of(exc) == ("fallbacks.a[1]: names unknown group 'nope'",)
+
+
+def test_fallback_from_an_unknown_group() -> None:
+    with pytest.raises(ConfigError) as exc:
+        build([d("a"), d("b")], fallbacks={"zz": ["a"]})
+    assert problems_of(exc) == ("fallbacks.zz: is not a group",)
+
+
+def test_fallback_to_itself() -> None:
+    with pytest.raises(ConfigError) as exc:
+        build([d("a"), d("b")], fallbacks={"a": ["a"]})
+    assert problems_of(exc) == ("fallbacks.a[0]: a group cannot fall back to itself",)
+
+
+@pytest.mark.parametrize(
+    ("fallbacks", "cycle"),
+    [
+        ({"a": ["b"], "b": ["a"]}, "a -> b -> a"),
+        ({"a": ["b"], "b": ["c"], "c": ["a"]}, "a -> b -> c -> a"),
+        ({"a": ["c"], "b": ["c"], "c": ["b"]}, "c -> b -> c"),
+    ],
+)
+def test_fallback_cycle(fallbacks: dict[str, list[str]], cycle: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        build([d("a"), d("b"), d("c")], fallbacks=fallbacks)
+    assert problems_of(exc) == (f"fallbacks: cycle {cycle}",)
+
+
+def test_fallback_given_as_a_string_is_not_split_into_characters() -> None:
+    """`fallbacks={"a": "backup"}` (a str where a list belongs; a str is a Sequence[str],
+    so type checkers let it through) must not be read as groups 'b', 'a', 'c', ...:
+    either it means ["backup"], or it is one problem at `fallbacks.a`, as from_config
+    reports it."""
+    deployments = [d("a"), d("backup")]
+    outcome = build_or_error(deployments, fallbacks={"a": "backup"})
+    if isinstance(outcome, ConfigError):
+        assert len(outcome.problems) == 1, outcome.problems
+        assert outcome.problems[0].startswith("fallbacks.a: "), outcome.problems
+    else:
+        assert outcome.fallback_chain("a") == ("a", "backup")
+    with pytest.raises(ConfigError) as from_config:
+        Router.from_config({"deployments": deployments, "fallbacks": {"a": "backup"}})
+    assert len(from_config.value.problems) == 1
+    assert from_config.value.problems[0].startswith("fallbacks.a: ")
+
+
+def test_acyclic_diamond_is_fine_and_each_group_is_tried_once() -> None:
+    router = build([d("a"), d("b"), d("c")], fallbacks={"a": ["b", "c"], "b": ["c"]})
+    assert router.fallback_chain("a") == ("a", "b", "c")
+    assert router.fallback_chain("c") == ("c",)
+
+
+@pytest.mark.parametrize(
+    ("api_base", "problem"),
+    [
+        ("not a url", "must be an http:// or https:// URL with a host"),
+        ("127.0.0.1:8000/v1", "must be an http:// or https:// URL with a host"),
+        ("ftp://example.com/v1", "must be an http:// or https:// URL with a host"),
+        ("http:///v1", "must be an http:// or https:// URL with a host"),
+        ("", "must be an http:// or https:// URL with a host"),
+        ("https://user:pw@example.com/v1", "must not carry credentials; use api_key"),
+    ],
+)
+def test_api_base_that_is_not_a_url(api_base: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        build([d(), d(api_base=api_base)])
+    assert problems_of(exc) == (f"deployments[1].api_base: {problem}",)
+
+
+def test_api_base_trailing_slash_is_dropped() -> None:
+    router = build([d(api_base="http://127.0.0.1:9/v1/")])
+    assert router.deployments[0].api_base == "http://127.0.0.1:9/v1"
+
+
+def test_missing_and_unknown_fields() -> None:
+    with pytest.raises(ConfigError) as exc:
+        build([d(), {"model": "m", "rpmm": 3}])
+    assert set(problems_of(exc)) == {
+        "deployments[1].group: is required",
+        "deployments[1].rpmm: is not a known field",
+    }
+
+
+def test_empty_group_name() -> None:
+    with pytest.raises(ConfigError) as exc:
+        build([d(), d(group="")])
+    assert problems_of(exc) == ("deployments[1].group: must not be empty",)
+
+
+def test_blank_id() -> None:
+    with pytest.raises(ConfigError) as exc:
+        build([d(), d(id="  ")])
+    assert problems_of(exc) == ("deployments[1].id: must not be blank",)
+
+
+def test_an_only_deployment_that_is_invalid_reports_only_its_own_problem() -> None:
+    """One deployment, invalid: the error names its field and nothing else (not a
+    spurious "deployments: ... at least 1 item ..., not 0": one was given)."""
+    with pytest.raises(ConfigError) as exc:
+        build([d(rpm=0)])
+    assert problems_of(exc) == ("deployments[0].rpm: must be > 0",)
+
+
+def test_no_deployments() -> None:
+    with pytest.raises(ConfigError) as exc:
+        build([])
+    (line,) = problems_of(exc)
+    assert line.startswith("deployments: ")
+
+
+def test_unknown_provider_lists_known_ones() -> None:
+    with pytest.raises(ConfigError) as exc:
+        Router([d(provider="nope")], transports={"fake": ScriptedTransport()})
+    (line,) = problems_of(exc)
+    assert line.startswith("deployments[0].provider: unknown provider 'nope'; known: ")
+    known = line.split("known: ", 1)[1].split(", ")
+    assert known == sorted(known)
+    assert {"fake", "openai", "anthropic", "gemini", "azure"} <= set(known)
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"retry": {"max_attempts": 0}}, "retry.max_attempts: must be >= 1"),
+        ({"retry": {"backoff_base": -1}}, "retry.backoff_base: must be >= 0"),
+        ({"retry": {"max_wait": -1}}, "retry.max_wait: must be >= 0"),
+        ({"health": {"allowed_fails": 0}}, "health.allowed_fails: must be >= 1"),
+        ({"health": {"cooldown": 0}}, "health.cooldown: must be > 0"),
+        ({"health": {"max_retry_after": -3}}, "health.max_retry_after: must be > 0"),
+        ({"health": {"cooldwn": 3}}, "health.cooldwn: is not a known field"),
+        ({"timeout": 0}, "timeout: must be > 0"),
+        ({"timeout": -1.5}, "timeout: must be > 0"),
+        ({"expected_output_tokens": -1}, "expected_output_tokens: must be >= 0"),
+    ],
+)
+def test_invalid_router_options(options: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        build([d()], **options)
+    assert problems_of(exc) == (problem,)
+
+
+def test_policy_objects_validate_on_their_own() -> None:
+    with pytest.raises(ConfigError) as exc:
+        RetryPolicy(max_attempts=0)
+    assert problems_of(exc) == ("RetryPolicy.max_attempts: must be >= 1",)
+    with pytest.raises(ConfigError) as exc:
+        HealthPolicy(rate_limit_cooldown=-1)
+    assert problems_of(exc) == ("HealthPolicy.rate_limit_cooldown: must be >= 0",)
+    with pytest.raises(ConfigError) as exc:
+        Deployment(group="g", model="m", rpm=-1)
+    assert problems_of(exc) == ("Deployment.rpm: must be > 0",)
+
+
+def test_alias_to_unknown_group_and_alias_shadowing_a_group() -> None:
+    with pytest.raises(ConfigError) as exc:
+        build([d("a"), d("b")], aliases={"x": "nope", "b": "a"})
+    assert set(problems_of(exc)) == {
+        "aliases.x: names unknown group 'nope'",
+        "aliases.b: is already a group name",
+    }
+
+
+# --- the key is a secret --------------------------------------------------------
+
+
+def test_key_is_not_in_any_repr_of_the_configuration() -> None:
+    router = build([d(api_key=KEY, id="k")])
+    dep = router.deployments[0]
+    assert dep.api_key_value() == KEY  # it is there, for transports
+    for text in (
+        repr(dep),
+        str(dep),
+        repr(router.config),
+        str(router.config),
+        repr(router),
+        dep.model_dump_json(),
+        repr(dep.model_dump()),
+        str(router.statistics()),
+    ):
+        assert KEY not in text
+
+
+@pytest.mark.parametrize(
+    "deployment",
+    [
+        d(api_key=KEY, rpm=-1),
+        d(api_key=KEY, api_base="nope"),
+        d(api_key=KEY, bogus=KEY),
+        d(api_key=[KEY]),
+        d(api_key=KEY, rpm=KEY),
+        d(api_key=KEY, id=f"{KEY}   ", group=""),
+        {"api_key": KEY},
+        {"group": "g", "model": "m", "api_key": KEY, "api_base": f"http://h/{KEY}", "rpm": 0},
+    ],
+)
+def test_key_never_echoed_by_a_config_error(deployment: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as exc:
+        build([deployment])
+    printed = "".join(traceback.format_exception(exc.value))
+    for text in (str(exc.value), repr(exc.value), printed, repr(exc.value.fields)):
+        assert KEY not in text
+
+
+# --- from_config -----------------------------------------------------------------
+
+
+CONFIG: dict[str, Any] = {
+    "deployments": [
+        {"group": "chat", "model": "m1", "provider": "fake", "id": "c1", "rpm": 60},
+        {"group": "chat", "model": "m2", "provider": "fake", "id": "c2", "api_key": KEY},
+        {"group": "backup", "model": "m3", "provider": "fake", "id": "b1"},
+    ],
+    "strategy": "least-busy",
+    "fallbacks": {"chat": ["backup"]},
+    "aliases": {"gpt": "chat"},
+    "retry": {"max_attempts": 2, "backoff_base": 0},
+    "health": {"allowed_fails": 5, "cooldown": 7},
+    "timeout": 9,
+    "expected_output_tokens": 12,
+}
+
+
+def check_built_from_config(router: Router) -> None:
+    cfg = router.config
+    assert [x.id for x in router.deployments] == ["c1", "c2", "b1"]
+    assert router.deployments[1].api_key_value() == KEY
+    assert router.groups == ("chat", "backup")
+    assert cfg.strategy == "least-busy"
+    assert router.fallback_chain("gpt") == ("chat", "backup")
+    assert cfg.retry.max_attempts == 2
+    assert cfg.health.allowed_fails == 5
+    assert cfg.health.cooldown == 7
+    assert cfg.timeout == 9
+    assert cfg.expected_output_tokens == 12
+
+
+async def test_from_config_with_a_mapping() -> None:
+    t = ScriptedTransport()
+    router = Router.from_config(CONFIG, transports={"fake": t}, clock=FakeClock(), seed=1)
+    check_built_from_config(router)
+    r = await router.acompletion("gpt", MESSAGES)
+    assert r.group == "chat"
+    assert t.calls[0].deployment_id in {"c1", "c2"}
+
+
+async def test_from_config_with_a_json_file(tmp_path: Path) -> None:
+    path = tmp_path / "interlock.json"
+    path.write_text(json.dumps(CONFIG), encoding="utf-8")
+    t = ScriptedTransport()
+    for source in (path, str(path)):
+        router = Router.from_config(source, transports={"fake": t}, clock=FakeClock(), seed=1)
+        check_built_from_config(router)
+    r = await router.acompletion("chat", MESSAGES)
+    assert r.deployment_id in {"c1", "c2"}
+
+
+def test_from_config_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.json"
+    with pytest.raises(ConfigError) as exc:
+        Router.from_config(path)
+    (line,) = exc.value.problems
+    assert line.startswith(f"{path}: cannot be read")
+
+
+def test_from_config_bad_json(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text('{"deployments": [', encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        Router.from_config(path)
+    (line,) = exc.value.problems
+    assert line.startswith(f"{path}: not valid JSON (line 1")
+
+
+def test_from_config_json_that_is_not_an_object(tmp_path: Path) -> None:
+    path = tmp_path / "list.json"
+    path.write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        Router.from_config(path)
+    assert exc.value.problems == (f"{path}: must hold a JSON object at the top level",)
+
+
+def test_from_config_validates_like_the_constructor() -> None:
+    bad = {
+        **CONFIG,
+        "deployments": [*CONFIG["deployments"][:2], {"group": "x", "model": "m", "tpm": 0}],
+    }
+    with pytest.raises(ConfigError) as exc:
+        Router.from_config(bad, transports={"fake": ScriptedTransport()})
+    assert exc.value.problems == ("deployments[2].tpm: must be > 0",)
+    with pytest.raises(ConfigError) as exc:
+        Router.from_config({**CONFIG, "strategy": "nope"}, transports={"fake": ScriptedTransport()})
+    assert exc.value.problems[0].startswith("strategy: unknown strategy 'nope'")
+    with pytest.raises(ConfigError) as exc:
+        Router.from_config({**CONFIG, "colour": "red"})
+    assert exc.value.problems == ("colour: is not a known field",)
+
+
+def test_router_config_is_frozen() -> None:
+    cfg = RouterConfig(deployments=[d()])
+    with pytest.raises(Exception, match="frozen"):
+        cfg.timeout = 3  # type: ignore[misc]
