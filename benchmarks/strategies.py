@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from interlock import Deployment, Router
 from interlock.limits.ledger import Ledger, Reservation
 from interlock.router.state import DeploymentState
+from interlock.strategies.candidates import Candidates
 from interlock.testing import FakeClock
 from interlock.types import Request
 
@@ -58,6 +59,9 @@ class StrategyCost:
     deployments: int
     us_per_pick: float
     """Best over rounds of microseconds per pick (select + reserve + settle + feedback)."""
+    checks_per_pick: float
+    """Eligibility checks (`Candidates.ok` calls) per pick, counted in an untimed run:
+    flat in the pool size when selection is O(1)."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,23 @@ def _setup(deployments: list[Deployment], strategy: str, cooling: float) -> Call
     return run
 
 
+def _count_checks(run: Callable[[int], float], picks: int) -> float:
+    calls = 0
+    real_ok = Candidates.ok
+
+    def counting_ok(self: Candidates, s: DeploymentState) -> bool:
+        nonlocal calls
+        calls += 1
+        return real_ok(self, s)
+
+    Candidates.ok = counting_ok  # type: ignore[method-assign]
+    try:
+        run(picks)
+    finally:
+        Candidates.ok = real_ok  # type: ignore[method-assign]
+    return calls / picks
+
+
 def _reference_ns(rounds: int) -> float:
     rnd = random.Random(0).random
     best = float("inf")
@@ -179,19 +200,26 @@ def measure_strategies(
         for _ in range(rounds):
             for name, run in runs.items():
                 best[name] = min(best[name], run(picks) / picks * 1e6)
-        rows.extend(StrategyCost(name, n, best[name]) for name in runs)
+        rows.extend(
+            StrategyCost(name, n, best[name], _count_checks(run, picks))
+            for name, run in runs.items()
+        )
     return StrategyCostResult(picks, rounds, cooling, _reference_ns(rounds), tuple(rows))
 
 
 def format_table(result: StrategyCostResult) -> str:
-    """A markdown table: strategies down, pool sizes across."""
+    """A markdown table: strategies down, pool sizes across; each cell is µs per pick
+    and, in brackets, eligibility checks per pick."""
     sizes = sorted({r.deployments for r in result.rows})
     names = list(dict.fromkeys(r.strategy for r in result.rows))
     head = "| strategy | " + " | ".join(f"{n:,} deployments" for n in sizes) + " |"
     rule = "|---|" + "---:|" * len(sizes)
     lines = [head, rule]
     for name in names:
-        cells = [f"{result.get(name, n).us_per_pick:.2f} µs" for n in sizes]
+        cells = []
+        for n in sizes:
+            r = result.get(name, n)
+            cells.append(f"{r.us_per_pick:.2f} µs ({r.checks_per_pick:.1f})")
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -210,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"strategies: µs per pick (select + reserve + settle + feedback), best of "
         f"{result.rounds} rounds x {result.picks} picks, {result.cooling_share:.0%} cooling; "
-        f"reference: {result.reference_ns:.0f} ns per random.random()"
+        f"reference: {result.reference_ns:.0f} ns per random.random(); "
+        f"(n) = eligibility checks per pick"
     )
     print(format_table(result))
     return 0

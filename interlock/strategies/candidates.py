@@ -26,8 +26,11 @@ if TYPE_CHECKING:
 
 __all__ = ["PROBES", "AliasTable", "Candidates", "NoEligible", "Tier", "pick_min"]
 
-PROBES = 4
-"""Random probes before a view gives up on sampling and scans the tier."""
+PROBES = 32
+"""Random probes (at most the tier's size) before a view gives up on sampling and
+scans the tier. With a share p of the tier ineligible a probe succeeds after
+1 / (1 - p) tries on average, and the O(n) scan happens with probability p^32:
+below 1e-4 while p <= 3/4."""
 
 _has_headroom = Ledger.has_headroom
 
@@ -117,8 +120,7 @@ class Candidates(Sequence["DeploymentState"]):
         if self._first is not None:
             return self._first
         states = self.tier.states
-        n = len(states)
-        s = self.sample_from(states, PROBES if n > PROBES else n)
+        s = self.sample_from(states)
         if s is None:
             lst = self.eligible()
             if not lst:
@@ -149,10 +151,13 @@ class Candidates(Sequence["DeploymentState"]):
         return self._list is not None
 
     def sample_from(
-        self, states: Sequence[DeploymentState], tries: int = PROBES
+        self, states: Sequence[DeploymentState], tries: int | None = None
     ) -> DeploymentState | None:
-        """An eligible member of `states` found by up to `tries` uniform probes, or None."""
+        """An eligible member of `states` found by up to `tries` uniform probes
+        (default: `PROBES`, at most ``len(states)``), or None."""
         n = len(states)
+        if tries is None:
+            tries = PROBES if n > PROBES else n
         rnd = self.rng.random
         ok = self.ok
         for _ in range(tries):
@@ -170,7 +175,7 @@ class Candidates(Sequence["DeploymentState"]):
             states = self.tier.states
             n = len(states)
             ok = self.ok
-            for _ in range(PROBES):
+            for _ in range(PROBES if n > PROBES else n):
                 t = states[int(rnd() * n)]
                 if t is not s and ok(t):
                     return t

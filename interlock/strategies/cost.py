@@ -6,7 +6,7 @@ import math
 import random
 from typing import TYPE_CHECKING
 
-from interlock.strategies.candidates import AliasTable, Candidates, NoEligible, Tier
+from interlock.strategies.candidates import PROBES, AliasTable, Candidates, NoEligible, Tier
 
 if TYPE_CHECKING:
     from interlock.router.state import DeploymentState
@@ -117,7 +117,7 @@ class CostStrategy:
             prices.tables[key] = entry
         table, weights = entry
         ok = candidates.ok
-        for _ in range(4):
+        for _ in range(PROBES if len(states) > PROBES else len(states)):
             j = table.draw(self._rng)
             if ok(states[j]):
                 return states[j]

@@ -45,7 +45,7 @@ class WeightedStrategy:
         states = tier.states
         rng = self._rng
         ok = candidates.ok
-        for _ in range(PROBES):
+        for _ in range(PROBES if tier.n > PROBES else tier.n):
             s = states[table.draw(rng)]
             if ok(s):
                 return s

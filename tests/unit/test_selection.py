@@ -98,6 +98,29 @@ def test_tried_deployments_are_excluded_and_sampling_falls_back_to_a_scan(
     assert {pool.select(request(), clock.now(), tried) for _ in range(10)} == {pool.states[-1]}
 
 
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_a_pick_checks_a_bounded_number_of_deployments(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 2,000 deployments, half of them cooling, 1,000 picks (seed 1): eligibility is
+    # checked for a handful of sampled deployments per pick, never the whole tier.
+    pool, _, clock = make_pool([{"weight": 1.0 + i % 3} for i in range(2000)], name)
+    for s in pool.states[::2]:
+        s.cooldown_until = math.inf
+    calls = 0
+    real_ok = Candidates.ok
+
+    def counting_ok(self: Candidates, s: DeploymentState) -> bool:
+        nonlocal calls
+        calls += 1
+        return real_ok(self, s)
+
+    monkeypatch.setattr(Candidates, "ok", counting_ok)
+    for _ in range(1000):
+        assert pick(pool, clock).cooldown_until == 0.0
+    assert calls / 1000 <= 12, calls
+
+
 def test_headroom_is_checked_for_the_request_tokens() -> None:
     pool, _, clock = make_pool([{"tpm": 1000}, {"tpm": 10_000}], "cost")
     from interlock.limits.ledger import Ledger
