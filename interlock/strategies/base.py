@@ -34,7 +34,10 @@ class Strategy(Protocol):
     eligible deployments (materialized on first use, O(n)), and offers O(1) helpers
     for large pools: `ok(state)`, `another(state)`, `sample_from(states)`, the
     tier's fixed `tier.states`, `now` and the `rng`. `choose` must not await and must
-    return an eligible deployment. A strategy may also define
+    return an eligible deployment. A class attribute ``lazy_candidates = True`` skips
+    the pool's initial probe: the view may then be empty, and `choose` signals that
+    by letting `NoEligible` (raised by `first` and `require()`) propagate. A strategy
+    may also define
     ``record(state, ok, latency, ttft)`` (see `Feedback`) to learn from outcomes.
     """
 

@@ -117,16 +117,23 @@ class Candidates(Sequence["DeploymentState"]):
     def probe(self) -> DeploymentState | None:
         """Find one uniformly random eligible deployment (and remember it as `first`),
         or None when the tier has none. O(1) expected; one scan when probes fail."""
-        if self._first is not None:
-            return self._first
+        s = self._first
+        if s is not None:
+            return s
         states = self.tier.states
-        s = self.sample_from(states)
-        if s is None:
-            lst = self.eligible()
-            if not lst:
-                return None
-            m = len(lst)
-            s = lst[0] if m == 1 else lst[int(self.rng.random() * m)]
+        n = len(states)
+        rnd = self.rng.random
+        ok = self.ok
+        for _ in range(PROBES if n > PROBES else n):
+            s = states[int(rnd() * n)]
+            if ok(s):
+                self._first = s
+                return s
+        lst = self.eligible()
+        if not lst:
+            return None
+        m = len(lst)
+        s = lst[0] if m == 1 else lst[int(rnd() * m)]
         self._first = s
         return s
 

@@ -49,6 +49,7 @@ class PeakEwmaStrategy:
         self._now = float("-inf")
 
     def score(self, s: DeploymentState) -> float:
+        """The load-adjusted latency `choose` compares (lower is better)."""
         e = self._est.get(s)
         lat = e[0] if e is not None else self._mean.get(s.group, 0.0)
         return (lat + _EPSILON) * (s.in_flight + 1) / s.weight
@@ -61,8 +62,13 @@ class PeakEwmaStrategy:
         b = candidates.another(a)
         if b is None:
             return a
-        sa = self.score(a)
-        sb = self.score(b)
+        est = self._est
+        e = est.get(a)
+        la = e[0] if e is not None else self._mean.get(a.group, 0.0)
+        e = est.get(b)
+        lb = e[0] if e is not None else self._mean.get(b.group, 0.0)
+        sa = (la + _EPSILON) * (a.in_flight + 1) / a.weight
+        sb = (lb + _EPSILON) * (b.in_flight + 1) / b.weight
         if sa == sb:
             return a if self._rng.random() < 0.5 else b
         return a if sa < sb else b
