@@ -11,7 +11,7 @@ from interlock.strategies.base import (
     register_strategy,
     resolve_strategy,
 )
-from interlock.strategies.candidates import AliasTable, Candidates, Tier
+from interlock.strategies.candidates import AliasTable, Candidates, NoEligible, Tier
 from interlock.strategies.cost import CostStrategy
 from interlock.strategies.latency import LatencyStrategy
 from interlock.strategies.least_busy import LeastBusyStrategy
@@ -27,6 +27,7 @@ __all__ = [
     "FunctionStrategy",
     "LatencyStrategy",
     "LeastBusyStrategy",
+    "NoEligible",
     "PeakEwmaStrategy",
     "Strategy",
     "StrategyFactory",
