@@ -1,0 +1,1 @@
+"""interlock's benchmark suite, run as `interlock bench` (docs/benchmarks.md)."""

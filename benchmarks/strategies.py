@@ -32,7 +32,7 @@ from interlock.limits.ledger import Ledger, Reservation
 from interlock.router.state import DeploymentState
 from interlock.strategies.candidates import Candidates
 from interlock.testing import FakeClock
-from interlock.types import Request
+from interlock.types import Request, Usage
 
 __all__ = ["STRATEGIES", "StrategyCost", "StrategyCostResult", "main", "measure_strategies"]
 
@@ -114,6 +114,7 @@ def _setup(deployments: list[Deployment], strategy: str, cooling: float) -> Call
             s.cooldown_until = float("inf")
     request = Request("chat", "bench", est_input_tokens=500, est_output_tokens=200)
     tokens = 700
+    usage = Usage(500, 200, 700)
     window: deque[Reservation] = deque()
     select: Callable[[Request, float, set[DeploymentState]], DeploymentState | None]
     select = pool.select
@@ -144,8 +145,7 @@ def _setup(deployments: list[Deployment], strategy: str, cooling: float) -> Call
                 r = window.popleft()
                 settle(r, tokens, now)
                 s = r.state
-                s.last_output_tokens = 200
-                succeeded(s, now - latency[s], now)
+                succeeded(s, now - latency[s], now, None, usage)
             clock.advance(1e-4)
         return time.perf_counter() - t0
 

@@ -26,6 +26,18 @@ from interlock.errors import (
     UnknownModelError,
     UnsupportedParamsError,
 )
+from interlock.observability import (
+    CooldownEvent,
+    FailureEvent,
+    FallbackEvent,
+    Hook,
+    PrometheusMetrics,
+    RecoveryEvent,
+    RequestStartEvent,
+    RetryEvent,
+    SuccessEvent,
+    serve_metrics,
+)
 from interlock.observability.stats import DeploymentStatistics, RouterStatistics
 from interlock.providers.base import ChunkSource, Transport
 from interlock.router import ChatStream, DeploymentState, Router
@@ -81,6 +93,7 @@ __all__ = [
     "ConfigError",
     "ContentPolicyViolationError",
     "ContextWindowExceededError",
+    "CooldownEvent",
     "CostStrategy",
     "DeadlineExceededError",
     "Deployment",
@@ -89,8 +102,11 @@ __all__ = [
     "Embedding",
     "EmbeddingParams",
     "EmbeddingResponse",
+    "FailureEvent",
+    "FallbackEvent",
     "GroupCachePolicy",
     "HealthPolicy",
+    "Hook",
     "InterlockError",
     "InternalServerError",
     "LatencyStrategy",
@@ -101,8 +117,12 @@ __all__ = [
     "NotFoundError",
     "PeakEwmaStrategy",
     "PermissionDeniedError",
+    "PrometheusMetrics",
     "RateLimitError",
+    "RecoveryEvent",
     "Request",
+    "RequestStartEvent",
+    "RetryEvent",
     "RetryPolicy",
     "Router",
     "RouterConfig",
@@ -110,6 +130,7 @@ __all__ = [
     "ServiceUnavailableError",
     "Strategy",
     "StreamInterruptedError",
+    "SuccessEvent",
     "Transport",
     "UnknownModelError",
     "UnsupportedParamsError",
@@ -118,4 +139,5 @@ __all__ = [
     "WeightedStrategy",
     "__version__",
     "register_strategy",
+    "serve_metrics",
 ]

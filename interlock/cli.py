@@ -20,11 +20,25 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--concurrency", type=int, default=16)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--strategy", default="least-busy")
+    # Its options belong to the suite (benchmarks.suite), which parses them itself.
+    sub.add_parser(
+        "bench",
+        add_help=False,
+        help="run the benchmark suite against local fake upstreams "
+        "(interlock bench --help for its options)",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "bench":
+        from benchmarks.suite import main as bench_main
+
+        return bench_main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "demo":
         if args.requests < 1 or args.concurrency < 1:
             print("interlock demo: --requests and --concurrency must be >= 1", file=sys.stderr)

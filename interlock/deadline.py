@@ -1,9 +1,10 @@
 """Cheap per-attempt timeouts: one loop timer per 10 ms bucket instead of one per call.
 
-`asyncio.timeout()` schedules and cancels a timer handle for every attempt; under load
-that costs more than the rest of the routing decision. Here attempts whose deadlines
-fall in the same bucket share one timer; entering and leaving is a dict lookup and a
-set add/discard. Deadlines fire up to one bucket late (10 ms), never early.
+`asyncio.timeout()` schedules and cancels a timer handle for every attempt and is an
+async context manager (two coroutines per use); under load that costs more than the
+rest of the routing decision. Here attempts whose deadlines fall in the same bucket
+share one timer, and entering and leaving is a dict lookup and a set add/discard in a
+plain ``with`` block. Deadlines fire up to one bucket late (10 ms), never early.
 Cancellation semantics follow `asyncio.timeout`: only our own cancel turns into
 `TimeoutError`; a cancel from outside propagates unchanged.
 """
@@ -11,7 +12,6 @@ Cancellation semantics follow `asyncio.timeout`: only our own cancel turns into
 from __future__ import annotations
 
 import asyncio
-import math
 from types import TracebackType
 
 __all__ = ["DeadlineWheel"]
@@ -36,7 +36,8 @@ class DeadlineWheel:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def timeout(self, seconds: float) -> _WheelTimeout:
-        """``async with wheel.timeout(s):`` raises TimeoutError if the block runs past `s`."""
+        """``with wheel.timeout(s):`` (inside a task) raises TimeoutError if the block
+        runs past `s` seconds. ``async with`` works too."""
         return _WheelTimeout(self, seconds)
 
     def _fire(self, key: int) -> None:
@@ -52,28 +53,29 @@ class _WheelTimeout:
         self._wheel = wheel
         self._seconds = seconds
 
-    async def __aenter__(self) -> None:
+    def __enter__(self) -> None:
         task = asyncio.current_task()
-        if task is None:  # pragma: no cover - always inside a task under asyncio
-            raise RuntimeError("DeadlineWheel.timeout() must be used inside a task")
+        if task is None:
+            raise RuntimeError("DeadlineWheel.timeout() must be used inside an asyncio task")
         self._cancelling = task.cancelling()
-        loop = asyncio.get_running_loop()
         wheel = self._wheel
+        loop = task.get_loop()
         if loop is not wheel._loop:
             # Timers belong to a loop: a router reused under a new loop starts afresh.
             wheel._loop = loop
             wheel._buckets = {}
         res = wheel._resolution
-        key = math.ceil((loop.time() + self._seconds) / res)
-        bucket = wheel._buckets.get(key)
+        key = -(-(loop.time() + self._seconds) // res)  # ceil, so never early
+        ikey = int(key)
+        bucket = wheel._buckets.get(ikey)
         if bucket is None:
-            bucket = wheel._buckets[key] = set()
-            loop.call_at(key * res, wheel._fire, key)
+            bucket = wheel._buckets[ikey] = set()
+            loop.call_at(ikey * res, wheel._fire, ikey)
         entry = self._entry = _Entry(task)
         bucket.add(entry)
-        self._key = key
+        self._key = ikey
 
-    async def __aexit__(
+    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
@@ -87,3 +89,14 @@ class _WheelTimeout:
             return
         if exc_type is asyncio.CancelledError and entry.task.uncancel() <= self._cancelling:
             raise TimeoutError from exc
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)

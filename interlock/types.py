@@ -44,10 +44,10 @@ class Usage:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Usage:
-        prompt = int(d.get("prompt_tokens") or 0)
-        completion = int(d.get("completion_tokens") or 0)
+        prompt = d.get("prompt_tokens") or 0
+        completion = d.get("completion_tokens") or 0
         total = d.get("total_tokens")
-        return cls(prompt, completion, int(total) if total is not None else prompt + completion)
+        return cls(prompt, completion, prompt + completion if total is None else total)
 
 
 @dataclass(slots=True)
@@ -95,25 +95,36 @@ class ChatCompletion:
         cls, d: Mapping[str, Any], *, deployment_id: str = "", group: str = ""
     ) -> ChatCompletion:
         """Build from OpenAI's JSON; raises KeyError/TypeError/ValueError if it is not."""
-        choices = [
-            Choice(
-                int(c.get("index", i)),
-                ChatMessage.from_dict(c["message"]),
-                c.get("finish_reason"),
-                c.get("logprobs"),
+        # Positional construction and no per-field conversions: this runs once per
+        # response and is a visible share of the router's per-request cost.
+        choices = []
+        for i, c in enumerate(d["choices"]):
+            m = c["message"]
+            choices.append(
+                Choice(
+                    c.get("index", i),
+                    ChatMessage(
+                        m.get("role") or "assistant",
+                        m.get("content"),
+                        m.get("tool_calls"),
+                        m.get("refusal"),
+                    ),
+                    c.get("finish_reason"),
+                    c.get("logprobs"),
+                )
             )
-            for i, c in enumerate(d["choices"])
-        ]
-        u = d.get("usage")
+        get = d.get
+        u = get("usage")
         return cls(
-            id=str(d.get("id", "")),
-            model=str(d.get("model", "")),
-            choices=choices,
-            usage=Usage.from_dict(u) if u else None,
-            created=int(d.get("created") or 0),
-            system_fingerprint=d.get("system_fingerprint"),
-            deployment_id=deployment_id,
-            group=group,
+            get("id") or "",
+            get("model") or "",
+            choices,
+            Usage.from_dict(u) if u else None,
+            get("created") or 0,
+            get("system_fingerprint"),
+            "chat.completion",
+            deployment_id,
+            group,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -259,10 +270,10 @@ class Request:
     est_output_tokens: int = 0
     requested: str = ""
     """The name the caller asked for (a group or an alias)."""
-    strategy: str | Strategy | None = None
-    """A per-request strategy override (a registered name or an instance)."""
     unsupported_params: Literal["drop", "raise"] = "drop"
     """What a transport does with a parameter its provider has no equivalent for."""
+    strategy: str | Strategy | None = None
+    """A per-request strategy override (a registered name or an instance)."""
 
     @property
     def est_tokens(self) -> int:

@@ -18,7 +18,7 @@ __all__ = ["Ledger", "Reservation"]
 class Reservation:
     """What one attempt holds at one deployment until it is settled or released."""
 
-    __slots__ = ("open", "rpm_tick", "state", "tokens", "tpm_tick")
+    __slots__ = ("attempt", "open", "rpm_tick", "state", "tokens", "tpm_tick")
 
     def __init__(self, state: DeploymentState, tokens: int, rpm_tick: int, tpm_tick: int):
         self.state = state
@@ -26,6 +26,7 @@ class Reservation:
         self.rpm_tick = rpm_tick
         self.tpm_tick = tpm_tick
         self.open = True
+        self.attempt = 1  # the attempt's number, set by the pipeline when observed
 
     def __repr__(self) -> str:
         return (

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from interlock.cache.stats import CacheStatistics
 
-__all__ = ["DeploymentStatistics", "HealthState", "RouterStatistics"]
+if TYPE_CHECKING:
+    from interlock.router.state import DeploymentState
+
+__all__ = ["DeploymentStatistics", "HealthState", "RouterStatistics", "record_ttft"]
 
 HealthState = Literal["healthy", "cooling"]
+
+_TTFT_ALPHA = 0.2
+
+
+def record_ttft(s: DeploymentState, ttft: float) -> None:
+    """Fold one stream's time to first chunk into the deployment's estimate."""
+    prev = s.ttft_ewma
+    s.ttft_ewma = ttft if prev is None else prev + _TTFT_ALPHA * (ttft - prev)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +50,11 @@ class DeploymentStatistics:
     tpm_used: int | None
     latency_ewma: float | None
     """Smoothed seconds per successful attempt, None before the first."""
+    ttft_ewma: float | None = None
+    """Smoothed seconds to the first chunk of successful streams, None before the first."""
+    spend: float = 0.0
+    """US dollars spent on this deployment. Filled by the spend ledger (issue 5); 0.0
+    until it tracks spend (the `interlock_spend_usd_total` metric counts it already)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +79,20 @@ class RouterStatistics:
     @property
     def requests(self) -> int:
         return sum(d.requests for d in self.deployments)
+
+    @property
+    def failures(self) -> int:
+        return sum(d.failures for d in self.deployments)
+
+    @property
+    def spend(self) -> float:
+        return sum(d.spend for d in self.deployments)
+
+    @property
+    def cooling(self) -> tuple[str, ...]:
+        """Ids of the deployments cooling down at `at`."""
+        return tuple(d.id for d in self.deployments if d.state == "cooling")
+
+    def by_group(self, group: str) -> tuple[DeploymentStatistics, ...]:
+        """The deployments of `group` (empty if there is none)."""
+        return tuple(d for d in self.deployments if d.group == group)

@@ -111,13 +111,11 @@ class NativeTransport:
     ) -> Any:
         body = self._dumps(payload)
         try:
-            async with (
-                self._deadlines.timeout(timeout),
-                self._client.session.post(url, data=body, headers=ep.headers) as resp,
-            ):
-                raw = await resp.read()
-                if resp.status >= 400:
-                    raise self._error(d, resp.status, resp.headers, raw, ep.secret)
+            with self._deadlines.timeout(timeout):
+                async with self._client.session.post(url, data=body, headers=ep.headers) as resp:
+                    raw = await resp.read()
+                    if resp.status >= 400:
+                        raise self._error(d, resp.status, resp.headers, raw, ep.secret)
         except InterlockError:
             raise
         except TimeoutError:
@@ -143,7 +141,7 @@ class NativeTransport:
         body = self._dumps(payload)
         resp: aiohttp.ClientResponse | None = None
         try:
-            async with self._deadlines.timeout(timeout):
+            with self._deadlines.timeout(timeout):
                 resp = await self._client.session.post(url, data=body, headers=ep.headers)
                 if resp.status >= 400:
                     raw = await resp.read()

@@ -59,7 +59,7 @@ class OpenAITransport:
         ep = self._endpoints.get(d.id or "")
         if ep is None:
             key = d.api_key_value()
-            headers = {"Content-Type": "application/json", "Accept": "application/json"}
+            headers = {"Content-Type": "application/json"}
             if key:
                 headers["Authorization"] = f"Bearer {key}"
             ep = _Endpoint(
@@ -114,21 +114,19 @@ class OpenAITransport:
         self, d: Deployment, ep: _Endpoint, url: URL, body: bytes, timeout: float
     ) -> bytes:
         try:
-            async with (
-                self._deadlines.timeout(timeout),
-                self._client.session.post(url, data=body, headers=ep.headers) as resp,
-            ):
-                raw = await resp.read()
-                if resp.status >= 400:
-                    raise error_from_response(
-                        resp.status,
-                        resp.headers,
-                        raw,
-                        provider=d.provider,
-                        deployment_id=d.id or "",
-                        secret=ep.secret,
-                    )
-                return raw
+            with self._deadlines.timeout(timeout):
+                async with self._client.session.post(url, data=body, headers=ep.headers) as resp:
+                    raw = await resp.read()
+                    if resp.status >= 400:
+                        raise error_from_response(
+                            resp.status,
+                            resp.headers,
+                            raw,
+                            provider=d.provider,
+                            deployment_id=d.id or "",
+                            secret=ep.secret,
+                        )
+                    return raw
         except InterlockError:
             raise
         except TimeoutError:
@@ -147,7 +145,7 @@ class OpenAITransport:
         body = self._body(payload)
         resp: aiohttp.ClientResponse | None = None
         try:
-            async with self._deadlines.timeout(timeout):
+            with self._deadlines.timeout(timeout):
                 resp = await self._client.session.post(ep.chat, data=body, headers=ep.headers)
                 if resp.status >= 400:
                     raw = await resp.read()

@@ -23,9 +23,11 @@ from interlock.errors import (
 from interlock.health.classify import FailureKind, classify
 from interlock.health.tracker import HealthTracker
 from interlock.limits.ledger import Ledger, Reservation
+from interlock.observability.observer import Observer
+from interlock.observability.stats import record_ttft
 from interlock.router.pool import DeploymentPool
 from interlock.router.state import DeploymentState
-from interlock.types import Request
+from interlock.types import Request, Usage
 
 __all__ = ["Pipeline", "Send"]
 
@@ -42,7 +44,7 @@ send; settles the reservation (or hands it on, for streams) and records health."
 class Pipeline:
     """Runs requests against pools with retries, fallbacks and one deadline."""
 
-    __slots__ = ("_chains", "_pools", "clock", "health", "ledger", "retry", "rng")
+    __slots__ = ("_chains", "_pools", "clock", "health", "ledger", "observer", "retry", "rng")
 
     def __init__(
         self,
@@ -52,6 +54,7 @@ class Pipeline:
         health: HealthTracker,
         clock: Clock,
         rng: random.Random,
+        observer: Observer | None = None,
     ) -> None:
         self._pools = pools
         self._chains = chains
@@ -60,6 +63,7 @@ class Pipeline:
         self.ledger = Ledger()
         self.clock = clock
         self.rng = rng
+        self.observer = observer if observer is not None else Observer(clock)
 
     async def run(
         self, request: Request, timeout: float, send: Send[R], complete: Complete[R, T]
@@ -73,7 +77,12 @@ class Pipeline:
         unavailable: list[str] = []
         soonest: float | None = None
         chain = self._chains[request.group]
+        obs = self.observer
+        if obs.starts:
+            obs.request_start(request, started)
         for hop, group in enumerate(chain):
+            if hop:
+                obs.fallback(chain[hop - 1], group, len(attempts), last_error, clock.now())
             pool = self._pools[group]
             request.group = group
             tried: set[DeploymentState] = set()
@@ -82,7 +91,9 @@ class Pipeline:
             while n_attempts < max_attempts:
                 now = clock.now()
                 if now >= deadline:
-                    raise self._deadline_error(request, timeout, attempts, last_error)
+                    err = self._deadline_error(request, timeout, attempts, last_error)
+                    obs.refused(chain[0], len(attempts), started, now, err)
+                    raise err
                 state = pool.select(request, now, tried)
                 if state is None:
                     delay = self._wait_before_retry(
@@ -107,6 +118,10 @@ class Pipeline:
                 reservation = Ledger.reserve(
                     state, request.est_input_tokens + request.est_output_tokens, now
                 )
+                if attempts:
+                    reservation.attempt = len(attempts) + 1
+                    if n_attempts > 1:
+                        obs.retry(state, reservation.attempt, last_error, now)
                 try:
                     result = await send(state, request, attempt_timeout)
                 except InterlockError as exc:
@@ -115,7 +130,9 @@ class Pipeline:
                     # A timeout caused by the call's own deadline says nothing about
                     # the deployment.
                     if not (cut_by_deadline and isinstance(exc, APITimeoutError)):
-                        self.failed(state, exc, now, end)
+                        self.failed(state, exc, now, end, reservation.attempt)
+                    else:
+                        obs.failure(state, exc, now, end, reservation.attempt, counted=False)
                     attempts.append(AttemptRecord(group, state.id, _describe(exc), end - now))
                     if classify(exc) is FailureKind.CALLER:
                         exc.attempts = tuple(attempts)
@@ -132,29 +149,49 @@ class Pipeline:
         if last_error is not None:
             last_error.attempts = tuple(attempts)
             raise last_error
-        raise NoDeploymentAvailableError(
+        refused = NoDeploymentAvailableError(
             f"no deployment can serve {request.requested!r}: " + " | ".join(unavailable),
             retry_after=soonest,
             attempts=attempts,
         )
+        obs.refused(chain[0], len(attempts), started, clock.now(), refused)
+        raise refused
 
     def succeeded(
-        self, state: DeploymentState, started: float, now: float, ttft: float | None = None
+        self,
+        state: DeploymentState,
+        started: float,
+        now: float,
+        ttft: float | None = None,
+        usage: Usage | None = None,
+        attempt: int = 1,
     ) -> None:
-        """Record a successful attempt (health, strategy feedback)."""
+        """Record a successful attempt (health, strategy feedback, observer)."""
         self.health.record_success(state, now - started)
         feedback = self._pools[state.group].feedback
         if feedback is not None:
+            # latency strategies judge plain calls per output token
+            state.last_output_tokens = usage.completion_tokens if usage is not None else 0
             feedback(state, True, now - started, ttft)
+        if ttft is not None:
+            record_ttft(state, ttft)
+        if self.observer.listening:
+            self.observer.success(state, started, now, ttft, usage, attempt)
 
     def failed(
-        self, state: DeploymentState, error: InterlockError, started: float, now: float
+        self,
+        state: DeploymentState,
+        error: InterlockError,
+        started: float,
+        now: float,
+        attempt: int = 1,
     ) -> None:
-        """Record a failed attempt (health, strategy feedback)."""
-        self.health.record_failure(state, error, now)
+        """Record a failed attempt (health, strategy feedback, observer)."""
+        cooldown = self.health.record_failure(state, error, now)
         feedback = self._pools[state.group].feedback
         if feedback is not None:
             feedback(state, False, now - started, None)
+        self.observer.failure(state, error, started, now, attempt, cooldown)
 
     def _wait_before_retry(
         self,

@@ -33,6 +33,9 @@ from interlock.errors import (
 from interlock.health.tracker import HealthTracker
 from interlock.limits.ledger import Ledger, Reservation
 from interlock.limits.tokens import estimate_embedding_tokens, estimate_input_tokens
+from interlock.observability.hooks import Hook
+from interlock.observability.metrics import PrometheusMetrics
+from interlock.observability.observer import Observer
 from interlock.observability.stats import DeploymentStatistics, RouterStatistics
 from interlock.providers.base import ChunkSource, Transport
 from interlock.providers.http import HttpClient
@@ -92,6 +95,8 @@ class Router:
         connection_limit: int = 1000,
         unsupported_params: UnsupportedParams = "drop",
         cache: CacheConfig | Mapping[str, Any] | None = None,
+        hooks: Sequence[Hook] | None = None,
+        metrics: PrometheusMetrics | None = None,
     ) -> None:
         cfg = RouterConfig(
             deployments=tuple(deployments),
@@ -137,14 +142,23 @@ class Router:
         self._names.update(cfg.aliases)
         self._chains = {g: _fallback_chain(g, cfg.fallbacks) for g in self._pools}
         self._health = HealthTracker(cfg.health)
+        # Hooks and metrics: see docs/observability.md.
+        self._observer = Observer(self._clock, self._states, hooks or (), metrics)
         self._pipeline = Pipeline(
-            self._pools, self._chains, cfg.retry, self._health, self._clock, self._rng
+            self._pools,
+            self._chains,
+            cfg.retry,
+            self._health,
+            self._clock,
+            self._rng,
+            self._observer,
         )
         self._timeout = cfg.timeout
         self._expected_output = cfg.expected_output_tokens
         self._closed = False
         self._unsupported: UnsupportedParams = cfg.unsupported_params
         self._cache = ResponseCache(cfg.cache, self._pools, self._clock)
+        self._cache_active = cfg.cache.active
 
     def _group_strategy(
         self, group: str, default: StrategyLike, per_group: Mapping[str, StrategyLike] | None
@@ -195,6 +209,8 @@ class Router:
         clock: Clock | None = None,
         transports: Mapping[str, Transport] | None = None,
         seed: int | None = None,
+        hooks: Sequence[Hook] | None = None,
+        metrics: PrometheusMetrics | None = None,
     ) -> Router:
         """A Router from a mapping or a JSON file with the keys of `RouterConfig`
         (``deployments``, ``strategy``, ``strategies``, ``fallbacks``, ``aliases``,
@@ -217,6 +233,8 @@ class Router:
             cache=cfg.cache,
             transports=transports,
             seed=seed,
+            hooks=hooks,
+            metrics=metrics,
         )
 
     # --- lifecycle ------------------------------------------------------------------
@@ -235,8 +253,10 @@ class Router:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP session and every transport. Idempotent."""
+        """Close the HTTP session and every transport, after delivering queued hook
+        events (for up to a second). Idempotent."""
         self._closed = True
+        await self._observer.aclose()
         for t in {id(t): t for t in self._transports.values()}.values():
             await t.aclose()
         await self._http.aclose()
@@ -318,25 +338,39 @@ class Router:
         `cache` and `cache_ttl` override the response cache's policy for this request
         (docs/caching.md); a cached stream is a `CachedStream`.
         """
-        group = self._group_for(model)
-        budget = self._deadline(timeout)
-        plan = self._cache.plan(group, cache, cache_ttl)
+        # This is the hot path: helpers are inlined where the common case is one check.
+        group = self._names.get(model)
+        if group is None:
+            group = self._group_for(model)
+        budget = self._timeout if timeout is None else self._deadline(timeout)
+        plan = (
+            None
+            if cache is None and cache_ttl is None and not self._cache_active
+            else self._cache.plan(group, cache, cache_ttl)
+        )
         if not messages:
             raise ValueError("messages must not be empty")
-        body = _provider_params(params, CHAT_PARAM_NAMES, "acompletion")
-        out = body.get("max_completion_tokens") or body.get("max_tokens")
+        if params:
+            body = _provider_params(params, CHAT_PARAM_NAMES, "acompletion")
+            out = body.get("max_completion_tokens") or body.get("max_tokens")
+        else:
+            body = {}
+            out = None
         request = Request(
             "chat",
             group,
-            messages=messages,
-            params=body,
-            stream=stream,
-            tags=_tag_set(tags),
-            est_input_tokens=estimate_input_tokens(messages),
-            est_output_tokens=int(out) if out else self._expected_output,
-            requested=model,
-            strategy=_request_strategy(strategy),
-            unsupported_params=self._unsupported_for(unsupported_params),
+            messages,
+            None,
+            body,
+            stream,
+            _tag_set(tags) if tags else _NO_TAGS,
+            estimate_input_tokens(messages),
+            int(out) if out else self._expected_output,
+            model,
+            self._unsupported
+            if unsupported_params is None
+            else self._unsupported_for(unsupported_params),
+            None if strategy is None else _request_strategy(strategy),
         )
         if plan is not None:
             if stream:
@@ -452,8 +486,7 @@ class Router:
         now = self._clock.now()
         u = result.usage
         Ledger.settle(r, u.total_tokens if u is not None else None, now)
-        r.state.last_output_tokens = u.completion_tokens if u is not None else 0
-        self._pipeline.succeeded(r.state, started, now)
+        self._pipeline.succeeded(r.state, started, now, None, u, r.attempt)
         return result
 
     def _complete_embed(
@@ -462,15 +495,13 @@ class Router:
         now = self._clock.now()
         u = result.usage
         Ledger.settle(r, u.total_tokens if u is not None else None, now)
-        r.state.last_output_tokens = 0
-        self._pipeline.succeeded(r.state, started, now)
+        self._pipeline.succeeded(r.state, started, now, None, u, r.attempt)
         return result
 
     def _complete_call(self, result: T, r: Reservation, started: float) -> T:
         now = self._clock.now()
         Ledger.settle(r, None, now)
-        r.state.last_output_tokens = 0
-        self._pipeline.succeeded(r.state, started, now)
+        self._pipeline.succeeded(r.state, started, now, None, None, r.attempt)
         return result
 
     def _open_stream(
@@ -518,6 +549,7 @@ class Router:
                     rpm_used=s.rpm_window.total(now) if s.rpm_window is not None else None,
                     tpm_used=s.tpm_window.total(now) if s.tpm_window is not None else None,
                     latency_ewma=s.latency_ewma,
+                    ttft_ewma=s.ttft_ewma,
                 )
             )
         return RouterStatistics(at=now, deployments=tuple(out), cache=self._cache.statistics())
@@ -526,9 +558,12 @@ class Router:
         now = self._clock.now()
         cooling = sum(1 for s in self._states if s.cooldown_until > now)
         in_flight = sum(s.in_flight for s in self._states)
+        requests = sum(s.requests for s in self._states)
+        failures = sum(s.failures for s in self._states)
         return (
             f"<Router groups={len(self._pools)} deployments={len(self._states)} "
-            f"in_flight={in_flight} cooling={cooling} strategy={self._strategy!r}"
+            f"in_flight={in_flight} cooling={cooling} requests={requests} "
+            f"failures={failures} strategy={self._strategy!r}"
             f"{' closed' if self._closed else ''}>"
         )
 
@@ -558,7 +593,7 @@ async def _run_user_fn(
     deadlines: DeadlineWheel,
 ) -> T:
     try:
-        async with deadlines.timeout(timeout):
+        with deadlines.timeout(timeout):
             return await fn(state.deployment)
     except InterlockError:
         raise
@@ -609,6 +644,9 @@ def _unsupported_mode(value: object, where: str) -> UnsupportedParams:
     if value == "raise":
         return "raise"
     raise ValueError(f"{where} must be one of {sorted(UNSUPPORTED_MODES)}, got {value!r}")
+
+
+_NO_TAGS: frozenset[str] = frozenset()
 
 
 def _tag_set(tags: str | Sequence[str]) -> frozenset[str]:

@@ -40,6 +40,7 @@ class DeploymentState:
         "tags",
         "tpm_window",
         "transport",
+        "ttft_ewma",
         "weight",
     )
 
@@ -65,9 +66,11 @@ class DeploymentState:
         self.cooldown_until = 0.0
         self.ejections = 0
         self.latency_ewma: float | None = None
-        # strategies: completion tokens of the latest success (0 when unknown), set
-        # just before the strategy's `record` so latency can be judged per token
+        # strategies: completion tokens of the latest success (0 when unknown), set by
+        # Pipeline.succeeded just before the strategy's `record` (latency per token)
         self.last_output_tokens = 0
+        # observability: smoothed time to first chunk of streams
+        self.ttft_ewma: float | None = None
 
     def __repr__(self) -> str:
         return (

@@ -108,14 +108,14 @@ class ChatStream:
         if r.open:
             now = self._pipeline.clock.now()
             Ledger.settle(r, self._tokens(), now)
-            self._pipeline.succeeded(r.state, self._started, now, self.ttft)
+            self._pipeline.succeeded(r.state, self._started, now, self.ttft, self.usage, r.attempt)
 
     def _finish_failed(self, exc: InterlockError) -> None:
         r = self._reservation
         if r.open:
             now = self._pipeline.clock.now()
             Ledger.settle(r, self._tokens(), now)
-            self._pipeline.failed(r.state, exc, self._started, now)
+            self._pipeline.failed(r.state, exc, self._started, now, r.attempt)
 
     def _abandon(self) -> None:
         self._source.close()

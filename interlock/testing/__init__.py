@@ -8,6 +8,7 @@ from interlock.testing.fake_azure import FakeAzure
 from interlock.testing.fake_gemini import FakeGemini
 from interlock.testing.fake_upstream import FakeUpstream, ReceivedRequest, Reply
 from interlock.testing.faults import Fault, FaultKind, FaultScript, RetryAfterFormat
+from interlock.testing.instant import InstantTransport
 from interlock.testing.redis_server import RedisServer, RedisServerError
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "Fault",
     "FaultKind",
     "FaultScript",
+    "InstantTransport",
     "ReceivedRequest",
     "RedisServer",
     "RedisServerError",

@@ -24,6 +24,7 @@ from interlock.strategies import (
     WeightedStrategy,
 )
 from interlock.testing import FakeClock
+from interlock.types import Usage
 
 
 def test_chi2_sf_matches_known_quantiles() -> None:
@@ -123,12 +124,12 @@ def _drive_latency(
         now = clock.now()
         r = Ledger.reserve(s, 200, now)
         Ledger.settle(r, 200, now)
-        s.last_output_tokens = 100
         lat = per_token[s.id] * 100
+        usage = Usage(10, 100, 110)
         if stream:
-            pipeline.succeeded(s, now - lat, now, per_token[s.id])
+            pipeline.succeeded(s, now - lat, now, per_token[s.id], usage)
         else:
-            pipeline.succeeded(s, now - lat, now)
+            pipeline.succeeded(s, now - lat, now, None, usage)
         counts[s.id] += 1
         clock.advance(0.1)
     return counts

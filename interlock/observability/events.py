@@ -1,0 +1,181 @@
+"""The events hooks receive: one immutable, typed record per kind of event.
+
+They are built only when some hook listens for that kind, so a router without hooks
+never allocates one. Times are on the router's clock (`at`), durations in seconds.
+Nothing on an event is a secret: deployments are named by id, never by key.
+
+Events are `typing.NamedTuple`s: immutable, slotted (no per-instance dict) and typed
+like a frozen dataclass, but about three times cheaper to build (a frozen dataclass
+sets each field through ``object.__setattr__``), which matters because a hook on
+``on_success`` gets one per request. Read them by attribute name; field order is
+not part of the API.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+from interlock.errors import InterlockError
+
+__all__ = [
+    "CooldownEvent",
+    "Event",
+    "FailureEvent",
+    "FailureKindName",
+    "FallbackEvent",
+    "HedgeEvent",
+    "RateLimitWaitEvent",
+    "RecoveryEvent",
+    "RequestStartEvent",
+    "RetryEvent",
+    "SuccessEvent",
+]
+
+FailureKindName = Literal[
+    "caller", "rate_limited", "bad_credentials", "transient", "deadline", "refused"
+]
+"""Why an attempt failed: a `FailureKind` value; ``"deadline"`` for an attempt cut by
+the call's own deadline (not held against the deployment); ``"refused"`` when the
+router gave up on the request without (another) attempt."""
+
+
+class RequestStartEvent(NamedTuple):
+    """A request entered the router (before any deployment was chosen)."""
+
+    group: str
+    """The group it was routed to (aliases resolved)."""
+    requested: str
+    """The name the caller asked for."""
+    kind: str
+    """``"chat"``, ``"embedding"`` or ``"call"``."""
+    stream: bool
+    at: float
+
+
+class SuccessEvent(NamedTuple):
+    """An attempt succeeded (for a stream: it ended cleanly)."""
+
+    group: str
+    deployment_id: str
+    attempt: int
+    """1 for the first attempt of the request, counting across fallback groups."""
+    latency: float
+    """Seconds from send to the complete response (for a stream: to its end)."""
+    ttft: float | None
+    """Seconds to the first chunk, for streams; None otherwise."""
+    input_tokens: int | None
+    """As the provider reported them; None when it reported no usage."""
+    output_tokens: int | None
+    cost: float
+    """US dollars by the deployment's per-token prices (0 without usage or prices)."""
+    at: float
+
+
+class FailureEvent(NamedTuple):
+    """An attempt failed, or (``deployment_id is None``) the router refused the request."""
+
+    group: str
+    deployment_id: str | None
+    """None when no deployment was tried for this failure (kind ``"refused"``)."""
+    attempt: int
+    """The failed attempt's number; for a refusal, the attempts made before it."""
+    latency: float
+    """Seconds the attempt took; for a refusal, since the request started."""
+    error: InterlockError
+    kind: FailureKindName
+    counted: bool
+    """Whether it was held against the deployment's health."""
+    cooldown: float
+    """Seconds of cooldown it started (0 if none)."""
+    at: float
+
+    @property
+    def error_type(self) -> str:
+        return type(self.error).__name__
+
+    @property
+    def status_code(self) -> int | None:
+        return self.error.status_code
+
+
+class RetryEvent(NamedTuple):
+    """Another attempt in the same group after a failed one."""
+
+    group: str
+    deployment_id: str
+    """The deployment this attempt goes to."""
+    attempt: int
+    """Its number (>= 2)."""
+    error: InterlockError | None
+    """The failure that caused it."""
+    at: float
+
+
+class FallbackEvent(NamedTuple):
+    """The request gave up on `group` and moves on to `to_group` (its fallback)."""
+
+    group: str
+    to_group: str
+    attempt: int
+    """Attempts made so far."""
+    error: InterlockError | None
+    """The last failure, None when `group` had no eligible deployment at all."""
+    at: float
+
+
+class CooldownEvent(NamedTuple):
+    """A deployment was taken out of rotation (ejected) for `seconds`."""
+
+    group: str
+    deployment_id: str
+    seconds: float
+    until: float
+    """Router-clock time the cooldown ends (a longer running one is kept)."""
+    ejections: int
+    """Times this deployment has been cooled so far, this one included."""
+    error: InterlockError
+    at: float
+
+
+class RecoveryEvent(NamedTuple):
+    """A deployment that had been cooled served a request successfully again."""
+
+    group: str
+    deployment_id: str
+    down_for: float
+    """Seconds since its last cooldown started."""
+    at: float
+
+
+class HedgeEvent(NamedTuple):
+    """A hedged (duplicate) attempt was sent while an earlier one was still running."""
+
+    group: str
+    deployment_id: str
+    attempt: int
+    after: float
+    """Seconds the request had been running when the hedge was sent."""
+    at: float
+
+
+class RateLimitWaitEvent(NamedTuple):
+    """The router waited for rate-limit headroom instead of failing the request."""
+
+    group: str
+    deployment_id: str | None
+    """The deployment waited for, None when the wait was for the group as a whole."""
+    seconds: float
+    at: float
+
+
+Event = (
+    RequestStartEvent
+    | SuccessEvent
+    | FailureEvent
+    | RetryEvent
+    | FallbackEvent
+    | CooldownEvent
+    | RecoveryEvent
+    | HedgeEvent
+    | RateLimitWaitEvent
+)

@@ -1,0 +1,212 @@
+"""Log lines for operators, under the ``interlock`` logger.
+
+One INFO line per retry, fallback, refusal, cooldown (ejection) and recovery; nothing
+per successful request above DEBUG. Every line carries its facts as structured fields
+(``extra``) for JSON formatters: ``event``, ``group``, ``deployment``, ``attempt``,
+``error_type``, ``status_code``, ``error``, and per event ``to_group``,
+``cooldown_seconds``, ``down_for``, ``wait_seconds``. Error text is passed through a
+`Redactor` holding every configured API key, so a key never reaches a log line even
+when a user's ``call`` function put one into an exception message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from interlock.errors import InterlockError
+
+__all__ = [
+    "Redactor",
+    "health_logger",
+    "hooks_logger",
+    "logger",
+    "router_logger",
+]
+
+logger = logging.getLogger("interlock")
+router_logger = logging.getLogger("interlock.router")
+"""Retries, fallbacks, refusals, hedges and rate-limit waits."""
+health_logger = logging.getLogger("interlock.health")
+"""Cooldowns (ejections) and recoveries."""
+hooks_logger = logging.getLogger("interlock.hooks")
+"""Hooks that raised or timed out."""
+
+INFO = logging.INFO
+
+
+class Redactor:
+    """Replaces every configured secret in a text with ``[redacted]``."""
+
+    __slots__ = ("_secrets",)
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        # Longest first, so a key that contains another is replaced whole.
+        self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+
+    def __call__(self, text: str) -> str:
+        for s in self._secrets:
+            if s in text:
+                text = text.replace(s, "[redacted]")
+        return text
+
+    def __repr__(self) -> str:
+        return f"Redactor({len(self._secrets)} secret(s))"
+
+
+def _error_fields(error: InterlockError | None, redact: Redactor) -> dict[str, object]:
+    if error is None:
+        return {"error_type": None, "status_code": None, "error": None}
+    return {
+        "error_type": type(error).__name__,
+        "status_code": error.status_code,
+        "error": redact(str(error)),
+    }
+
+
+def _describe(fields: dict[str, object]) -> str:
+    if fields["error_type"] is None:
+        return ""
+    status = f" (status {fields['status_code']})" if fields["status_code"] is not None else ""
+    return f" after {fields['error_type']}{status}: {fields['error']}"
+
+
+def log_retry(
+    group: str, deployment: str, attempt: int, error: InterlockError | None, redact: Redactor
+) -> None:
+    if not router_logger.isEnabledFor(INFO):
+        return
+    f = _error_fields(error, redact)
+    router_logger.info(
+        "retry: group %s attempt %d on %s%s",
+        group,
+        attempt,
+        deployment,
+        _describe(f),
+        extra={"event": "retry", "group": group, "deployment": deployment, "attempt": attempt} | f,
+    )
+
+
+def log_fallback(
+    group: str, to_group: str, attempt: int, error: InterlockError | None, redact: Redactor
+) -> None:
+    if not router_logger.isEnabledFor(INFO):
+        return
+    f = _error_fields(error, redact)
+    why = _describe(f) or " (no eligible deployment)"
+    router_logger.info(
+        "fallback: group %s -> %s after %d attempt(s)%s",
+        group,
+        to_group,
+        attempt,
+        why,
+        extra={
+            "event": "fallback",
+            "group": group,
+            "to_group": to_group,
+            "deployment": None,
+            "attempt": attempt,
+        }
+        | f,
+    )
+
+
+def log_refused(
+    group: str, attempts: int, elapsed: float, error: InterlockError, redact: Redactor
+) -> None:
+    if not router_logger.isEnabledFor(INFO):
+        return
+    f = _error_fields(error, redact)
+    router_logger.info(
+        "refused: group %s after %d attempt(s) in %.3f s: %s: %s",
+        group,
+        attempts,
+        elapsed,
+        f["error_type"],
+        f["error"],
+        extra={
+            "event": "refused",
+            "group": group,
+            "deployment": None,
+            "attempt": attempts,
+            "elapsed_seconds": elapsed,
+        }
+        | f,
+    )
+
+
+def log_cooldown(
+    group: str,
+    deployment: str,
+    seconds: float,
+    ejections: int,
+    error: InterlockError,
+    redact: Redactor,
+) -> None:
+    if not health_logger.isEnabledFor(INFO):
+        return
+    f = _error_fields(error, redact)
+    health_logger.info(
+        "cooldown: %s (group %s) out of rotation for %.3g s (ejection #%d)%s",
+        deployment,
+        group,
+        seconds,
+        ejections,
+        _describe(f),
+        extra={
+            "event": "cooldown",
+            "group": group,
+            "deployment": deployment,
+            "cooldown_seconds": seconds,
+            "ejections": ejections,
+        }
+        | f,
+    )
+
+
+def log_recovery(group: str, deployment: str, down_for: float) -> None:
+    if not health_logger.isEnabledFor(INFO):
+        return
+    health_logger.info(
+        "recovery: %s (group %s) served again %.3g s after its cooldown started",
+        deployment,
+        group,
+        down_for,
+        extra={"event": "recovery", "group": group, "deployment": deployment, "down_for": down_for},
+    )
+
+
+def log_hedge(group: str, deployment: str, attempt: int, after: float) -> None:
+    if not router_logger.isEnabledFor(INFO):
+        return
+    router_logger.info(
+        "hedge: group %s attempt %d on %s after %.3g s",
+        group,
+        attempt,
+        deployment,
+        after,
+        extra={
+            "event": "hedge",
+            "group": group,
+            "deployment": deployment,
+            "attempt": attempt,
+            "after_seconds": after,
+        },
+    )
+
+
+def log_rate_limit_wait(group: str, deployment: str | None, seconds: float) -> None:
+    if not router_logger.isEnabledFor(INFO):
+        return
+    router_logger.info(
+        "rate-limit wait: group %s%s waits %.3g s for headroom",
+        group,
+        f" ({deployment})" if deployment else "",
+        seconds,
+        extra={
+            "event": "rate_limit_wait",
+            "group": group,
+            "deployment": deployment,
+            "wait_seconds": seconds,
+        },
+    )

@@ -1,0 +1,359 @@
+"""The Observer: the one object the pipeline tells what happened.
+
+The pipeline calls one method at each point (request start, attempt success and
+failure, retry, fallback, refusal; hedges and rate-limit waits for the code that
+makes them). The Observer fans out to the Prometheus records, the hooks and the log.
+
+Cost: on the hot path (request start, success) the pipeline first reads
+`Observer.listening`, which is False when neither hooks nor metrics are configured
+and no deployment is waiting to be reported as recovered; then it calls nothing.
+Failure-side events (retry, fallback, cooldown, refusal) always reach the Observer,
+so their log lines appear with nothing configured. Event objects are built only for
+an event kind some hook implements. Nothing here may break a request: every method
+catches its own errors and logs them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from interlock.clock import Clock
+from interlock.errors import DeadlineExceededError, InterlockError
+from interlock.health.classify import FailureKind, classify
+from interlock.observability import logs
+from interlock.observability.events import (
+    CooldownEvent,
+    FailureEvent,
+    FailureKindName,
+    FallbackEvent,
+    HedgeEvent,
+    RateLimitWaitEvent,
+    RecoveryEvent,
+    RequestStartEvent,
+    RetryEvent,
+    SuccessEvent,
+)
+from interlock.observability.hooks import HookRunner
+from interlock.observability.metrics import PrometheusMetrics
+
+if TYPE_CHECKING:
+    from interlock.router.state import DeploymentState
+    from interlock.types import Request, Usage
+
+__all__ = ["Observer"]
+
+_KIND: dict[FailureKind, FailureKindName] = {
+    FailureKind.CALLER: "caller",
+    FailureKind.RATE_LIMITED: "rate_limited",
+    FailureKind.BAD_CREDENTIALS: "bad_credentials",
+    FailureKind.TRANSIENT: "transient",
+}
+
+
+class Observer:
+    """Dispatches router events to metrics, hooks and logs."""
+
+    __slots__ = (
+        "_base",
+        "_cooldown",
+        "_cooled",
+        "_failure",
+        "_fallback",
+        "_hedge",
+        "_last_internal_error",
+        "_recovery",
+        "_retry",
+        "_start",
+        "_success",
+        "_wait",
+        "clock",
+        "listening",
+        "metrics",
+        "redact",
+        "runner",
+        "starts",
+    )
+
+    def __init__(
+        self,
+        clock: Clock,
+        states: Sequence[DeploymentState] = (),
+        hooks: Sequence[object] = (),
+        metrics: PrometheusMetrics | None = None,
+        *,
+        hook_queue_size: int = 10_000,
+        hook_timeout: float = 5.0,
+    ) -> None:
+        self.clock = clock
+        self.runner = HookRunner(hook_queue_size, hook_timeout)
+        ch = self.runner.channels(hooks)
+        self._start = ch["on_request_start"]
+        self._success = ch["on_success"]
+        self._failure = ch["on_failure"]
+        self._retry = ch["on_retry"]
+        self._fallback = ch["on_fallback"]
+        self._cooldown = ch["on_cooldown"]
+        self._recovery = ch["on_recovery"]
+        self._hedge = ch["on_hedge"]
+        self._wait = ch["on_rate_limit_wait"]
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.bind(states, clock, self.runner)
+        self.redact = logs.Redactor(s.deployment.api_key_value() for s in states)
+        # Only request starts and successes are on the hot path; everything else is
+        # reported from the failure side, and recoveries are watched for while a
+        # deployment is cooling (see `_cooled_down`).
+        self._base = metrics is not None or self._success.active
+        self.listening: bool = self._base
+        """Whether the pipeline must call `success`."""
+        self.starts: bool = self._start.active
+        """Whether the pipeline must call `request_start` (a hook wants it)."""
+        self._cooled: dict[DeploymentState, float] = {}
+        self._last_internal_error = -1e9
+
+    # --- hot path ------------------------------------------------------------------
+
+    def request_start(self, request: Request, now: float) -> None:
+        """A request entered the router."""
+        if self._start.active:
+            try:
+                self._start.emit(
+                    RequestStartEvent(
+                        request.group, request.requested, request.kind, request.stream, now
+                    )
+                )
+            except Exception as exc:
+                self._internal_error("request_start", exc)
+
+    def success(
+        self,
+        state: DeploymentState,
+        started: float,
+        now: float,
+        ttft: float | None = None,
+        usage: Usage | None = None,
+        attempt: int = 1,
+    ) -> None:
+        """An attempt on `state` that began at `started` succeeded at `now`."""
+        try:
+            m = self.metrics
+            if m is not None:
+                m.success(state, now - started, ttft, usage)
+            if self._success.active:
+                self._emit_success(state, started, now, ttft, usage, attempt)
+            cooled = self._cooled
+            # Only an attempt sent after the cooldown began proves the deployment is back.
+            if cooled and cooled.get(state, now) <= started:
+                self.recovery(state, now)
+        except Exception as exc:
+            self._internal_error("success", exc)
+
+    def _emit_success(
+        self,
+        state: DeploymentState,
+        started: float,
+        now: float,
+        ttft: float | None,
+        usage: Usage | None,
+        attempt: int,
+    ) -> None:
+        if usage is None:
+            event = SuccessEvent(
+                state.group, state.id, attempt, now - started, ttft, None, None, 0.0, now
+            )
+        else:
+            d = state.deployment
+            tin, tout = usage.prompt_tokens, usage.completion_tokens
+            cost = tin * d.input_cost_per_token + tout * d.output_cost_per_token
+            event = SuccessEvent(
+                state.group, state.id, attempt, now - started, ttft, tin, tout, cost, now
+            )
+        self._success.emit(event)
+
+    # --- failure side (always called) ----------------------------------------------
+
+    def failure(
+        self,
+        state: DeploymentState,
+        error: InterlockError,
+        started: float,
+        now: float,
+        attempt: int = 1,
+        cooldown: float = 0.0,
+        *,
+        counted: bool = True,
+    ) -> None:
+        """An attempt failed. `counted=False` when the pipeline did not hold it against
+        the deployment (an attempt cut by the call's own deadline); `cooldown` is what
+        `HealthTracker.record_failure` returned."""
+        try:
+            fk = classify(error)
+            kind: FailureKindName = _KIND[fk] if counted else "deadline"
+            m = self.metrics
+            if m is not None:
+                m.failure(state, kind)
+            if self._failure.active:
+                self._failure.emit(
+                    FailureEvent(
+                        state.group,
+                        state.id,
+                        attempt,
+                        now - started,
+                        error,
+                        kind,
+                        counted and fk is not FailureKind.CALLER,
+                        cooldown,
+                        now,
+                    )
+                )
+            if cooldown > 0:
+                self._cooled_down(state, error, cooldown, now)
+        except Exception as exc:
+            self._internal_error("failure", exc)
+
+    def _cooled_down(
+        self, state: DeploymentState, error: InterlockError, seconds: float, now: float
+    ) -> None:
+        logs.log_cooldown(state.group, state.id, seconds, state.ejections, error, self.redact)
+        if self.metrics is not None:
+            self.metrics.cooldown(state)
+        if self._cooldown.active:
+            self._cooldown.emit(
+                CooldownEvent(
+                    state.group,
+                    state.id,
+                    seconds,
+                    state.cooldown_until,
+                    state.ejections,
+                    error,
+                    now,
+                )
+            )
+        self._cooled[state] = now
+        self.listening = True
+
+    def recovery(self, state: DeploymentState, now: float) -> None:
+        """`state`, cooled earlier, served a request again. Called on the first success
+        after a cooldown; idempotent, so a half-open probe may call it too."""
+        started = self._cooled.pop(state, None)
+        if not self._cooled:
+            self.listening = self._base
+        if started is None:
+            return
+        logs.log_recovery(state.group, state.id, now - started)
+        if self.metrics is not None:
+            self.metrics.recovery(state)
+        if self._recovery.active:
+            self._recovery.emit(RecoveryEvent(state.group, state.id, now - started, now))
+
+    def retry(
+        self, state: DeploymentState, attempt: int, error: InterlockError | None, now: float
+    ) -> None:
+        """Attempt number `attempt` goes to `state`, in the group of a failed one."""
+        try:
+            logs.log_retry(state.group, state.id, attempt, error, self.redact)
+            if self.metrics is not None:
+                self.metrics.retry(state.group)
+            if self._retry.active:
+                self._retry.emit(RetryEvent(state.group, state.id, attempt, error, now))
+        except Exception as exc:
+            self._internal_error("retry", exc)
+
+    def fallback(
+        self, group: str, to_group: str, attempts: int, error: InterlockError | None, now: float
+    ) -> None:
+        """The request leaves `group` for `to_group` after `attempts` attempts."""
+        try:
+            logs.log_fallback(group, to_group, attempts, error, self.redact)
+            if self.metrics is not None:
+                self.metrics.fallback(group, to_group)
+            if self._fallback.active:
+                self._fallback.emit(FallbackEvent(group, to_group, attempts, error, now))
+        except Exception as exc:
+            self._internal_error("fallback", exc)
+
+    def refused(
+        self, group: str, attempts: int, started: float, now: float, error: InterlockError
+    ) -> None:
+        """The router gives up on a request for `group` with `error` (no deployment
+        available, or the deadline passed before another attempt)."""
+        try:
+            logs.log_refused(group, attempts, now - started, error, self.redact)
+            if self.metrics is not None:
+                reason = "deadline" if isinstance(error, DeadlineExceededError) else "no_deployment"
+                self.metrics.refused(group, reason)
+            if self._failure.active:
+                self._failure.emit(
+                    FailureEvent(
+                        group, None, attempts, now - started, error, "refused", False, 0.0, now
+                    )
+                )
+        except Exception as exc:
+            self._internal_error("refused", exc)
+
+    # --- for hedging and rate-limit waits (called by the code that does them) -------
+
+    def hedge(self, state: DeploymentState, attempt: int, after: float, now: float) -> None:
+        """A hedged attempt number `attempt` was sent to `state`, `after` seconds into
+        the request."""
+        try:
+            logs.log_hedge(state.group, state.id, attempt, after)
+            if self.metrics is not None:
+                self.metrics.hedge(state.group)
+            if self._hedge.active:
+                self._hedge.emit(HedgeEvent(state.group, state.id, attempt, after, now))
+        except Exception as exc:
+            self._internal_error("hedge", exc)
+
+    def rate_limit_wait(
+        self, group: str, deployment_id: str | None, seconds: float, now: float
+    ) -> None:
+        """A request for `group` is about to wait `seconds` for rate-limit headroom."""
+        try:
+            logs.log_rate_limit_wait(group, deployment_id, seconds)
+            if self.metrics is not None:
+                self.metrics.rate_limit_wait(group, seconds)
+            if self._wait.active:
+                self._wait.emit(RateLimitWaitEvent(group, deployment_id, seconds, now))
+        except Exception as exc:
+            self._internal_error("rate_limit_wait", exc)
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    async def aclose(self, flush_timeout: float = 1.0) -> None:
+        """Deliver queued events to async hooks (up to `flush_timeout`), then stop."""
+        await self.runner.aclose(flush_timeout)
+
+    def _internal_error(self, where: str, exc: Exception) -> None:
+        # A bug in instrumentation must not fail requests; say so, at most once a minute.
+        now = time.monotonic()
+        if now - self._last_internal_error >= 60.0:
+            self._last_internal_error = now
+            logs.logger.error(
+                "interlock observer failed in %s; the request was not affected",
+                where,
+                exc_info=(type(exc), exc, exc.__traceback__),
+                extra={"event": "observer_error", "where": where},
+            )
+
+    def __repr__(self) -> str:
+        hooks = sum(
+            len(c.synchronous) + len(c.asynchronous)
+            for c in (
+                self._start,
+                self._success,
+                self._failure,
+                self._retry,
+                self._fallback,
+                self._cooldown,
+                self._recovery,
+                self._hedge,
+                self._wait,
+            )
+        )
+        return (
+            f"<Observer callbacks={hooks} metrics={'on' if self.metrics else 'off'} "
+            f"hook_errors={self.runner.errors} dropped={self.runner.dropped}>"
+        )

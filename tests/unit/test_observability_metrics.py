@@ -1,0 +1,215 @@
+"""Prometheus metrics: names, labels and values, read back with prometheus-client's parser."""
+
+from __future__ import annotations
+
+import prometheus_client
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from interlock import (
+    APIConnectionError,
+    Deployment,
+    HealthPolicy,
+    InternalServerError,
+    NoDeploymentAvailableError,
+    PrometheusMetrics,
+    RateLimitError,
+    Router,
+)
+from interlock.observability import METRIC_NAMES
+from interlock.testing import FakeClock, InstantTransport
+
+MSG = [{"role": "user", "content": "hi"}]
+KEYS = ("sk-metrics-key-a0", "sk-metrics-key-a1", "sk-metrics-key-b0")
+
+
+def samples(registry: CollectorRegistry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = generate_latest(registry).decode()
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return samples(registry)[(name, frozenset(labels.items()))]
+
+
+def make(clock: FakeClock, transport: InstantTransport, metrics: PrometheusMetrics) -> Router:
+    return Router(
+        [
+            Deployment(
+                group="a",
+                model="m",
+                provider="instant",
+                id="a-0",
+                api_key=KEYS[0],
+                input_cost_per_token=2e-6,
+                output_cost_per_token=4e-6,
+            ),
+            Deployment(group="a", model="m", provider="instant", id="a-1", api_key=KEYS[1]),
+            Deployment(group="b", model="m", provider="instant", id="b-0", api_key=KEYS[2]),
+        ],
+        transports={"instant": transport},
+        clock=clock,
+        seed=5,
+        metrics=metrics,
+        fallbacks={"a": ["b"]},
+        retry={"max_attempts": 2, "max_wait": 0},
+        health=HealthPolicy(allowed_fails=1, cooldown=20.0),
+    )
+
+
+async def test_counts_successes_failures_retries_fallbacks_and_health() -> None:
+    clock, transport, m = FakeClock(), InstantTransport(), PrometheusMetrics()
+    router = make(clock, transport, m)
+    try:
+        for _ in range(4):
+            await router.acompletion("a", MSG)
+        ok = {d: value(m.registry, "interlock_requests_total", group="a", deployment=d,
+                       outcome="success") for d in ("a-0", "a-1")}  # fmt: skip
+        assert sum(ok.values()) == 4
+        assert value(m.registry, "interlock_tokens_total", group="a", deployment="a-0",
+                     direction="input") == 10 * ok["a-0"]  # fmt: skip
+        assert value(m.registry, "interlock_spend_usd_total", group="a", deployment="a-0") == (
+            pytest.approx(ok["a-0"] * (10 * 2e-6 + 5 * 4e-6))
+        )
+        assert value(m.registry, "interlock_spend_usd_total", group="a", deployment="a-1") == 0
+        assert value(m.registry, "interlock_request_duration_seconds_count", group="a",
+                     deployment="a-0") == ok["a-0"]  # fmt: skip
+
+        # Both of group a fail: a retry, two cooldowns, then the fallback to b.
+        transport.fail("a-0", RateLimitError("429", retry_after=9.0), always=True)
+        transport.fail("a-1", InternalServerError("boom", status_code=500), always=True)
+        r = await router.acompletion("a", MSG)
+        assert r.deployment_id == "b-0"
+        assert value(m.registry, "interlock_retries_total", group="a") == 1
+        assert value(m.registry, "interlock_fallbacks_total", group="a", to_group="b") == 1
+        assert value(m.registry, "interlock_requests_total", group="a", deployment="a-0",
+                     outcome="rate_limited") == 1  # fmt: skip
+        assert value(m.registry, "interlock_requests_total", group="a", deployment="a-1",
+                     outcome="transient") == 1  # fmt: skip
+        for d in ("a-0", "a-1"):
+            assert value(m.registry, "interlock_deployment_healthy", group="a", deployment=d) == 0
+            assert value(m.registry, "interlock_cooldowns_total", group="a", deployment=d) == 1
+        assert value(m.registry, "interlock_deployment_healthy", group="b", deployment="b-0") == 1
+
+        # b fails as well: nothing is left for the next request.
+        transport.fail("b-0", APIConnectionError("refused"), always=True)
+        with pytest.raises(APIConnectionError):
+            await router.acompletion("a", MSG)
+        with pytest.raises(NoDeploymentAvailableError):
+            await router.acompletion("a", MSG)
+        assert value(m.registry, "interlock_requests_refused_total", group="a",
+                     reason="no_deployment") == 1  # fmt: skip
+
+        # Time passes, the deployments come back, recoveries are counted.
+        transport.clear()
+        clock.advance(25.0)
+        for d in ("a-0", "a-1"):
+            assert value(m.registry, "interlock_deployment_healthy", group="a", deployment=d) == 1
+        for _ in range(40):
+            await router.acompletion("a", MSG)
+        recovered = sum(
+            value(m.registry, "interlock_recoveries_total", group="a", deployment=d)
+            for d in ("a-0", "a-1")
+        )
+        assert recovered == 2
+        assert value(m.registry, "interlock_in_flight", group="a", deployment="a-0") == 0
+    finally:
+        await router.aclose()
+
+
+async def test_stream_observes_time_to_first_token() -> None:
+    clock, transport, m = FakeClock(), InstantTransport(), PrometheusMetrics()
+    router = make(clock, transport, m)
+    try:
+        stream = await router.acompletion("b", MSG, stream=True)
+        async for _ in stream:
+            pass
+        assert value(m.registry, "interlock_time_to_first_token_seconds_count", group="b",
+                     deployment="b-0") == 1  # fmt: skip
+        # The fake clock did not move: the observation is 0, in the lowest bucket.
+        assert value(m.registry, "interlock_time_to_first_token_seconds_bucket", group="b",
+                     deployment="b-0", le="0.01") == 1  # fmt: skip
+    finally:
+        await router.aclose()
+
+
+async def test_every_documented_metric_is_exposed_and_no_key_is() -> None:
+    clock, transport, m = FakeClock(), InstantTransport(), PrometheusMetrics()
+    router = make(clock, transport, m)
+    try:
+        await router.acompletion("a", MSG)
+        text = generate_latest(m.registry).decode()
+        names = {f.name for f in text_string_to_metric_families(text)}
+        for n in METRIC_NAMES:
+            base = n.removesuffix("_total")
+            assert f"interlock_{base}" in names, n
+        for key in KEYS:
+            assert key not in text
+        labels = {k for s in samples(m.registry) for k, _ in s[1]}
+        assert labels <= {"group", "deployment", "outcome", "direction", "to_group", "reason",
+                          "le"}  # fmt: skip
+    finally:
+        await router.aclose()
+
+
+def test_histogram_bucket_edges_are_inclusive() -> None:
+    m = PrometheusMetrics(duration_buckets=(0.1, 1.0))
+    clock, transport = FakeClock(), InstantTransport()
+    router = make(clock, transport, m)
+    state = router._states[0]
+    for v in (0.1, 0.5, 1.0, 3.0):
+        m.success(state, v, None, None)
+    le = {k: value(m.registry, "interlock_request_duration_seconds_bucket", group="a",
+                   deployment="a-0", le=k) for k in ("0.1", "1.0", "+Inf")}  # fmt: skip
+    assert le == {"0.1": 1, "1.0": 3, "+Inf": 4}
+    assert value(m.registry, "interlock_request_duration_seconds_sum", group="a",
+                 deployment="a-0") == pytest.approx(4.6)  # fmt: skip
+
+
+def test_hedges_and_rate_limit_waits_are_counted_when_reported() -> None:
+    clock, transport, m = FakeClock(), InstantTransport(), PrometheusMetrics()
+    router = make(clock, transport, m)
+    obs = router._observer
+    obs.hedge(router._states[1], 2, 0.25, clock.now())
+    obs.rate_limit_wait("a", "a-0", 1.5, clock.now())
+    obs.rate_limit_wait("a", None, 0.5, clock.now())
+    assert value(m.registry, "interlock_hedges_total", group="a") == 1
+    assert value(m.registry, "interlock_rate_limit_waits_total", group="a") == 2
+    assert value(m.registry, "interlock_rate_limit_wait_seconds_total", group="a") == 2.0
+
+
+def test_registry_is_private_unless_asked() -> None:
+    before = set(prometheus_client.REGISTRY._names_to_collectors)
+    m = PrometheusMetrics()
+    assert m.registry is not prometheus_client.REGISTRY
+    assert set(prometheus_client.REGISTRY._names_to_collectors) == before
+    shared = CollectorRegistry()
+    m2 = PrometheusMetrics(registry=shared)
+    assert m2.registry is shared
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        PrometheusMetrics(registry=shared)  # same names twice in one registry
+    PrometheusMetrics(registry=shared, namespace="chat")  # another namespace is fine
+
+
+def test_one_metrics_object_per_router() -> None:
+    m = PrometheusMetrics()
+    make(FakeClock(), InstantTransport(), m)
+    with pytest.raises(ValueError, match="already serves a router"):
+        make(FakeClock(), InstantTransport(), m)
+
+
+@pytest.mark.parametrize("buckets", [(), (1.0, 0.5), (0.0, 1.0), (1.0, 1.0)])
+def test_bad_buckets_are_rejected(buckets: tuple[float, ...]) -> None:
+    with pytest.raises(ValueError, match="duration_buckets"):
+        PrometheusMetrics(duration_buckets=buckets)
+
+
+@pytest.mark.parametrize("namespace", ["", "1x", "a-b"])
+def test_bad_namespace_is_rejected(namespace: str) -> None:
+    with pytest.raises(ValueError, match="namespace"):
+        PrometheusMetrics(namespace=namespace)

@@ -1,0 +1,96 @@
+"""statistics() snapshots and the one-line repr."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from interlock import Deployment, HealthPolicy, InternalServerError, Router
+from interlock.testing import FakeClock, InstantTransport
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def make(clock: FakeClock, transport: InstantTransport) -> Router:
+    return Router(
+        [
+            Deployment(
+                group="g",
+                model="m",
+                provider="instant",
+                id="g-0",
+                rpm=100,
+                tpm=10_000,
+                api_key="sk-stats-secret-0",
+            ),
+            Deployment(group="g", model="m", provider="instant", id="g-1", api_key="sk-stats-1"),
+        ],
+        transports={"instant": transport},
+        clock=clock,
+        seed=2,
+        retry={"max_attempts": 2, "max_wait": 0},
+        health=HealthPolicy(allowed_fails=1, cooldown=30.0),
+    )
+
+
+async def test_snapshot_is_frozen_and_reports_live_state() -> None:
+    clock, transport = FakeClock(), InstantTransport()
+    router = make(clock, transport)
+    try:
+        transport.fail("g-0", InternalServerError("boom", status_code=500), always=True)
+        for _ in range(20):
+            await router.acompletion("g", MSG)
+            if router.statistics().by_id("g-0").failures:
+                break
+        stream = await router.acompletion("g", MSG, stream=True)
+        async for _ in stream:
+            pass
+        stats = router.statistics()
+        g0, g1 = stats.by_id("g-0"), stats.by_id("g-1")
+        assert (g0.state, g0.failures, g0.ejections) == ("cooling", 1, 1)
+        assert g0.cooldown_until == pytest.approx(clock.now() + 30.0)
+        assert g0.cooldown_remaining == pytest.approx(30.0)
+        assert g0.rpm_used == g0.requests  # every attempt counts against rpm
+        assert g0.tpm_used == 0  # a failed attempt gives its tokens back
+        assert g1.rpm_used is None  # no rpm limit configured
+        assert g1.state == "healthy"
+        assert g1.ttft_ewma is not None  # the stream went to g-1
+        assert g1.latency_ewma is not None
+        assert g0.ttft_ewma is None
+        assert g1.spend == 0.0  # filled by the spend ledger once it tracks spend
+        assert stats.in_flight == 0
+        assert stats.requests == g0.requests + g1.requests
+        assert stats.failures == 1
+        assert stats.cooling == ("g-0",)
+        assert [d.id for d in stats.by_group("g")] == ["g-0", "g-1"]
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            g0.requests = 0  # type: ignore[misc]
+        # Later activity does not change a snapshot already taken.
+        await router.acompletion("g", MSG)
+        assert router.statistics().by_id("g-1").requests == g1.requests + 1
+        assert stats.by_id("g-1").requests == g1.requests
+        with pytest.raises(KeyError, match="nope"):
+            stats.by_id("nope")
+    finally:
+        await router.aclose()
+
+
+async def test_repr_is_one_line_live_summary_without_keys() -> None:
+    clock, transport = FakeClock(), InstantTransport()
+    router = make(clock, transport)
+    text = repr(router)
+    assert "\n" not in text
+    assert "requests=0 failures=0" in text
+    assert "in_flight=0 cooling=0" in text
+    transport.fail("g-0", InternalServerError("boom", status_code=500), always=True)
+    for _ in range(20):
+        await router.acompletion("g", MSG)
+        if router.statistics().by_id("g-0").failures:
+            break
+    text = repr(router)
+    assert "cooling=1" in text
+    assert "failures=1" in text
+    assert "sk-stats" not in text
+    await router.aclose()
+    assert repr(router).endswith(" closed>")
