@@ -73,6 +73,12 @@ SCENARIOS: tuple[Scenario, ...] = (
         plot="benchmarks.plots:plot_pick",
     ),
     Scenario(
+        "strategies",
+        "Strategies: µs and eligibility checks per pick, part of the pool cooling",
+        "benchmarks.strategies:measure_strategies",
+        quick={"sizes": (4, 100, 1_000), "picks": 500, "rounds": 2},
+    ),
+    Scenario(
         "scale",
         "Scale: deployments, requests in flight, memory over many requests",
         "benchmarks.scale:measure_scale",

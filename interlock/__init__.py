@@ -41,7 +41,17 @@ from interlock.observability import (
 from interlock.observability.stats import DeploymentStatistics, RouterStatistics
 from interlock.providers.base import ChunkSource, Transport
 from interlock.router import ChatStream, DeploymentState, Router
-from interlock.strategies import Strategy
+from interlock.strategies import (
+    Candidates,
+    CostStrategy,
+    LatencyStrategy,
+    LeastBusyStrategy,
+    PeakEwmaStrategy,
+    Strategy,
+    UsageStrategy,
+    WeightedStrategy,
+    register_strategy,
+)
 from interlock.types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -69,6 +79,7 @@ __all__ = [
     "CacheConfig",
     "CacheStatistics",
     "CachedStream",
+    "Candidates",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatMessage",
@@ -83,6 +94,7 @@ __all__ = [
     "ContentPolicyViolationError",
     "ContextWindowExceededError",
     "CooldownEvent",
+    "CostStrategy",
     "DeadlineExceededError",
     "Deployment",
     "DeploymentState",
@@ -97,10 +109,13 @@ __all__ = [
     "Hook",
     "InterlockError",
     "InternalServerError",
+    "LatencyStrategy",
+    "LeastBusyStrategy",
     "MalformedResponseError",
     "MonotonicClock",
     "NoDeploymentAvailableError",
     "NotFoundError",
+    "PeakEwmaStrategy",
     "PermissionDeniedError",
     "PrometheusMetrics",
     "RateLimitError",
@@ -120,6 +135,9 @@ __all__ = [
     "UnknownModelError",
     "UnsupportedParamsError",
     "Usage",
+    "UsageStrategy",
+    "WeightedStrategy",
     "__version__",
+    "register_strategy",
     "serve_metrics",
 ]

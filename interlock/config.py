@@ -217,7 +217,10 @@ class RouterConfig(_Model):
     _where: ClassVar[str] = ""
 
     deployments: tuple[Deployment, ...] = Field(min_length=1)
-    strategy: str = "weighted"
+    strategy: str = "p2c-ewma"
+    """The default strategy's name (see docs/strategies.md)."""
+    strategies: dict[str, str] = Field(default_factory=dict)
+    """Group -> strategy name, for groups that route differently from `strategy`."""
     fallbacks: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     """Group -> groups to try, in order, when the group is exhausted."""
     aliases: dict[str, str] = Field(default_factory=dict)
@@ -244,6 +247,19 @@ class RouterConfig(_Model):
             raise ValueError(f"unknown strategy {value!r}; known: {', '.join(sorted(known))}")
         return value
 
+    @field_validator("strategies")
+    @classmethod
+    def _check_strategies(cls, value: dict[str, str]) -> dict[str, str]:
+        from interlock.strategies.base import builtin_strategies
+
+        known = builtin_strategies()
+        for group, name in value.items():
+            if name not in known:
+                raise ValueError(
+                    f"{group}: unknown strategy {name!r}; known: {', '.join(sorted(known))}"
+                )
+        return value
+
     @model_validator(mode="after")
     def _check_references(self) -> Self:
         problems: list[tuple[str, str]] = []
@@ -264,6 +280,9 @@ class RouterConfig(_Model):
                 problems.append((f"aliases.{name}", "is already a group name"))
             if target not in groups:
                 problems.append((f"aliases.{name}", f"names unknown group {target!r}"))
+        for group in self.strategies:
+            if group not in groups:
+                problems.append((f"strategies.{group}", "is not a group"))
         for group, chain in self.fallbacks.items():
             if group not in groups:
                 problems.append((f"fallbacks.{group}", "is not a group"))

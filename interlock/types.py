@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+if TYPE_CHECKING:
+    from interlock.strategies.base import Strategy
 
 __all__ = [
     "CHAT_PARAM_NAMES",
@@ -269,6 +272,8 @@ class Request:
     """The name the caller asked for (a group or an alias)."""
     unsupported_params: Literal["drop", "raise"] = "drop"
     """What a transport does with a parameter its provider has no equivalent for."""
+    strategy: str | Strategy | None = None
+    """A per-request strategy override (a registered name or an instance)."""
 
     @property
     def est_tokens(self) -> int:

@@ -94,10 +94,8 @@ class Pipeline:
                     err = self._deadline_error(request, timeout, attempts, last_error)
                     obs.refused(chain[0], len(attempts), started, now, err)
                     raise err
-                candidates = (
-                    pool.eligible(request, now, tried) if tried else pool.eligible(request, now)
-                )
-                if not candidates:
+                state = pool.select(request, now, tried)
+                if state is None:
                     delay = self._wait_before_retry(
                         pool, request, now, tried, n_waits, hop + 1 < len(chain), deadline
                     )
@@ -111,7 +109,6 @@ class Pipeline:
                     await clock.sleep(delay)
                     tried.clear()
                     continue
-                state = pool.strategy.choose(candidates, request)
                 n_attempts += 1
                 attempt_timeout = deadline - now
                 cut_by_deadline = True
@@ -173,6 +170,8 @@ class Pipeline:
         self.health.record_success(state, now - started)
         feedback = self._pools[state.group].feedback
         if feedback is not None:
+            # latency strategies judge plain calls per output token
+            state.last_output_tokens = usage.completion_tokens if usage is not None else 0
             feedback(state, True, now - started, ttft)
         if ttft is not None:
             record_ttft(state, ttft)

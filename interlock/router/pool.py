@@ -2,61 +2,141 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Container, Sequence
 
 from interlock.limits.ledger import Ledger
 from interlock.router.state import DeploymentState
-from interlock.strategies.base import Feedback, Strategy
+from interlock.strategies.base import Feedback, Strategy, resolve_strategy
+from interlock.strategies.candidates import Candidates, NoEligible, Tier
 from interlock.types import Request
 
-__all__ = ["DeploymentPool"]
+__all__ = ["DEFAULT_TAG", "DeploymentPool"]
+
+DEFAULT_TAG = "default"
+"""Untagged requests go only to deployments carrying this tag, when any does."""
+_MAX_TAG_SETS = 256  # cached tag filters per pool
+_MAX_FEEDS = 16  # strategy instances fed with outcomes per pool
 
 
 class DeploymentPool:
     """The deployments of one group, split into `order` tiers."""
 
-    __slots__ = ("feedback", "group", "states", "strategy", "tiers")
+    __slots__ = (
+        "_feeds",
+        "_has_default",
+        "_named",
+        "_tiered",
+        "feedback",
+        "group",
+        "rng",
+        "states",
+        "strategy",
+        "tiers",
+    )
 
-    def __init__(self, group: str, states: Sequence[DeploymentState], strategy: Strategy) -> None:
+    def __init__(
+        self,
+        group: str,
+        states: Sequence[DeploymentState],
+        strategy: Strategy,
+        rng: random.Random | None = None,
+    ) -> None:
         self.group = group
         self.states = tuple(states)
         self.strategy = strategy
-        # Strategies that learn from outcomes (latency, errors) expose `record`.
-        self.feedback: Feedback | None = getattr(strategy, "record", None)
+        self.rng = rng or random.Random()
+        # Strategies that learn from outcomes (latency, errors) expose `record`; every
+        # strategy used in this pool (its own, and per-request overrides) is fed.
+        self.feedback: Feedback | None = None
+        self._feeds: dict[int, Feedback] = {}
+        self._named: dict[str, Strategy] = {}
+        self._feed(strategy)
         orders = sorted({s.order for s in self.states})
         self.tiers = tuple(tuple(s for s in self.states if s.order == o) for o in orders)
         _assign_shares(self.states)
+        self._has_default = any(DEFAULT_TAG in s.tags for s in self.states)
+        self._tiered: dict[frozenset[str], tuple[Tier, ...]] = {}
+
+    def select(
+        self, request: Request, now: float, exclude: Container[DeploymentState] = ()
+    ) -> DeploymentState | None:
+        """The deployment to try next, or None when none is eligible: the strategy
+        chooses within the lowest order tier that has an eligible deployment (after
+        tag filtering). O(1) expected per tier; see `Candidates`."""
+        spec = request.strategy
+        strategy = self.strategy if spec is None else self._strategy_for(spec)
+        lazy = getattr(strategy, "lazy_candidates", False)
+        for tier in self._tiers_for(request.tags):
+            view = Candidates(tier, request, now, exclude, self.rng)
+            if lazy:
+                try:
+                    return strategy.choose(view, request)
+                except NoEligible:
+                    continue
+            if view.probe() is not None:
+                return strategy.choose(view, request)
+        return None
 
     def eligible(
         self, request: Request, now: float, exclude: Container[DeploymentState] = ()
     ) -> list[DeploymentState]:
         """Candidates of the lowest order tier that has any: not cooling, not excluded,
-        with rate and concurrency headroom, carrying every tag the request asks for."""
-        tokens = request.est_input_tokens + request.est_output_tokens
-        tags = request.tags
-        has_headroom = Ledger.has_headroom
-        for tier in self.tiers:
-            out = [
-                s
-                for s in tier
-                if s.cooldown_until <= now
-                and s not in exclude
-                and has_headroom(s, tokens, now)
-                and (not tags or tags <= s.tags)
-            ]
+        with rate and concurrency headroom, carrying every tag the request asks for
+        (or `DEFAULT_TAG`, for an untagged request when the pool uses it). O(n)."""
+        for tier in self._tiers_for(request.tags):
+            out = Candidates(tier, request, now, exclude, self.rng).eligible()
             if out:
                 return out
         return []
+
+    def _effective_tags(self, tags: frozenset[str]) -> frozenset[str]:
+        if not tags and self._has_default:
+            return _DEFAULT_TAGS
+        return tags
+
+    def _tiers_for(self, tags: frozenset[str]) -> tuple[Tier, ...]:
+        tiers = self._tiered.get(tags)
+        if tiers is None:
+            want = self._effective_tags(tags)
+            tiers = tuple(
+                Tier(ts, ts[0].order)
+                for ts in (tuple(s for s in tier if want <= s.tags) for tier in self.tiers)
+                if ts
+            )
+            if len(self._tiered) < _MAX_TAG_SETS:
+                self._tiered[tags] = tiers
+        return tiers
+
+    def _strategy_for(self, spec: str | Strategy) -> Strategy:
+        if isinstance(spec, str):
+            strategy = self._named.get(spec)
+            if strategy is None:
+                strategy = self._named[spec] = resolve_strategy(spec, self.rng)
+                self._feed(strategy)
+            return strategy
+        if id(spec) not in self._feeds:
+            self._feed(spec)
+        return spec
+
+    def _feed(self, strategy: Strategy) -> None:
+        record: Feedback | None = getattr(strategy, "record", None)
+        if record is None or id(strategy) in self._feeds or len(self._feeds) >= _MAX_FEEDS:
+            return
+        self._feeds[id(strategy)] = record
+        feeds = tuple(self._feeds.values())
+        self.feedback = feeds[0] if len(feeds) == 1 else _fan_out(feeds)
 
     def unavailable_reasons(self, request: Request, now: float) -> tuple[list[str], float | None]:
         """Why no deployment is eligible, one line each, and the seconds until the first
         one may be (None when that is not known)."""
         tokens = request.est_input_tokens + request.est_output_tokens
+        tags = self._effective_tags(request.tags)
         reasons: list[str] = []
         waits: list[float] = []
         for s in self.states:
-            if request.tags and not request.tags <= s.tags:
-                reasons.append(f"{s.id}: lacks tags {sorted(request.tags - s.tags)}")
+            if tags and not tags <= s.tags:
+                reasons.append(f"{s.id}: lacks tags {sorted(tags - s.tags)}")
             elif s.cooldown_until > now:
                 wait = s.cooldown_until - now
                 reasons.append(f"{s.id}: cooling down for {wait:.2f} s more")
@@ -92,3 +172,14 @@ def _assign_shares(states: Sequence[DeploymentState]) -> None:
         shares = [1.0] * len(ds)
     for s, share in zip(states, shares, strict=True):
         s.weight = share
+
+
+_DEFAULT_TAGS = frozenset((DEFAULT_TAG,))
+
+
+def _fan_out(feeds: tuple[Feedback, ...]) -> Feedback:
+    def record(state: DeploymentState, ok: bool, latency: float, ttft: float | None) -> None:
+        for f in feeds:
+            f(state, ok, latency, ttft)
+
+    return record

@@ -46,7 +46,13 @@ from interlock.router.pipeline import Pipeline
 from interlock.router.pool import DeploymentPool
 from interlock.router.state import DeploymentState
 from interlock.router.stream import ChatStream
-from interlock.strategies.base import Strategy, StrategyLike, resolve_strategy
+from interlock.strategies.base import (
+    FunctionStrategy,
+    Strategy,
+    StrategyLike,
+    builtin_strategies,
+    resolve_strategy,
+)
 from interlock.types import (
     CHAT_PARAM_NAMES,
     EMBEDDING_PARAM_NAMES,
@@ -75,7 +81,8 @@ class Router:
         self,
         deployments: Sequence[Deployment | Mapping[str, Any]],
         *,
-        strategy: StrategyLike = "weighted",
+        strategy: StrategyLike = "p2c-ewma",
+        strategies: Mapping[str, StrategyLike] | None = None,
         fallbacks: Mapping[str, Sequence[str]] | None = None,
         aliases: Mapping[str, str] | None = None,
         retry: RetryPolicy | Mapping[str, Any] | None = None,
@@ -93,7 +100,8 @@ class Router:
     ) -> None:
         cfg = RouterConfig(
             deployments=tuple(deployments),
-            strategy=strategy if isinstance(strategy, str) else "weighted",
+            strategy=strategy if isinstance(strategy, str) else "p2c-ewma",
+            strategies={g: v for g, v in (strategies or {}).items() if isinstance(v, str)},
             # A bare string is passed on as is, so validation rejects it instead of
             # splitting it into one-letter group names.
             fallbacks={
@@ -123,7 +131,13 @@ class Router:
         by_group: dict[str, list[DeploymentState]] = {}
         for s in self._states:
             by_group.setdefault(s.group, []).append(s)
-        self._pools = {g: DeploymentPool(g, ss, self._strategy) for g, ss in by_group.items()}
+        unknown = sorted(set(strategies or {}) - by_group.keys())
+        if unknown:
+            raise ConfigError([(f"strategies.{g}", "is not a group") for g in unknown])
+        self._pools = {
+            g: DeploymentPool(g, ss, self._group_strategy(g, strategy, strategies), self._rng)
+            for g, ss in by_group.items()
+        }
         self._names: dict[str, str] = {g: g for g in self._pools}
         self._names.update(cfg.aliases)
         self._chains = {g: _fallback_chain(g, cfg.fallbacks) for g in self._pools}
@@ -145,6 +159,20 @@ class Router:
         self._unsupported: UnsupportedParams = cfg.unsupported_params
         self._cache = ResponseCache(cfg.cache, self._pools, self._clock)
         self._cache_active = cfg.cache.active
+
+    def _group_strategy(
+        self, group: str, default: StrategyLike, per_group: Mapping[str, StrategyLike] | None
+    ) -> Strategy:
+        """A group's strategy: its own setting or the default; a name gives every
+        group a fresh instance (strategies keep per-group state)."""
+        spec = (per_group or {}).get(group, default)
+        if spec is default and not isinstance(spec, str):
+            return self._strategy
+        try:
+            return resolve_strategy(spec, self._rng)
+        except (ValueError, TypeError) as exc:
+            where = "strategy" if spec is default else f"strategies.{group}"
+            raise ConfigError([(where, str(exc))]) from None
 
     def _build_states(self, deployments: Sequence[Deployment]) -> list[DeploymentState]:
         problems: list[tuple[str, str]] = []
@@ -185,13 +213,15 @@ class Router:
         metrics: PrometheusMetrics | None = None,
     ) -> Router:
         """A Router from a mapping or a JSON file with the keys of `RouterConfig`
-        (``deployments``, ``strategy``, ``fallbacks``, ``aliases``, ``retry``, ``health``,
-        ``timeout``, ``expected_output_tokens``, ``unsupported_params``, ``cache``)."""
+        (``deployments``, ``strategy``, ``strategies``, ``fallbacks``, ``aliases``,
+        ``retry``, ``health``, ``timeout``, ``expected_output_tokens``,
+        ``unsupported_params``, ``cache``)."""
         data = load_config_source(source)
         cfg = RouterConfig(**data)
         return cls(
             cfg.deployments,
             strategy=cfg.strategy,
+            strategies=cfg.strategies,
             fallbacks=cfg.fallbacks,
             aliases=cfg.aliases,
             retry=cfg.retry,
@@ -261,6 +291,7 @@ class Router:
         stream: Literal[False] = False,
         timeout: float | None = None,
         tags: Sequence[str] = (),
+        strategy: StrategyLike | None = None,
         unsupported_params: UnsupportedParams | None = None,
         cache: CacheMode = None,
         cache_ttl: float | None = None,
@@ -276,6 +307,7 @@ class Router:
         stream: Literal[True],
         timeout: float | None = None,
         tags: Sequence[str] = (),
+        strategy: StrategyLike | None = None,
         unsupported_params: UnsupportedParams | None = None,
         cache: CacheMode = None,
         cache_ttl: float | None = None,
@@ -290,6 +322,7 @@ class Router:
         stream: bool = False,
         timeout: float | None = None,
         tags: Sequence[str] = (),
+        strategy: StrategyLike | None = None,
         unsupported_params: UnsupportedParams | None = None,
         cache: CacheMode = None,
         cache_ttl: float | None = None,
@@ -300,6 +333,8 @@ class Router:
         With ``stream=True`` returns a `ChatStream` once the first chunk has arrived;
         failures before that are retried like any other. `timeout` is the deadline for
         the whole call (every attempt, backoff and fallback); it defaults to the router's.
+        `strategy` overrides the group's strategy for this call (a registered name or an
+        instance; see docs/strategies.md).
         `cache` and `cache_ttl` override the response cache's policy for this request
         (docs/caching.md); a cached stream is a `CachedStream`.
         """
@@ -335,6 +370,7 @@ class Router:
             self._unsupported
             if unsupported_params is None
             else self._unsupported_for(unsupported_params),
+            None if strategy is None else _request_strategy(strategy),
         )
         if plan is not None:
             if stream:
@@ -369,6 +405,7 @@ class Router:
         *,
         timeout: float | None = None,
         tags: Sequence[str] = (),
+        strategy: StrategyLike | None = None,
         unsupported_params: UnsupportedParams | None = None,
         cache: CacheMode = None,
         cache_ttl: float | None = None,
@@ -388,6 +425,7 @@ class Router:
             tags=_tag_set(tags),
             est_input_tokens=estimate_embedding_tokens(input),
             requested=model,
+            strategy=_request_strategy(strategy),
             unsupported_params=self._unsupported_for(unsupported_params),
         )
         if plan is not None:
@@ -408,6 +446,7 @@ class Router:
         timeout: float | None = None,
         tags: Sequence[str] = (),
         tokens: int = 0,
+        strategy: StrategyLike | None = None,
     ) -> T:
         """Route any ``async fn(deployment) -> T`` with the same selection, accounting,
         health, retries and fallbacks as a chat request.
@@ -426,6 +465,7 @@ class Router:
             tags=_tag_set(tags),
             est_input_tokens=max(0, tokens),
             requested=group,
+            strategy=_request_strategy(strategy),
         )
 
         deadlines = self._deadlines
@@ -565,6 +605,22 @@ async def _run_user_fn(
         raise APIConnectionError(
             f"connection failed: {type(exc).__name__}", deployment_id=state.id
         ) from None
+
+
+def _request_strategy(spec: StrategyLike | None) -> str | Strategy | None:
+    """Validate a per-call ``strategy=``: a known name, a Strategy, or a callable."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        known = builtin_strategies()
+        if spec not in known:
+            raise ValueError(f"unknown strategy {spec!r}; known: {', '.join(sorted(known))}")
+        return spec
+    if isinstance(spec, Strategy):
+        return spec
+    if callable(spec):
+        return FunctionStrategy(spec)
+    raise TypeError(f"strategy must be a name, a Strategy or a callable, not {type(spec).__name__}")
 
 
 def _provider_params(

@@ -30,6 +30,7 @@ class DeploymentState:
         "group",
         "id",
         "in_flight",
+        "last_output_tokens",
         "latency_ewma",
         "max_concurrency",
         "order",
@@ -65,6 +66,9 @@ class DeploymentState:
         self.cooldown_until = 0.0
         self.ejections = 0
         self.latency_ewma: float | None = None
+        # strategies: completion tokens of the latest success (0 when unknown), set by
+        # Pipeline.succeeded just before the strategy's `record` (latency per token)
+        self.last_output_tokens = 0
         # observability: smoothed time to first chunk of streams
         self.ttft_ewma: float | None = None
 

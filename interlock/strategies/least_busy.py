@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from interlock.strategies.candidates import Candidates, pick_min
 
 if TYPE_CHECKING:
     from interlock.router.state import DeploymentState
@@ -13,19 +14,48 @@ if TYPE_CHECKING:
 __all__ = ["LeastBusyStrategy"]
 
 
+def _in_flight(s: DeploymentState) -> float:
+    return s.in_flight
+
+
 class LeastBusyStrategy:
-    """The candidate with the fewest requests in flight; ties broken at random."""
+    """The eligible deployment with the fewest requests in flight; ties at random.
 
-    __slots__ = ("_rng",)
+    Tiers of up to `exact_limit` deployments are compared in full (O(n), n small).
+    Larger tiers use power-of-two-choices: two distinct eligible deployments drawn
+    uniformly, the less busy one wins (ties at random). That is O(1) per pick and
+    keeps the maximum load within O(log log n) of the mean (Mitzenmacher), without
+    every router herding onto the one idlest deployment.
+    """
+
+    __slots__ = ("_rng", "exact_limit")
     name = "least-busy"
+    lazy_candidates = True
 
-    def __init__(self, rng: random.Random | None = None) -> None:
+    def __init__(self, rng: random.Random | None = None, *, exact_limit: int = 8) -> None:
+        if exact_limit < 1:
+            raise ValueError(f"LeastBusyStrategy: exact_limit must be >= 1, got {exact_limit}")
         self._rng = rng or random.Random()
+        self.exact_limit = exact_limit
 
-    def choose(self, candidates: Sequence[DeploymentState], request: Request) -> DeploymentState:
-        best = min(c.in_flight for c in candidates)
-        ties = [c for c in candidates if c.in_flight == best]
-        return ties[0] if len(ties) == 1 else ties[int(self._rng.random() * len(ties))]
+    def choose(self, candidates: Candidates, request: Request) -> DeploymentState:
+        if candidates.tier.n <= self.exact_limit:
+            # The least busy of the whole tier, if eligible, is the least busy eligible
+            # one; drawing among all ties, then among eligible ties when the draw is
+            # out, keeps the tie-break uniform over the eligible ties.
+            s = pick_min(candidates.tier.states, _in_flight, self._rng)
+            if candidates.ok(s):
+                return s
+            return pick_min(candidates.require(), _in_flight, self._rng)
+        a = candidates.first
+        b = candidates.another(a)
+        if b is None:
+            return a
+        fa = a.in_flight
+        fb = b.in_flight
+        if fa == fb:
+            return a if self._rng.random() < 0.5 else b
+        return a if fa < fb else b
 
     def __repr__(self) -> str:
         return "LeastBusyStrategy()"

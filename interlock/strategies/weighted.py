@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from interlock.strategies.candidates import PROBES, AliasTable, Candidates
 
 if TYPE_CHECKING:
     from interlock.router.state import DeploymentState
@@ -16,25 +17,40 @@ __all__ = ["WeightedStrategy"]
 class WeightedStrategy:
     """Random choice proportional to each deployment's share.
 
-    The share is `weight` when any deployment of the group sets one (missing weights
-    count as 1); otherwise `rpm`, then `tpm`, when any deployment sets those; otherwise
-    every deployment counts the same. The pool computes the share once, at start-up.
+    P(d) = share(d) / Σ share over the eligible deployments of the tier. The share
+    is `weight` when any deployment of the group sets one (missing weights count as
+    1); otherwise `rpm`, then `tpm`, when any deployment sets those; otherwise every
+    deployment counts the same. The pool computes shares once, at start-up.
+
+    Cost: O(1). Equal shares reuse the pool's uniform eligible probe; unequal ones
+    draw from an alias table built once per tier and reject ineligible draws, which
+    leaves the distribution over the eligible ones exact. After `PROBES` rejections
+    it draws from the eligible list (O(n), only when most of the tier is out).
     """
 
     __slots__ = ("_rng",)
     name = "weighted"
+    lazy_candidates = True
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()
 
-    def choose(self, candidates: Sequence[DeploymentState], request: Request) -> DeploymentState:
-        n = len(candidates)
-        if n == 1:
-            return candidates[0]
-        first = candidates[0].weight
-        if all(c.weight == first for c in candidates):
-            return candidates[int(self._rng.random() * n)]
-        return self._rng.choices(candidates, weights=[c.weight or 1.0 for c in candidates])[0]
+    def choose(self, candidates: Candidates, request: Request) -> DeploymentState:
+        tier = candidates.tier
+        if tier.n == 1 or tier.uniform:
+            return candidates.first
+        table = tier.cache.get(self)
+        if table is None:
+            table = tier.cache[self] = AliasTable([s.weight for s in tier.states])
+        states = tier.states
+        rng = self._rng
+        ok = candidates.ok
+        for _ in range(PROBES if tier.n > PROBES else tier.n):
+            s = states[table.draw(rng)]
+            if ok(s):
+                return s
+        lst = candidates.require()
+        return rng.choices(lst, weights=[s.weight for s in lst])[0]
 
     def __repr__(self) -> str:
         return "WeightedStrategy()"

@@ -45,7 +45,9 @@ async def test_weighted_spreads_evenly_across_equal_deployments() -> None:
     (the binomial standard deviation is ~26, so ±100 is ~4 sd: the fixed seed makes the
     outcome deterministic, the tolerance says what 'spread' means)."""
     t = ScriptedTransport()
-    router = make_router(t, [dep("a"), dep("b"), dep("c")], FakeClock(), seed=1234)
+    router = make_router(
+        t, [dep("a"), dep("b"), dep("c")], FakeClock(), strategy="weighted", seed=1234
+    )
     counts = await spread(router)
     assert set(counts) == {"a", "b", "c"}
     for n in counts.values():
@@ -57,7 +59,13 @@ async def test_weighted_follows_configured_weights() -> None:
     """Weights 1:3, 3000 requests, seed=99: the heavy deployment gets 75 % ± 4 points
     (sd ~0.8 points)."""
     t = ScriptedTransport()
-    router = make_router(t, [dep("light", weight=1), dep("heavy", weight=3)], FakeClock(), seed=99)
+    router = make_router(
+        t,
+        [dep("light", weight=1), dep("heavy", weight=3)],
+        FakeClock(),
+        strategy="weighted",
+        seed=99,
+    )
     counts = await spread(router)
     share = counts["heavy"] / N
     assert 0.71 <= share <= 0.79, counts
@@ -68,7 +76,9 @@ async def test_weighted_share_defaults_to_rpm() -> None:
     (never near either rpm limit), seed=7: the rpm-300 deployment gets 75 % ± 4 points."""
     clock = FakeClock()
     t = ScriptedTransport()
-    router = make_router(t, [dep("small", rpm=100), dep("big", rpm=300)], clock, seed=7)
+    router = make_router(
+        t, [dep("small", rpm=100), dep("big", rpm=300)], clock, strategy="weighted", seed=7
+    )
     counts: Counter[str] = Counter()
     for _ in range(2000):
         r = await router.acompletion("g", MESSAGES)

@@ -1,0 +1,277 @@
+"""What a strategy chooses from: one order tier, checked for eligibility lazily.
+
+Building the list of eligible deployments costs O(n) per request, too much for a
+pool of 10,000. Instead the pool hands a strategy a `Candidates` view of the tier
+(after tag filtering) and the predicate `ok(state)`; built-in strategies sample a
+few deployments from the tier and check only those, so a pick stays O(1) while most
+of the tier is eligible. When random probes keep failing (most of the tier cooling
+or saturated) the view falls back to one scan and reuses the list it built.
+
+`Candidates` is also a `Sequence`: code that iterates it or takes its `len()` gets the
+materialized eligible list (O(n) the first time). Plain callables passed as a
+strategy always receive that list.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Container, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, overload
+
+from interlock.limits.ledger import Ledger
+
+if TYPE_CHECKING:
+    from interlock.router.state import DeploymentState
+    from interlock.types import Request
+
+__all__ = ["PROBES", "AliasTable", "Candidates", "NoEligible", "Tier", "pick_min"]
+
+PROBES = 32
+"""Random probes (at most the tier's size) before a view gives up on sampling and
+scans the tier. With a share p of the tier ineligible a probe succeeds after
+1 / (1 - p) tries on average, and the O(n) scan happens with probability p^32:
+below 1e-4 while p <= 3/4."""
+
+_has_headroom = Ledger.has_headroom
+
+
+class NoEligible(Exception):
+    """Raised by a `Candidates` view (and so from a lazy strategy's `choose`) when the
+    tier has no eligible deployment; the pool moves on to the next tier."""
+
+
+class Tier:
+    """One order tier of a pool after tag filtering.
+
+    `states` is fixed for the life of the pool; `cache` holds what strategies derive
+    from it once (alias tables, price orderings), keyed by the strategy instance.
+    """
+
+    __slots__ = ("cache", "members", "n", "order", "states", "uniform")
+
+    def __init__(self, states: Sequence[DeploymentState], order: int) -> None:
+        if not states:
+            raise ValueError("Tier: a tier needs at least one deployment")
+        self.states: tuple[DeploymentState, ...] = tuple(states)
+        self.n = len(self.states)
+        self.order = order
+        self.members = frozenset(self.states)
+        first = self.states[0].weight
+        self.uniform = all(s.weight == first for s in self.states)
+        """Every deployment has the same share (weighted choice is a uniform one)."""
+        self.cache: dict[object, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"<Tier order={self.order} deployments={self.n}>"
+
+
+class Candidates(Sequence["DeploymentState"]):
+    """The eligible deployments of one tier for one request, checked on demand.
+
+    `first` is a uniformly random eligible deployment, found on first access (it
+    raises `NoEligible` when there is none). A strategy receives a view whose `first`
+    is already known, so the tier is not empty, unless it sets the class attribute
+    ``lazy_candidates = True``: then the pool hands it the view untouched and treats
+    `NoEligible` from `choose` as "this tier has nothing" (the built-ins do this, to
+    save a probe). `ok(s)` says whether `s` may serve the request now: not cooling,
+    not already tried by this request, with concurrency and rate headroom (tags and
+    order were applied when the tier was built).
+    """
+
+    __slots__ = ("_first", "_list", "exclude", "now", "request", "rng", "tier", "tokens")
+
+    def __init__(
+        self,
+        tier: Tier,
+        request: Request,
+        now: float,
+        exclude: Container[DeploymentState],
+        rng: random.Random,
+    ) -> None:
+        self.tier = tier
+        self.request = request
+        self.now = now
+        self.exclude = exclude
+        self.rng = rng
+        self.tokens = request.est_input_tokens + request.est_output_tokens
+        self._list: list[DeploymentState] | None = None
+        self._first: DeploymentState | None = None
+
+    @property
+    def first(self) -> DeploymentState:
+        """A uniformly random eligible deployment (the same one on every access)."""
+        s = self._first
+        if s is None:
+            s = self.probe()
+            if s is None:
+                raise NoEligible
+        return s
+
+    def ok(self, s: DeploymentState) -> bool:
+        """May `s` serve this request right now?"""
+        now = self.now
+        return (
+            s.cooldown_until <= now and s not in self.exclude and _has_headroom(s, self.tokens, now)
+        )
+
+    def probe(self) -> DeploymentState | None:
+        """Find one uniformly random eligible deployment (and remember it as `first`),
+        or None when the tier has none. O(1) expected; one scan when probes fail."""
+        s = self._first
+        if s is not None:
+            return s
+        states = self.tier.states
+        n = len(states)
+        rnd = self.rng.random
+        ok = self.ok
+        for _ in range(PROBES if n > PROBES else n):
+            s = states[int(rnd() * n)]
+            if ok(s):
+                self._first = s
+                return s
+        lst = self.eligible()
+        if not lst:
+            return None
+        m = len(lst)
+        s = lst[0] if m == 1 else lst[int(rnd() * m)]
+        self._first = s
+        return s
+
+    def eligible(self) -> list[DeploymentState]:
+        """Every eligible deployment of the tier, in tier order. O(n) the first time."""
+        lst = self._list
+        if lst is None:
+            ok = self.ok
+            lst = self._list = [s for s in self.tier.states if ok(s)]
+        return lst
+
+    def require(self) -> list[DeploymentState]:
+        """`eligible()`, raising `NoEligible` when it is empty."""
+        lst = self.eligible()
+        if not lst:
+            raise NoEligible
+        return lst
+
+    @property
+    def materialized(self) -> bool:
+        """Whether `eligible()` has been built already (then it is free to use)."""
+        return self._list is not None
+
+    def sample_from(
+        self, states: Sequence[DeploymentState], tries: int | None = None
+    ) -> DeploymentState | None:
+        """An eligible member of `states` found by up to `tries` uniform probes
+        (default: `PROBES`, at most ``len(states)``), or None."""
+        n = len(states)
+        if tries is None:
+            tries = PROBES if n > PROBES else n
+        rnd = self.rng.random
+        ok = self.ok
+        for _ in range(tries):
+            s = states[int(rnd() * n)]
+            if ok(s):
+                return s
+        return None
+
+    def another(self, s: DeploymentState) -> DeploymentState | None:
+        """A uniformly random eligible deployment other than `s`; None when `s` is the
+        only one. O(1) expected (probes), one scan when probes fail."""
+        rnd = self.rng.random
+        lst = self._list
+        if lst is None and self.tier.n > 1:
+            states = self.tier.states
+            n = len(states)
+            ok = self.ok
+            for _ in range(PROBES if n > PROBES else n):
+                t = states[int(rnd() * n)]
+                if t is not s and ok(t):
+                    return t
+        if lst is None:
+            lst = self.eligible()
+        m = len(lst)
+        if m <= 1:
+            return None if (m == 0 or lst[0] is s) else lst[0]
+        # Uniform over the others: draw among m - 1 slots, the last one standing in
+        # for `s` if `s` was drawn.
+        t = lst[int(rnd() * (m - 1))]
+        return lst[m - 1] if t is s else t
+
+    # Sequence: the materialized eligible list, for strategies that want all of it.
+    def __len__(self) -> int:
+        return len(self.eligible())
+
+    @overload
+    def __getitem__(self, i: int) -> DeploymentState: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[DeploymentState]: ...
+    def __getitem__(self, i: int | slice) -> DeploymentState | Sequence[DeploymentState]:
+        return self.eligible()[i]
+
+    def __iter__(self) -> Iterator[DeploymentState]:
+        return iter(self.eligible())
+
+    def __contains__(self, s: object) -> bool:
+        return s in self.tier.members and self.ok(s)
+
+    def __repr__(self) -> str:
+        known = f"{len(self._list)} eligible" if self._list is not None else "lazy"
+        return f"<Candidates order={self.tier.order} of {self.tier.n} ({known})>"
+
+
+def pick_min(
+    states: Sequence[DeploymentState],
+    key: Callable[[DeploymentState], float],
+    rng: random.Random,
+) -> DeploymentState:
+    """The state with the lowest `key(state)`, ties broken uniformly at random
+    (reservoir sampling, one pass). `states` must not be empty."""
+    rnd = rng.random
+    best = states[0]
+    best_v = key(best)
+    ties = 1
+    for i in range(1, len(states)):
+        s = states[i]
+        v = key(s)
+        if v < best_v:
+            best, best_v, ties = s, v, 1
+        elif v == best_v:
+            ties += 1
+            if rnd() * ties < 1.0:
+                best = s
+    return best
+
+
+class AliasTable:
+    """Vose's alias method: draws index i with probability weight[i] / sum in O(1)
+    after an O(n) build. Weights must be >= 0 with a positive sum."""
+
+    __slots__ = ("_alias", "_n", "_prob")
+
+    def __init__(self, weights: Sequence[float]) -> None:
+        n = len(weights)
+        total = float(sum(weights))
+        if n == 0 or not total > 0:
+            raise ValueError("AliasTable: weights must be non-empty with a positive sum")
+        scaled = [w * n / total for w in weights]
+        prob = [1.0] * n
+        alias = list(range(n))
+        small = [i for i, p in enumerate(scaled) if p < 1.0]
+        large = [i for i, p in enumerate(scaled) if p >= 1.0]
+        while small and large:
+            lo = small.pop()
+            hi = large.pop()
+            prob[lo] = scaled[lo]
+            alias[lo] = hi
+            scaled[hi] = (scaled[hi] + scaled[lo]) - 1.0
+            (small if scaled[hi] < 1.0 else large).append(hi)
+        # Leftovers are 1 up to rounding.
+        for i in small + large:
+            prob[i] = 1.0
+        self._n = n
+        self._prob = prob
+        self._alias = alias
+
+    def draw(self, rng: random.Random) -> int:
+        u = rng.random() * self._n
+        i = int(u)
+        return i if u - i < self._prob[i] else self._alias[i]

@@ -1,0 +1,98 @@
+"""Power of two choices over peak-EWMA latency and load (the default strategy)."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import TYPE_CHECKING
+
+from interlock.strategies.candidates import Candidates
+
+if TYPE_CHECKING:
+    from interlock.router.state import DeploymentState
+    from interlock.types import Request
+
+__all__ = ["PeakEwmaStrategy"]
+
+_EPSILON = 1e-6  # keeps load in the score while no latency is known
+
+
+class PeakEwmaStrategy:
+    """Two random eligible deployments; the one with the lower load-adjusted latency wins.
+
+    score(d) = peak_ewma(d) × (in_flight(d) + 1) / weight(d), lower wins, ties at
+    random. The peak EWMA (as in Finagle and Linkerd) jumps straight up to a sample
+    above it and decays towards lower samples with weight ``exp(−Δt/decay)``, where
+    Δt is the time since the previous sample: one slow response is believed at
+    once, recovery is believed over about `decay` seconds. A sample is the time to
+    first chunk for streams and the attempt's latency otherwise; a failure counts
+    as twice the current estimate. A deployment without samples is scored with the
+    running mean of the group, so it is explored without being flooded.
+
+    Two random choices cost O(1) and, unlike "always the best", do not herd every
+    concurrent request onto one deployment; the in-flight factor reacts to
+    congestion before the latency signal does. A good default for pools whose
+    deployments differ in speed or degrade under load.
+    """
+
+    __slots__ = ("_est", "_mean", "_now", "_rng", "decay")
+    name = "p2c-ewma"
+    lazy_candidates = True
+
+    def __init__(self, rng: random.Random | None = None, *, decay: float = 10.0) -> None:
+        if not decay > 0:
+            raise ValueError(f"PeakEwmaStrategy: decay must be > 0 seconds, got {decay!r}")
+        self._rng = rng or random.Random()
+        self.decay = float(decay)
+        self._est: dict[DeploymentState, list[float]] = {}  # state -> [ewma, time]
+        self._mean: dict[str, float] = {}  # group -> mean of recent samples
+        self._now = float("-inf")
+
+    def score(self, s: DeploymentState) -> float:
+        """The load-adjusted latency `choose` compares (lower is better)."""
+        e = self._est.get(s)
+        lat = e[0] if e is not None else self._mean.get(s.group, 0.0)
+        return (lat + _EPSILON) * (s.in_flight + 1) / s.weight
+
+    def choose(self, candidates: Candidates, request: Request) -> DeploymentState:
+        now = candidates.now
+        if now > self._now:
+            self._now = now
+        a = candidates.first
+        b = candidates.another(a)
+        if b is None:
+            return a
+        est = self._est
+        e = est.get(a)
+        la = e[0] if e is not None else self._mean.get(a.group, 0.0)
+        e = est.get(b)
+        lb = e[0] if e is not None else self._mean.get(b.group, 0.0)
+        sa = (la + _EPSILON) * (a.in_flight + 1) / a.weight
+        sb = (lb + _EPSILON) * (b.in_flight + 1) / b.weight
+        if sa == sb:
+            return a if self._rng.random() < 0.5 else b
+        return a if sa < sb else b
+
+    def record(self, state: DeploymentState, ok: bool, latency: float, ttft: float | None) -> None:
+        """Feed one attempt's outcome (called by the router after every attempt)."""
+        x = ttft if ttft is not None else latency
+        now = self._now
+        e = self._est.get(state)
+        if not ok:
+            x = 2.0 * max(x, e[0] if e is not None else self._mean.get(state.group, x))
+        if e is None:
+            self._est[state] = [x, now]
+        else:
+            if x >= e[0]:
+                e[0] = x
+            else:
+                dt = now - e[1]
+                w = math.exp(-dt / self.decay) if dt > 0 else 1.0
+                e[0] = x + w * (e[0] - x)
+            if now > e[1]:
+                e[1] = now
+        m = self._mean.get(state.group)
+        self._mean[state.group] = x if m is None else m + 0.1 * (x - m)
+
+    def __repr__(self) -> str:
+        return f"PeakEwmaStrategy(decay={self.decay})"

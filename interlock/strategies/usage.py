@@ -1,0 +1,77 @@
+"""Most rate-limit headroom left."""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+from interlock.strategies.candidates import Candidates, pick_min
+
+if TYPE_CHECKING:
+    from interlock.router.state import DeploymentState
+    from interlock.types import Request
+
+__all__ = ["UsageStrategy", "headroom_share"]
+
+
+def headroom_share(s: DeploymentState, now: float) -> float:
+    """The smaller of ``(rpm - used) / rpm`` and ``(tpm - used) / tpm`` over the last
+    minute; 1.0 for a deployment without rate limits."""
+    d = s.deployment
+    share = 1.0
+    w = s.rpm_window
+    if w is not None and d.rpm:
+        share = (d.rpm - w.total(now)) / d.rpm
+    w = s.tpm_window
+    if w is not None and d.tpm:
+        t = (d.tpm - w.total(now)) / d.tpm
+        if t < share:
+            share = t
+    return share
+
+
+class UsageStrategy:
+    """The eligible deployment with the largest share of its RPM/TPM limits unused.
+
+    score(d) = min((rpm − rpm_used) / rpm, (tpm − tpm_used) / tpm), higher wins,
+    ties at random; limits a deployment does not set count as fully free. It
+    spreads load in proportion to capacity and steers away from a deployment before
+    it hits its provider's 429s. Tiers above `exact_limit` compare two random
+    eligible deployments (power of two choices), O(1).
+    """
+
+    __slots__ = ("_rng", "exact_limit")
+    name = "usage"
+    lazy_candidates = True
+
+    def __init__(self, rng: random.Random | None = None, *, exact_limit: int = 8) -> None:
+        if exact_limit < 1:
+            raise ValueError(f"UsageStrategy: exact_limit must be >= 1, got {exact_limit}")
+        self._rng = rng or random.Random()
+        self.exact_limit = exact_limit
+
+    def choose(self, candidates: Candidates, request: Request) -> DeploymentState:
+        now = candidates.now
+        if candidates.tier.n <= self.exact_limit:
+
+            def used(s: DeploymentState) -> float:
+                return -headroom_share(s, now)
+
+            # The roomiest of the whole tier, if eligible, is the roomiest eligible one
+            # (ties stay uniform: see LeastBusyStrategy).
+            s = pick_min(candidates.tier.states, used, self._rng)
+            if candidates.ok(s):
+                return s
+            return pick_min(candidates.require(), used, self._rng)
+        a = candidates.first
+        b = candidates.another(a)
+        if b is None:
+            return a
+        ha = headroom_share(a, now)
+        hb = headroom_share(b, now)
+        if ha == hb:
+            return a if self._rng.random() < 0.5 else b
+        return a if ha > hb else b
+
+    def __repr__(self) -> str:
+        return "UsageStrategy()"

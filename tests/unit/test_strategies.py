@@ -1,0 +1,296 @@
+"""Strategies on real pools and states: shares, ties, feedback, limits.
+
+Statistical tests use fixed seeds; each states its tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+
+import pytest
+from strategy_helpers import chi2_sf, make_pool, pick, pick_settled, request, uniform_p
+
+from interlock.limits.ledger import Ledger
+from interlock.router.pipeline import Pipeline
+from interlock.router.pool import DeploymentPool
+from interlock.strategies import (
+    CostStrategy,
+    LatencyStrategy,
+    LeastBusyStrategy,
+    PeakEwmaStrategy,
+    UsageStrategy,
+    WeightedStrategy,
+)
+from interlock.testing import FakeClock
+from interlock.types import Usage
+
+
+def test_chi2_sf_matches_known_quantiles() -> None:
+    # Critical values at p = 0.01 from standard tables.
+    assert chi2_sf(13.277, 4) == pytest.approx(0.01, rel=1e-3)
+    assert chi2_sf(62.428, 39) == pytest.approx(0.01, rel=1e-2)
+    assert chi2_sf(0.0, 3) == 1.0
+
+
+# --- weighted ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [2, 200])
+def test_weighted_80_20_within_3_points(n: int) -> None:
+    # Seed 11; 10,000 picks; tolerance ±3 percentage points. With n=200 half the
+    # deployments weigh 4 and half 1 (alias-table path), and 10% are cooling.
+    specs = [{"weight": 4.0 if i % 2 == 0 else 1.0} for i in range(n)]
+    pool, _, clock = make_pool(specs, "weighted", seed=11)
+    if n > 2:
+        for s in random.Random(3).sample(pool.states, n // 10):
+            s.cooldown_until = math.inf
+    heavy_ids = {s.id for s in pool.states if s.weight == 4.0 and s.cooldown_until <= 1e9}
+    light_ids = {s.id for s in pool.states if s.weight == 1.0 and s.cooldown_until <= 1e9}
+    expected = 4 * len(heavy_ids) / (4 * len(heavy_ids) + len(light_ids))
+    counts = pick_settled(pool, clock, 10_000)
+    assert set(counts) <= heavy_ids | light_ids  # never a cooling one
+    share = sum(counts[i] for i in heavy_ids) / 10_000
+    assert abs(share - expected) <= 0.03
+    if n == 2:
+        assert abs(share - 0.8) <= 0.03
+
+
+def test_weighted_falls_back_to_rpm_then_uniform() -> None:
+    # Seed 5; 10,000 picks; ±3 points. No weights: shares follow rpm 300/100.
+    pool, _, clock = make_pool([{"rpm": 300_000}, {"rpm": 100_000}], "weighted", seed=5)
+    counts = pick_settled(pool, clock, 10_000)
+    assert abs(counts["d0"] / 10_000 - 0.75) <= 0.03
+    pool, _, _ = make_pool([{}, {}], "weighted")
+    assert [s.weight for s in pool.states] == [1.0, 1.0]
+
+
+# --- equal candidates, equal shares -----------------------------------------------
+
+ALL = ["weighted", "least-busy", "latency", "cost", "cost-inverse-square", "usage", "p2c-ewma"]
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("k", [5, 40])
+def test_equal_candidates_get_equal_shares(name: str, k: int) -> None:
+    # Seed 2024; 200 picks per deployment; chi-square goodness of fit, p > 0.01.
+    # k=5 takes the exact paths, k=40 the sampling ones.
+    pool, _, clock = make_pool([{} for _ in range(k)], name, seed=2024)
+    counts = pick_settled(pool, clock, 200 * k)
+    assert uniform_p(counts, k) > 0.01, counts
+
+
+# --- least-busy -------------------------------------------------------------------
+
+
+def test_least_busy_picks_the_least_busy_never_the_first_listed() -> None:
+    pool, _, clock = make_pool([{}, {}, {}], "least-busy")
+    for s, n in zip(pool.states, (54, 10, 100), strict=True):
+        s.in_flight = n
+    assert {pick(pool, clock).id for _ in range(200)} == {"d1"}
+    pool.states[1].in_flight = 54  # d0 and d1 tie
+    counts = Counter(pick(pool, clock).id for _ in range(1000))
+    assert set(counts) == {"d0", "d1"}
+    assert abs(counts["d0"] - 500) < 100  # seed 1; binomial sd ~16
+
+
+def test_least_busy_on_a_large_pool_prefers_the_idle_half() -> None:
+    # Power of two choices: a busy deployment wins only when both draws are busy.
+    # Seed 1; 4,000 picks; expected busy share 0.25, tolerance ±0.03.
+    pool, _, clock = make_pool([{} for _ in range(100)], "least-busy")
+    for s in pool.states[:50]:
+        s.in_flight = 5
+    counts = Counter(pick(pool, clock).id for _ in range(4000))
+    busy = sum(v for k, v in counts.items() if int(k[1:]) < 50)
+    assert abs(busy / 4000 - 0.25) <= 0.03
+
+
+# --- latency ----------------------------------------------------------------------
+
+
+def _drive_latency(
+    pool: DeploymentPool,
+    pipeline: Pipeline,
+    clock: FakeClock,
+    per_token: dict[str, float],
+    picks: int,
+    stream: bool = False,
+) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    req = request(stream=stream)
+    for _ in range(picks):
+        s = pick(pool, clock, req)
+        now = clock.now()
+        r = Ledger.reserve(s, 200, now)
+        Ledger.settle(r, 200, now)
+        lat = per_token[s.id] * 100
+        usage = Usage(10, 100, 110)
+        if stream:
+            pipeline.succeeded(s, now - lat, now, per_token[s.id], usage)
+        else:
+            pipeline.succeeded(s, now - lat, now, None, usage)
+        counts[s.id] += 1
+        clock.advance(0.1)
+    return counts
+
+
+def test_latency_moves_to_the_fast_one_and_back_after_recovery() -> None:
+    # Seed 7; shares measured over 1,000 picks after each phase's warm-up.
+    pool, pipeline, clock = make_pool([{}, {}], LatencyStrategy(random.Random(7)))
+    speeds = {"d0": 0.01, "d1": 0.10}
+    _drive_latency(pool, pipeline, clock, speeds, 100)  # warm-up: both explored
+    after_warmup = _drive_latency(pool, pipeline, clock, speeds, 1000)
+    assert after_warmup["d0"] >= 950
+    speeds["d1"] = 0.002  # d1 recovers and is now the faster one
+    _drive_latency(pool, pipeline, clock, speeds, 2000)  # decay brings it back
+    recovered = _drive_latency(pool, pipeline, clock, speeds, 1000)
+    assert recovered["d1"] >= 900
+
+
+def test_latency_judges_streams_by_time_to_first_token() -> None:
+    pool, _, clock = make_pool([{}, {}], "latency")
+    strat = pool.strategy
+    assert isinstance(strat, LatencyStrategy)
+    a, b = pool.states
+    strat._now = clock.now()
+    # a: quick first token, slow per token; b the other way round
+    a.last_output_tokens = b.last_output_tokens = 100
+    strat.record(a, True, 10.0, None)  # 0.1 s/token
+    strat.record(b, True, 1.0, None)  # 0.01 s/token
+    strat.record(a, True, 10.0, 0.05)
+    strat.record(b, True, 1.0, 0.5)
+    assert {pick(pool, clock).id for _ in range(50)} == {"d1"}
+    assert {pick(pool, clock, request(stream=True)).id for _ in range(50)} == {"d0"}
+
+
+def test_latency_buffer_spreads_over_near_best() -> None:
+    # Seed 1; 2,000 picks; within 10% of the best both share, ±5 points around 50%.
+    strat = LatencyStrategy(random.Random(1), buffer=0.2, half_life=1e9)
+    pool, _, clock = make_pool([{}, {}, {}], strat)
+    strat._now = clock.now()
+    for s, per_token in zip(pool.states, (0.010, 0.011, 0.05), strict=True):
+        s.last_output_tokens = 1
+        strat.record(s, True, per_token, None)
+    counts = Counter(pick(pool, clock).id for _ in range(2000))
+    assert counts["d2"] == 0
+    assert abs(counts["d0"] / 2000 - 0.5) <= 0.05
+
+
+def test_latency_explores_a_new_deployment_once_at_a_time() -> None:
+    strat = LatencyStrategy(random.Random(1))
+    pool, _, clock = make_pool([{}, {}], strat)
+    a, b = pool.states
+    strat._now = clock.now()
+    strat.record(a, True, 0.01, None)
+    assert pick(pool, clock) is b  # no sample yet, nothing in flight: explored
+    b.in_flight = 1  # the probe is out: traffic stays on the measured one
+    assert {pick(pool, clock).id for _ in range(20)} == {"d0"}
+
+
+def test_latency_rejects_bad_parameters() -> None:
+    with pytest.raises(ValueError, match="buffer"):
+        LatencyStrategy(buffer=-1)
+    with pytest.raises(ValueError, match="alpha"):
+        LatencyStrategy(alpha=0)
+    with pytest.raises(ValueError, match="half_life"):
+        LatencyStrategy(half_life=0)
+
+
+# --- cost -------------------------------------------------------------------------
+
+
+def test_cost_moves_to_the_next_cheapest_when_the_cheapest_is_over_its_limit() -> None:
+    specs: list[dict[str, object]] = [
+        {"input_cost_per_token": 3e-6, "output_cost_per_token": 1e-5},
+        {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6, "rpm": 5},
+        {"input_cost_per_token": 2e-6, "output_cost_per_token": 4e-6},
+    ]
+    pool, _, clock = make_pool(specs, "cost")
+    seen = []
+    for _ in range(8):
+        s = pick(pool, clock)
+        Ledger.settle(Ledger.reserve(s, 200, clock.now()), 200, clock.now())
+        seen.append(s.id)
+    assert seen == ["d1"] * 5 + ["d2"] * 3
+
+
+def test_cost_weighs_the_token_mix() -> None:
+    # d0 cheap input, dear output; d1 the reverse.
+    specs: list[dict[str, object]] = [
+        {"input_cost_per_token": 1e-7, "output_cost_per_token": 1e-5},
+        {"input_cost_per_token": 1e-6, "output_cost_per_token": 1e-6},
+    ]
+    pool, _, clock = make_pool(specs, "cost")
+    long_prompt = request(est_input_tokens=100_000, est_output_tokens=10)
+    long_answer = request(est_input_tokens=10, est_output_tokens=4_000)
+    assert pick(pool, clock, long_prompt).id == "d0"
+    assert pick(pool, clock, long_answer).id == "d1"
+
+
+def test_cost_inverse_square_shares() -> None:
+    # Costs 1 : 2 -> weights 1 : 1/4 -> 80% / 20%; seed 3; 10,000 picks; ±3 points.
+    specs: list[dict[str, object]] = [
+        {"input_cost_per_token": 1e-6, "output_cost_per_token": 1e-6},
+        {"input_cost_per_token": 2e-6, "output_cost_per_token": 2e-6},
+    ]
+    pool, _, clock = make_pool(specs, CostStrategy(random.Random(3), inverse_square=True))
+    counts = pick_settled(pool, clock, 10_000)
+    assert abs(counts["d0"] / 10_000 - 0.8) <= 0.03
+
+
+# --- usage ------------------------------------------------------------------------
+
+
+def test_usage_prefers_the_most_headroom_as_a_share_of_the_limit() -> None:
+    pool, _, clock = make_pool([{"rpm": 100}, {"rpm": 1000}], "usage")
+    a, b = pool.states
+    now = clock.now()
+    for _ in range(40):
+        Ledger.reserve(a, 1, now)  # 60% left
+    for _ in range(500):
+        Ledger.reserve(b, 1, now)  # 50% left, though far more in absolute terms
+    assert isinstance(pool.strategy, UsageStrategy)
+    assert {pick(pool, clock).id for _ in range(20)} == {"d0"}
+
+
+# --- p2c-ewma ---------------------------------------------------------------------
+
+
+def test_p2c_ewma_prefers_fast_and_weighs_load() -> None:
+    strat = PeakEwmaStrategy(random.Random(1))
+    pool, pipeline, clock = make_pool([{}, {}], strat)
+    a, b = pool.states
+    pick(pool, clock)  # sets the strategy's clock reading
+    pipeline.succeeded(a, clock.now() - 0.01, clock.now())
+    pipeline.succeeded(b, clock.now() - 0.10, clock.now())
+    assert {pick(pool, clock).id for _ in range(50)} == {"d0"}
+    a.in_flight = 20  # 0.01 x 21 > 0.10 x 1
+    assert {pick(pool, clock).id for _ in range(50)} == {"d1"}
+    a.in_flight = 0
+    # Peak: one slow answer is believed at once...
+    pipeline.succeeded(a, clock.now() - 1.0, clock.now())
+    assert {pick(pool, clock).id for _ in range(20)} == {"d1"}
+    # ...recovery over the decay time.
+    for _ in range(10):
+        clock.advance(10.0)
+        pick(pool, clock)
+        pipeline.succeeded(a, clock.now() - 0.01, clock.now())
+    assert {pick(pool, clock).id for _ in range(20)} == {"d0"}
+
+
+def test_failures_count_against_latency_estimates() -> None:
+    strat = PeakEwmaStrategy(random.Random(1))
+    pool, _, clock = make_pool([{}, {}], strat)
+    a, b = pool.states
+    pick(pool, clock)
+    strat.record(a, True, 0.05, None)
+    strat.record(b, True, 0.05, None)
+    strat.record(a, False, 0.001, None)  # a fast error is not a fast deployment
+    assert strat.score(a) > strat.score(b)
+
+
+def test_least_busy_rejects_bad_exact_limit() -> None:
+    with pytest.raises(ValueError, match="exact_limit"):
+        LeastBusyStrategy(exact_limit=0)
+    assert repr(WeightedStrategy()) == "WeightedStrategy()"
