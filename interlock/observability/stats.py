@@ -7,7 +7,7 @@ from typing import Literal
 
 __all__ = ["DeploymentStatistics", "HealthState", "RouterStatistics"]
 
-HealthState = Literal["healthy", "cooling"]
+HealthState = Literal["healthy", "cooling", "half_open"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,17 +2,20 @@
 
 One loop serves every kind of request. The decision (eligibility, strategy,
 reservation) is synchronous; the only await per attempt is the send, plus a backoff
-sleep when every eligible deployment has already been tried.
+sleep when every eligible deployment has already been tried. Every attempt after a
+call's first draws on the group's retry budget, and everything (attempts, backoff,
+fallbacks, hedges) happens before the call's one deadline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from interlock.clock import Clock
-from interlock.config import RetryPolicy
+from interlock.config import HedgePolicy, RetryPolicy
 from interlock.errors import (
     APITimeoutError,
     AttemptRecord,
@@ -20,9 +23,12 @@ from interlock.errors import (
     InterlockError,
     NoDeploymentAvailableError,
 )
-from interlock.health.classify import FailureKind, classify
+from interlock.health.budget import RetryBudget
+from interlock.health.classify import TREATMENTS, FailureKind, classify
 from interlock.health.tracker import HealthTracker
 from interlock.limits.ledger import Ledger, Reservation
+from interlock.router.fallbacks import FallbackTable
+from interlock.router.hedge import Hedger
 from interlock.router.pool import DeploymentPool
 from interlock.router.state import DeploymentState
 from interlock.types import Request
@@ -39,10 +45,65 @@ Complete = Callable[[R, Reservation, float], T]
 send; settles the reservation (or hands it on, for streams) and records health."""
 
 
-class Pipeline:
-    """Runs requests against pools with retries, fallbacks and one deadline."""
+class _Exhausted(Exception):
+    """A group can do no more for this call; move on to the next group."""
 
-    __slots__ = ("_chains", "_pools", "clock", "health", "ledger", "retry", "rng")
+
+class _Redirect(Exception):
+    """A context-window or content-policy error: switch to that fallback chain."""
+
+    def __init__(self, kind: str, error: InterlockError) -> None:
+        self.kind = kind
+        self.error = error
+
+
+class _Call:
+    """What one call carries across its attempts and groups."""
+
+    __slots__ = (
+        "attempts",
+        "budget",
+        "deadline",
+        "free_retry",
+        "last_error",
+        "request",
+        "sent",
+        "soonest",
+        "stopped",
+        "timeout",
+        "unavailable",
+    )
+
+    def __init__(self, request: Request, deadline: float, timeout: float, budget: RetryBudget):
+        self.request = request
+        self.deadline = deadline
+        self.timeout = timeout
+        self.budget = budget
+        self.attempts: list[AttemptRecord] = []
+        self.last_error: InterlockError | None = None
+        self.unavailable: list[str] = []
+        self.soonest: float | None = None
+        self.sent = 0
+        self.free_retry = False
+        self.stopped = False
+
+
+class Pipeline:
+    """Runs requests against pools with retries, fallbacks, hedges and one deadline."""
+
+    __slots__ = (
+        "_budgets",
+        "_chains",
+        "_fallbacks",
+        "_hedgers",
+        "_pools",
+        "clock",
+        "health",
+        "hedges_sent",
+        "ledger",
+        "retry",
+        "rng",
+    )
 
     def __init__(
         self,
@@ -52,103 +113,275 @@ class Pipeline:
         health: HealthTracker,
         clock: Clock,
         rng: random.Random,
+        *,
+        fallbacks: FallbackTable | None = None,
+        hedging: Mapping[str, HedgePolicy] | None = None,
     ) -> None:
         self._pools = pools
         self._chains = chains
+        self._fallbacks = fallbacks or FallbackTable(pools, {}, max_depth=len(pools))
         self.retry = retry
         self.health = health
         self.ledger = Ledger()
         self.clock = clock
         self.rng = rng
+        self._budgets = {
+            g: RetryBudget(retry.budget_ratio, retry.budget_floor, retry.budget_window)
+            for g in pools
+        }
+        hedging = hedging or {}
+        self._hedgers: dict[str, Hedger] = {}
+        for g in pools:
+            policy = hedging.get(g, hedging.get("*"))
+            if policy is not None:
+                self._hedgers[g] = Hedger(policy)
+        self.hedges_sent = 0
+
+    def budget(self, group: str) -> RetryBudget:
+        """The retry budget of calls that start at `group`."""
+        return self._budgets[group]
 
     async def run(
         self, request: Request, timeout: float, send: Send[R], complete: Complete[R, T]
     ) -> T:
-        clock = self.clock
-        started = clock.now()
-        deadline = started + timeout
-        max_attempts = self.retry.max_attempts
-        attempts: list[AttemptRecord] = []
-        last_error: InterlockError | None = None
-        unavailable: list[str] = []
-        soonest: float | None = None
-        chain = self._chains[request.group]
-        for hop, group in enumerate(chain):
-            pool = self._pools[group]
-            request.group = group
-            tried: set[DeploymentState] = set()
-            n_attempts = 0
-            n_waits = 0
-            while n_attempts < max_attempts:
-                now = clock.now()
-                if now >= deadline:
-                    raise self._deadline_error(request, timeout, attempts, last_error)
-                candidates = (
-                    pool.eligible(request, now, tried) if tried else pool.eligible(request, now)
-                )
-                if not candidates:
-                    delay = self._wait_before_retry(
-                        pool, request, now, tried, n_waits, hop + 1 < len(chain), deadline
-                    )
-                    if delay is None:
-                        reasons, wait = pool.unavailable_reasons(request, now)
-                        unavailable.append(f"group {group!r}: " + "; ".join(reasons))
-                        if wait is not None and (soonest is None or wait < soonest):
-                            soonest = wait
-                        break
-                    n_waits += 1
-                    await clock.sleep(delay)
-                    tried.clear()
-                    continue
-                state = pool.strategy.choose(candidates, request)
-                n_attempts += 1
-                attempt_timeout = deadline - now
-                cut_by_deadline = True
-                if state.deployment.timeout < attempt_timeout:
-                    attempt_timeout = state.deployment.timeout
-                    cut_by_deadline = False
-                reservation = Ledger.reserve(
-                    state, request.est_input_tokens + request.est_output_tokens, now
-                )
-                try:
-                    result = await send(state, request, attempt_timeout)
-                except InterlockError as exc:
-                    end = clock.now()
-                    Ledger.release(reservation, end)
-                    # A timeout caused by the call's own deadline says nothing about
-                    # the deployment.
-                    if not (cut_by_deadline and isinstance(exc, APITimeoutError)):
-                        self.failed(state, exc, now, end)
-                    attempts.append(AttemptRecord(group, state.id, _describe(exc), end - now))
-                    if classify(exc) is FailureKind.CALLER:
-                        exc.attempts = tuple(attempts)
-                        raise
-                    last_error = exc
-                    tried.add(state)
-                    continue
-                except BaseException:
-                    # Caller cancellation, or a foreign error from a user's fn: settle
-                    # the reservation, hold nothing against the deployment.
-                    Ledger.release(reservation, clock.now())
-                    raise
-                return complete(result, reservation, now)
-        if last_error is not None:
-            last_error.attempts = tuple(attempts)
-            raise last_error
+        now = self.clock.now()
+        call = _Call(request, now + timeout, timeout, self._budgets[request.group])
+        call.budget.record_call(now)
+        max_depth = self._fallbacks.max_depth
+        plan = self._chains[request.group]
+        plan_kind = "default"
+        visited: list[str] = []
+        i = 0
+        while i < len(plan) and len(visited) <= max_depth and not call.stopped:
+            group = plan[i]
+            i += 1
+            if group in visited:
+                continue
+            visited.append(group)
+            has_next = i < len(plan) and len(visited) <= max_depth
+            try:
+                return await self._run_group(call, group, send, complete, has_next)
+            except _Redirect as r:
+                nxt = tuple(g for g in self._fallbacks.special(r.kind, group) if g not in visited)
+                if nxt:
+                    plan, plan_kind, i = nxt, r.kind, 0
+                elif plan_kind != r.kind or i >= len(plan):
+                    r.error.attempts = tuple(call.attempts)
+                    raise r.error from None
+                # Moving to a bigger model is routing, not a retry of a failure.
+                call.free_retry = True
+            except _Exhausted:
+                pass
+        if call.last_error is not None:
+            call.last_error.attempts = tuple(call.attempts)
+            raise call.last_error
         raise NoDeploymentAvailableError(
-            f"no deployment can serve {request.requested!r}: " + " | ".join(unavailable),
-            retry_after=soonest,
-            attempts=attempts,
+            f"no deployment can serve {request.requested!r}: " + " | ".join(call.unavailable),
+            retry_after=call.soonest,
+            attempts=call.attempts,
         )
+
+    async def _run_group(
+        self, call: _Call, group: str, send: Send[R], complete: Complete[R, T], has_next: bool
+    ) -> T:
+        pool = self._pools[group]
+        request = call.request
+        request.group = group
+        clock = self.clock
+        retry = self.retry
+        hedger = self._hedgers.get(group) if self._hedgers and not request.stream else None
+        tried: set[DeploymentState] = set()
+        kind_counts: dict[FailureKind, int] = {}
+        n_attempts = 0
+        n_waits = 0
+        while n_attempts < retry.max_attempts:
+            now = clock.now()
+            if now >= call.deadline:
+                raise self._deadline_error(call)
+            candidates = (
+                pool.eligible(request, now, tried) if tried else pool.eligible(request, now)
+            )
+            if not candidates:
+                delay = self._wait_before_retry(pool, call, now, tried, n_waits, has_next)
+                if delay is None:
+                    reasons, wait = pool.unavailable_reasons(request, now)
+                    call.unavailable.append(f"group {group!r}: " + "; ".join(reasons))
+                    if wait is not None and (call.soonest is None or wait < call.soonest):
+                        call.soonest = wait
+                    raise _Exhausted
+                n_waits += 1
+                await clock.sleep(delay)
+                tried.clear()
+                continue
+            state = pool.strategy.choose(candidates, request)
+            if len(candidates) > 1 and not self.health.admit(state, now):
+                state = pool.strategy.choose([c for c in candidates if c is not state], request)
+            if call.sent:
+                if call.free_retry:
+                    call.free_retry = False
+                elif not call.budget.try_acquire(now):
+                    call.stopped = True
+                    raise _Exhausted
+            call.sent += 1
+            n_attempts += 1
+            try:
+                if hedger is None:
+                    result, reservation, started = await self._attempt(call, state, send)
+                else:
+                    result, reservation, started = await self._hedged(
+                        call, pool, state, tried, send, hedger
+                    )
+            except InterlockError as exc:
+                kind = classify(exc)
+                t = TREATMENTS[kind]
+                if not t.retry_elsewhere:
+                    if t.fallback is None:
+                        exc.attempts = tuple(call.attempts)
+                        raise
+                    raise _Redirect(t.fallback, exc) from None
+                tried.add(state)
+                limit = retry.attempts_by_kind.get(kind.value)
+                if limit is not None:
+                    n = kind_counts[kind] = kind_counts.get(kind, 0) + 1
+                    if n >= limit:
+                        raise _Exhausted from None
+                continue
+            return complete(result, reservation, started)
+        raise _Exhausted
+
+    async def _attempt(
+        self, call: _Call, state: DeploymentState, send: Send[R]
+    ) -> tuple[R, Reservation, float]:
+        """One send to one deployment with its reservation, trial slot and records."""
+        clock = self.clock
+        request = call.request
+        now = clock.now()
+        attempt_timeout = call.deadline - now
+        cut_by_deadline = True
+        if state.deployment.timeout < attempt_timeout:
+            attempt_timeout = state.deployment.timeout
+            cut_by_deadline = False
+        reservation = Ledger.reserve(
+            state, request.est_input_tokens + request.est_output_tokens, now
+        )
+        trial = self.health.begin_attempt(state, now)
+        try:
+            result = await send(state, request, attempt_timeout)
+        except InterlockError as exc:
+            end = clock.now()
+            Ledger.release(reservation, end)
+            if trial:
+                self.health.end_trial(state)
+            # A timeout caused by the call's own deadline says nothing about the deployment.
+            if not (cut_by_deadline and isinstance(exc, APITimeoutError)):
+                self.failed(state, exc, now, end)
+            call.attempts.append(AttemptRecord(request.group, state.id, _describe(exc), end - now))
+            call.last_error = exc
+            raise
+        except BaseException:
+            # Caller cancellation, a lost hedge race, or a foreign error from a user's
+            # fn: settle the reservation, hold nothing against the deployment.
+            Ledger.release(reservation, clock.now())
+            if trial:
+                self.health.end_trial(state)
+            raise
+        if trial:
+            self.health.end_trial(state)
+        return result, reservation, now
+
+    async def _hedged(
+        self,
+        call: _Call,
+        pool: DeploymentPool,
+        first: DeploymentState,
+        tried: set[DeploymentState],
+        send: Send[R],
+        hedger: Hedger,
+    ) -> tuple[R, Reservation, float]:
+        """Race `first` against up to `max_hedges` later attempts on other deployments;
+        the first success wins, the others are cancelled (their reservations released)."""
+        clock = self.clock
+        delay = hedger.delay()
+        if delay is None or clock.now() + delay >= call.deadline:
+            return await self._attempt(call, first, send)
+        request = call.request
+        tasks: dict[asyncio.Task[tuple[R, Reservation, float]], DeploymentState] = {
+            asyncio.ensure_future(self._attempt(call, first, send)): first
+        }
+        timer: asyncio.Future[None] | None = asyncio.ensure_future(clock.sleep(delay))
+        hedges = 0
+        error: InterlockError | None = None
+        try:
+            while tasks:
+                waiting: set[asyncio.Future[Any]] = set(tasks)
+                if timer is not None:
+                    waiting.add(timer)
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                for task in list(tasks):
+                    if task not in done:
+                        continue
+                    tried.add(tasks.pop(task))
+                    exc = task.exception()
+                    if exc is None:
+                        return task.result()
+                    if (
+                        isinstance(exc, InterlockError)
+                        and TREATMENTS[classify(exc)].retry_elsewhere
+                    ):
+                        error = exc
+                        continue
+                    raise exc
+                if timer is not None and timer in done:
+                    timer = None
+                    now = clock.now()
+                    if tasks and now < call.deadline:
+                        busy = tried | set(tasks.values())
+                        candidates = pool.eligible(request, now, busy)
+                        if candidates and call.budget.try_acquire(now):
+                            state = pool.strategy.choose(candidates, request)
+                            call.sent += 1
+                            hedges += 1
+                            self.hedges_sent += 1
+                            tasks[asyncio.ensure_future(self._attempt(call, state, send))] = state
+                            if hedges < hedger.policy.max_hedges:
+                                timer = asyncio.ensure_future(clock.sleep(delay))
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
+                self._settle_losers(tasks)
+        assert error is not None
+        raise error
+
+    def _settle_losers(
+        self, tasks: Mapping[asyncio.Task[tuple[R, Reservation, float]], object]
+    ) -> None:
+        # A loser that finished successfully before it could be cancelled still holds
+        # its reservation: settle it (the answer is dropped).
+        for task in tasks:
+            if task.cancelled() or task.exception() is not None:
+                continue
+            _, reservation, started = task.result()
+            now = self.clock.now()
+            Ledger.settle(reservation, None, now)
+            self.succeeded(reservation.state, started, now)
 
     def succeeded(
         self, state: DeploymentState, started: float, now: float, ttft: float | None = None
     ) -> None:
-        """Record a successful attempt (health, strategy feedback)."""
-        self.health.record_success(state, now - started)
+        """Record a successful attempt (health, strategy feedback, hedge latencies)."""
+        latency = now - started
+        self.health.record_success(state, latency, now)
+        if self._hedgers:
+            hedger = self._hedgers.get(state.group)
+            if hedger is not None:
+                hedger.record(latency)
         feedback = self._pools[state.group].feedback
         if feedback is not None:
-            feedback(state, True, now - started, ttft)
+            feedback(state, True, latency, ttft)
 
     def failed(
         self, state: DeploymentState, error: InterlockError, started: float, now: float
@@ -162,41 +395,43 @@ class Pipeline:
     def _wait_before_retry(
         self,
         pool: DeploymentPool,
-        request: Request,
+        call: _Call,
         now: float,
         tried: set[DeploymentState],
         n_waits: int,
         has_fallback: bool,
-        deadline: float,
     ) -> float | None:
         """Seconds to sleep before trying `pool` again, or None to give up on it.
 
         Sleeping is the last resort: never while a fallback group remains, never past
-        the deadline. Deployments already tried are retried after a full-jitter backoff;
-        a pool whose deployments are all cooling is waited on only if the first one is
-        back within `RetryPolicy.max_wait`.
+        the deadline, never when the retry budget could not pay for the next attempt.
+        Deployments already tried are retried after a full-jitter backoff; a pool whose
+        deployments are all cooling is waited on only if the first one is back within
+        `RetryPolicy.max_wait`.
         """
-        if has_fallback or n_waits >= self.retry.max_attempts:
+        retry = self.retry
+        if has_fallback or n_waits >= retry.max_attempts:
             return None
-        if tried and pool.eligible(request, now):
-            cap = min(self.retry.backoff_max, self.retry.backoff_base * (2**n_waits))
+        if call.sent and not call.budget.can_retry(now):
+            return None
+        if tried and pool.eligible(call.request, now):
+            cap = min(retry.backoff_max, retry.backoff_base * (2**n_waits))
             delay = self.rng.uniform(0.0, cap)
         else:
-            _, wait = pool.unavailable_reasons(request, now)
-            if wait is None or wait > self.retry.max_wait:
+            _, wait = pool.unavailable_reasons(call.request, now)
+            if wait is None or wait > retry.max_wait:
                 return None
             delay = wait
-        return delay if now + delay < deadline else None
+        return delay if now + delay < call.deadline else None
 
     @staticmethod
-    def _deadline_error(
-        request: Request, timeout: float, attempts: list[AttemptRecord], last: InterlockError | None
-    ) -> DeadlineExceededError:
+    def _deadline_error(call: _Call) -> DeadlineExceededError:
+        last = call.last_error
         tail = f"; last error: {_describe(last)}" if last is not None else ""
         return DeadlineExceededError(
-            f"deadline of {timeout:.3g} s for {request.requested!r} passed after "
-            f"{len(attempts)} attempt(s){tail}",
-            attempts=attempts,
+            f"deadline of {call.timeout:.3g} s for {call.request.requested!r} passed after "
+            f"{len(call.attempts)} attempt(s){tail}",
+            attempts=call.attempts,
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Container, Sequence
 
+from interlock.health.circuit import is_available
 from interlock.limits.ledger import Ledger
 from interlock.router.state import DeploymentState
 from interlock.strategies.base import Feedback, Strategy
@@ -30,7 +31,8 @@ class DeploymentPool:
     def eligible(
         self, request: Request, now: float, exclude: Container[DeploymentState] = ()
     ) -> list[DeploymentState]:
-        """Candidates of the lowest order tier that has any: not cooling, not excluded,
+        """Candidates of the lowest order tier that has any: available to health (see
+        `interlock.health.is_available`: not cooling, unless in panic mode), not excluded,
         with rate and concurrency headroom, carrying every tag the request asks for."""
         tokens = request.est_input_tokens + request.est_output_tokens
         tags = request.tags
@@ -39,7 +41,7 @@ class DeploymentPool:
             out = [
                 s
                 for s in tier
-                if s.cooldown_until <= now
+                if is_available(s, now)
                 and s not in exclude
                 and has_headroom(s, tokens, now)
                 and (not tags or tags <= s.tags)
@@ -57,7 +59,7 @@ class DeploymentPool:
         for s in self.states:
             if request.tags and not request.tags <= s.tags:
                 reasons.append(f"{s.id}: lacks tags {sorted(request.tags - s.tags)}")
-            elif s.cooldown_until > now:
+            elif s.cooldown_until > now and not is_available(s, now):
                 wait = s.cooldown_until - now
                 reasons.append(f"{s.id}: cooling down for {wait:.2f} s more")
                 waits.append(wait)
@@ -66,6 +68,8 @@ class DeploymentPool:
                 reasons.append(f"{s.id}: {why}")
                 if wait_or_none is not None:
                     waits.append(wait_or_none)
+            elif not is_available(s, now):
+                reasons.append(f"{s.id}: half-open, trial request in flight")
             else:
                 reasons.append(f"{s.id}: already tried")
         return reasons, (min(waits) if waits else None)

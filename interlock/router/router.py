@@ -14,6 +14,7 @@ from interlock.clock import Clock, MonotonicClock
 from interlock.config import (
     Deployment,
     HealthPolicy,
+    HedgePolicy,
     RetryPolicy,
     RouterConfig,
     load_config_source,
@@ -26,6 +27,8 @@ from interlock.errors import (
     InterlockError,
     UnknownModelError,
 )
+from interlock.health.circuit import health_state
+from interlock.health.probe import HealthProber
 from interlock.health.tracker import HealthTracker
 from interlock.limits.ledger import Ledger, Reservation
 from interlock.limits.tokens import estimate_embedding_tokens, estimate_input_tokens
@@ -33,6 +36,7 @@ from interlock.observability.stats import DeploymentStatistics, RouterStatistics
 from interlock.providers.base import ChunkSource, Transport
 from interlock.providers.http import HttpClient
 from interlock.providers.openai import OpenAITransport
+from interlock.router.fallbacks import FallbackTable
 from interlock.router.pipeline import Pipeline
 from interlock.router.pool import DeploymentPool
 from interlock.router.state import DeploymentState
@@ -77,6 +81,10 @@ class Router:
         transports: Mapping[str, Transport] | None = None,
         seed: int | None = None,
         connection_limit: int = 1000,
+        context_window_fallbacks: Mapping[str, Sequence[str]] | None = None,
+        content_policy_fallbacks: Mapping[str, Sequence[str]] | None = None,
+        max_fallback_depth: int = 3,
+        hedging: Mapping[str, HedgePolicy | Mapping[str, Any]] | None = None,
     ) -> None:
         cfg = RouterConfig(
             deployments=tuple(deployments),
@@ -87,6 +95,14 @@ class Router:
             health=health if health is not None else HealthPolicy(),
             timeout=timeout,
             expected_output_tokens=expected_output_tokens,
+            context_window_fallbacks={
+                k: tuple(v) for k, v in (context_window_fallbacks or {}).items()
+            },
+            content_policy_fallbacks={
+                k: tuple(v) for k, v in (content_policy_fallbacks or {}).items()
+            },
+            max_fallback_depth=max_fallback_depth,
+            hedging=dict(hedging or {}),
         )
         self.config = cfg
         self._clock: Clock = clock or MonotonicClock()
@@ -109,11 +125,27 @@ class Router:
         self._pools = {g: DeploymentPool(g, ss, self._strategy) for g, ss in by_group.items()}
         self._names: dict[str, str] = {g: g for g in self._pools}
         self._names.update(cfg.aliases)
-        self._chains = {g: _fallback_chain(g, cfg.fallbacks) for g in self._pools}
-        self._health = HealthTracker(cfg.health)
-        self._pipeline = Pipeline(
-            self._pools, self._chains, cfg.retry, self._health, self._clock, self._rng
+        self._fallbacks = FallbackTable(
+            self._pools,
+            cfg.fallbacks,
+            context_window=cfg.context_window_fallbacks,
+            content_policy=cfg.content_policy_fallbacks,
+            max_depth=cfg.max_fallback_depth,
         )
+        self._chains = self._fallbacks.chains
+        self._health = HealthTracker(cfg.health, self._rng)
+        self._health.attach(self._states)
+        self._pipeline = Pipeline(
+            self._pools,
+            self._chains,
+            cfg.retry,
+            self._health,
+            self._clock,
+            self._rng,
+            fallbacks=self._fallbacks,
+            hedging=cfg.hedging,
+        )
+        self._prober = HealthProber(self._states, self._health, self._clock, cfg.health)
         self._timeout = cfg.timeout
         self._expected_output = cfg.expected_output_tokens
         self._closed = False
@@ -156,7 +188,8 @@ class Router:
     ) -> Router:
         """A Router from a mapping or a JSON file with the keys of `RouterConfig`
         (``deployments``, ``strategy``, ``fallbacks``, ``aliases``, ``retry``, ``health``,
-        ``timeout``, ``expected_output_tokens``)."""
+        ``timeout``, ``expected_output_tokens``, ``context_window_fallbacks``,
+        ``content_policy_fallbacks``, ``max_fallback_depth``, ``hedging``)."""
         data = load_config_source(source)
         cfg = RouterConfig(**data)
         return cls(
@@ -168,6 +201,10 @@ class Router:
             health=cfg.health,
             timeout=cfg.timeout,
             expected_output_tokens=cfg.expected_output_tokens,
+            context_window_fallbacks=cfg.context_window_fallbacks,
+            content_policy_fallbacks=cfg.content_policy_fallbacks,
+            max_fallback_depth=cfg.max_fallback_depth,
+            hedging=cfg.hedging,
             clock=clock,
             transports=transports,
             seed=seed,
@@ -176,6 +213,7 @@ class Router:
     # --- lifecycle ------------------------------------------------------------------
 
     async def __aenter__(self) -> Router:
+        self._prober.start()
         return self
 
     async def __aexit__(
@@ -189,6 +227,7 @@ class Router:
     async def aclose(self) -> None:
         """Close the HTTP session and every transport. Idempotent."""
         self._closed = True
+        await self._prober.stop()
         for t in {id(t): t for t in self._transports.values()}.values():
             await t.aclose()
         await self._http.aclose()
@@ -386,13 +425,14 @@ class Router:
         for s in self._states:
             cooling = s.cooldown_until > now
             d = s.deployment
+            state = health_state(s, now)
             out.append(
                 DeploymentStatistics(
                     id=s.id,
                     group=s.group,
                     provider=d.provider,
                     model=d.model,
-                    state="cooling" if cooling else "healthy",
+                    state=state,
                     in_flight=s.in_flight,
                     requests=s.requests,
                     successes=s.successes,
@@ -474,18 +514,3 @@ def _provider_params(
     if extra:
         body.update(extra)
     return body
-
-
-def _fallback_chain(group: str, fallbacks: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
-    """`group` then its fallbacks depth-first, each group once (the graph is acyclic)."""
-    out: list[str] = []
-
-    def walk(g: str) -> None:
-        if g in out:
-            return
-        out.append(g)
-        for fb in fallbacks.get(g, ()):
-            walk(fb)
-
-    walk(group)
-    return tuple(out)
