@@ -1,7 +1,7 @@
 """interlock: an async routing and resilience engine for LLM APIs."""
 
 from interlock.clock import Clock, MonotonicClock
-from interlock.config import Deployment, HealthPolicy, RetryPolicy, RouterConfig
+from interlock.config import Deployment, HealthPolicy, HedgePolicy, RetryPolicy, RouterConfig
 from interlock.errors import (
     APIConnectionError,
     APITimeoutError,
@@ -73,6 +73,7 @@ __all__ = [
     "EmbeddingParams",
     "EmbeddingResponse",
     "HealthPolicy",
+    "HedgePolicy",
     "InterlockError",
     "InternalServerError",
     "MalformedResponseError",

@@ -8,6 +8,8 @@ not CLOSED, updated on each transition, so the ejection cap and panic mode cost 
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 from typing import TYPE_CHECKING, Literal
 
@@ -23,7 +25,17 @@ OPEN = 1
 class PoolHealth:
     """Counts for one pool: its size and how many deployments are out (OPEN)."""
 
-    __slots__ = ("max_ejected", "max_trials", "panic", "panic_below", "size", "unhealthy")
+    __slots__ = (
+        "_ends",
+        "_seq",
+        "cooling",
+        "max_ejected",
+        "max_trials",
+        "panic",
+        "panic_below",
+        "size",
+        "unhealthy",
+    )
 
     def __init__(
         self,
@@ -36,11 +48,42 @@ class PoolHealth:
         self.size = size
         self.unhealthy = 0
         self.max_ejected = max(1, math.floor(max_ejected_share * size + 1e-9))
-        """Failure ejections are refused once this many deployments are out."""
+        """Failure ejections are refused while this many deployments are cooling."""
         self.panic_below = panic_threshold * size
         """Panic while fewer than this many deployments are healthy."""
         self.max_trials = max_trials
         self.panic = False
+        self.cooling = 0
+        """Deployments whose cooldown was running at the last `cooling_now` (the
+        ejection cap counts these; half-open ones are back in rotation)."""
+        self._ends: list[tuple[float, int, DeploymentState]] = []
+        self._seq = itertools.count()
+
+    def cooling_started(self, s: DeploymentState) -> None:
+        """`s` got a cooldown (new or longer): remember when it ends."""
+        c = s.circuit
+        if not c.counted:
+            c.counted = True
+            self.cooling += 1
+        heapq.heappush(self._ends, (s.cooldown_until, next(self._seq), s))
+
+    def cooling_ended(self, s: DeploymentState) -> None:
+        """`s`'s cooldown was ended early (a probe)."""
+        c = s.circuit
+        if c.counted:
+            c.counted = False
+            self.cooling -= 1
+
+    def cooling_now(self, now: float) -> int:
+        """How many deployments are cooling at `now` (amortized O(log n))."""
+        ends = self._ends
+        while ends and ends[0][0] <= now:
+            _, _, s = heapq.heappop(ends)
+            # Skip entries superseded by a longer cooldown or an early end.
+            if s.circuit.counted and s.cooldown_until <= now:
+                s.circuit.counted = False
+                self.cooling -= 1
+        return self.cooling
 
     def changed(self, delta: int) -> None:
         self.unhealthy += delta
@@ -59,6 +102,7 @@ class CircuitState:
     __slots__ = (
         "bucket_start",
         "closed_at",
+        "counted",
         "cur_fail",
         "cur_ok",
         "hard_until",
@@ -88,6 +132,7 @@ class CircuitState:
         self.bucket_start = -math.inf
         self.cur_ok = self.cur_fail = self.prev_ok = self.prev_fail = 0
         self.probing = False
+        self.counted = False
 
     def __repr__(self) -> str:
         mode = "closed" if self.mode == CLOSED else "open"

@@ -142,7 +142,7 @@ class HealthTracker:
             trigger = trigger or self._rate_exceeded(c, now, p.failure_rate_threshold)
         if not trigger:
             return 0.0
-        if c.mode == CLOSED and c.pool.unhealthy >= c.pool.max_ejected:
+        if c.mode == CLOSED and c.pool.cooling_now(now) >= c.pool.max_ejected:
             return 0.0  # the ejection cap: this deployment stays in rotation
         if c.mode == CLOSED and now - c.closed_at > p.cooldown_max:
             c.streak = 0
@@ -157,6 +157,7 @@ class HealthTracker:
             return
         if s.cooldown_until > now:
             s.cooldown_until = now
+            c.pool.cooling_ended(s)
         c.trial_successes += 1
         if c.trial_successes >= self.policy.half_open_successes:
             self._close(s, now)
@@ -175,6 +176,7 @@ class HealthTracker:
         # A re-cooldown never shortens one that is running.
         if until > s.cooldown_until:
             s.cooldown_until = until
+            c.pool.cooling_started(s)
         if hard and until > c.hard_until:
             c.hard_until = until
         c.trial_successes = 0

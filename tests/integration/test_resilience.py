@@ -15,13 +15,13 @@ import pytest
 
 from interlock import (
     HealthPolicy,
+    HedgePolicy,
     InterlockError,
     InternalServerError,
     RetryPolicy,
     Router,
     StreamInterruptedError,
 )
-from interlock.config import HedgePolicy
 from interlock.testing import FakeClock, FakeUpstream, Fault
 
 MESSAGES = [{"role": "user", "content": "hello"}]

@@ -187,6 +187,7 @@ def test_ejection_cap_and_panic_mode() -> None:
     assert pool.unhealthy == 2
     assert tracker.record_failure(ss[2], InternalServerError("x"), T0) == 0  # capped
     assert is_available(ss[2], T0)
+    assert pool.cooling_now(T0) == 2
     # Two of four healthy is below 60%: panic routes to the ejected ones too...
     assert pool.panic
     assert is_available(ss[0], T0 + 1)
@@ -194,6 +195,10 @@ def test_ejection_cap_and_panic_mode() -> None:
     tracker.record_failure(ss[3], RateLimitError("x", retry_after=5), T0)
     assert not is_available(ss[3], T0 + 1)
     assert is_available(ss[0], T0 + 1)
+    # Once the first two are half-open they no longer fill the cap.
+    assert pool.cooling_now(T0 + 10) == 0
+    assert tracker.record_failure(ss[2], InternalServerError("x"), T0 + 10) > 0
+    assert pool.cooling_now(T0 + 10) == 1
 
 
 def test_slow_start_ramps_share() -> None:

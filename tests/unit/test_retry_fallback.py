@@ -15,11 +15,11 @@ from interlock import (
     ContextWindowExceededError,
     Deployment,
     HealthPolicy,
+    HedgePolicy,
     InternalServerError,
     RetryPolicy,
     Router,
 )
-from interlock.config import HedgePolicy
 from interlock.errors import BadRequestError, DeadlineExceededError, InterlockError
 from interlock.router.hedge import Hedger
 from interlock.testing import FakeClock
