@@ -3,7 +3,8 @@ and off at random, to show that faults do not reach callers and nothing leaks.
 
     python -m benchmarks.soak [--requests N] [--concurrency C] [--seed S] [--hedge]
 
-The upstreams run in this process (their faults are switched from a driver task).
+The upstreams run in this process (their faults are switched from a driver task);
+active health probes run every 0.2 s.
 Every `--flip` seconds one random upstream changes: a healthy one gets a random fault
 (500, 503, 429 with Retry-After, hang past the deployment timeout, dropped
 connection, malformed JSON, a slow answer, a stream cut after its first chunk),
@@ -53,7 +54,9 @@ class SoakResult:
     attempts: int = 0
     """Attempts the router sent (retries and hedges included)."""
     upstream_requests: int = 0
-    """Requests the upstreams received (the above plus nothing: no probes)."""
+    """Requests the upstreams received (attempts plus probes)."""
+    probes: int = 0
+    """Active health probes sent to ejected deployments."""
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     seconds: float = 0.0
@@ -82,7 +85,7 @@ class SoakResult:
                 f"success rate      {self.success_rate * 100:.3f}% "
                 f"({self.succeeded}/{self.requests}); errors: {errors}",
                 f"attempts/request  {self.attempts_per_request:.3f} "
-                f"(upstreams received {self.upstream_requests})",
+                f"(upstreams received {self.upstream_requests}, {self.probes} of them probes)",
                 f"latency           p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms",
                 f"in flight at end  {self.in_flight_end}",
             ]
@@ -118,6 +121,8 @@ async def _soak(
             failure_rate_window=5.0,
             half_open_successes=2,
             rate_limit_cooldown=0.5,
+            probe_interval=0.2,
+            probe_timeout=DEPLOYMENT_TIMEOUT,
         ),
         hedging={"soak": HedgePolicy(delay=0.1, percentile=99)} if hedge else None,
         connection_limit=4 * concurrency,
@@ -164,6 +169,7 @@ async def _soak(
             remaining -= 1
             await one(wrng.random() < 0.1)
 
+    await router.__aenter__()  # starts the active probes
     drive = asyncio.create_task(driver())
     t0 = time.perf_counter()
     try:
@@ -175,6 +181,7 @@ async def _soak(
         await asyncio.gather(drive, return_exceptions=True)
         stats = router.statistics()
         denied = router._pipeline.budget("soak").denied
+        probes = router._prober.probes
         await router.aclose()
         for up in ups:
             await up.stop()
@@ -183,7 +190,8 @@ async def _soak(
         requests=n,
         succeeded=len(latencies),
         errors=dict(errors),
-        attempts=stats.requests,
+        attempts=stats.requests - probes,
+        probes=probes,
         upstream_requests=sum(up.request_count for up in ups),
         p50_ms=statistics.median(latencies) * 1000 if latencies else 0.0,
         p99_ms=latencies[int(0.99 * (len(latencies) - 1))] * 1000 if latencies else 0.0,
