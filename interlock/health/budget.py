@@ -29,7 +29,8 @@ class _Counter:
             self.start = now
 
     def add(self, now: float) -> None:
-        self._roll(now)
+        if now - self.start >= self.window:
+            self._roll(now)
         self.cur += 1
 
     def total(self, now: float) -> float:

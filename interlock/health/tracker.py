@@ -32,12 +32,14 @@ _KIND_INDEX = {k: i for i, k in enumerate(FailureKind)}
 class HealthTracker:
     """Applies a `HealthPolicy` to deployment states."""
 
-    __slots__ = ("_allow", "policy", "pools", "rng")
+    __slots__ = ("_allow", "_rate_on", "_rate_window", "policy", "pools", "rng")
 
     def __init__(self, policy: HealthPolicy, rng: random.Random | None = None) -> None:
         self.policy = policy
         self.rng = rng or random.Random()
         self.pools: dict[str, PoolHealth] = {}
+        self._rate_on = policy.failure_rate_threshold is not None
+        self._rate_window = policy.failure_rate_window
         self._allow: dict[FailureKind, int] = {
             FailureKind(name): n for name, n in policy.allowed_fails_by_kind.items()
         }
@@ -100,8 +102,9 @@ class HealthTracker:
             c.kind_fails.clear()
         prev = s.latency_ewma
         s.latency_ewma = latency if prev is None else prev + _EWMA_ALPHA * (latency - prev)
-        if self.policy.failure_rate_threshold is not None:
-            self._roll(c, now)
+        if self._rate_on:
+            if now - c.bucket_start >= self._rate_window:
+                self._roll(c, now)
             c.cur_ok += 1
         if c.mode == OPEN and s.cooldown_until <= now:
             c.trial_successes += 1

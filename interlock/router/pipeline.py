@@ -9,10 +9,9 @@ fallbacks, hedges) happens before the call's one deadline.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from interlock.clock import Clock
 from interlock.config import HedgePolicy, RetryPolicy
@@ -24,16 +23,17 @@ from interlock.errors import (
     NoDeploymentAvailableError,
 )
 from interlock.health.budget import RetryBudget
+from interlock.health.circuit import CLOSED
 from interlock.health.classify import TREATMENTS, FailureKind, classify
 from interlock.health.tracker import HealthTracker
 from interlock.limits.ledger import Ledger, Reservation
 from interlock.router.fallbacks import FallbackTable
-from interlock.router.hedge import Hedger
+from interlock.router.hedge import Hedger, race
 from interlock.router.pool import DeploymentPool
 from interlock.router.state import DeploymentState
 from interlock.types import Request
 
-__all__ = ["Pipeline", "Send"]
+__all__ = ["Call", "Pipeline", "Send"]
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -57,7 +57,7 @@ class _Redirect(Exception):
         self.error = error
 
 
-class _Call:
+class Call:
     """What one call carries across its attempts and groups."""
 
     __slots__ = (
@@ -97,6 +97,7 @@ class Pipeline:
         "_fallbacks",
         "_hedgers",
         "_pools",
+        "_slow_start",
         "clock",
         "health",
         "hedges_sent",
@@ -136,6 +137,7 @@ class Pipeline:
             if policy is not None:
                 self._hedgers[g] = Hedger(policy)
         self.hedges_sent = 0
+        self._slow_start = health.policy.slow_start > 0
 
     def budget(self, group: str) -> RetryBudget:
         """The retry budget of calls that start at `group`."""
@@ -145,7 +147,7 @@ class Pipeline:
         self, request: Request, timeout: float, send: Send[R], complete: Complete[R, T]
     ) -> T:
         now = self.clock.now()
-        call = _Call(request, now + timeout, timeout, self._budgets[request.group])
+        call = Call(request, now + timeout, timeout, self._budgets[request.group])
         call.budget.record_call(now)
         max_depth = self._fallbacks.max_depth
         plan = self._chains[request.group]
@@ -159,8 +161,88 @@ class Pipeline:
                 continue
             visited.append(group)
             has_next = i < len(plan) and len(visited) <= max_depth
+            # The group's attempt loop is inlined (not a coroutine of its own): it is
+            # the hot path, and each await layer costs about a microsecond.
             try:
-                return await self._run_group(call, group, send, complete, has_next)
+                pool = self._pools[group]
+                request.group = group
+                clock = self.clock
+                retry = self.retry
+                hedger = self._hedgers.get(group) if self._hedgers and not request.stream else None
+                tried: set[DeploymentState] = set()
+                kind_counts: dict[FailureKind, int] = {}
+                n_attempts = 0
+                n_waits = 0
+                while n_attempts < retry.max_attempts:
+                    now = clock.now()
+                    if now >= call.deadline:
+                        raise self._deadline_error(call)
+                    candidates = (
+                        pool.eligible(request, now, tried) if tried else pool.eligible(request, now)
+                    )
+                    if not candidates:
+                        delay = self._wait_before_retry(pool, call, now, tried, n_waits, has_next)
+                        if delay is None:
+                            self._note_unavailable(call, pool, now)
+                            raise _Exhausted
+                        n_waits += 1
+                        await clock.sleep(delay)
+                        tried.clear()
+                        continue
+                    state = pool.strategy.choose(candidates, request)
+                    if (
+                        self._slow_start
+                        and len(candidates) > 1
+                        and not self.health.admit(state, now)
+                    ):
+                        state = pool.strategy.choose(
+                            [c for c in candidates if c is not state], request
+                        )
+                    if call.sent:
+                        if call.free_retry:
+                            call.free_retry = False
+                        elif not call.budget.try_acquire(now):
+                            call.stopped = True
+                            raise _Exhausted
+                    call.sent += 1
+                    n_attempts += 1
+                    if hedger is not None:
+                        try:
+                            result, reservation, started = await race(
+                                self, call, pool, state, tried, send, hedger
+                            )
+                        except InterlockError as exc:
+                            if self._give_up(call, exc, kind_counts):
+                                raise _Exhausted from None
+                            tried.add(state)
+                            continue
+                        return complete(result, reservation, started)
+                    attempt_timeout = call.deadline - now
+                    cut_by_deadline = True
+                    if state.deployment.timeout < attempt_timeout:
+                        attempt_timeout = state.deployment.timeout
+                        cut_by_deadline = False
+                    reservation = Ledger.reserve(
+                        state, request.est_input_tokens + request.est_output_tokens, now
+                    )
+                    trial = state.circuit.mode != CLOSED and self.health.begin_attempt(state, now)
+                    try:
+                        result = await send(state, request, attempt_timeout)
+                    except InterlockError as exc:
+                        self._attempt_failed(
+                            call, state, reservation, trial, exc, now, cut_by_deadline
+                        )
+                        if self._give_up(call, exc, kind_counts):
+                            raise _Exhausted from None
+                        tried.add(state)
+                        continue
+                    except BaseException:
+                        self._attempt_aborted(state, reservation, trial)
+                        raise
+                    if trial:
+                        self.health.end_trial(state)
+                    return complete(result, reservation, now)
+                raise _Exhausted
             except _Redirect as r:
                 nxt = tuple(g for g in self._fallbacks.special(r.kind, group) if g not in visited)
                 if nxt:
@@ -181,81 +263,68 @@ class Pipeline:
             attempts=call.attempts,
         )
 
-    async def _run_group(
-        self, call: _Call, group: str, send: Send[R], complete: Complete[R, T], has_next: bool
-    ) -> T:
-        pool = self._pools[group]
-        request = call.request
-        request.group = group
-        clock = self.clock
-        retry = self.retry
-        hedger = self._hedgers.get(group) if self._hedgers and not request.stream else None
-        tried: set[DeploymentState] = set()
-        kind_counts: dict[FailureKind, int] = {}
-        n_attempts = 0
-        n_waits = 0
-        while n_attempts < retry.max_attempts:
-            now = clock.now()
-            if now >= call.deadline:
-                raise self._deadline_error(call)
-            candidates = (
-                pool.eligible(request, now, tried) if tried else pool.eligible(request, now)
-            )
-            if not candidates:
-                delay = self._wait_before_retry(pool, call, now, tried, n_waits, has_next)
-                if delay is None:
-                    reasons, wait = pool.unavailable_reasons(request, now)
-                    call.unavailable.append(f"group {group!r}: " + "; ".join(reasons))
-                    if wait is not None and (call.soonest is None or wait < call.soonest):
-                        call.soonest = wait
-                    raise _Exhausted
-                n_waits += 1
-                await clock.sleep(delay)
-                tried.clear()
-                continue
-            state = pool.strategy.choose(candidates, request)
-            if len(candidates) > 1 and not self.health.admit(state, now):
-                state = pool.strategy.choose([c for c in candidates if c is not state], request)
-            if call.sent:
-                if call.free_retry:
-                    call.free_retry = False
-                elif not call.budget.try_acquire(now):
-                    call.stopped = True
-                    raise _Exhausted
-            call.sent += 1
-            n_attempts += 1
-            try:
-                if hedger is None:
-                    result, reservation, started = await self._attempt(call, state, send)
-                else:
-                    result, reservation, started = await self._hedged(
-                        call, pool, state, tried, send, hedger
-                    )
-            except InterlockError as exc:
-                kind = classify(exc)
-                t = TREATMENTS[kind]
-                if not t.retry_elsewhere:
-                    if t.fallback is None:
-                        exc.attempts = tuple(call.attempts)
-                        raise
-                    raise _Redirect(t.fallback, exc) from None
-                tried.add(state)
-                limit = retry.attempts_by_kind.get(kind.value)
-                if limit is not None:
-                    n = kind_counts[kind] = kind_counts.get(kind, 0) + 1
-                    if n >= limit:
-                        raise _Exhausted from None
-                continue
-            return complete(result, reservation, started)
-        raise _Exhausted
+    def _give_up(
+        self, call: Call, exc: InterlockError, kind_counts: dict[FailureKind, int]
+    ) -> bool:
+        """After a failed attempt: raise for caller errors, redirect for context-window
+        and content-policy errors; True when the group has had enough of this kind."""
+        kind = classify(exc)
+        t = TREATMENTS[kind]
+        if not t.retry_elsewhere:
+            if t.fallback is None:
+                exc.attempts = tuple(call.attempts)
+                raise exc
+            raise _Redirect(t.fallback, exc) from None
+        limit = self.retry.attempts_by_kind.get(kind.value)
+        if limit is None:
+            return False
+        n = kind_counts[kind] = kind_counts.get(kind, 0) + 1
+        return n >= limit
 
-    async def _attempt(
-        self, call: _Call, state: DeploymentState, send: Send[R]
+    def _note_unavailable(self, call: Call, pool: DeploymentPool, now: float) -> None:
+        reasons, wait = pool.unavailable_reasons(call.request, now)
+        call.unavailable.append(f"group {pool.group!r}: " + "; ".join(reasons))
+        if wait is not None and (call.soonest is None or wait < call.soonest):
+            call.soonest = wait
+
+    def _attempt_failed(
+        self,
+        call: Call,
+        state: DeploymentState,
+        reservation: Reservation,
+        trial: bool,
+        exc: InterlockError,
+        started: float,
+        cut_by_deadline: bool,
+    ) -> None:
+        end = self.clock.now()
+        Ledger.release(reservation, end)
+        if trial:
+            self.health.end_trial(state)
+        # A timeout caused by the call's own deadline says nothing about the deployment.
+        if not (cut_by_deadline and isinstance(exc, APITimeoutError)):
+            self.failed(state, exc, started, end)
+        call.attempts.append(
+            AttemptRecord(call.request.group, state.id, _describe(exc), end - started)
+        )
+        call.last_error = exc
+
+    def _attempt_aborted(
+        self, state: DeploymentState, reservation: Reservation, trial: bool
+    ) -> None:
+        # Caller cancellation, a lost hedge race, or a foreign error from a user's fn:
+        # settle the reservation, hold nothing against the deployment.
+        Ledger.release(reservation, self.clock.now())
+        if trial:
+            self.health.end_trial(state)
+
+    async def attempt(
+        self, call: Call, state: DeploymentState, send: Send[R]
     ) -> tuple[R, Reservation, float]:
-        """One send to one deployment with its reservation, trial slot and records."""
-        clock = self.clock
+        """One send to one deployment with its reservation, trial slot and records
+        (the hedged path; the plain path inlines the same steps in `run`)."""
         request = call.request
-        now = clock.now()
+        now = self.clock.now()
         attempt_timeout = call.deadline - now
         cut_by_deadline = True
         if state.deployment.timeout < attempt_timeout:
@@ -264,110 +333,18 @@ class Pipeline:
         reservation = Ledger.reserve(
             state, request.est_input_tokens + request.est_output_tokens, now
         )
-        trial = self.health.begin_attempt(state, now)
+        trial = state.circuit.mode != CLOSED and self.health.begin_attempt(state, now)
         try:
             result = await send(state, request, attempt_timeout)
         except InterlockError as exc:
-            end = clock.now()
-            Ledger.release(reservation, end)
-            if trial:
-                self.health.end_trial(state)
-            # A timeout caused by the call's own deadline says nothing about the deployment.
-            if not (cut_by_deadline and isinstance(exc, APITimeoutError)):
-                self.failed(state, exc, now, end)
-            call.attempts.append(AttemptRecord(request.group, state.id, _describe(exc), end - now))
-            call.last_error = exc
+            self._attempt_failed(call, state, reservation, trial, exc, now, cut_by_deadline)
             raise
         except BaseException:
-            # Caller cancellation, a lost hedge race, or a foreign error from a user's
-            # fn: settle the reservation, hold nothing against the deployment.
-            Ledger.release(reservation, clock.now())
-            if trial:
-                self.health.end_trial(state)
+            self._attempt_aborted(state, reservation, trial)
             raise
         if trial:
             self.health.end_trial(state)
         return result, reservation, now
-
-    async def _hedged(
-        self,
-        call: _Call,
-        pool: DeploymentPool,
-        first: DeploymentState,
-        tried: set[DeploymentState],
-        send: Send[R],
-        hedger: Hedger,
-    ) -> tuple[R, Reservation, float]:
-        """Race `first` against up to `max_hedges` later attempts on other deployments;
-        the first success wins, the others are cancelled (their reservations released)."""
-        clock = self.clock
-        delay = hedger.delay()
-        if delay is None or clock.now() + delay >= call.deadline:
-            return await self._attempt(call, first, send)
-        request = call.request
-        tasks: dict[asyncio.Task[tuple[R, Reservation, float]], DeploymentState] = {
-            asyncio.ensure_future(self._attempt(call, first, send)): first
-        }
-        timer: asyncio.Future[None] | None = asyncio.ensure_future(clock.sleep(delay))
-        hedges = 0
-        error: InterlockError | None = None
-        try:
-            while tasks:
-                waiting: set[asyncio.Future[Any]] = set(tasks)
-                if timer is not None:
-                    waiting.add(timer)
-                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                for task in list(tasks):
-                    if task not in done:
-                        continue
-                    tried.add(tasks.pop(task))
-                    exc = task.exception()
-                    if exc is None:
-                        return task.result()
-                    if (
-                        isinstance(exc, InterlockError)
-                        and TREATMENTS[classify(exc)].retry_elsewhere
-                    ):
-                        error = exc
-                        continue
-                    raise exc
-                if timer is not None and timer in done:
-                    timer = None
-                    now = clock.now()
-                    if tasks and now < call.deadline:
-                        busy = tried | set(tasks.values())
-                        candidates = pool.eligible(request, now, busy)
-                        if candidates and call.budget.try_acquire(now):
-                            state = pool.strategy.choose(candidates, request)
-                            call.sent += 1
-                            hedges += 1
-                            self.hedges_sent += 1
-                            tasks[asyncio.ensure_future(self._attempt(call, state, send))] = state
-                            if hedges < hedger.policy.max_hedges:
-                                timer = asyncio.ensure_future(clock.sleep(delay))
-        finally:
-            if timer is not None:
-                timer.cancel()
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks)
-                self._settle_losers(tasks)
-        assert error is not None
-        raise error
-
-    def _settle_losers(
-        self, tasks: Mapping[asyncio.Task[tuple[R, Reservation, float]], object]
-    ) -> None:
-        # A loser that finished successfully before it could be cancelled still holds
-        # its reservation: settle it (the answer is dropped).
-        for task in tasks:
-            if task.cancelled() or task.exception() is not None:
-                continue
-            _, reservation, started = task.result()
-            now = self.clock.now()
-            Ledger.settle(reservation, None, now)
-            self.succeeded(reservation.state, started, now)
 
     def succeeded(
         self, state: DeploymentState, started: float, now: float, ttft: float | None = None
@@ -395,7 +372,7 @@ class Pipeline:
     def _wait_before_retry(
         self,
         pool: DeploymentPool,
-        call: _Call,
+        call: Call,
         now: float,
         tried: set[DeploymentState],
         n_waits: int,
@@ -425,7 +402,7 @@ class Pipeline:
         return delay if now + delay < call.deadline else None
 
     @staticmethod
-    def _deadline_error(call: _Call) -> DeadlineExceededError:
+    def _deadline_error(call: Call) -> DeadlineExceededError:
         last = call.last_error
         tail = f"; last error: {_describe(last)}" if last is not None else ""
         return DeadlineExceededError(
