@@ -2,7 +2,7 @@
 
 from interlock.cache import CacheConfig, CachedStream, CacheStatistics, GroupCachePolicy
 from interlock.clock import Clock, MonotonicClock
-from interlock.config import Deployment, HealthPolicy, RetryPolicy, RouterConfig
+from interlock.config import Deployment, HealthPolicy, HedgePolicy, RetryPolicy, RouterConfig
 from interlock.errors import (
     APIConnectionError,
     APITimeoutError,
@@ -106,6 +106,7 @@ __all__ = [
     "FallbackEvent",
     "GroupCachePolicy",
     "HealthPolicy",
+    "HedgePolicy",
     "Hook",
     "InterlockError",
     "InternalServerError",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
@@ -31,8 +31,10 @@ from interlock.errors import ConfigError, join_path
 __all__ = [
     "Deployment",
     "HealthPolicy",
+    "HedgePolicy",
     "RetryPolicy",
     "RouterConfig",
+    "expand_wildcard",
     "load_config_source",
     "validation_problems",
 ]
@@ -191,6 +193,31 @@ class RetryPolicy(_Model):
     """When every deployment of the last group in the chain is cooling down, wait for the
     first to come back if that is at most this many seconds away (and before the
     deadline); otherwise fail at once with NoDeploymentAvailableError. 0 never waits."""
+    attempts_by_kind: dict[str, int] = Field(default_factory=dict)
+    """Failure kind (``timeout``, ``connection``, ``server_error``, ``malformed``,
+    ``rate_limit``, ``auth``) -> attempts in one group that may fail that way before the
+    group is given up (the call moves to its fallbacks). Unset kinds use `max_attempts`."""
+    budget_ratio: float = Field(default=0.2, ge=0)
+    """Retries (and hedges, and fallback attempts) a group's calls may add, as a share
+    of the calls it received in the last `budget_window` seconds."""
+    budget_floor: int = Field(default=10, ge=0)
+    """Retries always allowed per `budget_window`, so a quiet group can still retry."""
+    budget_window: float = Field(default=10.0, gt=0)
+    """Seconds over which the retry budget counts calls and retries."""
+
+    @field_validator("attempts_by_kind")
+    @classmethod
+    def _check_kinds(cls, value: dict[str, int]) -> dict[str, int]:
+        from interlock.health.classify import RETRYABLE_KIND_NAMES
+
+        for name, n in value.items():
+            if name not in RETRYABLE_KIND_NAMES:
+                raise ValueError(
+                    f"unknown failure kind {name!r}; known: {', '.join(RETRYABLE_KIND_NAMES)}"
+                )
+            if n < 1:
+                raise ValueError(f"attempts for {name!r} must be >= 1")
+        return value
 
 
 class HealthPolicy(_Model):
@@ -209,6 +236,73 @@ class HealthPolicy(_Model):
     for a day)."""
     auth_cooldown: float = Field(default=60.0, ge=0)
     """Seconds a 401/403 (a bad key) takes the deployment out."""
+    cooldown_max: float = Field(default=300.0, gt=0)
+    """The longest ejection: the n-th ejection in a row lasts ``min(cooldown * n,
+    cooldown_max)``; the count starts again once the deployment has been healthy this
+    long."""
+    allowed_fails_by_kind: dict[str, int] = Field(default_factory=dict)
+    """Failure kind (``timeout``, ``connection``, ``server_error``, ``malformed``) -> its
+    own consecutive-failure allowance; a kind listed here is counted apart from the
+    others (which share `allowed_fails`)."""
+    failure_rate_threshold: float | None = Field(default=0.5, gt=0, le=1)
+    """Eject when at least this share of the recent outcomes (over `failure_rate_window`)
+    failed, once there are `failure_rate_min_requests` of them. None turns it off."""
+    failure_rate_min_requests: int = Field(default=20, ge=1)
+    failure_rate_window: float = Field(default=30.0, gt=0)
+    max_ejected_share: float = Field(default=0.5, gt=0, le=1)
+    """At most this share of a pool (never less than one deployment) is out of rotation
+    for failures at once; 429 and bad-key cooldowns are always applied."""
+    panic_threshold: float = Field(default=0.5, ge=0, le=1)
+    """When less than this share of a pool is healthy, route across all of it (except
+    deployments whose 429 Retry-After or bad key is still running). 0 never panics."""
+    half_open_successes: int = Field(default=2, ge=1)
+    """Successful trial requests that bring an ejected deployment back."""
+    half_open_max_trials: int = Field(default=1, ge=1)
+    """Trial requests in flight at once to a half-open deployment."""
+    slow_start: float = Field(default=0.0, ge=0)
+    """Seconds over which a recovered deployment's share of traffic ramps from 10% back
+    to 100%. 0 turns it off."""
+    probe_interval: float | None = Field(default=None, gt=0)
+    """Seconds between active probes of ejected deployments (a one-token request that,
+    on success, ends the ejection early). None turns probes off."""
+    probe_timeout: float = Field(default=5.0, gt=0)
+
+    @field_validator("allowed_fails_by_kind")
+    @classmethod
+    def _check_kinds(cls, value: dict[str, int]) -> dict[str, int]:
+        from interlock.health.classify import COUNTED_KIND_NAMES
+
+        for name, n in value.items():
+            if name not in COUNTED_KIND_NAMES:
+                raise ValueError(
+                    f"unknown failure kind {name!r}; known: {', '.join(COUNTED_KIND_NAMES)}"
+                )
+            if n < 1:
+                raise ValueError(f"allowance for {name!r} must be >= 1")
+        return value
+
+
+class HedgePolicy(_Model):
+    """Opt-in request hedging for a group: when the first attempt is slow, send another
+    to a different deployment; the first success wins and the rest are cancelled."""
+
+    _where: ClassVar[str] = "HedgePolicy"
+
+    delay: float | None = Field(default=None, gt=0)
+    """Fixed seconds before a hedge is sent; with `percentile`, used until enough
+    latencies have been seen."""
+    percentile: float | None = Field(default=None, gt=0, lt=100)
+    """Hedge after this percentile of the group's recent successful latencies."""
+    min_samples: int = Field(default=20, ge=1)
+    """Latencies needed before `percentile` is used."""
+    max_hedges: int = Field(default=1, ge=1, le=4)
+    """Extra requests per attempt at most (each draws on the retry budget)."""
+
+    @model_validator(mode="after")
+    def _check_delay(self) -> Self:
+        if self.delay is None and self.percentile is None:
+            raise ConfigError([("delay", "set delay, percentile, or both")])
+        return self
 
 
 class RouterConfig(_Model):
@@ -222,7 +316,17 @@ class RouterConfig(_Model):
     strategies: dict[str, str] = Field(default_factory=dict)
     """Group -> strategy name, for groups that route differently from `strategy`."""
     fallbacks: dict[str, tuple[str, ...]] = Field(default_factory=dict)
-    """Group -> groups to try, in order, when the group is exhausted."""
+    """Group -> groups to try, in order, when the group is exhausted. The key ``"*"``
+    is the default chain of every group without an entry of its own."""
+    context_window_fallbacks: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    """Group (or ``"*"``) -> groups to try when a deployment says the request does not
+    fit its context window."""
+    content_policy_fallbacks: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    """Group (or ``"*"``) -> groups to try when a provider refuses the content."""
+    max_fallback_depth: int = Field(default=3, ge=0)
+    """Fallback groups one call may move through after the one it asked for."""
+    hedging: dict[str, HedgePolicy] = Field(default_factory=dict)
+    """Group (or ``"*"``) -> hedging policy; groups without one never hedge."""
     aliases: dict[str, str] = Field(default_factory=dict)
     """Another name -> group."""
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
@@ -283,23 +387,51 @@ class RouterConfig(_Model):
         for group in self.strategies:
             if group not in groups:
                 problems.append((f"strategies.{group}", "is not a group"))
-        for group, chain in self.fallbacks.items():
-            if group not in groups:
-                problems.append((f"fallbacks.{group}", "is not a group"))
-            for j, fb in enumerate(chain):
-                if fb not in groups:
-                    problems.append((f"fallbacks.{group}[{j}]", f"names unknown group {fb!r}"))
-                elif fb == group:
-                    problems.append(
-                        (f"fallbacks.{group}[{j}]", "a group cannot fall back to itself")
-                    )
+        maps = {
+            "fallbacks": self.fallbacks,
+            "context_window_fallbacks": self.context_window_fallbacks,
+            "content_policy_fallbacks": self.content_policy_fallbacks,
+        }
+        for field, mapping in maps.items():
+            for group, chain in mapping.items():
+                if group != "*" and group not in groups:
+                    problems.append((f"{field}.{group}", "is not a group"))
+                for j, fb in enumerate(chain):
+                    if fb not in groups:
+                        problems.append((f"{field}.{group}[{j}]", f"names unknown group {fb!r}"))
+                    elif fb == group:
+                        problems.append(
+                            (f"{field}.{group}[{j}]", "a group cannot fall back to itself")
+                        )
+        for group in self.hedging:
+            if group != "*" and group not in groups:
+                problems.append((f"hedging.{group}", "is not a group"))
         if not problems:
-            cycle = _find_cycle(self.fallbacks)
-            if cycle:
-                problems.append(("fallbacks", "cycle " + " -> ".join(cycle)))
+            for field, mapping in maps.items():
+                cycle = _find_cycle(expand_wildcard(mapping, groups))
+                if cycle:
+                    problems.append((field, "cycle " + " -> ".join(cycle)))
         if problems:
             raise ConfigError(problems)
         return self
+
+
+def expand_wildcard(
+    mapping: Mapping[str, Sequence[str]], groups: Iterable[str]
+) -> dict[str, tuple[str, ...]]:
+    """Each group's own chain; a group without an entry gets the ``"*"`` chain, minus
+    itself."""
+    default = tuple(mapping.get("*", ()))
+    out: dict[str, tuple[str, ...]] = {}
+    # Configured groups first, in the order given, so a reported cycle reads the way
+    # the user wrote it; then the rest, sorted, for a stable order.
+    known = set(groups)
+    ordered = [g for g in mapping if g in known]
+    ordered += sorted(known.difference(ordered))
+    for g in ordered:
+        chain = mapping.get(g)
+        out[g] = tuple(chain) if chain is not None else tuple(x for x in default if x != g)
+    return out
 
 
 def _find_cycle(graph: Mapping[str, Sequence[str]]) -> list[str] | None:

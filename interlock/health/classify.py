@@ -1,14 +1,24 @@
-"""Which errors count against a deployment and which are worth another attempt."""
+"""Failure classification: the one table that says what the router does with an error.
+
+Every error an attempt raises has a `FailureKind`; each kind has a `Treatment`:
+whether it counts against the deployment's health, whether the call moves on to
+another deployment (and then the fallback chain), and which special fallback chain
+it jumps to. docs/resilience.md renders the same table for people.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
+from typing import Literal
 
 from interlock.errors import (
     APIConnectionError,
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ContentPolicyViolationError,
+    ContextWindowExceededError,
     InterlockError,
     InternalServerError,
     MalformedResponseError,
@@ -17,43 +27,108 @@ from interlock.errors import (
     RateLimitError,
 )
 
-__all__ = ["FailureKind", "classify"]
+__all__ = [
+    "COUNTED_KIND_NAMES",
+    "RETRYABLE_KIND_NAMES",
+    "TREATMENTS",
+    "FailureKind",
+    "Treatment",
+    "classify",
+    "treatment",
+]
 
 
 class FailureKind(Enum):
-    """How the router treats an error."""
+    """What went wrong, as far as routing is concerned."""
 
     CALLER = "caller"
-    """Caused by the request (400, 404, 422, context window, content policy): neither
-    retried on the group nor held against the deployment."""
-    RATE_LIMITED = "rate_limited"
-    """429: the deployment cools for its Retry-After; the request moves on."""
-    BAD_CREDENTIALS = "bad_credentials"
-    """401/403: a bad key takes only that deployment out; the request moves on."""
-    TRANSIENT = "transient"
-    """5xx, timeouts, connection errors, malformed responses: counts toward the
-    consecutive-failure limit; the request moves on."""
+    """400, 404, 422 (and unserializable requests): the request itself is wrong."""
+    CONTEXT_WINDOW = "context_window"
+    """The prompt does not fit the model: try the context-window fallbacks."""
+    CONTENT_POLICY = "content_policy"
+    """The provider refused the content: try the content-policy fallbacks."""
+    RATE_LIMITED = "rate_limit"
+    """429: the deployment cools for its Retry-After."""
+    BAD_CREDENTIALS = "auth"
+    """401/403: a bad key; that deployment alone is taken out."""
+    TIMEOUT = "timeout"
+    """The attempt ran past the deployment's timeout."""
+    CONNECTION = "connection"
+    """Refused, reset or dropped connection; a stream cut mid-way."""
+    SERVER_ERROR = "server_error"
+    """5xx (and any error of unknown origin)."""
+    MALFORMED = "malformed"
+    """A response body that is not what the API promises."""
 
 
+FallbackKind = Literal["default", "context_window", "content_policy"] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Treatment:
+    """What the router does after an attempt fails with one `FailureKind`."""
+
+    counts_against_health: bool
+    """Recorded as a failure of the deployment (ejection triggers, failure rate)."""
+    cools_at_once: bool
+    """Takes the deployment out immediately (429 Retry-After, bad key), no allowance."""
+    retry_elsewhere: bool
+    """The call moves on to a deployment it has not tried, then to the fallbacks."""
+    fallback: FallbackKind
+    """Which fallback chain a call takes when this error ends a group."""
+
+
+_DEPLOYMENT_FAULT = Treatment(True, False, True, "default")
+
+TREATMENTS: dict[FailureKind, Treatment] = {
+    FailureKind.CALLER: Treatment(False, False, False, None),
+    FailureKind.CONTEXT_WINDOW: Treatment(False, False, False, "context_window"),
+    FailureKind.CONTENT_POLICY: Treatment(False, False, False, "content_policy"),
+    FailureKind.RATE_LIMITED: Treatment(True, True, True, "default"),
+    FailureKind.BAD_CREDENTIALS: Treatment(True, True, True, "default"),
+    FailureKind.TIMEOUT: _DEPLOYMENT_FAULT,
+    FailureKind.CONNECTION: _DEPLOYMENT_FAULT,
+    FailureKind.SERVER_ERROR: _DEPLOYMENT_FAULT,
+    FailureKind.MALFORMED: _DEPLOYMENT_FAULT,
+}
+"""FailureKind -> Treatment: the classification table (docs/resilience.md)."""
+
+# Most specific classes first: the first isinstance match wins.
 _TABLE: tuple[tuple[type[InterlockError], FailureKind], ...] = (
+    (ContextWindowExceededError, FailureKind.CONTEXT_WINDOW),
+    (ContentPolicyViolationError, FailureKind.CONTENT_POLICY),
     (BadRequestError, FailureKind.CALLER),
     (NotFoundError, FailureKind.CALLER),
     (RateLimitError, FailureKind.RATE_LIMITED),
     (AuthenticationError, FailureKind.BAD_CREDENTIALS),
     (PermissionDeniedError, FailureKind.BAD_CREDENTIALS),
-    (APITimeoutError, FailureKind.TRANSIENT),
-    (APIConnectionError, FailureKind.TRANSIENT),
-    (MalformedResponseError, FailureKind.TRANSIENT),
-    (InternalServerError, FailureKind.TRANSIENT),
+    (APITimeoutError, FailureKind.TIMEOUT),
+    (APIConnectionError, FailureKind.CONNECTION),
+    (MalformedResponseError, FailureKind.MALFORMED),
+    (InternalServerError, FailureKind.SERVER_ERROR),
 )
 _cache: dict[type[InterlockError], FailureKind] = {}
 
+RETRYABLE_KIND_NAMES: tuple[str, ...] = tuple(
+    k.value for k, t in TREATMENTS.items() if t.retry_elsewhere
+)
+"""Kinds after which a call is retried (the keys of `RetryPolicy.attempts_by_kind`)."""
+COUNTED_KIND_NAMES: tuple[str, ...] = tuple(
+    k.value for k, t in TREATMENTS.items() if t.counts_against_health and not t.cools_at_once
+)
+"""Kinds that have an allowance (the keys of `HealthPolicy.allowed_fails_by_kind`)."""
+
 
 def classify(error: InterlockError) -> FailureKind:
-    """The `FailureKind` of an error (by its class, first match in the table)."""
+    """The `FailureKind` of an error (by its class; unknown classes are server errors)."""
     cls = type(error)
     kind = _cache.get(cls)
     if kind is None:
-        kind = next((k for base, k in _TABLE if isinstance(error, base)), FailureKind.TRANSIENT)
+        kind = next((k for base, k in _TABLE if isinstance(error, base)), FailureKind.SERVER_ERROR)
         _cache[cls] = kind
     return kind
+
+
+def treatment(error: InterlockError) -> Treatment:
+    """The `Treatment` of an error."""
+    return TREATMENTS[classify(error)]

@@ -32,7 +32,17 @@ __all__ = [
 ]
 
 FailureKindName = Literal[
-    "caller", "rate_limited", "bad_credentials", "transient", "deadline", "refused"
+    "caller",
+    "context_window",
+    "content_policy",
+    "rate_limited",
+    "bad_credentials",
+    "timeout",
+    "connection",
+    "server_error",
+    "malformed",
+    "deadline",
+    "refused",
 ]
 """Why an attempt failed: a `FailureKind` value; ``"deadline"`` for an attempt cut by
 the call's own deadline (not held against the deployment); ``"refused"`` when the

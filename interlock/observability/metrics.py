@@ -49,7 +49,19 @@ DEFAULT_TTFT_BUCKETS: tuple[float, ...] = (
     0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0,
 )  # fmt: skip
 
-OUTCOMES = ("success", "caller", "rate_limited", "bad_credentials", "transient", "deadline")
+OUTCOMES = (
+    "success",
+    "caller",
+    "context_window",
+    "content_policy",
+    "rate_limited",
+    "bad_credentials",
+    "timeout",
+    "connection",
+    "server_error",
+    "malformed",
+    "deadline",
+)
 
 METRIC_NAMES = (
     "requests_total",

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from interlock.clock import Clock
 from interlock.errors import DeadlineExceededError, InterlockError
-from interlock.health.classify import FailureKind, classify
+from interlock.health.classify import TREATMENTS, FailureKind, classify
 from interlock.observability import logs
 from interlock.observability.events import (
     CooldownEvent,
@@ -50,9 +50,14 @@ _new = tuple.__new__
 
 _KIND: dict[FailureKind, FailureKindName] = {
     FailureKind.CALLER: "caller",
+    FailureKind.CONTEXT_WINDOW: "context_window",
+    FailureKind.CONTENT_POLICY: "content_policy",
     FailureKind.RATE_LIMITED: "rate_limited",
     FailureKind.BAD_CREDENTIALS: "bad_credentials",
-    FailureKind.TRANSIENT: "transient",
+    FailureKind.TIMEOUT: "timeout",
+    FailureKind.CONNECTION: "connection",
+    FailureKind.SERVER_ERROR: "server_error",
+    FailureKind.MALFORMED: "malformed",
 }
 
 
@@ -210,7 +215,7 @@ class Observer:
                         now - started,
                         error,
                         kind,
-                        counted and fk is not FailureKind.CALLER,
+                        counted and TREATMENTS[fk].counts_against_health,
                         cooldown,
                         now,
                     )

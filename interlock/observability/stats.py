@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DeploymentStatistics", "HealthState", "RouterStatistics", "record_ttft"]
 
-HealthState = Literal["healthy", "cooling"]
+HealthState = Literal["healthy", "cooling", "half_open"]
 
 _TTFT_ALPHA = 0.2
 

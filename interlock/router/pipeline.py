@@ -2,7 +2,9 @@
 
 One loop serves every kind of request. The decision (eligibility, strategy,
 reservation) is synchronous; the only await per attempt is the send, plus a backoff
-sleep when every eligible deployment has already been tried.
+sleep when every eligible deployment has already been tried. Every attempt after a
+call's first draws on the group's retry budget, and everything (attempts, backoff,
+fallbacks, hedges) happens before the call's one deadline.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 from interlock.clock import Clock
-from interlock.config import RetryPolicy
+from interlock.config import HedgePolicy, RetryPolicy
 from interlock.errors import (
     APITimeoutError,
     AttemptRecord,
@@ -20,16 +22,20 @@ from interlock.errors import (
     InterlockError,
     NoDeploymentAvailableError,
 )
-from interlock.health.classify import FailureKind, classify
+from interlock.health.budget import RetryBudget
+from interlock.health.circuit import CLOSED
+from interlock.health.classify import TREATMENTS, FailureKind, classify
 from interlock.health.tracker import HealthTracker
 from interlock.limits.ledger import Ledger, Reservation
 from interlock.observability.observer import Observer
 from interlock.observability.stats import record_ttft
+from interlock.router.fallbacks import FallbackTable
+from interlock.router.hedge import Hedger, race
 from interlock.router.pool import DeploymentPool
 from interlock.router.state import DeploymentState
 from interlock.types import Request, Usage
 
-__all__ = ["Pipeline", "Send"]
+__all__ = ["Call", "Pipeline", "Send"]
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -41,10 +47,67 @@ Complete = Callable[[R, Reservation, float], T]
 send; settles the reservation (or hands it on, for streams) and records health."""
 
 
-class Pipeline:
-    """Runs requests against pools with retries, fallbacks and one deadline."""
+class _Exhausted(Exception):
+    """A group can do no more for this call; move on to the next group."""
 
-    __slots__ = ("_chains", "_pools", "clock", "health", "ledger", "observer", "retry", "rng")
+
+class _Redirect(Exception):
+    """A context-window or content-policy error: switch to that fallback chain."""
+
+    def __init__(self, kind: str, error: InterlockError) -> None:
+        self.kind = kind
+        self.error = error
+
+
+class Call:
+    """What one call carries across its attempts and groups."""
+
+    __slots__ = (
+        "attempts",
+        "budget",
+        "deadline",
+        "free_retry",
+        "last_error",
+        "request",
+        "sent",
+        "soonest",
+        "stopped",
+        "timeout",
+        "unavailable",
+    )
+
+    def __init__(self, request: Request, deadline: float, timeout: float, budget: RetryBudget):
+        self.request = request
+        self.deadline = deadline
+        self.timeout = timeout
+        self.budget = budget
+        self.attempts: list[AttemptRecord] = []
+        self.last_error: InterlockError | None = None
+        self.unavailable: list[str] = []
+        self.soonest: float | None = None
+        self.sent = 0
+        self.free_retry = False
+        self.stopped = False
+
+
+class Pipeline:
+    """Runs requests against pools with retries, fallbacks, hedges and one deadline."""
+
+    __slots__ = (
+        "_budgets",
+        "_chains",
+        "_fallbacks",
+        "_hedgers",
+        "_pools",
+        "_slow_start",
+        "clock",
+        "health",
+        "hedges_sent",
+        "ledger",
+        "observer",
+        "retry",
+        "rng",
+    )
 
     def __init__(
         self,
@@ -54,108 +117,252 @@ class Pipeline:
         health: HealthTracker,
         clock: Clock,
         rng: random.Random,
+        *,
+        fallbacks: FallbackTable | None = None,
+        hedging: Mapping[str, HedgePolicy] | None = None,
         observer: Observer | None = None,
     ) -> None:
         self._pools = pools
         self._chains = chains
+        self._fallbacks = fallbacks or FallbackTable(pools, {}, max_depth=len(pools))
         self.retry = retry
         self.health = health
         self.ledger = Ledger()
         self.clock = clock
         self.rng = rng
         self.observer = observer if observer is not None else Observer(clock)
+        self._budgets = {
+            g: RetryBudget(retry.budget_ratio, retry.budget_floor, retry.budget_window)
+            for g in pools
+        }
+        hedging = hedging or {}
+        self._hedgers: dict[str, Hedger] = {}
+        for g in pools:
+            policy = hedging.get(g, hedging.get("*"))
+            if policy is not None:
+                self._hedgers[g] = Hedger(policy)
+        self.hedges_sent = 0
+        self._slow_start = health.policy.slow_start > 0
+
+    def budget(self, group: str) -> RetryBudget:
+        """The retry budget of calls that start at `group`."""
+        return self._budgets[group]
 
     async def run(
         self, request: Request, timeout: float, send: Send[R], complete: Complete[R, T]
     ) -> T:
-        clock = self.clock
-        started = clock.now()
-        deadline = started + timeout
-        max_attempts = self.retry.max_attempts
-        attempts: list[AttemptRecord] = []
-        last_error: InterlockError | None = None
-        unavailable: list[str] = []
-        soonest: float | None = None
-        chain = self._chains[request.group]
+        now = self.clock.now()
+        started = now
+        call = Call(request, now + timeout, timeout, self._budgets[request.group])
+        call.budget.record_call(now)
         obs = self.observer
         if obs.starts:
-            obs.request_start(request, started)
-        for hop, group in enumerate(chain):
-            if hop:
-                obs.fallback(chain[hop - 1], group, len(attempts), last_error, clock.now())
-            pool = self._pools[group]
-            request.group = group
-            tried: set[DeploymentState] = set()
-            n_attempts = 0
-            n_waits = 0
-            while n_attempts < max_attempts:
-                now = clock.now()
-                if now >= deadline:
-                    err = self._deadline_error(request, timeout, attempts, last_error)
-                    obs.refused(chain[0], len(attempts), started, now, err)
-                    raise err
-                state = pool.select(request, now, tried)
-                if state is None:
-                    delay = self._wait_before_retry(
-                        pool, request, now, tried, n_waits, hop + 1 < len(chain), deadline
+            obs.request_start(request, now)
+        first_group = request.group
+        previous: str | None = None
+        max_depth = self._fallbacks.max_depth
+        plan = self._chains[request.group]
+        plan_kind = "default"
+        visited: list[str] = []
+        i = 0
+        while i < len(plan) and len(visited) <= max_depth and not call.stopped:
+            group = plan[i]
+            i += 1
+            if group in visited:
+                continue
+            visited.append(group)
+            if previous is not None:
+                obs.fallback(previous, group, len(call.attempts), call.last_error, self.clock.now())
+            previous = group
+            has_next = i < len(plan) and len(visited) <= max_depth
+            # The group's attempt loop is inlined (not a coroutine of its own): it is
+            # the hot path, and each await layer costs about a microsecond.
+            try:
+                pool = self._pools[group]
+                request.group = group
+                clock = self.clock
+                retry = self.retry
+                hedger = self._hedgers.get(group) if self._hedgers and not request.stream else None
+                tried: set[DeploymentState] = set()
+                kind_counts: dict[FailureKind, int] = {}
+                n_attempts = 0
+                n_waits = 0
+                while n_attempts < retry.max_attempts:
+                    now = clock.now()
+                    if now >= call.deadline:
+                        err = self._deadline_error(call)
+                        obs.refused(first_group, len(call.attempts), started, now, err)
+                        raise err
+                    state = pool.select(request, now, tried)
+                    if state is None:
+                        delay = self._wait_before_retry(pool, call, now, tried, n_waits, has_next)
+                        if delay is None:
+                            self._note_unavailable(call, pool, now)
+                            raise _Exhausted
+                        n_waits += 1
+                        await clock.sleep(delay)
+                        tried.clear()
+                        continue
+                    if self._slow_start and not self.health.admit(state, now):
+                        # A ramping deployment turned this one away: pick another if any.
+                        other = pool.select(request, now, {*tried, state})
+                        if other is not None:
+                            state = other
+                    if call.sent:
+                        if call.free_retry:
+                            call.free_retry = False
+                        elif not call.budget.try_acquire(now):
+                            call.stopped = True
+                            raise _Exhausted
+                    call.sent += 1
+                    n_attempts += 1
+                    if hedger is not None:
+                        try:
+                            result, reservation, started = await race(
+                                self, call, pool, state, tried, send, hedger
+                            )
+                        except InterlockError as exc:
+                            if self._give_up(call, exc, kind_counts):
+                                raise _Exhausted from None
+                            tried.add(state)
+                            continue
+                        return complete(result, reservation, started)
+                    attempt_timeout = call.deadline - now
+                    cut_by_deadline = True
+                    if state.deployment.timeout < attempt_timeout:
+                        attempt_timeout = state.deployment.timeout
+                        cut_by_deadline = False
+                    reservation = Ledger.reserve(
+                        state, request.est_input_tokens + request.est_output_tokens, now
                     )
-                    if delay is None:
-                        reasons, wait = pool.unavailable_reasons(request, now)
-                        unavailable.append(f"group {group!r}: " + "; ".join(reasons))
-                        if wait is not None and (soonest is None or wait < soonest):
-                            soonest = wait
-                        break
-                    n_waits += 1
-                    await clock.sleep(delay)
-                    tried.clear()
-                    continue
-                n_attempts += 1
-                attempt_timeout = deadline - now
-                cut_by_deadline = True
-                if state.deployment.timeout < attempt_timeout:
-                    attempt_timeout = state.deployment.timeout
-                    cut_by_deadline = False
-                reservation = Ledger.reserve(
-                    state, request.est_input_tokens + request.est_output_tokens, now
-                )
-                if attempts:
-                    reservation.attempt = len(attempts) + 1
-                    if n_attempts > 1:
-                        obs.retry(state, reservation.attempt, last_error, now)
-                try:
-                    result = await send(state, request, attempt_timeout)
-                except InterlockError as exc:
-                    end = clock.now()
-                    Ledger.release(reservation, end)
-                    # A timeout caused by the call's own deadline says nothing about
-                    # the deployment.
-                    if not (cut_by_deadline and isinstance(exc, APITimeoutError)):
-                        self.failed(state, exc, now, end, reservation.attempt)
-                    else:
-                        obs.failure(state, exc, now, end, reservation.attempt, counted=False)
-                    attempts.append(AttemptRecord(group, state.id, _describe(exc), end - now))
-                    if classify(exc) is FailureKind.CALLER:
-                        exc.attempts = tuple(attempts)
+                    if call.attempts:
+                        reservation.attempt = len(call.attempts) + 1
+                        if n_attempts > 1:  # a new group's first try is a fallback
+                            obs.retry(state, reservation.attempt, call.last_error, now)
+                    trial = state.circuit.mode != CLOSED and self.health.begin_attempt(state, now)
+                    try:
+                        result = await send(state, request, attempt_timeout)
+                    except InterlockError as exc:
+                        self._attempt_failed(
+                            call, state, reservation, trial, exc, now, cut_by_deadline
+                        )
+                        if self._give_up(call, exc, kind_counts):
+                            raise _Exhausted from None
+                        tried.add(state)
+                        continue
+                    except BaseException:
+                        self._attempt_aborted(state, reservation, trial)
                         raise
-                    last_error = exc
-                    tried.add(state)
-                    continue
-                except BaseException:
-                    # Caller cancellation, or a foreign error from a user's fn: settle
-                    # the reservation, hold nothing against the deployment.
-                    Ledger.release(reservation, clock.now())
-                    raise
-                return complete(result, reservation, now)
-        if last_error is not None:
-            last_error.attempts = tuple(attempts)
-            raise last_error
+                    if trial:
+                        self.health.end_trial(state)
+                    return complete(result, reservation, now)
+                raise _Exhausted
+            except _Redirect as r:
+                nxt = tuple(g for g in self._fallbacks.special(r.kind, group) if g not in visited)
+                if nxt:
+                    plan, plan_kind, i = nxt, r.kind, 0
+                elif plan_kind != r.kind or i >= len(plan):
+                    r.error.attempts = tuple(call.attempts)
+                    raise r.error from None
+                # Moving to a bigger model is routing, not a retry of a failure.
+                call.free_retry = True
+            except _Exhausted:
+                pass
+        if call.last_error is not None:
+            call.last_error.attempts = tuple(call.attempts)
+            raise call.last_error
         refused = NoDeploymentAvailableError(
-            f"no deployment can serve {request.requested!r}: " + " | ".join(unavailable),
-            retry_after=soonest,
-            attempts=attempts,
+            f"no deployment can serve {request.requested!r}: " + " | ".join(call.unavailable),
+            retry_after=call.soonest,
+            attempts=call.attempts,
         )
-        obs.refused(chain[0], len(attempts), started, clock.now(), refused)
+        obs.refused(first_group, len(call.attempts), started, self.clock.now(), refused)
         raise refused
+
+    def _give_up(
+        self, call: Call, exc: InterlockError, kind_counts: dict[FailureKind, int]
+    ) -> bool:
+        """After a failed attempt: raise for caller errors, redirect for context-window
+        and content-policy errors; True when the group has had enough of this kind."""
+        kind = classify(exc)
+        t = TREATMENTS[kind]
+        if not t.retry_elsewhere:
+            if t.fallback is None:
+                exc.attempts = tuple(call.attempts)
+                raise exc
+            raise _Redirect(t.fallback, exc) from None
+        limit = self.retry.attempts_by_kind.get(kind.value)
+        if limit is None:
+            return False
+        n = kind_counts[kind] = kind_counts.get(kind, 0) + 1
+        return n >= limit
+
+    def _note_unavailable(self, call: Call, pool: DeploymentPool, now: float) -> None:
+        reasons, wait = pool.unavailable_reasons(call.request, now)
+        call.unavailable.append(f"group {pool.group!r}: " + "; ".join(reasons))
+        if wait is not None and (call.soonest is None or wait < call.soonest):
+            call.soonest = wait
+
+    def _attempt_failed(
+        self,
+        call: Call,
+        state: DeploymentState,
+        reservation: Reservation,
+        trial: bool,
+        exc: InterlockError,
+        started: float,
+        cut_by_deadline: bool,
+    ) -> None:
+        end = self.clock.now()
+        Ledger.release(reservation, end)
+        if trial:
+            self.health.end_trial(state)
+        # A timeout caused by the call's own deadline says nothing about the deployment.
+        if not (cut_by_deadline and isinstance(exc, APITimeoutError)):
+            self.failed(state, exc, started, end, reservation.attempt)
+        else:
+            self.observer.failure(state, exc, started, end, reservation.attempt, counted=False)
+        call.attempts.append(
+            AttemptRecord(call.request.group, state.id, _describe(exc), end - started)
+        )
+        call.last_error = exc
+
+    def _attempt_aborted(
+        self, state: DeploymentState, reservation: Reservation, trial: bool
+    ) -> None:
+        # Caller cancellation, a lost hedge race, or a foreign error from a user's fn:
+        # settle the reservation, hold nothing against the deployment.
+        Ledger.release(reservation, self.clock.now())
+        if trial:
+            self.health.end_trial(state)
+
+    async def attempt(
+        self, call: Call, state: DeploymentState, send: Send[R]
+    ) -> tuple[R, Reservation, float]:
+        """One send to one deployment with its reservation, trial slot and records
+        (the hedged path; the plain path inlines the same steps in `run`)."""
+        request = call.request
+        now = self.clock.now()
+        attempt_timeout = call.deadline - now
+        cut_by_deadline = True
+        if state.deployment.timeout < attempt_timeout:
+            attempt_timeout = state.deployment.timeout
+            cut_by_deadline = False
+        reservation = Ledger.reserve(
+            state, request.est_input_tokens + request.est_output_tokens, now
+        )
+        trial = state.circuit.mode != CLOSED and self.health.begin_attempt(state, now)
+        try:
+            result = await send(state, request, attempt_timeout)
+        except InterlockError as exc:
+            self._attempt_failed(call, state, reservation, trial, exc, now, cut_by_deadline)
+            raise
+        except BaseException:
+            self._attempt_aborted(state, reservation, trial)
+            raise
+        if trial:
+            self.health.end_trial(state)
+        return result, reservation, now
 
     def succeeded(
         self,
@@ -166,13 +373,19 @@ class Pipeline:
         usage: Usage | None = None,
         attempt: int = 1,
     ) -> None:
-        """Record a successful attempt (health, strategy feedback, observer)."""
-        self.health.record_success(state, now - started)
+        """Record a successful attempt (health, strategy feedback, hedge latencies,
+        observer)."""
+        latency = now - started
+        self.health.record_success(state, latency, now)
+        if self._hedgers:
+            hedger = self._hedgers.get(state.group)
+            if hedger is not None:
+                hedger.record(latency)
         feedback = self._pools[state.group].feedback
         if feedback is not None:
             # latency strategies judge plain calls per output token
             state.last_output_tokens = usage.completion_tokens if usage is not None else 0
-            feedback(state, True, now - started, ttft)
+            feedback(state, True, latency, ttft)
         if ttft is not None:
             record_ttft(state, ttft)
         if self.observer.listening:
@@ -196,41 +409,43 @@ class Pipeline:
     def _wait_before_retry(
         self,
         pool: DeploymentPool,
-        request: Request,
+        call: Call,
         now: float,
         tried: set[DeploymentState],
         n_waits: int,
         has_fallback: bool,
-        deadline: float,
     ) -> float | None:
         """Seconds to sleep before trying `pool` again, or None to give up on it.
 
         Sleeping is the last resort: never while a fallback group remains, never past
-        the deadline. Deployments already tried are retried after a full-jitter backoff;
-        a pool whose deployments are all cooling is waited on only if the first one is
-        back within `RetryPolicy.max_wait`.
+        the deadline, never when the retry budget could not pay for the next attempt.
+        Deployments already tried are retried after a full-jitter backoff; a pool whose
+        deployments are all cooling is waited on only if the first one is back within
+        `RetryPolicy.max_wait`.
         """
-        if has_fallback or n_waits >= self.retry.max_attempts:
+        retry = self.retry
+        if has_fallback or n_waits >= retry.max_attempts:
             return None
-        if tried and pool.eligible(request, now):
-            cap = min(self.retry.backoff_max, self.retry.backoff_base * (2**n_waits))
+        if call.sent and not call.budget.can_retry(now):
+            return None
+        if tried and pool.eligible(call.request, now):
+            cap = min(retry.backoff_max, retry.backoff_base * (2**n_waits))
             delay = self.rng.uniform(0.0, cap)
         else:
-            _, wait = pool.unavailable_reasons(request, now)
-            if wait is None or wait > self.retry.max_wait:
+            _, wait = pool.unavailable_reasons(call.request, now)
+            if wait is None or wait > retry.max_wait:
                 return None
             delay = wait
-        return delay if now + delay < deadline else None
+        return delay if now + delay < call.deadline else None
 
     @staticmethod
-    def _deadline_error(
-        request: Request, timeout: float, attempts: list[AttemptRecord], last: InterlockError | None
-    ) -> DeadlineExceededError:
+    def _deadline_error(call: Call) -> DeadlineExceededError:
+        last = call.last_error
         tail = f"; last error: {_describe(last)}" if last is not None else ""
         return DeadlineExceededError(
-            f"deadline of {timeout:.3g} s for {request.requested!r} passed after "
-            f"{len(attempts)} attempt(s){tail}",
-            attempts=attempts,
+            f"deadline of {call.timeout:.3g} s for {call.request.requested!r} passed after "
+            f"{len(call.attempts)} attempt(s){tail}",
+            attempts=call.attempts,
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Container, Sequence
 
+from interlock.health.circuit import is_available
 from interlock.limits.ledger import Ledger
 from interlock.router.state import DeploymentState
 from interlock.strategies.base import Feedback, Strategy, resolve_strategy
@@ -81,7 +82,8 @@ class DeploymentPool:
     def eligible(
         self, request: Request, now: float, exclude: Container[DeploymentState] = ()
     ) -> list[DeploymentState]:
-        """Candidates of the lowest order tier that has any: not cooling, not excluded,
+        """Candidates of the lowest order tier that has any: available to health (see
+        `interlock.health.is_available`: not cooling, unless in panic mode), not excluded,
         with rate and concurrency headroom, carrying every tag the request asks for
         (or `DEFAULT_TAG`, for an untagged request when the pool uses it). O(n)."""
         for tier in self._tiers_for(request.tags):
@@ -137,7 +139,7 @@ class DeploymentPool:
         for s in self.states:
             if tags and not tags <= s.tags:
                 reasons.append(f"{s.id}: lacks tags {sorted(tags - s.tags)}")
-            elif s.cooldown_until > now:
+            elif s.cooldown_until > now and not is_available(s, now):
                 wait = s.cooldown_until - now
                 reasons.append(f"{s.id}: cooling down for {wait:.2f} s more")
                 waits.append(wait)
@@ -146,6 +148,8 @@ class DeploymentPool:
                 reasons.append(f"{s.id}: {why}")
                 if wait_or_none is not None:
                     waits.append(wait_or_none)
+            elif not is_available(s, now):
+                reasons.append(f"{s.id}: half-open, trial request in flight")
             else:
                 reasons.append(f"{s.id}: already tried")
         return reasons, (min(waits) if waits else None)

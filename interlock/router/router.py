@@ -18,6 +18,7 @@ from interlock.clock import Clock, MonotonicClock
 from interlock.config import (
     Deployment,
     HealthPolicy,
+    HedgePolicy,
     RetryPolicy,
     RouterConfig,
     load_config_source,
@@ -30,6 +31,8 @@ from interlock.errors import (
     InterlockError,
     UnknownModelError,
 )
+from interlock.health.circuit import health_state
+from interlock.health.probe import HealthProber
 from interlock.health.tracker import HealthTracker
 from interlock.limits.ledger import Ledger, Reservation
 from interlock.limits.tokens import estimate_embedding_tokens, estimate_input_tokens
@@ -42,6 +45,7 @@ from interlock.providers.http import HttpClient
 from interlock.providers.params import UNSUPPORTED_MODES, UnsupportedParams
 from interlock.providers.presets import PRESETS
 from interlock.providers.registry import builtin_transports
+from interlock.router.fallbacks import FallbackTable
 from interlock.router.pipeline import Pipeline
 from interlock.router.pool import DeploymentPool
 from interlock.router.state import DeploymentState
@@ -97,6 +101,10 @@ class Router:
         cache: CacheConfig | Mapping[str, Any] | None = None,
         hooks: Sequence[Hook] | None = None,
         metrics: PrometheusMetrics | None = None,
+        context_window_fallbacks: Mapping[str, Sequence[str]] | None = None,
+        content_policy_fallbacks: Mapping[str, Sequence[str]] | None = None,
+        max_fallback_depth: int = 3,
+        hedging: Mapping[str, HedgePolicy | Mapping[str, Any]] | None = None,
     ) -> None:
         cfg = RouterConfig(
             deployments=tuple(deployments),
@@ -114,6 +122,16 @@ class Router:
             expected_output_tokens=expected_output_tokens,
             unsupported_params=unsupported_params,
             cache=cache if cache is not None else CacheConfig(),
+            context_window_fallbacks={
+                k: v if isinstance(v, str) else tuple(v)
+                for k, v in (context_window_fallbacks or {}).items()
+            },
+            content_policy_fallbacks={
+                k: v if isinstance(v, str) else tuple(v)
+                for k, v in (content_policy_fallbacks or {}).items()
+            },
+            max_fallback_depth=max_fallback_depth,
+            hedging=dict(hedging or {}),
         )
         self.config = cfg
         self._clock: Clock = clock or MonotonicClock()
@@ -140,8 +158,16 @@ class Router:
         }
         self._names: dict[str, str] = {g: g for g in self._pools}
         self._names.update(cfg.aliases)
-        self._chains = {g: _fallback_chain(g, cfg.fallbacks) for g in self._pools}
-        self._health = HealthTracker(cfg.health)
+        self._fallbacks = FallbackTable(
+            self._pools,
+            cfg.fallbacks,
+            context_window=cfg.context_window_fallbacks,
+            content_policy=cfg.content_policy_fallbacks,
+            max_depth=cfg.max_fallback_depth,
+        )
+        self._chains = self._fallbacks.chains
+        self._health = HealthTracker(cfg.health, self._rng)
+        self._health.attach(self._states)
         # Hooks and metrics: see docs/observability.md.
         self._observer = Observer(self._clock, self._states, hooks or (), metrics)
         self._pipeline = Pipeline(
@@ -151,8 +177,11 @@ class Router:
             self._health,
             self._clock,
             self._rng,
-            self._observer,
+            fallbacks=self._fallbacks,
+            hedging=cfg.hedging,
+            observer=self._observer,
         )
+        self._prober = HealthProber(self._states, self._health, self._clock, cfg.health)
         self._timeout = cfg.timeout
         self._expected_output = cfg.expected_output_tokens
         self._closed = False
@@ -215,7 +244,8 @@ class Router:
         """A Router from a mapping or a JSON file with the keys of `RouterConfig`
         (``deployments``, ``strategy``, ``strategies``, ``fallbacks``, ``aliases``,
         ``retry``, ``health``, ``timeout``, ``expected_output_tokens``,
-        ``unsupported_params``, ``cache``)."""
+        ``unsupported_params``, ``cache``, ``context_window_fallbacks``,
+        ``content_policy_fallbacks``, ``max_fallback_depth``, ``hedging``)."""
         data = load_config_source(source)
         cfg = RouterConfig(**data)
         return cls(
@@ -229,6 +259,10 @@ class Router:
             timeout=cfg.timeout,
             expected_output_tokens=cfg.expected_output_tokens,
             unsupported_params=cfg.unsupported_params,
+            context_window_fallbacks=cfg.context_window_fallbacks,
+            content_policy_fallbacks=cfg.content_policy_fallbacks,
+            max_fallback_depth=cfg.max_fallback_depth,
+            hedging=cfg.hedging,
             clock=clock,
             cache=cfg.cache,
             transports=transports,
@@ -242,6 +276,7 @@ class Router:
     async def __aenter__(self) -> Router:
         self._closed = False
         self._http.reopen()
+        self._prober.start()
         return self
 
     async def __aexit__(
@@ -256,6 +291,7 @@ class Router:
         """Close the HTTP session and every transport, after delivering queued hook
         events (for up to a second). Idempotent."""
         self._closed = True
+        await self._prober.stop()
         await self._observer.aclose()
         for t in {id(t): t for t in self._transports.values()}.values():
             await t.aclose()
@@ -531,13 +567,14 @@ class Router:
         for s in self._states:
             cooling = s.cooldown_until > now
             d = s.deployment
+            state = health_state(s, now)
             out.append(
                 DeploymentStatistics(
                     id=s.id,
                     group=s.group,
                     provider=d.provider,
                     model=d.model,
-                    state="cooling" if cooling else "healthy",
+                    state=state,
                     in_flight=s.in_flight,
                     requests=s.requests,
                     successes=s.successes,
@@ -654,18 +691,3 @@ def _tag_set(tags: str | Sequence[str]) -> frozenset[str]:
     if not tags:
         return frozenset()
     return frozenset((tags,)) if isinstance(tags, str) else frozenset(tags)
-
-
-def _fallback_chain(group: str, fallbacks: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
-    """`group` then its fallbacks depth-first, each group once (the graph is acyclic)."""
-    out: list[str] = []
-
-    def walk(g: str) -> None:
-        if g in out:
-            return
-        out.append(g)
-        for fb in fallbacks.get(g, ()):
-            walk(fb)
-
-    walk(group)
-    return tuple(out)

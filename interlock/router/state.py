@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from interlock.config import Deployment
+from interlock.health.circuit import CircuitState
 from interlock.limits.window import SlidingWindow
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ class DeploymentState:
     """Live state of one deployment. Strategies receive these as candidates."""
 
     __slots__ = (
+        "circuit",
         "consecutive_failures",
         "cooldown_until",
         "deployment",
@@ -71,6 +73,8 @@ class DeploymentState:
         self.last_output_tokens = 0
         # observability: smoothed time to first chunk of streams
         self.ttft_ewma: float | None = None
+        self.circuit = CircuitState()
+        """Half-open/ejection state; `HealthTracker.attach` links it to its pool."""
 
     def __repr__(self) -> str:
         return (

@@ -18,6 +18,7 @@ import random
 from collections.abc import Callable, Container, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
+from interlock.health.circuit import CLOSED, is_available
 from interlock.limits.ledger import Ledger
 
 if TYPE_CHECKING:
@@ -110,9 +111,10 @@ class Candidates(Sequence["DeploymentState"]):
     def ok(self, s: DeploymentState) -> bool:
         """May `s` serve this request right now?"""
         now = self.now
-        return (
-            s.cooldown_until <= now and s not in self.exclude and _has_headroom(s, self.tokens, now)
-        )
+        # Healthy and closed is the common case; anything else asks the health module
+        # (half-open trial slots, panic mode).
+        healthy = (s.cooldown_until <= now and s.circuit.mode == CLOSED) or is_available(s, now)
+        return healthy and s not in self.exclude and _has_headroom(s, self.tokens, now)
 
     def probe(self) -> DeploymentState | None:
         """Find one uniformly random eligible deployment (and remember it as `first`),

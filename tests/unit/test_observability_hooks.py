@@ -30,6 +30,11 @@ from interlock.testing import FakeClock, InstantTransport
 
 MSG = [{"role": "user", "content": "hi"}]
 
+# These tests are about events and metrics, not panic mode or the ejection cap
+# (docs/resilience.md): with one-deployment pools those would keep a down deployment
+# in rotation. Keep the plain "N failures cool it" behaviour.
+CLASSIC: dict[str, float] = {"panic_threshold": 0.0, "max_ejected_share": 1.0}
+
 
 class Recorder(Hook):
     """A sync hook that keeps every event."""
@@ -93,7 +98,7 @@ def make_router(
         hooks=hooks,
         fallbacks=fallbacks,
         retry={"max_attempts": 3, "max_wait": 0},
-        health=HealthPolicy(allowed_fails=allowed_fails, cooldown=30.0),
+        health=HealthPolicy(allowed_fails=allowed_fails, cooldown=30.0, **CLASSIC),
     )
 
 

@@ -21,6 +21,11 @@ MSG = [{"role": "user", "content": "hi"}]
 KEY_A = "sk-log-secret-AAAA1111"
 KEY_B = "sk-log-secret-BBBB2222"
 
+# These tests are about events and metrics, not panic mode or the ejection cap
+# (docs/resilience.md): with one-deployment pools those would keep a down deployment
+# in rotation. Keep the plain "N failures cool it" behaviour.
+CLASSIC: dict[str, float] = {"panic_threshold": 0.0, "max_ejected_share": 1.0}
+
 
 def make(clock: FakeClock, transport: InstantTransport) -> Router:
     return Router(
@@ -32,7 +37,7 @@ def make(clock: FakeClock, transport: InstantTransport) -> Router:
         clock=clock,
         fallbacks={"a": ["b"]},
         retry={"max_attempts": 2, "max_wait": 0},
-        health=HealthPolicy(allowed_fails=1, cooldown=10.0),
+        health=HealthPolicy(allowed_fails=1, cooldown=10.0, **CLASSIC),
     )
 
 
@@ -79,7 +84,7 @@ async def test_retry_and_refusal_lines(caplog: pytest.LogCaptureFixture) -> None
         clock=clock,
         seed=1,
         retry={"max_attempts": 2, "max_wait": 0},
-        health=HealthPolicy(allowed_fails=5),
+        health=HealthPolicy(allowed_fails=5, **CLASSIC),
     )
     caplog.set_level(logging.INFO, logger="interlock")
     try:

@@ -23,6 +23,11 @@ from interlock.testing import FakeClock, InstantTransport
 MSG = [{"role": "user", "content": "hi"}]
 KEYS = ("sk-metrics-key-a0", "sk-metrics-key-a1", "sk-metrics-key-b0")
 
+# These tests are about events and metrics, not panic mode or the ejection cap
+# (docs/resilience.md): with one-deployment pools those would keep a down deployment
+# in rotation. Keep the plain "N failures cool it" behaviour.
+CLASSIC: dict[str, float] = {"panic_threshold": 0.0, "max_ejected_share": 1.0}
+
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     text = generate_latest(registry).decode()
@@ -58,7 +63,7 @@ def make(clock: FakeClock, transport: InstantTransport, metrics: PrometheusMetri
         metrics=metrics,
         fallbacks={"a": ["b"]},
         retry={"max_attempts": 2, "max_wait": 0},
-        health=HealthPolicy(allowed_fails=1, cooldown=20.0),
+        health=HealthPolicy(allowed_fails=1, cooldown=20.0, **CLASSIC),
     )
 
 
@@ -90,7 +95,7 @@ async def test_counts_successes_failures_retries_fallbacks_and_health() -> None:
         assert value(m.registry, "interlock_requests_total", group="a", deployment="a-0",
                      outcome="rate_limited") == 1  # fmt: skip
         assert value(m.registry, "interlock_requests_total", group="a", deployment="a-1",
-                     outcome="transient") == 1  # fmt: skip
+                     outcome="server_error") == 1  # fmt: skip
         for d in ("a-0", "a-1"):
             assert value(m.registry, "interlock_deployment_healthy", group="a", deployment=d) == 0
             assert value(m.registry, "interlock_cooldowns_total", group="a", deployment=d) == 1

@@ -11,6 +11,11 @@ from interlock.testing import FakeClock, InstantTransport
 
 MSG = [{"role": "user", "content": "hi"}]
 
+# These tests are about events and metrics, not panic mode or the ejection cap
+# (docs/resilience.md): with one-deployment pools those would keep a down deployment
+# in rotation. Keep the plain "N failures cool it" behaviour.
+CLASSIC: dict[str, float] = {"panic_threshold": 0.0, "max_ejected_share": 1.0}
+
 
 def make(clock: FakeClock, transport: InstantTransport) -> Router:
     return Router(
@@ -30,7 +35,7 @@ def make(clock: FakeClock, transport: InstantTransport) -> Router:
         clock=clock,
         seed=2,
         retry={"max_attempts": 2, "max_wait": 0},
-        health=HealthPolicy(allowed_fails=1, cooldown=30.0),
+        health=HealthPolicy(allowed_fails=1, cooldown=30.0, **CLASSIC),
     )
 
 

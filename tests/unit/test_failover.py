@@ -139,9 +139,11 @@ async def test_retry_after_cools_exactly_that_deployment_for_exactly_that_long()
     assert r.deployment_id == "b"  # a is still out
     assert t.served("a") == 1
     clock.advance(0.01)
-    assert router.statistics().by_id("a").state == "healthy"
+    # Back exactly at the end of its Retry-After, through half-open trial requests
+    # (docs/resilience.md).
+    assert router.statistics().by_id("a").state == "half_open"
     r = await router.acompletion("g", MESSAGES)
-    assert r.deployment_id == "a"  # back exactly at the end of its Retry-After
+    assert r.deployment_id == "a"
 
 
 async def test_rate_limit_without_retry_after_uses_the_policy() -> None:
@@ -414,7 +416,12 @@ async def test_every_deployment_down_gives_a_typed_error_fast() -> None:
         t,
         [dep(n) for n in names],
         clock,
-        health=HealthPolicy(allowed_fails=3, cooldown=10.0),
+        # No ejection cap and no panic mode here: this is about the error when every
+        # deployment is really out (the cap and panic mode are tested in
+        # tests/integration/test_resilience.py).
+        health=HealthPolicy(
+            allowed_fails=3, cooldown=10.0, max_ejected_share=1.0, panic_threshold=0.0
+        ),
         retry=RetryPolicy(max_attempts=3, backoff_base=0),
     )
     for _ in range(3):

@@ -1,0 +1,160 @@
+"""Per-deployment circuit state and per-pool health counts.
+
+A deployment is CLOSED (in rotation) or OPEN (taken out). An OPEN deployment whose
+cooldown has passed is half-open: it takes at most `max_trials` trial requests at a
+time until enough of them succeed. The pool keeps how many of its deployments are
+not CLOSED, updated on each transition, so the ejection cap and panic mode cost O(1).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from interlock.router.state import DeploymentState
+
+__all__ = ["CLOSED", "OPEN", "CircuitState", "PoolHealth", "health_state", "is_available"]
+
+CLOSED = 0
+OPEN = 1
+
+
+class PoolHealth:
+    """Counts for one pool: its size and how many deployments are out (OPEN)."""
+
+    __slots__ = (
+        "_ends",
+        "_seq",
+        "cooling",
+        "max_ejected",
+        "max_trials",
+        "panic",
+        "panic_below",
+        "size",
+        "unhealthy",
+    )
+
+    def __init__(
+        self,
+        size: int = 1,
+        *,
+        max_ejected_share: float = 1.0,
+        panic_threshold: float = 0.0,
+        max_trials: int = 1,
+    ) -> None:
+        self.size = size
+        self.unhealthy = 0
+        self.max_ejected = max(1, math.floor(max_ejected_share * size + 1e-9))
+        """Failure ejections are refused while this many deployments are cooling."""
+        self.panic_below = panic_threshold * size
+        """Panic while fewer than this many deployments are healthy."""
+        self.max_trials = max_trials
+        self.panic = False
+        self.cooling = 0
+        """Deployments whose cooldown was running at the last `cooling_now` (the
+        ejection cap counts these; half-open ones are back in rotation)."""
+        self._ends: list[tuple[float, int, DeploymentState]] = []
+        self._seq = itertools.count()
+
+    def cooling_started(self, s: DeploymentState) -> None:
+        """`s` got a cooldown (new or longer): remember when it ends."""
+        c = s.circuit
+        if not c.counted:
+            c.counted = True
+            self.cooling += 1
+        heapq.heappush(self._ends, (s.cooldown_until, next(self._seq), s))
+
+    def cooling_ended(self, s: DeploymentState) -> None:
+        """`s`'s cooldown was ended early (a probe)."""
+        c = s.circuit
+        if c.counted:
+            c.counted = False
+            self.cooling -= 1
+
+    def cooling_now(self, now: float) -> int:
+        """How many deployments are cooling at `now` (amortized O(log n))."""
+        ends = self._ends
+        while ends and ends[0][0] <= now:
+            _, _, s = heapq.heappop(ends)
+            # Skip entries superseded by a longer cooldown or an early end.
+            if s.circuit.counted and s.cooldown_until <= now:
+                s.circuit.counted = False
+                self.cooling -= 1
+        return self.cooling
+
+    def changed(self, delta: int) -> None:
+        self.unhealthy += delta
+        self.panic = (self.size - self.unhealthy) < self.panic_below
+
+    def __repr__(self) -> str:
+        return (
+            f"<PoolHealth size={self.size} unhealthy={self.unhealthy}"
+            f"{' panic' if self.panic else ''}>"
+        )
+
+
+class CircuitState:
+    """The health tracker's part of a `DeploymentState` (`state.circuit`)."""
+
+    __slots__ = (
+        "bucket_start",
+        "closed_at",
+        "counted",
+        "cur_fail",
+        "cur_ok",
+        "hard_until",
+        "kind_fails",
+        "mode",
+        "pool",
+        "prev_fail",
+        "prev_ok",
+        "probing",
+        "streak",
+        "trial_successes",
+        "trials",
+    )
+
+    def __init__(self, pool: PoolHealth | None = None) -> None:
+        self.pool = pool if pool is not None else PoolHealth()
+        self.mode = CLOSED
+        self.hard_until = 0.0
+        """Until then the cooldown is binding even in panic mode (429, bad key)."""
+        self.trials = 0
+        self.trial_successes = 0
+        self.streak = 0
+        """Ejections in a row; the next lasts ``cooldown * (streak + 1)``."""
+        self.closed_at = -math.inf
+        self.kind_fails: dict[int, int] = {}
+        # Two-bucket sliding counters of outcomes for the failure-rate trigger.
+        self.bucket_start = -math.inf
+        self.cur_ok = self.cur_fail = self.prev_ok = self.prev_fail = 0
+        self.probing = False
+        self.counted = False
+
+    def __repr__(self) -> str:
+        mode = "closed" if self.mode == CLOSED else "open"
+        return f"<CircuitState {mode} trials={self.trials} streak={self.streak}>"
+
+
+def is_available(s: DeploymentState, now: float) -> bool:
+    """Whether health lets `s` take a request now (limits and tags are checked apart).
+
+    CLOSED: yes. Cooling down: only in panic mode, and not while a 429's Retry-After
+    or a bad key's cooldown runs. Half-open: while a trial slot is free (or panic).
+    """
+    c = s.circuit
+    if s.cooldown_until > now:
+        return c.pool.panic and c.hard_until <= now
+    if c.mode == CLOSED:
+        return True
+    return c.trials < c.pool.max_trials or c.pool.panic
+
+
+def health_state(s: DeploymentState, now: float) -> Literal["healthy", "cooling", "half_open"]:
+    """``"healthy"``, ``"cooling"`` or ``"half_open"``."""
+    if s.cooldown_until > now:
+        return "cooling"
+    return "healthy" if s.circuit.mode == CLOSED else "half_open"

@@ -1,0 +1,238 @@
+"""Classification, ejection, recovery, panic and the retry budget, on fake time."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from interlock import Deployment, HealthPolicy
+from interlock.errors import (
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ContentPolicyViolationError,
+    ContextWindowExceededError,
+    InterlockError,
+    InternalServerError,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServiceUnavailableError,
+    StreamInterruptedError,
+)
+from interlock.health import (
+    TREATMENTS,
+    FailureKind,
+    HealthTracker,
+    RetryBudget,
+    classify,
+    health_state,
+    is_available,
+)
+from interlock.providers.openai import OpenAITransport
+from interlock.router.state import DeploymentState
+
+T0 = 1000.0
+
+
+def states(n: int, policy: HealthPolicy) -> tuple[HealthTracker, list[DeploymentState]]:
+    transport = OpenAITransport.__new__(OpenAITransport)
+    ss = [
+        DeploymentState(Deployment(group="g", model="m", id=f"d{i}"), transport) for i in range(n)
+    ]
+    tracker = HealthTracker(policy, random.Random(1))
+    tracker.attach(ss)
+    return tracker, ss
+
+
+def policy(**kw: object) -> HealthPolicy:
+    base: dict[str, object] = {
+        "allowed_fails": 3,
+        "cooldown": 10.0,
+        "cooldown_max": 35.0,
+        "failure_rate_threshold": None,
+        "half_open_successes": 2,
+        "max_ejected_share": 1.0,
+        "panic_threshold": 0.0,
+    }
+    base.update(kw)
+    return HealthPolicy(**base)
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (BadRequestError("x"), FailureKind.CALLER),
+        (NotFoundError("x"), FailureKind.CALLER),
+        (ContextWindowExceededError("x"), FailureKind.CONTEXT_WINDOW),
+        (ContentPolicyViolationError("x"), FailureKind.CONTENT_POLICY),
+        (RateLimitError("x"), FailureKind.RATE_LIMITED),
+        (AuthenticationError("x"), FailureKind.BAD_CREDENTIALS),
+        (PermissionDeniedError("x"), FailureKind.BAD_CREDENTIALS),
+        (APITimeoutError("x"), FailureKind.TIMEOUT),
+        (APIConnectionError("x"), FailureKind.CONNECTION),
+        (StreamInterruptedError("x"), FailureKind.CONNECTION),
+        (MalformedResponseError("x"), FailureKind.MALFORMED),
+        (InternalServerError("x"), FailureKind.SERVER_ERROR),
+        (ServiceUnavailableError("x"), FailureKind.SERVER_ERROR),
+        (InterlockError("x"), FailureKind.SERVER_ERROR),
+    ],
+)
+def test_classification_table(error: InterlockError, kind: FailureKind) -> None:
+    assert classify(error) is kind
+    t = TREATMENTS[kind]
+    caller = kind in (FailureKind.CALLER, FailureKind.CONTEXT_WINDOW, FailureKind.CONTENT_POLICY)
+    assert t.counts_against_health is not caller
+    assert t.retry_elsewhere is not caller
+
+
+def test_consecutive_failures_eject_and_success_resets() -> None:
+    tracker, (s,) = states(1, policy())
+    for _ in range(2):
+        assert tracker.record_failure(s, InternalServerError("x"), T0) == 0
+    tracker.record_success(s, 0.1, T0)
+    for _ in range(2):
+        tracker.record_failure(s, InternalServerError("x"), T0)
+    assert is_available(s, T0)
+    assert tracker.record_failure(s, APITimeoutError("x"), T0) == 10.0
+    assert not is_available(s, T0 + 9.9)
+    assert health_state(s, T0 + 5) == "cooling"
+
+
+def test_caller_errors_are_not_held_against_a_deployment() -> None:
+    tracker, (s,) = states(1, policy(allowed_fails=1))
+    for e in (BadRequestError("x"), NotFoundError("x"), ContextWindowExceededError("x")):
+        assert tracker.record_failure(s, e, T0) == 0
+    assert s.failures == 0
+    assert is_available(s, T0)
+
+
+def test_per_kind_allowance_is_counted_apart() -> None:
+    tracker, (s,) = states(1, policy(allowed_fails=2, allowed_fails_by_kind={"timeout": 4}))
+    for _ in range(3):
+        assert tracker.record_failure(s, APITimeoutError("x"), T0) == 0
+    assert tracker.record_failure(s, InternalServerError("x"), T0) == 0
+    assert tracker.record_failure(s, APITimeoutError("x"), T0) > 0
+
+
+def test_failure_rate_trigger_needs_minimum_requests() -> None:
+    p = policy(
+        allowed_fails=100,
+        failure_rate_threshold=0.5,
+        failure_rate_min_requests=10,
+        failure_rate_window=60,
+    )
+    tracker, (s,) = states(1, p)
+    for i in range(4):  # alternating: consecutive count never builds up
+        tracker.record_success(s, 0.1, T0 + i)
+        assert tracker.record_failure(s, InternalServerError("x"), T0 + i) == 0
+    tracker.record_success(s, 0.1, T0 + 5)
+    # 10 outcomes, 5 failures: the rate trips only now.
+    assert tracker.record_failure(s, InternalServerError("x"), T0 + 5) > 0
+
+
+def test_retry_after_sets_a_429_cooldown_and_nothing_shortens_it() -> None:
+    tracker, (s,) = states(1, policy())
+    assert tracker.record_failure(s, RateLimitError("x", retry_after=30), T0) == 30
+    tracker.record_failure(s, RateLimitError("x", retry_after=1), T0 + 1)
+    assert s.cooldown_until == T0 + 30
+    tracker.record_failure(s, RateLimitError("x", retry_after=5000), T0 + 2)
+    assert s.cooldown_until == T0 + 2 + 600  # max_retry_after caps a broken header
+
+
+def test_repeated_ejections_last_longer_up_to_the_cap() -> None:
+    tracker, (s,) = states(1, policy(allowed_fails=1, half_open_successes=1))
+    now = T0
+    lengths = []
+    for _ in range(5):
+        lengths.append(tracker.record_failure(s, InternalServerError("x"), now))
+        now = s.cooldown_until
+        assert health_state(s, now) == "half_open"
+    assert lengths == [10, 20, 30, 35, 35]
+    # A success closes it; after cooldown_max of health the multiplier starts over.
+    assert tracker.begin_attempt(s, now)
+    tracker.end_trial(s)
+    tracker.record_success(s, 0.1, now)
+    assert health_state(s, now) == "healthy"
+    assert tracker.record_failure(s, InternalServerError("x"), now + 36) == 10
+
+
+def test_half_open_limits_trials_and_needs_k_successes() -> None:
+    tracker, (s,) = states(1, policy(allowed_fails=1))
+    tracker.record_failure(s, InternalServerError("x"), T0)
+    now = T0 + 10
+    assert is_available(s, now)
+    assert tracker.begin_attempt(s, now)
+    assert not is_available(s, now)  # one trial in flight
+    tracker.end_trial(s)
+    tracker.record_success(s, 0.1, now)
+    assert health_state(s, now) == "half_open"  # 1 of 2
+    tracker.record_failure(s, InternalServerError("x"), now)  # a failed trial re-opens
+    assert health_state(s, now) == "cooling"
+    assert s.cooldown_until == now + 20
+    now += 20
+    tracker.record_success(s, 0.1, now)
+    tracker.record_success(s, 0.1, now)
+    assert health_state(s, now) == "healthy"
+
+
+def test_ejection_cap_and_panic_mode() -> None:
+    tracker, ss = states(4, policy(allowed_fails=1, max_ejected_share=0.5, panic_threshold=0.6))
+    pool = tracker.pools["g"]
+    assert tracker.record_failure(ss[0], InternalServerError("x"), T0) > 0
+    assert tracker.record_failure(ss[1], InternalServerError("x"), T0) > 0
+    assert pool.unhealthy == 2
+    assert tracker.record_failure(ss[2], InternalServerError("x"), T0) == 0  # capped
+    assert is_available(ss[2], T0)
+    assert pool.cooling_now(T0) == 2
+    # Two of four healthy is below 60%: panic routes to the ejected ones too...
+    assert pool.panic
+    assert is_available(ss[0], T0 + 1)
+    # ...but never to one inside its 429 Retry-After.
+    tracker.record_failure(ss[3], RateLimitError("x", retry_after=5), T0)
+    assert not is_available(ss[3], T0 + 1)
+    assert is_available(ss[0], T0 + 1)
+    # Once the first two are half-open they no longer fill the cap.
+    assert pool.cooling_now(T0 + 10) == 0
+    assert tracker.record_failure(ss[2], InternalServerError("x"), T0 + 10) > 0
+    assert pool.cooling_now(T0 + 10) == 1
+
+
+def test_slow_start_ramps_share() -> None:
+    tracker, (s,) = states(1, policy(allowed_fails=1, half_open_successes=1, slow_start=100))
+    tracker.record_failure(s, InternalServerError("x"), T0)
+    tracker.record_success(s, 0.1, T0 + 10)
+    assert health_state(s, T0 + 10) == "healthy"
+    n = 4000
+    early = sum(tracker.admit(s, T0 + 10 + 5) for _ in range(n)) / n  # floor 10%
+    half = sum(tracker.admit(s, T0 + 10 + 50) for _ in range(n)) / n
+    # Seeded rng; binomial sd at n=4000 is < 0.008, tolerance 0.03.
+    assert early == pytest.approx(0.10, abs=0.03)
+    assert half == pytest.approx(0.50, abs=0.03)
+    assert tracker.admit(s, T0 + 10 + 100)
+
+
+def test_probe_success_ends_failure_ejection_but_not_a_retry_after() -> None:
+    tracker, (a, b) = states(2, policy(allowed_fails=1, half_open_successes=1))
+    tracker.record_failure(a, InternalServerError("x"), T0)
+    tracker.record_failure(b, RateLimitError("x", retry_after=30), T0)
+    tracker.probe_succeeded(a, T0 + 1)
+    tracker.probe_succeeded(b, T0 + 1)
+    assert health_state(a, T0 + 1) == "healthy"
+    assert health_state(b, T0 + 1) == "cooling"
+
+
+def test_retry_budget_ratio_and_floor() -> None:
+    b = RetryBudget(ratio=0.1, floor=2, window=10)
+    for _ in range(50):
+        b.record_call(T0)
+    granted = sum(b.try_acquire(T0) for _ in range(100))
+    assert granted == 7  # 2 + 0.1 * 50
+    assert b.denied == 93
+    # Old calls and retries age out of the window together.
+    assert b.try_acquire(T0 + 25)
+    assert b.try_acquire(T0 + 25)
+    assert not b.try_acquire(T0 + 25)
