@@ -1,7 +1,15 @@
 """interlock: an async routing and resilience engine for LLM APIs."""
 
 from interlock.clock import Clock, MonotonicClock
-from interlock.config import Deployment, HealthPolicy, RetryPolicy, RouterConfig
+from interlock.config import (
+    Budget,
+    Deployment,
+    HealthPolicy,
+    QueuePolicy,
+    RetryPolicy,
+    RouterConfig,
+    SharedState,
+)
 from interlock.errors import (
     APIConnectionError,
     APITimeoutError,
@@ -24,6 +32,7 @@ from interlock.errors import (
     StreamInterruptedError,
     UnknownModelError,
 )
+from interlock.limits import SpendReport, TokenCounter
 from interlock.observability.stats import DeploymentStatistics, RouterStatistics
 from interlock.providers.base import ChunkSource, Transport
 from interlock.router import ChatStream, DeploymentState, Router
@@ -51,6 +60,7 @@ __all__ = [
     "AttemptRecord",
     "AuthenticationError",
     "BadRequestError",
+    "Budget",
     "BudgetExceededError",
     "ChatCompletion",
     "ChatCompletionChunk",
@@ -80,6 +90,7 @@ __all__ = [
     "NoDeploymentAvailableError",
     "NotFoundError",
     "PermissionDeniedError",
+    "QueuePolicy",
     "RateLimitError",
     "Request",
     "RetryPolicy",
@@ -87,8 +98,11 @@ __all__ = [
     "RouterConfig",
     "RouterStatistics",
     "ServiceUnavailableError",
+    "SharedState",
+    "SpendReport",
     "Strategy",
     "StreamInterruptedError",
+    "TokenCounter",
     "Transport",
     "UnknownModelError",
     "Usage",

@@ -37,6 +37,12 @@ class DeploymentStatistics:
     tpm_used: int | None
     latency_ewma: float | None
     """Smoothed seconds per successful attempt, None before the first."""
+    spend: float = 0.0
+    """USD spent on this deployment (usage x its per-token prices)."""
+    input_tokens: int = 0
+    """Prompt tokens the provider reported, over every settled request."""
+    output_tokens: int = 0
+    """Completion tokens the provider reported."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,13 @@ import aiohttp
 
 from interlock.clock import Clock, MonotonicClock
 from interlock.config import (
+    Budget,
     Deployment,
     HealthPolicy,
+    QueuePolicy,
     RetryPolicy,
     RouterConfig,
+    SharedState,
     load_config_source,
 )
 from interlock.deadline import DeadlineWheel
@@ -28,7 +31,10 @@ from interlock.errors import (
 )
 from interlock.health.tracker import HealthTracker
 from interlock.limits.ledger import Ledger, Reservation
-from interlock.limits.tokens import estimate_embedding_tokens, estimate_input_tokens
+from interlock.limits.queue import WaitQueue
+from interlock.limits.shared import RedisLedger, SharedLedger
+from interlock.limits.spend import SpendReport, attach_budgets, spend_report
+from interlock.limits.tokens import TokenCounter
 from interlock.observability.stats import DeploymentStatistics, RouterStatistics
 from interlock.providers.base import ChunkSource, Transport
 from interlock.providers.http import HttpClient
@@ -77,6 +83,10 @@ class Router:
         transports: Mapping[str, Transport] | None = None,
         seed: int | None = None,
         connection_limit: int = 1000,
+        budgets: Sequence[Budget | Mapping[str, Any]] = (),
+        queue: QueuePolicy | Mapping[str, Any] | None = None,
+        shared: SharedState | Mapping[str, Any] | None = None,
+        tokenizer: TokenCounter | None = None,
     ) -> None:
         cfg = RouterConfig(
             deployments=tuple(deployments),
@@ -87,6 +97,9 @@ class Router:
             health=health if health is not None else HealthPolicy(),
             timeout=timeout,
             expected_output_tokens=expected_output_tokens,
+            budgets=tuple(budgets),
+            queue=queue if queue is not None else QueuePolicy(),
+            shared=shared,
         )
         self.config = cfg
         self._clock: Clock = clock or MonotonicClock()
@@ -117,6 +130,21 @@ class Router:
         self._timeout = cfg.timeout
         self._expected_output = cfg.expected_output_tokens
         self._closed = False
+        self._tokens = tokenizer or TokenCounter()
+        self._budgets, problems = attach_budgets(cfg.budgets, self._states, self._clock.now())
+        if problems:
+            raise ConfigError(problems)
+        if cfg.queue.max_wait > 0:
+            self._pipeline.queue_wait = cfg.queue.max_wait
+            for g, pool in self._pools.items():
+                q = WaitQueue(self._clock, cfg.queue.max_size)
+                self._pipeline.queues[g] = q
+                for st in pool.states:
+                    st.waiters = q
+        self._shared: SharedLedger | None = None
+        if cfg.shared is not None:
+            self._shared = RedisLedger(cfg.shared, self._states, self._clock)
+            self._pipeline.shared = self._shared
 
     def _build_states(self, deployments: Sequence[Deployment]) -> list[DeploymentState]:
         problems: list[tuple[str, str]] = []
@@ -168,6 +196,9 @@ class Router:
             health=cfg.health,
             timeout=cfg.timeout,
             expected_output_tokens=cfg.expected_output_tokens,
+            budgets=cfg.budgets,
+            queue=cfg.queue,
+            shared=cfg.shared,
             clock=clock,
             transports=transports,
             seed=seed,
@@ -189,6 +220,10 @@ class Router:
     async def aclose(self) -> None:
         """Close the HTTP session and every transport. Idempotent."""
         self._closed = True
+        for q in self._pipeline.queues.values():
+            q.close()
+        if self._shared is not None:
+            await self._shared.aclose()
         for t in {id(t): t for t in self._transports.values()}.values():
             await t.aclose()
         await self._http.aclose()
@@ -266,7 +301,7 @@ class Router:
             params=body,
             stream=stream,
             tags=frozenset(tags) if tags else frozenset(),
-            est_input_tokens=estimate_input_tokens(messages),
+            est_input_tokens=self._tokens.messages(messages),
             est_output_tokens=int(out) if out else self._expected_output,
             requested=model,
         )
@@ -293,7 +328,7 @@ class Router:
             input=input,
             params=body,
             tags=frozenset(tags) if tags else frozenset(),
-            est_input_tokens=estimate_embedding_tokens(input),
+            est_input_tokens=self._tokens.embedding_input(input),
             requested=model,
         )
         return await self._pipeline.run(request, budget, _send_embed, self._complete_embed)
@@ -340,7 +375,7 @@ class Router:
     ) -> ChatCompletion:
         now = self._clock.now()
         u = result.usage
-        Ledger.settle(r, u.total_tokens if u is not None else None, now)
+        Ledger.settle(r, u.total_tokens if u is not None else None, now, u)
         self._pipeline.succeeded(r.state, started, now)
         return result
 
@@ -349,7 +384,7 @@ class Router:
     ) -> EmbeddingResponse:
         now = self._clock.now()
         u = result.usage
-        Ledger.settle(r, u.total_tokens if u is not None else None, now)
+        Ledger.settle(r, u.total_tokens if u is not None else None, now, u)
         self._pipeline.succeeded(r.state, started, now)
         return result
 
@@ -404,9 +439,21 @@ class Router:
                     rpm_used=s.rpm_window.total(now) if s.rpm_window is not None else None,
                     tpm_used=s.tpm_window.total(now) if s.tpm_window is not None else None,
                     latency_ewma=s.latency_ewma,
+                    spend=s.spend,
+                    input_tokens=s.input_tokens,
+                    output_tokens=s.output_tokens,
                 )
             )
         return RouterStatistics(at=now, deployments=tuple(out))
+
+    def spend(self) -> SpendReport:
+        """Spend in USD per deployment, group and tag, and every budget's state."""
+        return spend_report(self._states, self._budgets, self._clock.now())
+
+    @property
+    def shared(self) -> SharedLedger | None:
+        """The ledger shared with other router processes, when configured."""
+        return self._shared
 
     def __repr__(self) -> str:
         now = self._clock.now()
