@@ -82,7 +82,8 @@ async def test_500_concurrent_requests_never_exceed_rpm_in_any_window(
             break
         clock.advance(1.0)
     results = await asyncio.gather(*tasks)
-    assert len(results) == n and all(isinstance(r, ChatCompletion) for r in results)
+    assert len(results) == n
+    assert all(isinstance(r, ChatCompletion) for r in results)
     for u in ups:
         times = [r.at for r in u.received]
         assert max_in_window(times) <= 100, u.name  # tolerance: none
@@ -92,7 +93,8 @@ async def test_500_concurrent_requests_never_exceed_rpm_in_any_window(
     assert sum(d.input_tokens + d.output_tokens for d in stats.deployments) == sum(
         r.usage.total_tokens for r in results if r.usage is not None
     )
-    assert stats.in_flight == 0 and queue.waiting == 0
+    assert stats.in_flight == 0
+    assert queue.waiting == 0
     await router.aclose()
 
 
@@ -135,10 +137,12 @@ async def test_a_queued_request_is_served_when_capacity_frees(
     await until(lambda: queue.waiting == 1 and clock.sleepers >= 2)
     clock.advance(30)
     await until(lambda: clock.sleepers >= 2)
-    assert not second.done() and u.request_count == 1
+    assert not second.done()
+    assert u.request_count == 1
     clock.advance(31)  # the first request's bucket leaves the window at +61 s
     result = await second
-    assert result.deployment_id == "g-0" and u.request_count == 2
+    assert result.deployment_id == "g-0"
+    assert u.request_count == 2
     assert queue.waiting == 0
     await router.aclose()
 
@@ -161,7 +165,8 @@ async def test_a_queued_request_times_out_cleanly(
         await waiting
     assert info.value.retry_after == pytest.approx(56.0)
     assert "rpm limit" in str(info.value)
-    assert queue.waiting == 0 and u.request_count == 1
+    assert queue.waiting == 0
+    assert u.request_count == 1
     assert router.statistics().in_flight == 0
     await router.aclose()
 
@@ -180,7 +185,8 @@ async def test_concurrency_freed_by_a_finished_call_wakes_the_line(
     await until(lambda: u.in_flight == 1)
     later = [asyncio.create_task(router.acompletion("g", MSG)) for _ in range(5)]
     results = await asyncio.gather(first, *later)  # no clock advance needed
-    assert len(results) == 6 and u.max_in_flight == 1
+    assert len(results) == 6
+    assert u.max_in_flight == 1
     await router.aclose()
 
 
@@ -220,10 +226,11 @@ async def test_budget_stops_traffic_at_the_limit_and_resumes_next_period(
         budgets=[Budget(scope="group", name="g", limit_usd=0.05, period="1h")],
     )
     served = 0
+    for _ in range(5):
+        await router.acompletion("g", MSG)
+        served += 1
     with pytest.raises(BudgetExceededError) as info:
-        for _ in range(100):
-            await router.acompletion("g", MSG)
-            served += 1
+        await router.acompletion("g", MSG)
     assert served == 5  # 4 calls = $0.048 < $0.05; the 5th crosses it; then none
     assert "group 'g' $0.05/1h" in str(info.value)
     assert info.value.retry_after == pytest.approx(3600.0)
@@ -254,5 +261,6 @@ async def test_context_window_pre_check(clock: FakeClock, ups: list[FakeUpstream
         assert r.deployment_id == "big"
     with pytest.raises(ContextWindowExceededError, match="context window"):
         await router.acompletion("g", long, max_tokens=4600)
-    assert small.request_count == 0 and big.request_count == 10
+    assert small.request_count == 0
+    assert big.request_count == 10
     await router.aclose()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any, cast
 
 import pytest
 
@@ -21,7 +23,7 @@ from interlock.testing import FakeClock
 
 
 def state(**kw: object) -> DeploymentState:
-    d = Deployment(group="g", model="m", id=str(kw.pop("id", "g-0")), **kw)  # type: ignore[arg-type]
+    d = Deployment(group="g", model="m", id=str(kw.pop("id", "g-0")), **kw)
     return DeploymentState(d, transport=None)  # type: ignore[arg-type]
 
 
@@ -102,7 +104,8 @@ def test_settle_reconciles_tokens_and_prices_usage() -> None:
 
 def test_release_keeps_the_request_and_cancel_undoes_it() -> None:
     s = state(rpm=10, tpm=1000)
-    assert s.rpm_window is not None and s.tpm_window is not None
+    assert s.rpm_window is not None
+    assert s.tpm_window is not None
     r = Ledger.reserve(s, 50, 0.0)
     Ledger.release(r, 0.5)
     assert (s.rpm_window.total(0.5), s.tpm_window.total(0.5), s.in_flight) == (1, 0, 0)
@@ -140,7 +143,8 @@ def test_budget_counter_rolls_over_fixed_periods() -> None:
     assert c.reset_in(105.0) == pytest.approx(5.0)
     assert not c.exhausted(110.0)  # new period
     c.add(0.5, 125.0)  # two periods later: [120, 130)
-    assert c.spent == 0.5 and c.resets_at == 130.0
+    assert c.spent == 0.5
+    assert c.resets_at == 130.0
 
 
 def test_budgets_attach_by_scope_and_block_eligibility() -> None:
@@ -155,13 +159,15 @@ def test_budgets_attach_by_scope_and_block_eligibility() -> None:
         0.0,
     )
     assert problems == [("budgets[1].name", "covers no deployment (deployment 'zzz')")]
-    assert len(a.budgets) == 1 and b.budgets == ()
+    assert len(a.budgets) == 1
+    assert b.budgets == ()
     r = Ledger.reserve(a, 0, 0.0)
     Ledger.settle(r, 5, 1.0, Usage(5, 0, 5))
     assert counters[0].spent == 5.0
     assert not Ledger.has_headroom(a, 0, 2.0)
     blocked = Ledger.block(a, 0, 2.0)
-    assert blocked.kind == "budget" and "team-x" in blocked.why
+    assert blocked.kind == "budget"
+    assert "team-x" in blocked.why
     assert Ledger.has_headroom(a, 0, 3600.0)
 
 
@@ -182,6 +188,15 @@ def test_shared_state_config_never_echoes_the_url() -> None:
         QueuePolicy(max_wait=-1)
 
 
+async def turns(cond: Callable[[], bool]) -> None:
+    """Yield to the event loop until `cond()` holds (at most 1000 turns)."""
+    for _ in range(1000):
+        if cond():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")
+
+
 # --- WaitQueue ----------------------------------------------------------------------------
 
 
@@ -197,11 +212,9 @@ async def test_queue_is_fifo_and_a_timed_out_waiter_leaves_cleanly() -> None:
             order.append(name + ":timeout")
 
     tasks = [asyncio.create_task(waiter(n, t)) for n, t in (("a", 50), ("b", 5), ("c", 50))]
-    while clock.sleepers < 3:  # every waiter's timeout is running
-        await asyncio.sleep(0)
+    await turns(lambda: clock.sleepers >= 3)  # every waiter's timeout is running
     clock.advance(5)  # b times out
-    while q.waiting > 2:
-        await asyncio.sleep(0)
+    await turns(lambda: q.waiting <= 2)
     q.wake()
     q.wake()
     await asyncio.gather(*tasks)
@@ -213,8 +226,7 @@ async def test_queue_timer_wakes_the_head_when_capacity_returns() -> None:
     clock = FakeClock()
     q = WaitQueue(clock, max_size=10)
     task = asyncio.create_task(q.wait(100, capacity_in=3.0, front=False))
-    while clock.sleepers < 2:  # the waiter's timeout and the line's timer
-        await asyncio.sleep(0)
+    await turns(lambda: clock.sleepers >= 2)  # the waiter's timeout and the line's timer
     clock.advance(3.0)
     assert await task is True
     q.close()
@@ -225,8 +237,7 @@ async def test_a_cancelled_waiter_passes_its_wake_up_on() -> None:
     q = WaitQueue(clock, max_size=10)
     first = asyncio.create_task(q.wait(100, capacity_in=None, front=False))
     second = asyncio.create_task(q.wait(100, capacity_in=None, front=False))
-    while q.waiting < 2:
-        await asyncio.sleep(0)
+    await turns(lambda: q.waiting >= 2)
     q.wake()  # resolves first's future...
     first.cancel()  # ...but first is cancelled before it runs
     with pytest.raises(asyncio.CancelledError):
@@ -245,7 +256,7 @@ def test_token_counter_heuristic_and_exact_function() -> None:
     assert words.messages([{"role": "user", "content": "one two three"}]) == 3
     assert words.embedding_input(["a b", [1, 2, 3], 7]) == 2 + 3 + 1
     with pytest.raises(TypeError, match=r"messages\[0\] must be a mapping"):
-        words.messages(["hi"])  # type: ignore[list-item]
+        words.messages(cast(Any, ["hi"]))
 
 
 def test_tiktoken_counter_when_installed() -> None:
