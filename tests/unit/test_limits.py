@@ -250,7 +250,10 @@ async def test_a_cancelled_waiter_passes_its_wake_up_on() -> None:
 
 
 def test_token_counter_heuristic_and_exact_function() -> None:
-    msgs = [{"role": "user", "content": "abcdefgh"}, {"role": "user", "content": [{"text": "xy"}]}]
+    msgs: list[dict[str, Any]] = [
+        {"role": "user", "content": "abcdefgh"},
+        {"role": "user", "content": [{"text": "xy"}]},
+    ]
     assert TokenCounter().messages(msgs) == 2 + 1 + 8
     words = TokenCounter(lambda text: len(text.split()), per_message=0)
     assert words.messages([{"role": "user", "content": "one two three"}]) == 3
