@@ -316,6 +316,8 @@ class RedisLedger:
             else:
                 await asyncio.sleep(cfg.retry_interval)
                 try:
+                    # Connections pooled before the outage are dead: drop them all.
+                    await self._client.connection_pool.disconnect()
                     await self._client.ping()
                 except Exception:
                     continue
