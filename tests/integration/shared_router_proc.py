@@ -14,7 +14,7 @@ from interlock import Deployment, RateLimitError, Router
 async def main(args: dict[str, Any]) -> dict[str, int]:
     router = Router(
         [Deployment(group="g", model="m", id="shared-0", api_base=args["url"], rpm=args["rpm"])],
-        shared={"url": args["redis"], "prefix": args["prefix"]},
+        shared={"url": args["redis"], "prefix": args["prefix"], "timeout": args["timeout"]},
     )
     ok = limited = 0
     async with router:

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,10 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
-            + ["--save", "", "--appendonly", "no", "--protected-mode", "yes"],
+            [
+                *(self.binary, "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--protected-mode", "yes"),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -62,7 +65,7 @@ class RedisServer:
                         return
             except OSError:
                 pass
-            subprocess.run(["sleep", "0.01"], check=False)
+            time.sleep(0.01)  # a sync fixture: the child needs a moment to bind
         raise RuntimeError("redis-server did not answer PING")
 
     def kill(self) -> None:
@@ -110,7 +113,11 @@ async def test_three_router_processes_share_one_rpm_limit(
     redis_server: RedisServer, upstream: FakeUpstream
 ) -> None:
     args = {"url": upstream.url, "redis": redis_server.url, "rpm": 30, "n": 40, "prefix": "t1"}
+    # A generous Redis timeout: on a loaded machine a 0.25 s one could trip the
+    # (tested separately) fallback to local accounting, which is not what this tests.
+    args["timeout"] = 10
     results = await asyncio.gather(*(run_proc(args) for _ in range(3)))
+    assert all(r["active"] == 1 for r in results)
     # Tolerance: none. Admission is one atomic Lua script per request, so the three
     # processes together get exactly the limit; alone, each would have sent 30.
     assert sum(r["ok"] for r in results) == 30
@@ -125,7 +132,7 @@ def shared_router(urls: list[str], redis_url: str, **kw: Any) -> Router:
             Deployment(group="g", model="m", id=f"d{i}", api_base=u, rpm=10_000)
             for i, u in enumerate(urls)
         ],
-        shared={"url": redis_url, "prefix": "t2", "sync_interval": 0.25},
+        shared={"url": redis_url, "prefix": "t2", "sync_interval": 0.25, "timeout": 5},
         seed=7,
         **kw,
     )
@@ -209,7 +216,7 @@ async def test_killing_redis_loses_no_request_and_routers_rejoin(
     import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(redis_server.url)
-    total = await client.hget("t2:{d0}:rpm", "t")
+    total: Any = await client.hget("t2:{d0}:rpm", "t")
     await client.aclose()
     assert int(total) == 20
     for router in routers:
