@@ -2,7 +2,16 @@
 
 from interlock.cache import CacheConfig, CachedStream, CacheStatistics, GroupCachePolicy
 from interlock.clock import Clock, MonotonicClock
-from interlock.config import Deployment, HealthPolicy, HedgePolicy, RetryPolicy, RouterConfig
+from interlock.config import (
+    Budget,
+    Deployment,
+    HealthPolicy,
+    HedgePolicy,
+    QueuePolicy,
+    RetryPolicy,
+    RouterConfig,
+    SharedState,
+)
 from interlock.errors import (
     APIConnectionError,
     APITimeoutError,
@@ -26,6 +35,7 @@ from interlock.errors import (
     UnknownModelError,
     UnsupportedParamsError,
 )
+from interlock.limits import SpendReport, TokenCounter
 from interlock.observability import (
     CooldownEvent,
     FailureEvent,
@@ -75,6 +85,7 @@ __all__ = [
     "AttemptRecord",
     "AuthenticationError",
     "BadRequestError",
+    "Budget",
     "BudgetExceededError",
     "CacheConfig",
     "CacheStatistics",
@@ -119,6 +130,7 @@ __all__ = [
     "PeakEwmaStrategy",
     "PermissionDeniedError",
     "PrometheusMetrics",
+    "QueuePolicy",
     "RateLimitError",
     "RecoveryEvent",
     "Request",
@@ -129,9 +141,12 @@ __all__ = [
     "RouterConfig",
     "RouterStatistics",
     "ServiceUnavailableError",
+    "SharedState",
+    "SpendReport",
     "Strategy",
     "StreamInterruptedError",
     "SuccessEvent",
+    "TokenCounter",
     "Transport",
     "UnknownModelError",
     "UnsupportedParamsError",

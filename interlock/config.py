@@ -29,11 +29,14 @@ from interlock.cache.config import CacheConfig
 from interlock.errors import ConfigError, join_path
 
 __all__ = [
+    "Budget",
     "Deployment",
     "HealthPolicy",
     "HedgePolicy",
+    "QueuePolicy",
     "RetryPolicy",
     "RouterConfig",
+    "SharedState",
     "expand_wildcard",
     "load_config_source",
     "validation_problems",
@@ -305,6 +308,99 @@ class HedgePolicy(_Model):
         return self
 
 
+_PERIOD_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+class Budget(_Model):
+    """A maximum spend per period for one deployment, one group or one tag.
+
+    Periods are fixed windows on the router's clock starting when the router is
+    built: ``period="1d"`` resets every 24 h from then. A deployment is not eligible
+    while any budget that covers it is used up.
+    """
+
+    _where: ClassVar[str] = "Budget"
+
+    scope: Literal["deployment", "group", "tag"]
+    """What the budget covers: a deployment id, a group name, or every deployment
+    carrying a tag."""
+    name: str = Field(min_length=1)
+    limit_usd: float = Field(gt=0)
+    period: float = Field(gt=0)
+    """Seconds, or a string: ``"30s"``, ``"15m"``, ``"1h"``, ``"1d"``, ``"1w"``."""
+
+    @field_validator("period", mode="before")
+    @classmethod
+    def _parse_period(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            unit = _PERIOD_UNITS.get(text[-1:]) if text else None
+            try:
+                return float(text[:-1]) * unit if unit is not None else float(text)
+            except ValueError:
+                raise ValueError(
+                    "must be seconds or a number with a unit s, m, h, d or w (e.g. '1d')"
+                ) from None
+        return value
+
+    @property
+    def label(self) -> str:
+        """How errors and statistics name the budget."""
+        return f"{self.scope} {self.name!r} ${self.limit_usd:g}/{_period_text(self.period)}"
+
+
+def _period_text(seconds: float) -> str:
+    for unit in ("w", "d", "h", "m"):
+        size = _PERIOD_UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+class QueuePolicy(_Model):
+    """What a request does when no deployment of its group has rate or concurrency
+    headroom: wait in a FIFO line for capacity, or fail at once with RateLimitError."""
+
+    _where: ClassVar[str] = "QueuePolicy"
+
+    max_wait: float = Field(default=0.0, ge=0)
+    """Longest wait in seconds for capacity (always cut short by the call's deadline).
+    0 disables the queue: the caller gets a RateLimitError saying when capacity
+    returns."""
+    max_size: int = Field(default=10_000, ge=1)
+    """Most requests waiting per group; one more gets a RateLimitError at once."""
+
+
+class SharedState(_Model):
+    """Rate windows and cooldowns shared by several router processes through Redis
+    (needs the ``redis`` extra)."""
+
+    _where: ClassVar[str] = "SharedState"
+
+    url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
+    """A redis:// or rediss:// URL (may carry a password; it is never logged)."""
+    prefix: str = Field(default="interlock", min_length=1)
+    """Key prefix, so several router fleets can share one Redis."""
+    timeout: float = Field(default=0.25, gt=0)
+    """Seconds one Redis call may take before the router falls back to local
+    accounting."""
+    sync_interval: float = Field(default=0.25, gt=0, le=1.0)
+    """Seconds between reads of the shared cooldowns (a cooldown set by another
+    process is seen within this, plus one round trip)."""
+    retry_interval: float = Field(default=0.5, gt=0)
+    """Seconds between reconnection attempts while Redis is unreachable."""
+    local_share: float = Field(default=1.0, gt=0, le=1.0)
+    """The share of each rpm/tpm limit this process uses on its own while Redis is
+    unreachable (1/N for N processes keeps the total within the limit)."""
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+
 class RouterConfig(_Model):
     """The router's whole configuration, as `Router.from_config` reads it."""
 
@@ -340,6 +436,11 @@ class RouterConfig(_Model):
     it out, or fail the call with UnsupportedParamsError (see docs/providers.md)."""
     cache: CacheConfig = Field(default_factory=CacheConfig)
     """The response cache (off unless enabled; see docs/caching.md)."""
+    budgets: tuple[Budget, ...] = ()
+    """Spend caps per deployment, group or tag."""
+    queue: QueuePolicy = Field(default_factory=QueuePolicy)
+    shared: SharedState | None = None
+    """Share rate windows and cooldowns with other router processes through Redis."""
 
     @field_validator("strategy")
     @classmethod
@@ -406,6 +507,12 @@ class RouterConfig(_Model):
         for group in self.hedging:
             if group != "*" and group not in groups:
                 problems.append((f"hedging.{group}", "is not a group"))
+        tags = {t for d in self.deployments for t in d.tags}
+        for k, b in enumerate(self.budgets):
+            if b.scope == "group" and b.name not in groups:
+                problems.append((f"budgets[{k}].name", f"names unknown group {b.name!r}"))
+            elif b.scope == "tag" and b.name not in tags:
+                problems.append((f"budgets[{k}].name", f"no deployment carries tag {b.name!r}"))
         if not problems:
             for field, mapping in maps.items():
                 cycle = _find_cycle(expand_wildcard(mapping, groups))

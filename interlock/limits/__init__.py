@@ -1,7 +1,18 @@
-"""Accounting: in-flight requests, RPM/TPM windows, token estimates."""
+"""Accounting and limits: in-flight requests, RPM/TPM windows, token estimates, the
+capacity queue, spend and budgets, and the ledger shared through Redis."""
 
-from interlock.limits.ledger import Ledger, Reservation
+from interlock.limits.ledger import Blocked, Exhaustion, Ledger, Reservation, exhaustion
+from interlock.limits.queue import WaitQueue
+from interlock.limits.shared import RedisLedger, SharedLedger
+from interlock.limits.spend import (
+    BudgetCounter,
+    BudgetStatus,
+    SpendReport,
+    attach_budgets,
+    spend_report,
+)
 from interlock.limits.tokens import (
+    TokenCounter,
     estimate_embedding_tokens,
     estimate_input_tokens,
     estimate_text_tokens,
@@ -9,10 +20,22 @@ from interlock.limits.tokens import (
 from interlock.limits.window import SlidingWindow
 
 __all__ = [
+    "Blocked",
+    "BudgetCounter",
+    "BudgetStatus",
+    "Exhaustion",
     "Ledger",
+    "RedisLedger",
     "Reservation",
+    "SharedLedger",
     "SlidingWindow",
+    "SpendReport",
+    "TokenCounter",
+    "WaitQueue",
+    "attach_budgets",
     "estimate_embedding_tokens",
     "estimate_input_tokens",
     "estimate_text_tokens",
+    "exhaustion",
+    "spend_report",
 ]

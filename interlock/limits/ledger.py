@@ -1,24 +1,50 @@
-"""The ledger: in-flight requests, RPM and TPM per deployment.
+"""The ledger: in-flight requests, RPM and TPM per deployment, spend and budgets.
 
 Reserve before the call, settle exactly once after it. State changes are
 synchronous, so concurrent requests on one event loop can never both take the last
-unit of headroom.
+unit of headroom. Every operation is O(1) (budgets: O(budgets covering the
+deployment), usually 0-2).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Collection, Container, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from interlock.types import Usage
 
 if TYPE_CHECKING:
+    from interlock.limits.spend import BudgetCounter
     from interlock.router.state import DeploymentState
 
-__all__ = ["Ledger", "Reservation"]
+__all__ = [
+    "BlockKind",
+    "Blocked",
+    "Exhaustion",
+    "Ledger",
+    "RemoteTicket",
+    "Reservation",
+    "exhaustion",
+]
+
+BlockKind = Literal["ok", "concurrency", "rate", "shared", "oversize", "context", "budget"]
+"""Why a deployment cannot take a request now: ``rate`` (rpm/tpm window), ``shared``
+(the shared ledger refused it), ``oversize`` (the request exceeds the whole tpm
+limit: waiting cannot help), ``context`` (prompt + output exceed the context
+window), ``budget`` (a budget covering it is used up)."""
+
+
+class RemoteTicket(Protocol):
+    """What a shared ledger attaches to a reservation it admitted."""
+
+    def settle(self, delta_tokens: int) -> None: ...
 
 
 class Reservation:
     """What one attempt holds at one deployment until it is settled or released."""
 
-    __slots__ = ("attempt", "open", "rpm_tick", "state", "tokens", "tpm_tick")
+    __slots__ = ("attempt", "open", "remote", "rpm_tick", "state", "tokens", "tpm_tick")
 
     def __init__(self, state: DeploymentState, tokens: int, rpm_tick: int, tpm_tick: int):
         self.state = state
@@ -27,6 +53,7 @@ class Reservation:
         self.tpm_tick = tpm_tick
         self.open = True
         self.attempt = 1  # the attempt's number, set by the pipeline when observed
+        self.remote: RemoteTicket | None = None
 
     def __repr__(self) -> str:
         return (
@@ -42,33 +69,77 @@ class Ledger:
 
     @staticmethod
     def has_headroom(s: DeploymentState, tokens: int, now: float) -> bool:
+        """Can `s` take a request of `tokens` (prompt + expected output) now?
+
+        A request larger than the whole TPM limit is never admitted (it would be
+        refused upstream, or take the whole minute); neither is one larger than the
+        context window.
+        """
         if s.max_concurrency is not None and s.in_flight >= s.max_concurrency:
             return False
-        d = s.deployment
-        if s.rpm_window is not None and d.rpm is not None and s.rpm_window.total(now) + 1 > d.rpm:
+        if s.blocked_until > now:
             return False
-        # A single request larger than the whole TPM limit may still go to an idle
-        # deployment: refusing it forever would be worse than letting the provider judge.
-        if s.tpm_window is not None and d.tpm is not None:
-            used = s.tpm_window.total(now)
-            if used + tokens > d.tpm and used > 0:
-                return False
+        lim = s.rpm_limit
+        w = s.rpm_window
+        if lim is not None and w is not None and w.total(now) >= lim:
+            return False
+        lim = s.tpm_limit
+        w = s.tpm_window
+        if lim is not None and w is not None and w.total(now) + tokens > lim:
+            return False
+        lim = s.context_window
+        if lim is not None and tokens > lim:
+            return False
+        if s.budgets:
+            for b in s.budgets:
+                if b.exhausted(now):
+                    return False
         return True
+
+    @staticmethod
+    def block(s: DeploymentState, tokens: int, now: float) -> Blocked:
+        """Why `s` cannot take the request (kind "ok" if it can). Slow path."""
+        d = s.deployment
+        cw = s.context_window
+        if cw is not None and tokens > cw:
+            return Blocked("context", f"context window {cw} < ~{tokens} tokens needed", None)
+        for b in s.budgets:
+            if b.exhausted(now):
+                return Blocked(
+                    "budget",
+                    f"budget {b.budget.label} used up (${b.spent:.4g}); "
+                    f"resets in {b.reset_in(now):.0f} s",
+                    b.reset_in(now),
+                    b,
+                )
+        if d.tpm is not None and tokens > d.tpm:
+            return Blocked("oversize", f"~{tokens} tokens exceed its whole tpm limit {d.tpm}", None)
+        if s.max_concurrency is not None and s.in_flight >= s.max_concurrency:
+            return Blocked(
+                "concurrency",
+                f"at its concurrency cap ({s.in_flight}/{s.max_concurrency} in flight)",
+                None,
+            )
+        if s.blocked_until > now:
+            wait = s.blocked_until - now
+            return Blocked("shared", f"over a shared limit for {wait:.2f} s more", wait)
+        w = s.rpm_window
+        if w is not None and s.rpm_limit is not None and w.total(now) >= s.rpm_limit:
+            return Blocked("rate", f"over its rpm limit ({s.rpm_limit})", w.next_expiry(now))
+        w = s.tpm_window
+        if w is not None and s.tpm_limit is not None and w.total(now) + tokens > s.tpm_limit:
+            return Blocked(
+                "rate",
+                f"over its tpm limit ({w.total(now)} + {tokens} > {s.tpm_limit})",
+                w.next_expiry(now),
+            )
+        return Blocked("ok", "has headroom", 0.0)
 
     @staticmethod
     def blocked_reason(s: DeploymentState, tokens: int, now: float) -> tuple[str, float | None]:
         """Why `s` has no headroom and seconds until it might (None if unknown)."""
-        d = s.deployment
-        if s.max_concurrency is not None and s.in_flight >= s.max_concurrency:
-            return f"at its concurrency cap ({s.in_flight}/{s.max_concurrency} in flight)", None
-        if s.rpm_window is not None and d.rpm is not None and s.rpm_window.total(now) + 1 > d.rpm:
-            return f"over its rpm limit ({d.rpm})", s.rpm_window.next_expiry(now)
-        if s.tpm_window is not None and d.tpm is not None:
-            return (
-                f"over its tpm limit ({s.tpm_window.total(now)} + {tokens} > {d.tpm})",
-                s.tpm_window.next_expiry(now),
-            )
-        return "has headroom", 0.0
+        b = Ledger.block(s, tokens, now)
+        return b.why, b.wait
 
     @staticmethod
     def reserve(s: DeploymentState, tokens: int, now: float) -> Reservation:
@@ -79,15 +150,36 @@ class Ledger:
         return Reservation(s, tokens, rpm_tick, tpm_tick)
 
     @staticmethod
-    def settle(r: Reservation, actual_tokens: int | None, now: float) -> None:
-        """The call succeeded; reconcile the estimate with what the provider reported."""
+    def settle(
+        r: Reservation, actual_tokens: int | None, now: float, usage: Usage | None = None
+    ) -> None:
+        """The call succeeded; reconcile the estimate with what the provider reported.
+
+        `usage` (prompt and completion tokens) prices the request: its cost is added
+        to the deployment's spend and to every budget covering it.
+        """
         if not r.open:
             return
         r.open = False
         s = r.state
         s.in_flight -= 1
-        if actual_tokens is not None and s.tpm_window is not None:
-            s.tpm_window.adjust(now, r.tpm_tick, actual_tokens - r.tokens)
+        if actual_tokens is not None:
+            delta = actual_tokens - r.tokens
+            if s.tpm_window is not None:
+                s.tpm_window.adjust(now, r.tpm_tick, delta)
+            if r.remote is not None:
+                r.remote.settle(delta)
+        if usage is not None:
+            s.input_tokens += usage.prompt_tokens
+            s.output_tokens += usage.completion_tokens
+            cost = usage.prompt_tokens * s.input_cost + usage.completion_tokens * s.output_cost
+            if cost:
+                s.spend += cost
+                for b in s.budgets:
+                    b.add(cost, now)
+        q = s.waiters
+        if q is not None and q.waiting:
+            q.wake()
 
     @staticmethod
     def release(r: Reservation, now: float) -> None:
@@ -103,3 +195,99 @@ class Ledger:
         s.in_flight -= 1
         if s.tpm_window is not None:
             s.tpm_window.adjust(now, r.tpm_tick, -r.tokens)
+        if r.remote is not None:
+            r.remote.settle(-r.tokens)
+        q = s.waiters
+        if q is not None and q.waiting:
+            q.wake()
+
+    @staticmethod
+    def cancel(r: Reservation, now: float) -> None:
+        """Undo a reservation whose request was never sent (a shared ledger refused
+        it): request, RPM and TPM are all given back."""
+        if not r.open:
+            return
+        r.open = False
+        s = r.state
+        s.in_flight -= 1
+        s.requests -= 1
+        if s.rpm_window is not None:
+            s.rpm_window.adjust(now, r.rpm_tick, -1)
+        if s.tpm_window is not None:
+            s.tpm_window.adjust(now, r.tpm_tick, -r.tokens)
+        q = s.waiters
+        if q is not None and q.waiting:
+            q.wake()
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """One deployment's refusal: what kind, why (one line), and the seconds until it
+    may pass (None when unknown or never)."""
+
+    kind: BlockKind
+    why: str
+    wait: float | None
+    budget: BudgetCounter | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Exhaustion:
+    """Why a group could not take a request, summed over its deployments."""
+
+    kind: Literal["free", "limits", "oversize", "context", "budget", "other"]
+    """``free``: some deployment could take it now; ``limits``: some deployment frees
+    up with time or as requests finish (waiting helps); ``oversize``/``context``: no
+    deployment can ever take it; ``budget``: every candidate is over budget;
+    ``other``: cooling down, tags, already tried."""
+    wait: float | None
+    budget: BudgetCounter | None
+
+
+def exhaustion(
+    states: Iterable[DeploymentState],
+    tokens: int,
+    now: float,
+    tags: Collection[str] = (),
+    exclude: Container[DeploymentState] = (),
+) -> Exhaustion:
+    """Classify why none of `states` is eligible (slow path, O(n))."""
+    from interlock.health.circuit import is_available  # a cycle at import time otherwise
+
+    kinds: set[str] = set()
+    waits: list[float] = []
+    budget: BudgetCounter | None = None
+    for s in states:
+        if tags and not set(tags) <= s.tags:
+            continue
+        if s in exclude:
+            kinds.add("other")
+            continue
+        b = Ledger.block(s, tokens, now)
+        if b.kind == "ok":
+            if not is_available(s, now):  # cooling, or half-open with its trial slots taken
+                kinds.add("other")
+                if s.cooldown_until > now:
+                    waits.append(s.cooldown_until - now)
+            else:
+                kinds.add("free")
+            continue
+        kinds.add(b.kind)
+        if b.wait is not None:
+            waits.append(b.wait)
+        if b.budget is not None and (
+            budget is None or b.budget.reset_in(now) < budget.reset_in(now)
+        ):
+            budget = b.budget
+    wait = min(waits) if waits else None
+    if "free" in kinds:
+        return Exhaustion("free", 0.0, None)
+    if kinds & {"concurrency", "rate", "shared"}:
+        return Exhaustion("limits", wait, budget)
+    if kinds == {"context"}:
+        return Exhaustion("context", None, None)
+    if kinds and kinds <= {"context", "oversize"}:
+        return Exhaustion("oversize", None, None)
+    if "budget" in kinds and kinds <= {"budget", "context", "oversize"}:
+        return Exhaustion("budget", wait, budget)
+    return Exhaustion("other", wait, budget)

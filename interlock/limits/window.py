@@ -6,23 +6,34 @@ __all__ = ["SlidingWindow"]
 
 
 class SlidingWindow:
-    """Sum of amounts added over the last `span` seconds, in `buckets` slots.
+    """Sum of amounts added over the last `span` seconds, kept in buckets of
+    ``span / buckets`` seconds.
 
-    Exactness: amounts expire a whole bucket at a time, so the window covers between
-    ``span - span/buckets`` and `span` seconds (59-60 s with the defaults). Every
-    operation is O(1) amortized: advancing clears only the buckets that expired.
+    Exactness: the window errs on the safe side. An amount added at time ``a`` keeps
+    counting until the end of its bucket plus `span`, so it is held between `span` and
+    ``span + span/buckets`` seconds (60-61 s with the defaults). Hence any interval of
+    `span` seconds never holds more than the limit, and a full window frees up at most
+    one bucket width late (at worst ``limit`` per 61 s instead of per 60 s).
+
+    Every operation is O(1) amortized: advancing clears only the buckets that expired
+    (at most ``buckets + 1`` of them).
     """
 
-    __slots__ = ("_buckets", "_head", "_n", "_total", "_width")
+    __slots__ = ("_buckets", "_head", "_n", "_slots", "_total", "_width")
 
     def __init__(self, span: float = 60.0, buckets: int = 60) -> None:
         if span <= 0 or buckets < 1:
             raise ValueError("SlidingWindow: span must be > 0 and buckets >= 1")
         self._n = buckets
+        self._slots = buckets + 1  # the current bucket plus `buckets` older ones
         self._width = span / buckets
-        self._buckets = [0] * buckets
+        self._buckets = [0] * self._slots
         self._head = 0  # tick (bucket index in absolute time) of the newest bucket
         self._total = 0
+
+    @property
+    def span(self) -> float:
+        return self._width * self._n
 
     def _advance(self, now: float) -> int:
         tick = int(now // self._width)
@@ -30,13 +41,14 @@ class SlidingWindow:
         if tick > head:
             steps = tick - head
             b = self._buckets
-            if steps >= self._n:
-                self._buckets = [0] * self._n
-                self._total = 0
+            m = self._slots
+            if steps >= m:
+                if self._total:
+                    self._buckets = [0] * m
+                    self._total = 0
             else:
-                n = self._n
                 for t in range(head + 1, tick + 1):
-                    i = t % n
+                    i = t % m
                     self._total -= b[i]
                     b[i] = 0
             self._head = tick
@@ -49,7 +61,7 @@ class SlidingWindow:
     def add(self, now: float, amount: int) -> int:
         """Add `amount` now; returns the tick it was recorded at (for `adjust`)."""
         tick = self._advance(now)
-        self._buckets[tick % self._n] += amount
+        self._buckets[tick % self._slots] += amount
         self._total += amount
         return tick
 
@@ -57,12 +69,12 @@ class SlidingWindow:
         """Correct an earlier `add` made at `tick` by `delta` (reconciling an estimate).
 
         If that bucket has already expired the correction is dropped: the amount no
-        longer counts anyway.
+        longer counts anyway. A bucket never goes below zero.
         """
         head = self._advance(now)
-        if head - tick >= self._n:
+        if head - tick >= self._slots:
             return
-        i = tick % self._n
+        i = tick % self._slots
         new = self._buckets[i] + delta
         if new < 0:
             delta -= new
@@ -71,13 +83,18 @@ class SlidingWindow:
         self._total += delta
 
     def next_expiry(self, now: float) -> float:
-        """Seconds until the oldest non-empty bucket leaves the window (0 if empty)."""
+        """Seconds until the oldest non-empty bucket leaves the window (0 if empty).
+
+        O(buckets), which is a constant; called only when explaining a refusal."""
         head = self._advance(now)
         if self._total <= 0:
             return 0.0
-        n = self._n
-        for age in range(n - 1, -1, -1):
+        m = self._slots
+        for age in range(m - 1, -1, -1):
             tick = head - age
-            if self._buckets[tick % n]:
-                return max(0.0, (tick + n) * self._width - now)
+            if self._buckets[tick % m]:
+                return max(0.0, (tick + m) * self._width - now)
         return 0.0
+
+    def __repr__(self) -> str:
+        return f"<SlidingWindow span={self.span:g}s total={self._total}>"

@@ -53,8 +53,11 @@ class DeploymentStatistics:
     ttft_ewma: float | None = None
     """Smoothed seconds to the first chunk of successful streams, None before the first."""
     spend: float = 0.0
-    """US dollars spent on this deployment. Filled by the spend ledger (issue 5); 0.0
-    until it tracks spend (the `interlock_spend_usd_total` metric counts it already)."""
+    """USD spent on this deployment (usage x its per-token prices)."""
+    input_tokens: int = 0
+    """Prompt tokens the provider reported, over every settled request."""
+    output_tokens: int = 0
+    """Completion tokens the provider reported."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,15 +18,20 @@ from interlock.config import HedgePolicy, RetryPolicy
 from interlock.errors import (
     APITimeoutError,
     AttemptRecord,
+    BudgetExceededError,
+    ContextWindowExceededError,
     DeadlineExceededError,
     InterlockError,
     NoDeploymentAvailableError,
+    RateLimitError,
 )
 from interlock.health.budget import RetryBudget
 from interlock.health.circuit import CLOSED
 from interlock.health.classify import TREATMENTS, FailureKind, classify
 from interlock.health.tracker import HealthTracker
-from interlock.limits.ledger import Ledger, Reservation
+from interlock.limits.ledger import Exhaustion, Ledger, Reservation, exhaustion
+from interlock.limits.queue import WaitQueue
+from interlock.limits.shared import SharedLedger
 from interlock.observability.observer import Observer
 from interlock.observability.stats import record_ttft
 from interlock.router.fallbacks import FallbackTable
@@ -64,6 +69,7 @@ class Call:
 
     __slots__ = (
         "attempts",
+        "blocked",
         "budget",
         "deadline",
         "free_retry",
@@ -84,6 +90,7 @@ class Call:
         self.attempts: list[AttemptRecord] = []
         self.last_error: InterlockError | None = None
         self.unavailable: list[str] = []
+        self.blocked: list[Exhaustion] = []
         self.soonest: float | None = None
         self.sent = 0
         self.free_retry = False
@@ -105,8 +112,11 @@ class Pipeline:
         "hedges_sent",
         "ledger",
         "observer",
+        "queue_wait",
+        "queues",
         "retry",
         "rng",
+        "shared",
     )
 
     def __init__(
@@ -131,6 +141,11 @@ class Pipeline:
         self.clock = clock
         self.rng = rng
         self.observer = observer if observer is not None else Observer(clock)
+        # interlock.limits: per-group lines for capacity (empty: no queueing) and
+        # the shared ledger of several router processes (None: in memory only).
+        self.queues: dict[str, WaitQueue] = {}
+        self.queue_wait = 0.0
+        self.shared: SharedLedger | None = None
         self._budgets = {
             g: RetryBudget(retry.budget_ratio, retry.budget_floor, retry.budget_window)
             for g in pools
@@ -187,22 +202,63 @@ class Pipeline:
                 kind_counts: dict[FailureKind, int] = {}
                 n_attempts = 0
                 n_waits = 0
+                tokens = request.est_input_tokens + request.est_output_tokens
+                # Only the last group of the chain queues for capacity; earlier ones
+                # fall back at once.
+                queue = self.queues.get(group) if not has_next else None
+                queued_at: float | None = None  # when this request first joined the line
+                woken = False
                 while n_attempts < retry.max_attempts:
                     now = clock.now()
                     if now >= call.deadline:
                         err = self._deadline_error(call)
                         obs.refused(first_group, len(call.attempts), started, now, err)
                         raise err
-                    state = pool.select(request, now, tried)
+                    if queue is not None and queue.waiting and not woken:
+                        state = None  # FIFO: nobody overtakes the requests in line
+                    else:
+                        state = pool.select(request, now, tried)
                     if state is None:
-                        delay = self._wait_before_retry(pool, call, now, tried, n_waits, has_next)
-                        if delay is None:
-                            self._note_unavailable(call, pool, now)
-                            raise _Exhausted
-                        n_waits += 1
-                        await clock.sleep(delay)
-                        tried.clear()
-                        continue
+                        ex = exhaustion(pool.states, tokens, now, request.tags, tried)
+                        if ex.kind == "context":
+                            raise _Redirect(
+                                "context_window",
+                                ContextWindowExceededError(
+                                    f"~{tokens} tokens (prompt + max_tokens) exceed the context "
+                                    f"window of every deployment of group {group!r}"
+                                ),
+                            )
+                        if queue is not None and ex.kind in ("limits", "free"):
+                            if ex.kind == "free":
+                                queue.wake()  # capacity is back: the head of the line goes first
+                            if queued_at is None:
+                                queued_at = now
+                            left = min(self.queue_wait - (now - queued_at), call.deadline - now)
+                            if left > 0 and (woken or not queue.full):
+                                capacity_in = ex.wait if ex.kind == "limits" else None
+                                waited_from = now
+                                woken = await queue.wait(left, capacity_in=capacity_in, front=woken)
+                                obs.rate_limit_wait(
+                                    group, None, clock.now() - waited_from, clock.now()
+                                )
+                                if woken:
+                                    continue
+                            woken = False
+                            now = clock.now()
+                            ex = exhaustion(pool.states, tokens, now, request.tags, tried)
+                        elif ex.kind != "limits" or tried:
+                            delay = self._wait_before_retry(
+                                pool, call, now, tried, n_waits, has_next
+                            )
+                            if delay is not None:
+                                n_waits += 1
+                                await clock.sleep(delay)
+                                tried.clear()
+                                continue
+                        call.blocked.append(ex)
+                        self._note_unavailable(call, pool, now)
+                        raise _Exhausted
+                    woken = False
                     if self._slow_start and not self.health.admit(state, now):
                         # A ramping deployment turned this one away: pick another if any.
                         other = pool.select(request, now, {*tried, state})
@@ -227,14 +283,29 @@ class Pipeline:
                             tried.add(state)
                             continue
                         return complete(result, reservation, started)
+                    reservation = Ledger.reserve(state, tokens, now)
+                    if queue is not None and queue.waiting:
+                        queue.wake()  # there may be capacity left for the next in line
+                    shared = self.shared
+                    if shared is not None and shared.active:
+                        # The one Redis round trip of the hot path: admit against the
+                        # global windows (and shared cooldowns) of this deployment.
+                        try:
+                            admitted = await shared.admit(reservation)
+                        except BaseException:
+                            Ledger.release(reservation, clock.now())
+                            raise
+                        if not admitted:
+                            Ledger.cancel(reservation, clock.now())
+                            n_attempts -= 1  # refused before sending: not an attempt
+                            call.sent -= 1
+                            continue
+                        now = clock.now()
                     attempt_timeout = call.deadline - now
                     cut_by_deadline = True
                     if state.deployment.timeout < attempt_timeout:
                         attempt_timeout = state.deployment.timeout
                         cut_by_deadline = False
-                    reservation = Ledger.reserve(
-                        state, request.est_input_tokens + request.est_output_tokens, now
-                    )
                     if call.attempts:
                         reservation.attempt = len(call.attempts) + 1
                         if n_attempts > 1:  # a new group's first try is a fallback
@@ -271,13 +342,39 @@ class Pipeline:
         if call.last_error is not None:
             call.last_error.attempts = tuple(call.attempts)
             raise call.last_error
-        refused = NoDeploymentAvailableError(
+        refused = self._refusal(call)
+        obs.refused(first_group, len(call.attempts), started, self.clock.now(), refused)
+        raise refused
+
+    def _refusal(self, call: Call) -> InterlockError:
+        """The error for a call that no deployment could even be sent: over limits
+        (RateLimitError), over budget (BudgetExceededError), or else unavailable."""
+        request = call.request
+        kinds = {ex.kind for ex in call.blocked}
+        if kinds and kinds <= {"limits", "oversize", "budget"} and kinds != {"budget"}:
+            return RateLimitError(
+                f"no deployment of {request.requested!r} has capacity: "
+                + " | ".join(call.unavailable),
+                retry_after=call.soonest,
+                attempts=call.attempts,
+            )
+        if kinds == {"budget"}:
+            counter = min(
+                (ex.budget for ex in call.blocked if ex.budget is not None),
+                key=lambda c: c.resets_at,
+            )
+            now = self.clock.now()
+            return BudgetExceededError(
+                f"budget {counter.budget.label} for {request.requested!r} is used up "
+                f"(${counter.spent:.4g} spent); it resets in {counter.reset_in(now):.0f} s",
+                retry_after=counter.reset_in(now),
+                attempts=call.attempts,
+            )
+        return NoDeploymentAvailableError(
             f"no deployment can serve {request.requested!r}: " + " | ".join(call.unavailable),
             retry_after=call.soonest,
             attempts=call.attempts,
         )
-        obs.refused(first_group, len(call.attempts), started, self.clock.now(), refused)
-        raise refused
 
     def _give_up(
         self, call: Call, exc: InterlockError, kind_counts: dict[FailureKind, int]
@@ -401,6 +498,8 @@ class Pipeline:
     ) -> None:
         """Record a failed attempt (health, strategy feedback, observer)."""
         cooldown = self.health.record_failure(state, error, now)
+        if cooldown and self.shared is not None:
+            self.shared.publish_cooldown(state, state.cooldown_until - now)
         feedback = self._pools[state.group].feedback
         if feedback is not None:
             feedback(state, False, now - started, None)

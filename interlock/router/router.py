@@ -16,11 +16,14 @@ from interlock.cache.response import CacheMode, ResponseCache
 from interlock.cache.stream import CachedStream
 from interlock.clock import Clock, MonotonicClock
 from interlock.config import (
+    Budget,
     Deployment,
     HealthPolicy,
     HedgePolicy,
+    QueuePolicy,
     RetryPolicy,
     RouterConfig,
+    SharedState,
     load_config_source,
 )
 from interlock.deadline import DeadlineWheel
@@ -35,7 +38,10 @@ from interlock.health.circuit import health_state
 from interlock.health.probe import HealthProber
 from interlock.health.tracker import HealthTracker
 from interlock.limits.ledger import Ledger, Reservation
-from interlock.limits.tokens import estimate_embedding_tokens, estimate_input_tokens
+from interlock.limits.queue import WaitQueue
+from interlock.limits.shared import RedisLedger, SharedLedger
+from interlock.limits.spend import SpendReport, attach_budgets, spend_report
+from interlock.limits.tokens import TokenCounter
 from interlock.observability.hooks import Hook
 from interlock.observability.metrics import PrometheusMetrics
 from interlock.observability.observer import Observer
@@ -105,6 +111,10 @@ class Router:
         content_policy_fallbacks: Mapping[str, Sequence[str]] | None = None,
         max_fallback_depth: int = 3,
         hedging: Mapping[str, HedgePolicy | Mapping[str, Any]] | None = None,
+        budgets: Sequence[Budget | Mapping[str, Any]] = (),
+        queue: QueuePolicy | Mapping[str, Any] | None = None,
+        shared: SharedState | Mapping[str, Any] | None = None,
+        tokenizer: TokenCounter | None = None,
     ) -> None:
         cfg = RouterConfig(
             deployments=tuple(deployments),
@@ -132,6 +142,9 @@ class Router:
             },
             max_fallback_depth=max_fallback_depth,
             hedging=dict(hedging or {}),
+            budgets=tuple(budgets),
+            queue=queue if queue is not None else QueuePolicy(),
+            shared=shared,
         )
         self.config = cfg
         self._clock: Clock = clock or MonotonicClock()
@@ -188,6 +201,21 @@ class Router:
         self._unsupported: UnsupportedParams = cfg.unsupported_params
         self._cache = ResponseCache(cfg.cache, self._pools, self._clock)
         self._cache_active = cfg.cache.active
+        self._tokens = tokenizer or TokenCounter()
+        self._budgets, problems = attach_budgets(cfg.budgets, self._states, self._clock.now())
+        if problems:
+            raise ConfigError(problems)
+        if cfg.queue.max_wait > 0:
+            self._pipeline.queue_wait = cfg.queue.max_wait
+            for g, pool in self._pools.items():
+                q = WaitQueue(self._clock, cfg.queue.max_size)
+                self._pipeline.queues[g] = q
+                for st in pool.states:
+                    st.waiters = q
+        self._shared: SharedLedger | None = None
+        if cfg.shared is not None:
+            self._shared = RedisLedger(cfg.shared, self._states, self._clock)
+            self._pipeline.shared = self._shared
 
     def _group_strategy(
         self, group: str, default: StrategyLike, per_group: Mapping[str, StrategyLike] | None
@@ -263,6 +291,9 @@ class Router:
             content_policy_fallbacks=cfg.content_policy_fallbacks,
             max_fallback_depth=cfg.max_fallback_depth,
             hedging=cfg.hedging,
+            budgets=cfg.budgets,
+            queue=cfg.queue,
+            shared=cfg.shared,
             clock=clock,
             cache=cfg.cache,
             transports=transports,
@@ -293,6 +324,10 @@ class Router:
         self._closed = True
         await self._prober.stop()
         await self._observer.aclose()
+        for q in self._pipeline.queues.values():
+            q.close()
+        if self._shared is not None:
+            await self._shared.aclose()
         for t in {id(t): t for t in self._transports.values()}.values():
             await t.aclose()
         await self._http.aclose()
@@ -400,7 +435,7 @@ class Router:
             body,
             stream,
             _tag_set(tags) if tags else _NO_TAGS,
-            estimate_input_tokens(messages),
+            self._tokens.messages(messages),
             int(out) if out else self._expected_output,
             model,
             self._unsupported
@@ -459,7 +494,7 @@ class Router:
             input=input,
             params=body,
             tags=_tag_set(tags),
-            est_input_tokens=estimate_embedding_tokens(input),
+            est_input_tokens=self._tokens.embedding_input(input),
             requested=model,
             strategy=_request_strategy(strategy),
             unsupported_params=self._unsupported_for(unsupported_params),
@@ -521,7 +556,7 @@ class Router:
     ) -> ChatCompletion:
         now = self._clock.now()
         u = result.usage
-        Ledger.settle(r, u.total_tokens if u is not None else None, now)
+        Ledger.settle(r, u.total_tokens if u is not None else None, now, u)
         self._pipeline.succeeded(r.state, started, now, None, u, r.attempt)
         return result
 
@@ -530,7 +565,7 @@ class Router:
     ) -> EmbeddingResponse:
         now = self._clock.now()
         u = result.usage
-        Ledger.settle(r, u.total_tokens if u is not None else None, now)
+        Ledger.settle(r, u.total_tokens if u is not None else None, now, u)
         self._pipeline.succeeded(r.state, started, now, None, u, r.attempt)
         return result
 
@@ -587,9 +622,21 @@ class Router:
                     tpm_used=s.tpm_window.total(now) if s.tpm_window is not None else None,
                     latency_ewma=s.latency_ewma,
                     ttft_ewma=s.ttft_ewma,
+                    spend=s.spend,
+                    input_tokens=s.input_tokens,
+                    output_tokens=s.output_tokens,
                 )
             )
         return RouterStatistics(at=now, deployments=tuple(out), cache=self._cache.statistics())
+
+    def spend(self) -> SpendReport:
+        """Spend in USD per deployment, group and tag, and every budget's state."""
+        return spend_report(self._states, self._budgets, self._clock.now())
+
+    @property
+    def shared(self) -> SharedLedger | None:
+        """The ledger shared with other router processes, when configured."""
+        return self._shared
 
     def __repr__(self) -> str:
         now = self._clock.now()

@@ -14,6 +14,8 @@ from interlock.health.circuit import CircuitState
 from interlock.limits.window import SlidingWindow
 
 if TYPE_CHECKING:
+    from interlock.limits.queue import WaitQueue
+    from interlock.limits.spend import BudgetCounter
     from interlock.providers.base import Transport
 
 __all__ = ["DeploymentState"]
@@ -23,8 +25,11 @@ class DeploymentState:
     """Live state of one deployment. Strategies receive these as candidates."""
 
     __slots__ = (
+        "blocked_until",
+        "budgets",
         "circuit",
         "consecutive_failures",
+        "context_window",
         "cooldown_until",
         "deployment",
         "ejections",
@@ -32,17 +37,25 @@ class DeploymentState:
         "group",
         "id",
         "in_flight",
+        "input_cost",
+        "input_tokens",
         "last_output_tokens",
         "latency_ewma",
         "max_concurrency",
         "order",
+        "output_cost",
+        "output_tokens",
         "requests",
+        "rpm_limit",
         "rpm_window",
+        "spend",
         "successes",
         "tags",
+        "tpm_limit",
         "tpm_window",
         "transport",
         "ttft_ewma",
+        "waiters",
         "weight",
     )
 
@@ -61,6 +74,19 @@ class DeploymentState:
         self.requests = 0
         self.rpm_window = SlidingWindow() if deployment.rpm is not None else None
         self.tpm_window = SlidingWindow() if deployment.tpm is not None else None
+        # limits (interlock.limits): effective rpm/tpm (scaled down while a shared
+        # ledger is unreachable), a shared ledger's refusal, spend and budgets
+        self.rpm_limit = deployment.rpm
+        self.tpm_limit = deployment.tpm
+        self.context_window = deployment.context_window
+        self.blocked_until = 0.0
+        self.input_cost = deployment.input_cost_per_token
+        self.output_cost = deployment.output_cost_per_token
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.spend = 0.0
+        self.budgets: tuple[BudgetCounter, ...] = ()
+        self.waiters: WaitQueue | None = None
         # health
         self.successes = 0
         self.failures = 0

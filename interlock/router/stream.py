@@ -103,25 +103,31 @@ class ChatStream:
             return self.usage.total_tokens
         return self._prompt_tokens + (self._chars + 3) // 4
 
+    def _usage(self) -> Usage:
+        if self.usage is not None:
+            return self.usage
+        out = (self._chars + 3) // 4
+        return Usage(self._prompt_tokens, out, self._prompt_tokens + out)
+
     def _finish_ok(self) -> None:
         r = self._reservation
         if r.open:
             now = self._pipeline.clock.now()
-            Ledger.settle(r, self._tokens(), now)
+            Ledger.settle(r, self._tokens(), now, self._usage())
             self._pipeline.succeeded(r.state, self._started, now, self.ttft, self.usage, r.attempt)
 
     def _finish_failed(self, exc: InterlockError) -> None:
         r = self._reservation
         if r.open:
             now = self._pipeline.clock.now()
-            Ledger.settle(r, self._tokens(), now)
+            Ledger.settle(r, self._tokens(), now, self._usage())
             self._pipeline.failed(r.state, exc, self._started, now, r.attempt)
 
     def _abandon(self) -> None:
         self._source.close()
         r = self._reservation
         if r.open:
-            Ledger.settle(r, self._tokens(), self._pipeline.clock.now())
+            Ledger.settle(r, self._tokens(), self._pipeline.clock.now(), self._usage())
 
     async def aclose(self) -> None:
         """Stop reading; releases the connection and settles the reservation."""

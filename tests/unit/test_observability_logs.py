@@ -11,7 +11,7 @@ from interlock import (
     HealthPolicy,
     InterlockError,
     InternalServerError,
-    NoDeploymentAvailableError,
+    RateLimitError,
     Router,
 )
 from interlock.observability.logs import Redactor
@@ -103,7 +103,7 @@ async def test_retry_and_refusal_lines(caplog: pytest.LogCaptureFixture) -> None
             clock=clock,
         )
         router2._states[0].in_flight = 1  # at its cap: nothing can serve the request
-        with pytest.raises(NoDeploymentAvailableError):
+        with pytest.raises(RateLimitError):
             await router2.acompletion("z", MSG)
         assert events(caplog) == ["refused"]
         assert "concurrency cap" in caplog.records[0].getMessage()

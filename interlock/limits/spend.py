@@ -1,0 +1,138 @@
+"""Spend: cost per request from `usage` x per-token prices, and budgets.
+
+Cost is recorded when a reservation is settled with the provider's usage. Every
+deployment keeps its own running total; group and tag totals are sums over the
+deployments at report time (off the hot path). A `BudgetCounter` is the live state of
+one `Budget`; each deployment holds the counters that cover it, so recording a cost
+and checking budgets at eligibility are O(budgets covering the deployment).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from interlock.config import Budget
+
+if TYPE_CHECKING:
+    from interlock.router.state import DeploymentState
+
+__all__ = ["BudgetCounter", "BudgetStatus", "SpendReport", "attach_budgets", "spend_report"]
+
+
+class BudgetCounter:
+    """Spend against one budget in its current period (fixed windows from `start`)."""
+
+    __slots__ = ("budget", "limit", "period", "period_start", "resets_at", "spent")
+
+    def __init__(self, budget: Budget, start: float) -> None:
+        self.budget = budget
+        self.limit = budget.limit_usd
+        self.period = budget.period
+        self.period_start = start
+        self.resets_at = start + budget.period
+        self.spent = 0.0
+
+    def _roll(self, now: float) -> None:
+        periods = (now - self.period_start) // self.period
+        self.period_start += periods * self.period
+        self.resets_at = self.period_start + self.period
+        self.spent = 0.0
+
+    def exhausted(self, now: float) -> bool:
+        if now >= self.resets_at:
+            self._roll(now)
+        return self.spent >= self.limit
+
+    def add(self, cost: float, now: float) -> None:
+        if now >= self.resets_at:
+            self._roll(now)
+        self.spent += cost
+
+    def reset_in(self, now: float) -> float:
+        if now >= self.resets_at:
+            self._roll(now)
+        return self.resets_at - now
+
+    def __repr__(self) -> str:
+        return f"<BudgetCounter {self.budget.label} spent=${self.spent:.6g}>"
+
+
+def attach_budgets(
+    budgets: Sequence[Budget], states: Sequence[DeploymentState], now: float
+) -> tuple[list[BudgetCounter], list[tuple[str, str]]]:
+    """One counter per budget, attached to every state it covers. Returns the counters
+    and ``(path, problem)`` pairs for budgets that cover no deployment."""
+    counters: list[BudgetCounter] = []
+    problems: list[tuple[str, str]] = []
+    for i, b in enumerate(budgets):
+        counter = BudgetCounter(b, now)
+        covered = [s for s in states if _covers(b, s)]
+        if not covered:
+            problems.append((f"budgets[{i}].name", f"covers no deployment ({b.scope} {b.name!r})"))
+            continue
+        for s in covered:
+            s.budgets = (*s.budgets, counter)
+        counters.append(counter)
+    return counters, problems
+
+
+def _covers(b: Budget, s: DeploymentState) -> bool:
+    if b.scope == "deployment":
+        return s.id == b.name
+    if b.scope == "group":
+        return s.group == b.name
+    return b.name in s.tags
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """One budget at the moment of the report."""
+
+    label: str
+    scope: str
+    name: str
+    limit_usd: float
+    spent_usd: float
+    """Spend in the current period."""
+    resets_in: float
+    """Seconds until the current period ends."""
+    exhausted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SpendReport:
+    """Spend in USD since the router was built (budgets: in their current period)."""
+
+    total_usd: float
+    by_deployment: dict[str, float]
+    by_group: dict[str, float]
+    by_tag: dict[str, float]
+    budgets: tuple[BudgetStatus, ...]
+
+
+def spend_report(
+    states: Iterable[DeploymentState], counters: Iterable[BudgetCounter], now: float
+) -> SpendReport:
+    by_deployment: dict[str, float] = {}
+    by_group: dict[str, float] = {}
+    by_tag: dict[str, float] = {}
+    for s in states:
+        by_deployment[s.id] = s.spend
+        by_group[s.group] = by_group.get(s.group, 0.0) + s.spend
+        for t in s.tags:
+            by_tag[t] = by_tag.get(t, 0.0) + s.spend
+    budgets = tuple(
+        BudgetStatus(
+            c.budget.label,
+            c.budget.scope,
+            c.budget.name,
+            c.limit,
+            c.spent,
+            c.reset_in(now),
+            c.exhausted(now),
+        )
+        for c in counters
+    )
+    return SpendReport(sum(by_deployment.values()), by_deployment, by_group, by_tag, budgets)

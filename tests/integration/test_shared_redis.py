@@ -1,0 +1,223 @@
+"""Several routers, one set of limits: against a real redis-server started here.
+
+The fixture starts ``redis-server`` on a free port on 127.0.0.1 without persistence
+and stops it by pid. If it cannot start, the tests skip, except with CI=true, where
+they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from interlock import Deployment, Router
+from interlock.limits import RedisLedger
+from interlock.testing import FakeUpstream, Fault
+
+pytestmark = pytest.mark.redis
+
+HERE = Path(__file__).resolve().parent
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """One redis-server child process on a fixed port; can be killed and restarted."""
+
+    def __init__(self, binary: str, port: int) -> None:
+        self.binary = binary
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                *(self.binary, "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--protected-mode", "yes"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(500):  # up to ~5 s for the port to accept connections
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.1) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.01)  # a sync fixture: the child needs a moment to bind
+        raise RuntimeError("redis-server did not answer PING")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    server = RedisServer(binary, _free_port())
+    try:
+        server.start()
+    except (OSError, RuntimeError) as exc:
+        server.kill()
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot start redis-server: {exc}")
+        pytest.skip(f"cannot start redis-server: {exc}")
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FakeUpstream]:
+    async with FakeUpstream(name="shared") as up:
+        yield up
+
+
+async def run_proc(args: dict[str, Any]) -> dict[str, int]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(HERE / "shared_router_proc.py"),
+        json.dumps(args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    result: dict[str, int] = json.loads(out)
+    return result
+
+
+async def test_three_router_processes_share_one_rpm_limit(
+    redis_server: RedisServer, upstream: FakeUpstream
+) -> None:
+    args = {"url": upstream.url, "redis": redis_server.url, "rpm": 30, "n": 40, "prefix": "t1"}
+    # A generous Redis timeout: on a loaded machine a 0.25 s one could trip the
+    # (tested separately) fallback to local accounting, which is not what this tests.
+    args["timeout"] = 10
+    results = await asyncio.gather(*(run_proc(args) for _ in range(3)))
+    assert all(r["active"] == 1 for r in results)
+    # Tolerance: none. Admission is one atomic Lua script per request, so the three
+    # processes together get exactly the limit; alone, each would have sent 30.
+    assert sum(r["ok"] for r in results) == 30
+    assert sum(r["rate_limited"] for r in results) == 90
+    assert upstream.request_count == 30
+    assert all(r["active"] == 1 for r in results)
+
+
+def shared_router(urls: list[str], redis_url: str, **kw: Any) -> Router:
+    return Router(
+        [
+            Deployment(group="g", model="m", id=f"d{i}", api_base=u, rpm=10_000)
+            for i, u in enumerate(urls)
+        ],
+        shared={"url": redis_url, "prefix": "t2", "sync_interval": 0.25, "timeout": 5},
+        seed=7,
+        **kw,
+    )
+
+
+async def test_a_cooldown_set_by_one_router_is_respected_by_another(
+    redis_server: RedisServer,
+) -> None:
+    async with FakeUpstream(name="x") as x, FakeUpstream(name="y") as y:
+        a = shared_router([x.url, y.url], redis_server.url)
+        b = shared_router([x.url, y.url], redis_server.url)
+        x.always(Fault.rate_limit(30))
+        for _ in range(20):  # until a's strategy has tried x once
+            await a.acompletion("g", MSG)
+            if x.request_count:
+                break
+        assert x.request_count == 1
+        assert a.statistics().by_id("d0").state == "cooling"
+        assert isinstance(a.shared, RedisLedger)
+        await a.shared.flush()  # the cooldown has reached Redis
+        for _ in range(30):
+            r = await b.acompletion("g", MSG)
+            assert r.deployment_id == "d1"
+        assert x.request_count == 1  # b never sent to x
+        assert b.statistics().by_id("d0").state == "cooling"
+        # A third router learns it from the periodic read, without sending anything.
+        c = shared_router([x.url, y.url], redis_server.url)
+        assert isinstance(c.shared, RedisLedger)
+        await c.shared.sync_once()
+        cooling = c.statistics().by_id("d0")
+        assert cooling.state == "cooling"
+        assert cooling.cooldown_remaining > 20
+        for router in (a, b, c):
+            await router.aclose()
+
+
+async def test_killing_redis_loses_no_request_and_routers_rejoin(
+    redis_server: RedisServer, upstream: FakeUpstream
+) -> None:
+    routers = [shared_router([upstream.url], redis_server.url) for _ in range(2)]
+    upstream.always(Fault.delay(0.002))
+    n = 300
+    done = 0
+
+    async def one(router: Router) -> None:
+        nonlocal done
+        await router.acompletion("g", MSG, timeout=30)
+        done += 1
+
+    async def drive() -> None:
+        sem = asyncio.Semaphore(16)
+
+        async def guarded(i: int) -> None:
+            async with sem:
+                await one(routers[i % 2])
+
+        await asyncio.gather(*(guarded(i) for i in range(n)))
+
+    task = asyncio.create_task(drive())
+    for _ in range(10_000):
+        if upstream.request_count >= 100:
+            break
+        await asyncio.sleep(0.005)
+    redis_server.kill()  # mid-run
+    await task
+    assert done == n  # no request lost
+    assert upstream.request_count == n
+    ledgers = [r.shared for r in routers]
+    assert all(isinstance(s, RedisLedger) for s in ledgers)
+    assert all(s is not None and not s.active for s in ledgers)
+    assert all(r.statistics().in_flight == 0 for r in routers)
+
+    redis_server.start()
+    for _ in range(2000):  # they ping every retry_interval (0.5 s)
+        if all(s is not None and s.active for s in ledgers):
+            break
+        await asyncio.sleep(0.01)
+    assert all(s is not None and s.active for s in ledgers)
+    await asyncio.gather(*(routers[i % 2].acompletion("g", MSG) for i in range(20)))
+    # The restarted Redis (no persistence) counts exactly the requests since it came back.
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_server.url)
+    total: Any = await client.hget("t2:{d0}:rpm", "t")
+    await client.aclose()
+    assert int(total) == 20
+    for router in routers:
+        await router.aclose()
