@@ -284,6 +284,12 @@ class HealthPolicy(_Model):
                 raise ValueError(f"allowance for {name!r} must be >= 1")
         return value
 
+    @model_validator(mode="after")
+    def _check_cooldowns(self) -> Self:
+        if self.cooldown_max < self.cooldown:
+            raise ConfigError([("cooldown_max", f"must be >= cooldown ({self.cooldown:g} s)")])
+        return self
+
 
 class HedgePolicy(_Model):
     """Opt-in request hedging for a group: when the first attempt is slow, send another
@@ -296,8 +302,9 @@ class HedgePolicy(_Model):
     latencies have been seen."""
     percentile: float | None = Field(default=None, gt=0, lt=100)
     """Hedge after this percentile of the group's recent successful latencies."""
-    min_samples: int = Field(default=20, ge=1)
-    """Latencies needed before `percentile` is used."""
+    min_samples: int = Field(default=20, ge=1, le=256)
+    """Latencies needed before `percentile` is used (at most the 256 the router keeps
+    per group)."""
     max_hedges: int = Field(default=1, ge=1, le=4)
     """Extra requests per attempt at most (each draws on the retry budget)."""
 

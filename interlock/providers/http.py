@@ -15,6 +15,7 @@ from interlock.errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ConfigError,
     ContentPolicyViolationError,
     ContextWindowExceededError,
     InterlockError,
@@ -35,6 +36,14 @@ class HttpClient:
     __slots__ = ("_closed", "_limit", "_session")
 
     def __init__(self, *, connection_limit: int = 1000) -> None:
+        if (
+            isinstance(connection_limit, bool)
+            or not isinstance(connection_limit, int)
+            or connection_limit < 1
+        ):
+            raise ConfigError(
+                [("connection_limit", f"must be an int >= 1, got {connection_limit!r}")]
+            )
         self._limit = connection_limit
         self._session: aiohttp.ClientSession | None = None
         self._closed = False

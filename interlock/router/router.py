@@ -268,12 +268,11 @@ class Router:
         seed: int | None = None,
         hooks: Sequence[Hook] | None = None,
         metrics: PrometheusMetrics | None = None,
+        tokenizer: TokenCounter | None = None,
+        connection_limit: int = 1000,
     ) -> Router:
-        """A Router from a mapping or a JSON file with the keys of `RouterConfig`
-        (``deployments``, ``strategy``, ``strategies``, ``fallbacks``, ``aliases``,
-        ``retry``, ``health``, ``timeout``, ``expected_output_tokens``,
-        ``unsupported_params``, ``cache``, ``context_window_fallbacks``,
-        ``content_policy_fallbacks``, ``max_fallback_depth``, ``hedging``)."""
+        """A Router from a mapping or a JSON file holding every key of `RouterConfig`
+        (docs/configuration.md); the keywords are the objects a file cannot hold."""
         data = load_config_source(source)
         cfg = RouterConfig(**data)
         return cls(
@@ -300,6 +299,8 @@ class Router:
             seed=seed,
             hooks=hooks,
             metrics=metrics,
+            tokenizer=tokenizer,
+            connection_limit=connection_limit,
         )
 
     # --- lifecycle ------------------------------------------------------------------
