@@ -91,30 +91,7 @@ class OpenAITransport:
     async def chat(self, d: Deployment, request: Request, timeout: float) -> ChatCompletion:
         ep = self._endpoints.get(d.id or "") or self._endpoint(d)
         body = self._body(self._payload(d, {"messages": request.messages}, request.params))
-        # `_post` inlined: one coroutine layer less on the path every response takes.
-        try:
-            with self._deadlines.timeout(timeout):
-                async with self._client.session.post(
-                    ep.chat, data=body, headers=ep.headers
-                ) as resp:
-                    raw = await resp.read()
-                    if resp.status >= 400:
-                        raise error_from_response(
-                            resp.status,
-                            resp.headers,
-                            raw,
-                            provider=d.provider,
-                            deployment_id=d.id or "",
-                            secret=ep.secret,
-                        )
-        except InterlockError:
-            raise
-        except TimeoutError:
-            raise APITimeoutError(
-                f"no response within {timeout:.3g} s", deployment_id=d.id
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise _connection_error(d, ep, exc) from None
+        raw = await self._post(d, ep, ep.chat, body, timeout)
         try:
             return ChatCompletion.from_dict(
                 orjson.loads(raw), deployment_id=d.id or "", group=d.group

@@ -351,6 +351,7 @@ async def test_active_probe_restores_an_ejected_deployment(clock: FakeClock) -> 
     health = HealthPolicy(
         allowed_fails=1,
         cooldown=1000.0,
+        cooldown_max=1000.0,
         failure_rate_threshold=None,
         half_open_successes=1,
         probe_interval=1.0,
