@@ -104,9 +104,20 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stop the server this object started; idempotent."""
+        self._end(crash=False)
+
+    def kill(self) -> None:
+        """Kill the server at once (SIGKILL), as a crash would: no clean shutdown, open
+        connections simply break. `start()` brings it back on the same port."""
+        self._end(crash=True)
+
+    def _end(self, *, crash: bool) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
-            proc.terminate()
+            if crash:
+                proc.kill()
+            else:
+                proc.terminate()
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:

@@ -10,11 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +19,7 @@ import pytest
 
 from interlock import Deployment, Router
 from interlock.limits import RedisLedger
-from interlock.testing import FakeUpstream, Fault
+from interlock.testing import FakeUpstream, Fault, RedisServer, RedisServerError
 
 pytestmark = pytest.mark.redis
 
@@ -31,62 +27,17 @@ HERE = Path(__file__).resolve().parent
 MSG = [{"role": "user", "content": "hi"}]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """One redis-server child process on a fixed port; can be killed and restarted."""
-
-    def __init__(self, binary: str, port: int) -> None:
-        self.binary = binary
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                *(self.binary, "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--protected-mode", "yes"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(500):  # up to ~5 s for the port to accept connections
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.1) as c:
-                    c.sendall(b"PING\r\n")
-                    if c.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.01)  # a sync fixture: the child needs a moment to bind
-        raise RuntimeError("redis-server did not answer PING")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    server = RedisServer(binary, _free_port())
+    server = RedisServer()
     try:
         server.start()
-    except (OSError, RuntimeError) as exc:
-        server.kill()
+    except RedisServerError as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(f"cannot start redis-server: {exc}")
         pytest.skip(f"cannot start redis-server: {exc}")
     yield server
-    server.kill()
+    server.stop()
 
 
 @pytest.fixture
