@@ -19,7 +19,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--requests", type=int, default=300)
     demo.add_argument("--concurrency", type=int, default=16)
     demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--strategy", default="least-busy")
+    demo.add_argument(
+        "--strategy",
+        default="p2c-ewma",
+        help="a built-in strategy name (default: the router default, p2c-ewma)",
+    )
     # Its options belong to the suite (benchmarks.suite), which parses them itself.
     sub.add_parser(
         "bench",
@@ -44,8 +48,13 @@ def main(argv: list[str] | None = None) -> int:
             print("interlock demo: --requests and --concurrency must be >= 1", file=sys.stderr)
             return 2
         from interlock.demo import main as demo_main
+        from interlock.errors import ConfigError
 
-        return demo_main(args.requests, args.concurrency, args.seed, args.strategy)
+        try:
+            return demo_main(args.requests, args.concurrency, args.seed, args.strategy)
+        except ConfigError as exc:
+            print(f"interlock demo: {exc}", file=sys.stderr)
+            return 2
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

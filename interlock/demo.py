@@ -49,7 +49,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def run_demo(
-    requests: int = 300, concurrency: int = 16, seed: int = 7, strategy: str = "least-busy"
+    requests: int = 300, concurrency: int = 16, seed: int = 7, strategy: str = "p2c-ewma"
 ) -> int:
     """Run the demo and print its table; returns a process exit code."""
     rng = random.Random(seed)
@@ -134,6 +134,6 @@ async def run_demo(
 
 
 def main(
-    requests: int = 300, concurrency: int = 16, seed: int = 7, strategy: str = "least-busy"
+    requests: int = 300, concurrency: int = 16, seed: int = 7, strategy: str = "p2c-ewma"
 ) -> int:
     return asyncio.run(run_demo(requests, concurrency, seed, strategy))
