@@ -6,11 +6,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from interlock.cache.stats import CacheStatistics
+from interlock.health.circuit import health_state
 
 if TYPE_CHECKING:
     from interlock.router.state import DeploymentState
 
-__all__ = ["DeploymentStatistics", "HealthState", "RouterStatistics", "record_ttft"]
+__all__ = [
+    "DeploymentStatistics",
+    "HealthState",
+    "RouterStatistics",
+    "deployment_statistics",
+    "record_ttft",
+]
 
 HealthState = Literal["healthy", "cooling", "half_open"]
 
@@ -99,3 +106,31 @@ class RouterStatistics:
     def by_group(self, group: str) -> tuple[DeploymentStatistics, ...]:
         """The deployments of `group` (empty if there is none)."""
         return tuple(d for d in self.deployments if d.group == group)
+
+
+def deployment_statistics(s: DeploymentState, now: float) -> DeploymentStatistics:
+    """The snapshot of one deployment's live state at `now`."""
+    cooling = s.cooldown_until > now
+    d = s.deployment
+    return DeploymentStatistics(
+        id=s.id,
+        group=s.group,
+        provider=d.provider,
+        model=d.model,
+        state=health_state(s, now),
+        in_flight=s.in_flight,
+        requests=s.requests,
+        successes=s.successes,
+        failures=s.failures,
+        consecutive_failures=s.consecutive_failures,
+        ejections=s.ejections,
+        cooldown_until=s.cooldown_until if cooling else None,
+        cooldown_remaining=max(0.0, s.cooldown_until - now),
+        rpm_used=s.rpm_window.total(now) if s.rpm_window is not None else None,
+        tpm_used=s.tpm_window.total(now) if s.tpm_window is not None else None,
+        latency_ewma=s.latency_ewma,
+        ttft_ewma=s.ttft_ewma,
+        spend=s.spend,
+        input_tokens=s.input_tokens,
+        output_tokens=s.output_tokens,
+    )

@@ -9,8 +9,6 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Literal, TypeVar, Unpack, overload
 
-import aiohttp
-
 from interlock.cache.config import CacheConfig
 from interlock.cache.response import CacheMode, ResponseCache
 from interlock.cache.stream import CachedStream
@@ -28,13 +26,9 @@ from interlock.config import (
 )
 from interlock.deadline import DeadlineWheel
 from interlock.errors import (
-    APIConnectionError,
-    APITimeoutError,
     ConfigError,
-    InterlockError,
     UnknownModelError,
 )
-from interlock.health.circuit import health_state
 from interlock.health.probe import HealthProber
 from interlock.health.tracker import HealthTracker
 from interlock.limits.ledger import Ledger, Reservation
@@ -45,22 +39,31 @@ from interlock.limits.tokens import TokenCounter
 from interlock.observability.hooks import Hook
 from interlock.observability.metrics import PrometheusMetrics
 from interlock.observability.observer import Observer
-from interlock.observability.stats import DeploymentStatistics, RouterStatistics
+from interlock.observability.stats import RouterStatistics, deployment_statistics
 from interlock.providers.base import ChunkSource, Transport
 from interlock.providers.http import HttpClient
-from interlock.providers.params import UNSUPPORTED_MODES, UnsupportedParams
+from interlock.providers.params import UnsupportedParams
 from interlock.providers.presets import PRESETS
 from interlock.providers.registry import builtin_transports
+from interlock.router.calls import (
+    NO_TAGS,
+    provider_params,
+    request_strategy,
+    run_user_fn,
+    send_chat,
+    send_embed,
+    send_stream,
+    tag_set,
+    unsupported_mode,
+)
 from interlock.router.fallbacks import FallbackTable
 from interlock.router.pipeline import Pipeline
 from interlock.router.pool import DeploymentPool
 from interlock.router.state import DeploymentState
 from interlock.router.stream import ChatStream
 from interlock.strategies.base import (
-    FunctionStrategy,
     Strategy,
     StrategyLike,
-    builtin_strategies,
     resolve_strategy,
 )
 from interlock.types import (
@@ -423,7 +426,7 @@ class Router:
         if not messages:
             raise ValueError("messages must not be empty")
         if params:
-            body = _provider_params(params, CHAT_PARAM_NAMES, "acompletion")
+            body = provider_params(params, CHAT_PARAM_NAMES, "acompletion")
             out = body.get("max_completion_tokens") or body.get("max_tokens")
         else:
             body = {}
@@ -435,14 +438,14 @@ class Router:
             None,
             body,
             stream,
-            _tag_set(tags) if tags else _NO_TAGS,
+            tag_set(tags) if tags else NO_TAGS,
             self._tokens.messages(messages),
             int(out) if out else self._expected_output,
             model,
             self._unsupported
             if unsupported_params is None
             else self._unsupported_for(unsupported_params),
-            None if strategy is None else _request_strategy(strategy),
+            None if strategy is None else request_strategy(strategy),
         )
         if plan is not None:
             if stream:
@@ -453,7 +456,7 @@ class Router:
                     lambda: self._pipeline.run(
                         request,
                         budget,
-                        _send_stream,
+                        send_stream,
                         partial(self._open_stream, request.est_input_tokens),
                     ),
                 )
@@ -462,13 +465,13 @@ class Router:
                 request,
                 budget,
                 ChatCompletion,
-                lambda: self._pipeline.run(request, budget, _send_chat, self._complete_chat),
+                lambda: self._pipeline.run(request, budget, send_chat, self._complete_chat),
             )
         if stream:
             return await self._pipeline.run(
-                request, budget, _send_stream, partial(self._open_stream, request.est_input_tokens)
+                request, budget, send_stream, partial(self._open_stream, request.est_input_tokens)
             )
-        return await self._pipeline.run(request, budget, _send_chat, self._complete_chat)
+        return await self._pipeline.run(request, budget, send_chat, self._complete_chat)
 
     async def aembedding(
         self,
@@ -488,16 +491,16 @@ class Router:
         group = self._group_for(model)
         budget = self._deadline(timeout)
         plan = self._cache.plan(group, cache, cache_ttl)
-        body = _provider_params(params, EMBEDDING_PARAM_NAMES, "aembedding")
+        body = provider_params(params, EMBEDDING_PARAM_NAMES, "aembedding")
         request = Request(
             "embedding",
             group,
             input=input,
             params=body,
-            tags=_tag_set(tags),
+            tags=tag_set(tags),
             est_input_tokens=self._tokens.embedding_input(input),
             requested=model,
-            strategy=_request_strategy(strategy),
+            strategy=request_strategy(strategy),
             unsupported_params=self._unsupported_for(unsupported_params),
         )
         if plan is not None:
@@ -506,9 +509,9 @@ class Router:
                 request,
                 budget,
                 EmbeddingResponse,
-                lambda: self._pipeline.run(request, budget, _send_embed, self._complete_embed),
+                lambda: self._pipeline.run(request, budget, send_embed, self._complete_embed),
             )
-        return await self._pipeline.run(request, budget, _send_embed, self._complete_embed)
+        return await self._pipeline.run(request, budget, send_embed, self._complete_embed)
 
     async def call(
         self,
@@ -534,21 +537,21 @@ class Router:
         request = Request(
             "call",
             g,
-            tags=_tag_set(tags),
+            tags=tag_set(tags),
             est_input_tokens=max(0, tokens),
             requested=group,
-            strategy=_request_strategy(strategy),
+            strategy=request_strategy(strategy),
         )
 
         deadlines = self._deadlines
 
         def send(state: DeploymentState, req: Request, t: float) -> Awaitable[T]:
-            return _run_user_fn(fn, state, t, deadlines)
+            return run_user_fn(fn, state, t, deadlines)
 
         return await self._pipeline.run(request, budget, send, self._complete_call)
 
     def _unsupported_for(self, mode: UnsupportedParams | None) -> UnsupportedParams:
-        return self._unsupported if mode is None else _unsupported_mode(mode, "unsupported_params")
+        return self._unsupported if mode is None else unsupported_mode(mode, "unsupported_params")
 
     # --- completion callbacks (synchronous, after a successful send) -----------------
 
@@ -599,36 +602,11 @@ class Router:
     def statistics(self) -> RouterStatistics:
         """A frozen snapshot of every deployment."""
         now = self._clock.now()
-        out = []
-        for s in self._states:
-            cooling = s.cooldown_until > now
-            d = s.deployment
-            state = health_state(s, now)
-            out.append(
-                DeploymentStatistics(
-                    id=s.id,
-                    group=s.group,
-                    provider=d.provider,
-                    model=d.model,
-                    state=state,
-                    in_flight=s.in_flight,
-                    requests=s.requests,
-                    successes=s.successes,
-                    failures=s.failures,
-                    consecutive_failures=s.consecutive_failures,
-                    ejections=s.ejections,
-                    cooldown_until=s.cooldown_until if cooling else None,
-                    cooldown_remaining=max(0.0, s.cooldown_until - now),
-                    rpm_used=s.rpm_window.total(now) if s.rpm_window is not None else None,
-                    tpm_used=s.tpm_window.total(now) if s.tpm_window is not None else None,
-                    latency_ewma=s.latency_ewma,
-                    ttft_ewma=s.ttft_ewma,
-                    spend=s.spend,
-                    input_tokens=s.input_tokens,
-                    output_tokens=s.output_tokens,
-                )
-            )
-        return RouterStatistics(at=now, deployments=tuple(out), cache=self._cache.statistics())
+        return RouterStatistics(
+            at=now,
+            deployments=tuple(deployment_statistics(s, now) for s in self._states),
+            cache=self._cache.statistics(),
+        )
 
     def spend(self) -> SpendReport:
         """Spend in USD per deployment, group and tag, and every budget's state."""
@@ -651,91 +629,3 @@ class Router:
             f"failures={failures} strategy={self._strategy!r}"
             f"{' closed' if self._closed else ''}>"
         )
-
-
-def _send_chat(
-    state: DeploymentState, request: Request, timeout: float
-) -> Awaitable[ChatCompletion]:
-    return state.transport.chat(state.deployment, request, timeout)
-
-
-def _send_stream(
-    state: DeploymentState, request: Request, timeout: float
-) -> Awaitable[ChunkSource]:
-    return state.transport.open_stream(state.deployment, request, timeout)
-
-
-def _send_embed(
-    state: DeploymentState, request: Request, timeout: float
-) -> Awaitable[EmbeddingResponse]:
-    return state.transport.embed(state.deployment, request, timeout)
-
-
-async def _run_user_fn(
-    fn: Callable[[Deployment], Awaitable[T]],
-    state: DeploymentState,
-    timeout: float,
-    deadlines: DeadlineWheel,
-) -> T:
-    try:
-        with deadlines.timeout(timeout):
-            return await fn(state.deployment)
-    except InterlockError:
-        raise
-    except TimeoutError:
-        raise APITimeoutError(
-            f"call did not finish within {timeout:.3g} s", deployment_id=state.id
-        ) from None
-    except (aiohttp.ClientError, OSError) as exc:
-        raise APIConnectionError(
-            f"connection failed: {type(exc).__name__}", deployment_id=state.id
-        ) from None
-
-
-def _request_strategy(spec: StrategyLike | None) -> str | Strategy | None:
-    """Validate a per-call ``strategy=``: a known name, a Strategy, or a callable."""
-    if spec is None:
-        return None
-    if isinstance(spec, str):
-        known = builtin_strategies()
-        if spec not in known:
-            raise ValueError(f"unknown strategy {spec!r}; known: {', '.join(sorted(known))}")
-        return spec
-    if isinstance(spec, Strategy):
-        return spec
-    if callable(spec):
-        return FunctionStrategy(spec)
-    raise TypeError(f"strategy must be a name, a Strategy or a callable, not {type(spec).__name__}")
-
-
-def _provider_params(
-    params: Mapping[str, Any], known: frozenset[str], where: str
-) -> dict[str, Any]:
-    if not params:
-        return {}
-    unknown = params.keys() - known
-    if unknown:
-        raise TypeError(
-            f"{where}() got unknown parameter(s) {sorted(unknown)}; "
-            f"pass provider-specific ones in extra_body"
-        )
-    # `extra_body` stays nested: each transport knows where its provider wants it.
-    return dict(params)
-
-
-def _unsupported_mode(value: object, where: str) -> UnsupportedParams:
-    if value == "drop":
-        return "drop"
-    if value == "raise":
-        return "raise"
-    raise ValueError(f"{where} must be one of {sorted(UNSUPPORTED_MODES)}, got {value!r}")
-
-
-_NO_TAGS: frozenset[str] = frozenset()
-
-
-def _tag_set(tags: str | Sequence[str]) -> frozenset[str]:
-    """A request's tags; a single string is one tag, not a set of letters."""
-    if not tags:
-        return frozenset()
-    return frozenset((tags,)) if isinstance(tags, str) else frozenset(tags)

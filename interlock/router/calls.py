@@ -1,0 +1,119 @@
+"""How a request reaches a transport, and the normalisation of call arguments.
+
+Module-level functions, not Router methods: the pipeline calls `send_*` once per
+attempt, and a plain function is cheaper to call than a bound method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import aiohttp
+
+from interlock.config import Deployment
+from interlock.deadline import DeadlineWheel
+from interlock.errors import APIConnectionError, APITimeoutError, InterlockError
+from interlock.providers.base import ChunkSource
+from interlock.providers.params import UNSUPPORTED_MODES, UnsupportedParams
+from interlock.router.state import DeploymentState
+from interlock.strategies.base import FunctionStrategy, Strategy, StrategyLike, builtin_strategies
+from interlock.types import ChatCompletion, EmbeddingResponse, Request
+
+__all__ = [
+    "NO_TAGS",
+    "provider_params",
+    "request_strategy",
+    "run_user_fn",
+    "send_chat",
+    "send_embed",
+    "send_stream",
+    "tag_set",
+    "unsupported_mode",
+]
+
+T = TypeVar("T")
+
+
+def send_chat(
+    state: DeploymentState, request: Request, timeout: float
+) -> Awaitable[ChatCompletion]:
+    return state.transport.chat(state.deployment, request, timeout)
+
+
+def send_stream(state: DeploymentState, request: Request, timeout: float) -> Awaitable[ChunkSource]:
+    return state.transport.open_stream(state.deployment, request, timeout)
+
+
+def send_embed(
+    state: DeploymentState, request: Request, timeout: float
+) -> Awaitable[EmbeddingResponse]:
+    return state.transport.embed(state.deployment, request, timeout)
+
+
+async def run_user_fn(
+    fn: Callable[[Deployment], Awaitable[T]],
+    state: DeploymentState,
+    timeout: float,
+    deadlines: DeadlineWheel,
+) -> T:
+    try:
+        with deadlines.timeout(timeout):
+            return await fn(state.deployment)
+    except InterlockError:
+        raise
+    except TimeoutError:
+        raise APITimeoutError(
+            f"call did not finish within {timeout:.3g} s", deployment_id=state.id
+        ) from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise APIConnectionError(
+            f"connection failed: {type(exc).__name__}", deployment_id=state.id
+        ) from None
+
+
+def request_strategy(spec: StrategyLike | None) -> str | Strategy | None:
+    """Validate a per-call ``strategy=``: a known name, a Strategy, or a callable."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        known = builtin_strategies()
+        if spec not in known:
+            raise ValueError(f"unknown strategy {spec!r}; known: {', '.join(sorted(known))}")
+        return spec
+    if isinstance(spec, Strategy):
+        return spec
+    if callable(spec):
+        return FunctionStrategy(spec)
+    raise TypeError(f"strategy must be a name, a Strategy or a callable, not {type(spec).__name__}")
+
+
+def provider_params(params: Mapping[str, Any], known: frozenset[str], where: str) -> dict[str, Any]:
+    if not params:
+        return {}
+    unknown = params.keys() - known
+    if unknown:
+        raise TypeError(
+            f"{where}() got unknown parameter(s) {sorted(unknown)}; "
+            f"pass provider-specific ones in extra_body"
+        )
+    # `extra_body` stays nested: each transport knows where its provider wants it.
+    return dict(params)
+
+
+def unsupported_mode(value: object, where: str) -> UnsupportedParams:
+    if value == "drop":
+        return "drop"
+    if value == "raise":
+        return "raise"
+    raise ValueError(f"{where} must be one of {sorted(UNSUPPORTED_MODES)}, got {value!r}")
+
+
+NO_TAGS: frozenset[str] = frozenset()
+
+
+def tag_set(tags: str | Sequence[str]) -> frozenset[str]:
+    """A request's tags; a single string is one tag, not a set of letters."""
+    if not tags:
+        return frozenset()
+    return frozenset((tags,)) if isinstance(tags, str) else frozenset(tags)
