@@ -198,6 +198,64 @@ class Candidates(Sequence["DeploymentState"]):
         t = lst[int(rnd() * (m - 1))]
         return lst[m - 1] if t is s else t
 
+    def pair(self) -> tuple[DeploymentState, DeploymentState | None]:
+        """``(first, another(first))`` in one call, for the power-of-two-choices
+        strategies: two distinct uniformly random eligible deployments, the second
+        None when the first is the only one. Raises `NoEligible` when there is none.
+
+        The same draws, in the same order, as `first` then `another` (so the same
+        picks for a given seed), with the common case (both first draws eligible)
+        in one frame instead of three layers of calls."""
+        tier = self.tier
+        states = tier.states
+        n = tier.n
+        rnd = self.rng.random
+        a = self._first
+        if a is None:
+            a = states[int(rnd() * n)]
+            if not self.ok(a):
+                a = self._probe_more(states, n)
+            self._first = a
+        if n == 1:
+            return a, None  # `a` is eligible and alone in the tier
+        if self._list is not None:
+            return a, self.another(a)
+        t = states[int(rnd() * n)]
+        if t is not a and self.ok(t):
+            return a, t
+        return a, self._another_more(a, states, n)
+
+    def _probe_more(self, states: tuple[DeploymentState, ...], n: int) -> DeploymentState:
+        """`probe` after its first draw failed (the draws that follow, then the scan)."""
+        rnd = self.rng.random
+        ok = self.ok
+        for _ in range((PROBES if n > PROBES else n) - 1):
+            s = states[int(rnd() * n)]
+            if ok(s):
+                return s
+        lst = self.eligible()
+        m = len(lst)
+        if not m:
+            raise NoEligible
+        return lst[0] if m == 1 else lst[int(rnd() * m)]
+
+    def _another_more(
+        self, s: DeploymentState, states: tuple[DeploymentState, ...], n: int
+    ) -> DeploymentState | None:
+        """`another(s)` after its first draw failed (with no list built, n > 1)."""
+        rnd = self.rng.random
+        ok = self.ok
+        for _ in range((PROBES if n > PROBES else n) - 1):
+            t = states[int(rnd() * n)]
+            if t is not s and ok(t):
+                return t
+        lst = self.eligible()
+        m = len(lst)
+        if m <= 1:
+            return None if (m == 0 or lst[0] is s) else lst[0]
+        t = lst[int(rnd() * (m - 1))]
+        return lst[m - 1] if t is s else t
+
     # Sequence: the materialized eligible list, for strategies that want all of it.
     def __len__(self) -> int:
         return len(self.eligible())

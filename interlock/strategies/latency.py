@@ -107,8 +107,7 @@ class LatencyStrategy:
                 if candidates.ok(s):
                     return s
             return self._pick(candidates.require(), table, now)
-        a = candidates.first
-        b = candidates.another(a)
+        a, b = candidates.pair()
         pool = [a] if b is None else [a, b]
         lead = self._leader.get((a.group, stream))
         if lead is not None and lead not in pool and lead in candidates:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import random
+from math import exp
 from typing import TYPE_CHECKING
 
 from interlock.strategies.candidates import Candidates
@@ -58,8 +58,7 @@ class PeakEwmaStrategy:
         now = candidates.now
         if now > self._now:
             self._now = now
-        a = candidates.first
-        b = candidates.another(a)
+        a, b = candidates.pair()
         if b is None:
             return a
         est = self._est
@@ -78,21 +77,23 @@ class PeakEwmaStrategy:
         x = ttft if ttft is not None else latency
         now = self._now
         e = self._est.get(state)
+        group = state.group
+        mean = self._mean
         if not ok:
-            x = 2.0 * max(x, e[0] if e is not None else self._mean.get(state.group, x))
+            x = 2.0 * max(x, e[0] if e is not None else mean.get(group, x))
         if e is None:
             self._est[state] = [x, now]
         else:
-            if x >= e[0]:
+            v, then = e
+            if x >= v:
                 e[0] = x
             else:
-                dt = now - e[1]
-                w = math.exp(-dt / self.decay) if dt > 0 else 1.0
-                e[0] = x + w * (e[0] - x)
-            if now > e[1]:
+                dt = now - then
+                e[0] = x + (v - x) * (exp(-dt / self.decay) if dt > 0 else 1.0)
+            if now > then:
                 e[1] = now
-        m = self._mean.get(state.group)
-        self._mean[state.group] = x if m is None else m + 0.1 * (x - m)
+        m = mean.get(group)
+        mean[group] = x if m is None else m + 0.1 * (x - m)
 
     def __repr__(self) -> str:
         return f"PeakEwmaStrategy(decay={self.decay})"

@@ -5,13 +5,17 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
-from interlock.strategies.candidates import Candidates, pick_min
+from interlock.strategies.candidates import Candidates
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from interlock.router.state import DeploymentState
     from interlock.types import Request
 
 __all__ = ["UsageStrategy", "headroom_share"]
+
+_INF = float("inf")
 
 
 def headroom_share(s: DeploymentState, now: float) -> float:
@@ -52,19 +56,15 @@ class UsageStrategy:
 
     def choose(self, candidates: Candidates, request: Request) -> DeploymentState:
         now = candidates.now
-        if candidates.tier.n <= self.exact_limit:
-
-            def used(s: DeploymentState) -> float:
-                return -headroom_share(s, now)
-
+        states = candidates.tier.states
+        if len(states) <= self.exact_limit:
             # The roomiest of the whole tier, if eligible, is the roomiest eligible one
             # (ties stay uniform: see LeastBusyStrategy).
-            s = pick_min(candidates.tier.states, used, self._rng)
+            s = _roomiest(states, now, self._rng)
             if candidates.ok(s):
                 return s
-            return pick_min(candidates.require(), used, self._rng)
-        a = candidates.first
-        b = candidates.another(a)
+            return _roomiest(candidates.require(), now, self._rng)
+        a, b = candidates.pair()
         if b is None:
             return a
         ha = headroom_share(a, now)
@@ -75,3 +75,30 @@ class UsageStrategy:
 
     def __repr__(self) -> str:
         return "UsageStrategy()"
+
+
+def _roomiest(states: Sequence[DeploymentState], now: float, rng: random.Random) -> DeploymentState:
+    """``pick_min(states, -headroom_share)``, with `headroom_share` inlined: the same
+    draws and the same pick, without two calls per deployment. `states` is not empty."""
+    rnd = rng.random
+    best = states[0]
+    best_h = -_INF  # below any share (finite): the first state takes the lead
+    ties = 0
+    for s in states:
+        d = s.deployment
+        h = 1.0
+        w = s.rpm_window
+        if w is not None and d.rpm:
+            h = (d.rpm - w.total(now)) / d.rpm
+        w = s.tpm_window
+        if w is not None and d.tpm:
+            t = (d.tpm - w.total(now)) / d.tpm
+            if t < h:
+                h = t
+        if h > best_h:
+            best, best_h, ties = s, h, 1
+        elif h == best_h:
+            ties += 1
+            if rnd() * ties < 1.0:
+                best = s
+    return best
