@@ -55,7 +55,9 @@ class SlidingWindow:
         return self._head
 
     def total(self, now: float) -> int:
-        self._advance(now)
+        # Read on every eligibility check: skip the call when no bucket expired.
+        if now // self._width > self._head:
+            self._advance(now)
         return self._total
 
     def add(self, now: float, amount: int) -> int:
