@@ -79,6 +79,7 @@ from interlock.types import (
 __all__ = ["Router"]
 
 T = TypeVar("T")
+R = TypeVar("R", ChatCompletion, EmbeddingResponse)
 
 BUILTIN_PROVIDERS = tuple(PRESETS)
 
@@ -465,13 +466,13 @@ class Router:
                 request,
                 budget,
                 ChatCompletion,
-                lambda: self._pipeline.run(request, budget, send_chat, self._complete_chat),
+                lambda: self._pipeline.run(request, budget, send_chat, self._complete_response),
             )
         if stream:
             return await self._pipeline.run(
                 request, budget, send_stream, partial(self._open_stream, request.est_input_tokens)
             )
-        return await self._pipeline.run(request, budget, send_chat, self._complete_chat)
+        return await self._pipeline.run(request, budget, send_chat, self._complete_response)
 
     async def aembedding(
         self,
@@ -509,9 +510,9 @@ class Router:
                 request,
                 budget,
                 EmbeddingResponse,
-                lambda: self._pipeline.run(request, budget, send_embed, self._complete_embed),
+                lambda: self._pipeline.run(request, budget, send_embed, self._complete_response),
             )
-        return await self._pipeline.run(request, budget, send_embed, self._complete_embed)
+        return await self._pipeline.run(request, budget, send_embed, self._complete_response)
 
     async def call(
         self,
@@ -555,18 +556,8 @@ class Router:
 
     # --- completion callbacks (synchronous, after a successful send) -----------------
 
-    def _complete_chat(
-        self, result: ChatCompletion, r: Reservation, started: float
-    ) -> ChatCompletion:
-        now = self._clock.now()
-        u = result.usage
-        Ledger.settle(r, u.total_tokens if u is not None else None, now, u)
-        self._pipeline.succeeded(r.state, started, now, None, u, r.attempt)
-        return result
-
-    def _complete_embed(
-        self, result: EmbeddingResponse, r: Reservation, started: float
-    ) -> EmbeddingResponse:
+    def _complete_response(self, result: R, r: Reservation, started: float) -> R:
+        """Settle with the provider's usage (chat and embeddings) and record success."""
         now = self._clock.now()
         u = result.usage
         Ledger.settle(r, u.total_tokens if u is not None else None, now, u)
