@@ -32,6 +32,7 @@ from interlock.errors import (
 from interlock.providers.http import (
     error_body_fields,
     error_from_response,
+    malformed,
     parse_retry_after,
     scrub,
 )
@@ -41,7 +42,6 @@ from interlock.providers.native import (
     NativeTransport,
     delta_choice,
     make_chunk,
-    malformed,
 )
 from interlock.providers.params import (
     check_unsupported,

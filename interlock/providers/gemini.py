@@ -33,14 +33,13 @@ from interlock.errors import (
     RateLimitError,
     ServiceUnavailableError,
 )
-from interlock.providers.http import error_from_response, parse_retry_after, scrub
+from interlock.providers.http import error_from_response, malformed, parse_retry_after, scrub
 from interlock.providers.native import (
     PARSE_ERRORS,
     NativeStream,
     NativeTransport,
     delta_choice,
     make_chunk,
-    malformed,
 )
 from interlock.providers.params import (
     check_unsupported,

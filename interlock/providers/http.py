@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
+from yarl import URL
 
+from interlock.config import Deployment
+from interlock.deadline import DeadlineWheel
 from interlock.errors import (
+    APIConnectionError,
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
@@ -20,13 +24,32 @@ from interlock.errors import (
     ContextWindowExceededError,
     InterlockError,
     InternalServerError,
+    MalformedResponseError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
     ServiceUnavailableError,
+    StreamInterruptedError,
 )
+from interlock.providers.base import ChunkSource
 
-__all__ = ["HttpClient", "error_from_response", "parse_retry_after", "scrub"]
+__all__ = [
+    "ErrorMapper",
+    "HttpClient",
+    "connection_error",
+    "dumps_body",
+    "error_from_response",
+    "malformed",
+    "open_sse",
+    "parse_retry_after",
+    "post_bytes",
+    "scrub",
+]
+
+ErrorMapper = Callable[[Deployment, int, Mapping[str, str], bytes, "str | None"], InterlockError]
+"""``(deployment, status, headers, body, secret) -> error``: a provider's error mapping."""
+
+S = TypeVar("S", bound=ChunkSource)
 
 
 class HttpClient:
@@ -182,3 +205,93 @@ def error_from_response(
     if status >= 500:
         return InternalServerError(text, **kw)
     return BadRequestError(text, **kw)
+
+
+def dumps_body(payload: dict[str, Any]) -> bytes:
+    """The request body; a value JSON cannot hold is the caller's error."""
+    try:
+        return orjson.dumps(payload)
+    except TypeError as exc:
+        raise BadRequestError(f"the request is not JSON-serializable: {exc}") from None
+
+
+def malformed(d: Deployment, exc: BaseException) -> MalformedResponseError:
+    return MalformedResponseError(
+        f"unreadable response body ({type(exc).__name__})", deployment_id=d.id
+    )
+
+
+def connection_error(d: Deployment, secret: str | None, exc: BaseException) -> APIConnectionError:
+    return APIConnectionError(
+        scrub(f"connection failed: {type(exc).__name__}: {exc}", secret), deployment_id=d.id
+    )
+
+
+async def post_bytes(
+    client: HttpClient,
+    deadlines: DeadlineWheel,
+    d: Deployment,
+    url: URL,
+    body: bytes,
+    headers: Mapping[str, str],
+    secret: str | None,
+    timeout: float,
+    error: ErrorMapper,
+) -> bytes:
+    """POST `body` within `timeout`; the response body, or a typed error."""
+    try:
+        with deadlines.timeout(timeout):
+            async with client.session.post(url, data=body, headers=headers) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise error(d, resp.status, resp.headers, raw, secret)
+                return raw
+    except InterlockError:
+        raise
+    except TimeoutError:
+        raise APITimeoutError(f"no response within {timeout:.3g} s", deployment_id=d.id) from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise connection_error(d, secret, exc) from None
+
+
+async def open_sse(
+    client: HttpClient,
+    deadlines: DeadlineWheel,
+    d: Deployment,
+    url: URL,
+    body: bytes,
+    headers: Mapping[str, str],
+    secret: str | None,
+    timeout: float,
+    error: ErrorMapper,
+    make: Callable[[aiohttp.ClientResponse], S],
+) -> S:
+    """POST a streaming request and read up to its first chunk within `timeout`, so a
+    failure before any output is an ordinary (retryable) attempt failure."""
+    resp: aiohttp.ClientResponse | None = None
+    try:
+        with deadlines.timeout(timeout):
+            resp = await client.session.post(url, data=body, headers=headers)
+            if resp.status >= 400:
+                raw = await resp.read()
+                raise error(d, resp.status, resp.headers, raw, secret)
+            stream = make(resp)
+            first = await stream.next()
+            if first is None:
+                raise StreamInterruptedError(
+                    "the stream ended before its first chunk", deployment_id=d.id
+                )
+            stream.first = first
+            return stream
+    except BaseException as exc:
+        if resp is not None:
+            resp.close()
+        if isinstance(exc, InterlockError) or not isinstance(exc, Exception):
+            raise
+        if isinstance(exc, TimeoutError):
+            raise APITimeoutError(
+                f"no first chunk within {timeout:.3g} s", deployment_id=d.id
+            ) from None
+        if isinstance(exc, (aiohttp.ClientError, OSError)):
+            raise connection_error(d, secret, exc) from None
+        raise

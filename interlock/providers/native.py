@@ -18,14 +18,16 @@ from yarl import URL
 from interlock.config import Deployment
 from interlock.deadline import DeadlineWheel
 from interlock.errors import (
-    APIConnectionError,
-    APITimeoutError,
-    BadRequestError,
     InterlockError,
-    MalformedResponseError,
     StreamInterruptedError,
 )
-from interlock.providers.http import HttpClient, scrub
+from interlock.providers.http import (
+    HttpClient,
+    dumps_body,
+    malformed,
+    open_sse,
+    post_bytes,
+)
 from interlock.providers.sse import SSEReader
 from interlock.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice, Usage
 
@@ -99,31 +101,13 @@ class NativeTransport:
     ) -> InterlockError:
         raise NotImplementedError
 
-    @staticmethod
-    def _dumps(payload: dict[str, Any]) -> bytes:
-        try:
-            return orjson.dumps(payload)
-        except TypeError as exc:
-            raise BadRequestError(f"the request is not JSON-serializable: {exc}") from None
-
     async def _post(
         self, d: Deployment, ep: Endpoint, url: URL, payload: dict[str, Any], timeout: float
     ) -> Any:
-        body = self._dumps(payload)
-        try:
-            with self._deadlines.timeout(timeout):
-                async with self._client.session.post(url, data=body, headers=ep.headers) as resp:
-                    raw = await resp.read()
-                    if resp.status >= 400:
-                        raise self._error(d, resp.status, resp.headers, raw, ep.secret)
-        except InterlockError:
-            raise
-        except TimeoutError:
-            raise APITimeoutError(
-                f"no response within {timeout:.3g} s", deployment_id=d.id
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise connection_error(d, ep.secret, exc) from None
+        raw = await post_bytes(
+            self._client, self._deadlines, d, url, dumps_body(payload), ep.headers, ep.secret,
+            timeout, self._error,
+        )  # fmt: skip
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -138,34 +122,10 @@ class NativeTransport:
         timeout: float,
         stream_cls: type[NativeStream],
     ) -> NativeStream:
-        body = self._dumps(payload)
-        resp: aiohttp.ClientResponse | None = None
-        try:
-            with self._deadlines.timeout(timeout):
-                resp = await self._client.session.post(url, data=body, headers=ep.headers)
-                if resp.status >= 400:
-                    raw = await resp.read()
-                    raise self._error(d, resp.status, resp.headers, raw, ep.secret)
-                stream = stream_cls(resp, d, ep.secret, self)
-                first = await stream.next()
-                if first is None:
-                    raise StreamInterruptedError(
-                        "the stream ended before its first chunk", deployment_id=d.id
-                    )
-                stream.first = first
-                return stream
-        except BaseException as exc:
-            if resp is not None:
-                resp.close()
-            if isinstance(exc, InterlockError) or not isinstance(exc, Exception):
-                raise
-            if isinstance(exc, TimeoutError):
-                raise APITimeoutError(
-                    f"no first chunk within {timeout:.3g} s", deployment_id=d.id
-                ) from None
-            if isinstance(exc, (aiohttp.ClientError, OSError)):
-                raise connection_error(d, ep.secret, exc) from None
-            raise
+        return await open_sse(
+            self._client, self._deadlines, d, url, dumps_body(payload), ep.headers, ep.secret,
+            timeout, self._error, lambda resp: stream_cls(resp, d, ep.secret, self),
+        )  # fmt: skip
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -248,15 +208,3 @@ class NativeStream:
         if not self._done:
             self._done = True
             self._resp.close()
-
-
-def malformed(d: Deployment, exc: BaseException) -> MalformedResponseError:
-    return MalformedResponseError(
-        f"unreadable response body ({type(exc).__name__})", deployment_id=d.id
-    )
-
-
-def connection_error(d: Deployment, secret: str | None, exc: BaseException) -> APIConnectionError:
-    return APIConnectionError(
-        scrub(f"connection failed: {type(exc).__name__}: {exc}", secret), deployment_id=d.id
-    )

@@ -3,6 +3,7 @@ against any server that speaks OpenAI's wire format at `api_base`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,15 +14,20 @@ from yarl import URL
 from interlock.config import Deployment
 from interlock.deadline import DeadlineWheel
 from interlock.errors import (
-    APIConnectionError,
-    APITimeoutError,
-    BadRequestError,
     InterlockError,
     InternalServerError,
-    MalformedResponseError,
     StreamInterruptedError,
 )
-from interlock.providers.http import HttpClient, error_body_fields, error_from_response, scrub
+from interlock.providers.http import (
+    HttpClient,
+    dumps_body,
+    error_body_fields,
+    error_from_response,
+    malformed,
+    open_sse,
+    post_bytes,
+    scrub,
+)
 from interlock.providers.sse import SSEReader
 from interlock.types import ChatCompletion, ChatCompletionChunk, EmbeddingResponse, Request
 
@@ -81,60 +87,33 @@ class OpenAITransport:
             payload.update(extra)
         return payload
 
-    @staticmethod
-    def _body(payload: dict[str, Any]) -> bytes:
-        try:
-            return orjson.dumps(payload)
-        except TypeError as exc:
-            raise BadRequestError(f"the request is not JSON-serializable: {exc}") from None
-
     async def chat(self, d: Deployment, request: Request, timeout: float) -> ChatCompletion:
         ep = self._endpoints.get(d.id or "") or self._endpoint(d)
-        body = self._body(self._payload(d, {"messages": request.messages}, request.params))
-        raw = await self._post(d, ep, ep.chat, body, timeout)
+        body = dumps_body(self._payload(d, {"messages": request.messages}, request.params))
+        raw = await post_bytes(
+            self._client, self._deadlines, d, ep.chat, body, ep.headers, ep.secret, timeout,
+            openai_error,
+        )  # fmt: skip
         try:
             return ChatCompletion.from_dict(
                 orjson.loads(raw), deployment_id=d.id or "", group=d.group
             )
         except _PARSE_ERRORS as exc:
-            raise _malformed(d, exc) from None
+            raise malformed(d, exc) from None
 
     async def embed(self, d: Deployment, request: Request, timeout: float) -> EmbeddingResponse:
         ep = self._endpoint(d)
-        body = self._body(self._payload(d, {"input": request.input}, request.params))
-        raw = await self._post(d, ep, ep.embeddings, body, timeout)
+        body = dumps_body(self._payload(d, {"input": request.input}, request.params))
+        raw = await post_bytes(
+            self._client, self._deadlines, d, ep.embeddings, body, ep.headers, ep.secret,
+            timeout, openai_error,
+        )  # fmt: skip
         try:
             return EmbeddingResponse.from_dict(
                 orjson.loads(raw), deployment_id=d.id or "", group=d.group
             )
         except _PARSE_ERRORS as exc:
-            raise _malformed(d, exc) from None
-
-    async def _post(
-        self, d: Deployment, ep: _Endpoint, url: URL, body: bytes, timeout: float
-    ) -> bytes:
-        try:
-            with self._deadlines.timeout(timeout):
-                async with self._client.session.post(url, data=body, headers=ep.headers) as resp:
-                    raw = await resp.read()
-                    if resp.status >= 400:
-                        raise error_from_response(
-                            resp.status,
-                            resp.headers,
-                            raw,
-                            provider=d.provider,
-                            deployment_id=d.id or "",
-                            secret=ep.secret,
-                        )
-                    return raw
-        except InterlockError:
-            raise
-        except TimeoutError:
-            raise APITimeoutError(
-                f"no response within {timeout:.3g} s", deployment_id=d.id
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise _connection_error(d, ep, exc) from None
+            raise malformed(d, exc) from None
 
     async def open_stream(self, d: Deployment, request: Request, timeout: float) -> OpenAIStream:
         ep = self._endpoint(d)
@@ -142,41 +121,10 @@ class OpenAITransport:
         payload["stream"] = True
         if d.stream_usage and "stream_options" not in payload:
             payload["stream_options"] = {"include_usage": True}
-        body = self._body(payload)
-        resp: aiohttp.ClientResponse | None = None
-        try:
-            with self._deadlines.timeout(timeout):
-                resp = await self._client.session.post(ep.chat, data=body, headers=ep.headers)
-                if resp.status >= 400:
-                    raw = await resp.read()
-                    raise error_from_response(
-                        resp.status,
-                        resp.headers,
-                        raw,
-                        provider=d.provider,
-                        deployment_id=d.id or "",
-                        secret=ep.secret,
-                    )
-                stream = OpenAIStream(resp, d, ep.secret)
-                first = await stream.next()
-                if first is None:
-                    raise StreamInterruptedError(
-                        "the stream ended before its first chunk", deployment_id=d.id
-                    )
-                stream.first = first
-                return stream
-        except BaseException as exc:
-            if resp is not None:
-                resp.close()
-            if isinstance(exc, InterlockError) or not isinstance(exc, Exception):
-                raise
-            if isinstance(exc, TimeoutError):
-                raise APITimeoutError(
-                    f"no first chunk within {timeout:.3g} s", deployment_id=d.id
-                ) from None
-            if isinstance(exc, (aiohttp.ClientError, OSError)):
-                raise _connection_error(d, ep, exc) from None
-            raise
+        return await open_sse(
+            self._client, self._deadlines, d, ep.chat, dumps_body(payload), ep.headers,
+            ep.secret, timeout, openai_error, lambda resp: OpenAIStream(resp, d, ep.secret),
+        )  # fmt: skip
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -234,7 +182,7 @@ class OpenAIStream:
                 chunk = ChatCompletionChunk.from_dict(obj, deployment_id=d.id or "", group=d.group)
         except _PARSE_ERRORS as exc:
             self.close()
-            raise _malformed(d, exc) from None
+            raise malformed(d, exc) from None
         if obj is None:
             self.close()
             message, _, _ = error_body_fields(data)
@@ -251,13 +199,10 @@ class OpenAIStream:
             self._resp.close()
 
 
-def _malformed(d: Deployment, exc: BaseException) -> MalformedResponseError:
-    return MalformedResponseError(
-        f"unreadable response body ({type(exc).__name__})", deployment_id=d.id
-    )
-
-
-def _connection_error(d: Deployment, ep: _Endpoint, exc: BaseException) -> APIConnectionError:
-    return APIConnectionError(
-        scrub(f"connection failed: {type(exc).__name__}: {exc}", ep.secret), deployment_id=d.id
+def openai_error(
+    d: Deployment, status: int, headers: Mapping[str, str], raw: bytes, secret: str | None
+) -> InterlockError:
+    """OpenAI's error bodies and status codes onto the error tree."""
+    return error_from_response(
+        status, headers, raw, provider=d.provider, deployment_id=d.id or "", secret=secret
     )
