@@ -18,6 +18,7 @@ from interlock.limits import (
     attach_budgets,
     exhaustion,
 )
+from interlock.limits.tokens import estimate_input_tokens
 from interlock.router.state import DeploymentState
 from interlock.testing import FakeClock
 
@@ -269,3 +270,12 @@ def test_tiktoken_counter_when_installed() -> None:
     except Exception as exc:  # the BPE file cannot be fetched offline
         pytest.skip(f"tiktoken data unavailable: {type(exc).__name__}")
     assert counter.messages([{"role": "user", "content": "hello world"}]) == 2 + 4
+
+
+def test_heuristic_counter_honours_per_message_and_matches_the_estimate() -> None:
+    msgs = [{"role": "system", "content": "abcd"}, {"role": "user", "content": "abcdefgh"}]
+    # 12 characters -> 3 tokens, plus framing per message.
+    assert estimate_input_tokens(msgs) == 3 + 4 * 2
+    assert TokenCounter().messages(msgs) == estimate_input_tokens(msgs)
+    assert TokenCounter(per_message=1).messages(msgs) == 3 + 1 * 2
+    assert TokenCounter(len).messages(msgs) == 12 + 4 * 2
