@@ -75,18 +75,27 @@ class Ledger:
         refused upstream, or take the whole minute); neither is one larger than the
         context window.
         """
-        if s.max_concurrency is not None and s.in_flight >= s.max_concurrency:
+        lim = s.max_concurrency
+        if lim is not None and s.in_flight >= lim:
             return False
         if s.blocked_until > now:
             return False
-        lim = s.rpm_limit
+        # Windows are read inline (see SlidingWindow.edge): this runs once or twice
+        # per pick, for every candidate a strategy looks at.
         w = s.rpm_window
-        if lim is not None and w is not None and w.total(now) >= lim:
-            return False
-        lim = s.tpm_limit
+        lim = s.rpm_limit
+        if w is not None and lim is not None:
+            if now >= w.edge:
+                w.advance(now)
+            if w.count >= lim:
+                return False
         w = s.tpm_window
-        if lim is not None and w is not None and w.total(now) + tokens > lim:
-            return False
+        lim = s.tpm_limit
+        if w is not None and lim is not None:
+            if now >= w.edge:
+                w.advance(now)
+            if w.count + tokens > lim:
+                return False
         lim = s.context_window
         if lim is not None and tokens > lim:
             return False
@@ -145,8 +154,10 @@ class Ledger:
     def reserve(s: DeploymentState, tokens: int, now: float) -> Reservation:
         s.in_flight += 1
         s.requests += 1
-        rpm_tick = s.rpm_window.add(now, 1) if s.rpm_window is not None else 0
-        tpm_tick = s.tpm_window.add(now, tokens) if s.tpm_window is not None else 0
+        w = s.rpm_window
+        rpm_tick = w.add(now, 1) if w is not None else 0
+        w = s.tpm_window
+        tpm_tick = w.add(now, tokens) if w is not None else 0
         return Reservation(s, tokens, rpm_tick, tpm_tick)
 
     @staticmethod
@@ -165,8 +176,10 @@ class Ledger:
         s.in_flight -= 1
         if actual_tokens is not None:
             delta = actual_tokens - r.tokens
-            if s.tpm_window is not None:
-                s.tpm_window.adjust(now, r.tpm_tick, delta)
+            if delta:
+                w = s.tpm_window
+                if w is not None:
+                    w.adjust(now, r.tpm_tick, delta)
             if r.remote is not None:
                 r.remote.settle(delta)
         if usage is not None:

@@ -19,7 +19,7 @@ class SlidingWindow:
     (at most ``buckets + 1`` of them).
     """
 
-    __slots__ = ("_buckets", "_head", "_n", "_slots", "_total", "_width")
+    __slots__ = ("_buckets", "_cur", "_head", "_n", "_slots", "_width", "count", "edge")
 
     def __init__(self, span: float = 60.0, buckets: int = 60) -> None:
         if span <= 0 or buckets < 1:
@@ -29,13 +29,21 @@ class SlidingWindow:
         self._width = span / buckets
         self._buckets = [0] * self._slots
         self._head = 0  # tick (bucket index in absolute time) of the newest bucket
-        self._total = 0
+        self._cur = 0  # its slot: _head % _slots
+        self.count = 0
+        """The sum held as of the latest `advance`: current while ``now < edge``."""
+        self.edge = self._width
+        """When the next bucket starts. Until then no amount expires, so a hot path may
+        read `count` directly after ``if now >= w.edge: w.advance(now)`` (what `total`
+        does, without the call)."""
 
     @property
     def span(self) -> float:
         return self._width * self._n
 
-    def _advance(self, now: float) -> int:
+    def advance(self, now: float) -> int:
+        """Drop what expired by `now`; returns the current tick. O(buckets) at worst,
+        O(1) amortized (each bucket is cleared once per pass)."""
         tick = int(now // self._width)
         head = self._head
         if tick > head:
@@ -43,29 +51,31 @@ class SlidingWindow:
             b = self._buckets
             m = self._slots
             if steps >= m:
-                if self._total:
+                if self.count:
                     self._buckets = [0] * m
-                    self._total = 0
+                    self.count = 0
             else:
                 for t in range(head + 1, tick + 1):
                     i = t % m
-                    self._total -= b[i]
+                    self.count -= b[i]
                     b[i] = 0
-            self._head = tick
-        return self._head
+            self._head = head = tick
+            self._cur = tick % m
+        self.edge = (head + 1) * self._width
+        return head
 
     def total(self, now: float) -> int:
-        # Read on every eligibility check: skip the call when no bucket expired.
-        if now // self._width > self._head:
-            self._advance(now)
-        return self._total
+        if now >= self.edge:
+            self.advance(now)
+        return self.count
 
     def add(self, now: float, amount: int) -> int:
         """Add `amount` now; returns the tick it was recorded at (for `adjust`)."""
-        tick = self._advance(now)
-        self._buckets[tick % self._slots] += amount
-        self._total += amount
-        return tick
+        if now >= self.edge:
+            self.advance(now)
+        self._buckets[self._cur] += amount
+        self.count += amount
+        return self._head
 
     def adjust(self, now: float, tick: int, delta: int) -> None:
         """Correct an earlier `add` made at `tick` by `delta` (reconciling an estimate).
@@ -73,7 +83,7 @@ class SlidingWindow:
         If that bucket has already expired the correction is dropped: the amount no
         longer counts anyway. A bucket never goes below zero.
         """
-        head = self._advance(now)
+        head = self.advance(now) if now >= self.edge else self._head
         if head - tick >= self._slots:
             return
         i = tick % self._slots
@@ -82,14 +92,14 @@ class SlidingWindow:
             delta -= new
             new = 0
         self._buckets[i] = new
-        self._total += delta
+        self.count += delta
 
     def next_expiry(self, now: float) -> float:
         """Seconds until the oldest non-empty bucket leaves the window (0 if empty).
 
         O(buckets), which is a constant; called only when explaining a refusal."""
-        head = self._advance(now)
-        if self._total <= 0:
+        head = self.advance(now)
+        if self.count <= 0:
             return 0.0
         m = self._slots
         for age in range(m - 1, -1, -1):
@@ -99,4 +109,4 @@ class SlidingWindow:
         return 0.0
 
     def __repr__(self) -> str:
-        return f"<SlidingWindow span={self.span:g}s total={self._total}>"
+        return f"<SlidingWindow span={self.span:g}s total={self.count}>"

@@ -26,8 +26,10 @@ class DeploymentPool:
     __slots__ = (
         "_feeds",
         "_has_default",
+        "_lazy",
         "_named",
         "_tiered",
+        "_view",
         "feedback",
         "group",
         "rng",
@@ -46,6 +48,7 @@ class DeploymentPool:
         self.group = group
         self.states = tuple(states)
         self.strategy = strategy
+        self._lazy: bool = getattr(strategy, "lazy_candidates", False)
         self.rng = rng or random.Random()
         # Strategies that learn from outcomes (latency, errors) expose `record`; every
         # strategy used in this pool (its own, and per-request overrides) is fed.
@@ -58,6 +61,8 @@ class DeploymentPool:
         _assign_shares(self.states)
         self._has_default = any(DEFAULT_TAG in s.tags for s in self.states)
         self._tiered: dict[frozenset[str], tuple[Tier, ...]] = {}
+        # The one view `select` hands strategies, reset per pick (see Candidates.reset).
+        self._view: Candidates | None = None
 
     def select(
         self, request: Request, now: float, exclude: Container[DeploymentState] = ()
@@ -66,10 +71,21 @@ class DeploymentPool:
         chooses within the lowest order tier that has an eligible deployment (after
         tag filtering). O(1) expected per tier; see `Candidates`."""
         spec = request.strategy
-        strategy = self.strategy if spec is None else self._strategy_for(spec)
-        lazy = getattr(strategy, "lazy_candidates", False)
-        for tier in self._tiers_for(request.tags):
-            view = Candidates(tier, request, now, exclude, self.rng)
+        if spec is None:
+            strategy = self.strategy
+            lazy = self._lazy
+        else:
+            strategy = self._strategy_for(spec)
+            lazy = getattr(strategy, "lazy_candidates", False)
+        tiers = self._tiered.get(request.tags)
+        if tiers is None:
+            tiers = self._tiers_for(request.tags)
+        view = self._view
+        for tier in tiers:
+            if view is None:
+                view = self._view = Candidates(tier, request, now, exclude, self.rng)
+            else:
+                view.reset(tier, request, now, exclude)
             if lazy:
                 try:
                     return strategy.choose(view, request)

@@ -19,7 +19,6 @@ from collections.abc import Callable, Container, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from interlock.health.circuit import CLOSED, is_available
-from interlock.limits.ledger import Ledger
 
 if TYPE_CHECKING:
     from interlock.router.state import DeploymentState
@@ -32,8 +31,6 @@ PROBES = 32
 scans the tier. With a share p of the tier ineligible a probe succeeds after
 1 / (1 - p) tries on average, and the O(n) scan happens with probability p^32:
 below 1e-4 while p <= 3/4."""
-
-_has_headroom = Ledger.has_headroom
 
 
 class NoEligible(Exception):
@@ -98,6 +95,23 @@ class Candidates(Sequence["DeploymentState"]):
         self._list: list[DeploymentState] | None = None
         self._first: DeploymentState | None = None
 
+    def reset(
+        self, tier: Tier, request: Request, now: float, exclude: Container[DeploymentState]
+    ) -> None:
+        """Point the view at another tier, request or time, as if newly built.
+
+        The pool keeps one view and resets it for every pick (building an object costs
+        about as much as two eligibility checks), so a view is valid only during the
+        `choose` call that receives it: a strategy must not keep it.
+        """
+        self.tier = tier
+        self.request = request
+        self.now = now
+        self.exclude = exclude
+        self.tokens = request.est_input_tokens + request.est_output_tokens
+        self._list = None
+        self._first = None
+
     @property
     def first(self) -> DeploymentState:
         """A uniformly random eligible deployment (the same one on every access)."""
@@ -109,12 +123,47 @@ class Candidates(Sequence["DeploymentState"]):
         return s
 
     def ok(self, s: DeploymentState) -> bool:
-        """May `s` serve this request right now?"""
+        """May `s` serve this request right now?
+
+        Health, then not tried yet, then `Ledger.has_headroom`, written out here: this
+        runs for every deployment a strategy looks at, and the call would be a tenth
+        of a pick (tests/unit/test_candidates.py keeps the two in agreement).
+        """
         now = self.now
         # Healthy and closed is the common case; anything else asks the health module
         # (half-open trial slots, panic mode).
-        healthy = (s.cooldown_until <= now and s.circuit.mode == CLOSED) or is_available(s, now)
-        return healthy and s not in self.exclude and _has_headroom(s, self.tokens, now)
+        if not (s.cooldown_until <= now and s.circuit.mode == CLOSED) and not is_available(s, now):
+            return False
+        if s in self.exclude:
+            return False
+        lim = s.max_concurrency
+        if lim is not None and s.in_flight >= lim:
+            return False
+        if s.blocked_until > now:
+            return False
+        w = s.rpm_window
+        lim = s.rpm_limit
+        if w is not None and lim is not None:
+            if now >= w.edge:
+                w.advance(now)
+            if w.count >= lim:
+                return False
+        tokens = self.tokens
+        w = s.tpm_window
+        lim = s.tpm_limit
+        if w is not None and lim is not None:
+            if now >= w.edge:
+                w.advance(now)
+            if w.count + tokens > lim:
+                return False
+        lim = s.context_window
+        if lim is not None and tokens > lim:
+            return False
+        if s.budgets:
+            for b in s.budgets:
+                if b.exhausted(now):
+                    return False
+        return True
 
     def probe(self) -> DeploymentState | None:
         """Find one uniformly random eligible deployment (and remember it as `first`),
@@ -203,9 +252,9 @@ class Candidates(Sequence["DeploymentState"]):
         strategies: two distinct uniformly random eligible deployments, the second
         None when the first is the only one. Raises `NoEligible` when there is none.
 
-        The same draws, in the same order, as `first` then `another` (so the same
-        picks for a given seed), with the common case (both first draws eligible)
-        in one frame instead of three layers of calls."""
+        The common case (both draws eligible) takes two draws, in one frame; the
+        second draw is over the other deployments, so it never has to be repeated
+        because it hit the first one."""
         tier = self.tier
         states = tier.states
         n = tier.n
@@ -220,8 +269,12 @@ class Candidates(Sequence["DeploymentState"]):
             return a, None  # `a` is eligible and alone in the tier
         if self._list is not None:
             return a, self.another(a)
-        t = states[int(rnd() * n)]
-        if t is not a and self.ok(t):
+        # Uniform over the others in one draw: n - 1 slots, the last deployment standing
+        # in for `a` when `a` is drawn.
+        t = states[int(rnd() * (n - 1))]
+        if t is a:
+            t = states[n - 1]
+        if self.ok(t):
             return a, t
         return a, self._another_more(a, states, n)
 

@@ -122,7 +122,10 @@ class LatencyStrategy:
     ) -> DeploymentState:
         rnd = self._rng.random
         half_life = self.half_life
-        best = float("inf")
+        exact = self.buffer == 0.0
+        best = _UNKNOWN
+        pick = pool[0]
+        n_best = 0  # ties at `best` seen so far (buffer 0: reservoir over them)
         fresh: DeploymentState | None = None
         n_fresh = 0
         values: list[float] = []
@@ -133,19 +136,29 @@ class LatencyStrategy:
                     n_fresh += 1
                     if rnd() * n_fresh < 1.0:
                         fresh = s
-                values.append(_UNKNOWN)
+                if not exact:
+                    values.append(_UNKNOWN)
                 continue
             age = now - e[1]
             v = e[0] if age <= 0 else e[0] * 0.5 ** (age / half_life)
-            values.append(v)
-            if v < best:
-                best = v
+            if exact:
+                if v < best:
+                    best, pick, n_best = v, s, 1
+                elif v == best:
+                    n_best += 1
+                    if rnd() * n_best < 1.0:
+                        pick = s
+            else:
+                values.append(v)
+                if v < best:
+                    best = v
         if fresh is not None:
             return fresh
         if best == _UNKNOWN:
             return pool[int(rnd() * len(pool))]
+        if exact:
+            return pick
         limit = best * (1.0 + self.buffer)
-        pick = pool[0]
         n_near = 0
         for s, v in zip(pool, values, strict=True):
             if v <= limit:
@@ -196,13 +209,14 @@ class LatencyStrategy:
             if now > e[1]:
                 e[1] = now
         key = (state.group, stream)
-        lead = self._leader.get(key)
+        leader = self._leader
+        lead = leader.get(key)
         if lead is None or lead is state:
-            self._leader[key] = state
+            leader[key] = state
         else:
             le = table.get(lead)
             if le is None or self._read(e, now) < self._read(le, now):
-                self._leader[key] = state
+                leader[key] = state
 
     def __repr__(self) -> str:
         return f"LatencyStrategy(buffer={self.buffer})"

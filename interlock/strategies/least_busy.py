@@ -5,17 +5,15 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
-from interlock.strategies.candidates import Candidates, pick_min
+from interlock.strategies.candidates import Candidates
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from interlock.router.state import DeploymentState
     from interlock.types import Request
 
 __all__ = ["LeastBusyStrategy"]
-
-
-def _in_flight(s: DeploymentState) -> float:
-    return s.in_flight
 
 
 class LeastBusyStrategy:
@@ -43,12 +41,11 @@ class LeastBusyStrategy:
             # The least busy of the whole tier, if eligible, is the least busy eligible
             # one; drawing among all ties, then among eligible ties when the draw is
             # out, keeps the tie-break uniform over the eligible ties.
-            s = pick_min(candidates.tier.states, _in_flight, self._rng)
+            s = _least_busy(candidates.tier.states, self._rng)
             if candidates.ok(s):
                 return s
-            return pick_min(candidates.require(), _in_flight, self._rng)
-        a = candidates.first
-        b = candidates.another(a)
+            return _least_busy(candidates.require(), self._rng)
+        a, b = candidates.pair()
         if b is None:
             return a
         fa = a.in_flight
@@ -59,3 +56,23 @@ class LeastBusyStrategy:
 
     def __repr__(self) -> str:
         return "LeastBusyStrategy()"
+
+
+def _least_busy(states: Sequence[DeploymentState], rng: random.Random) -> DeploymentState:
+    """``pick_min(states, in_flight)`` without a key call per deployment: the fewest in
+    flight, ties uniformly at random (reservoir sampling, one pass, the same draws).
+    `states` is not empty."""
+    rnd = rng.random
+    best = states[0]
+    least = best.in_flight
+    ties = 1
+    for i in range(1, len(states)):
+        s = states[i]
+        f = s.in_flight
+        if f < least:
+            best, least, ties = s, f, 1
+        elif f == least:
+            ties += 1
+            if rnd() * ties < 1.0:
+                best = s
+    return best

@@ -20,15 +20,17 @@ _INF = float("inf")
 
 def headroom_share(s: DeploymentState, now: float) -> float:
     """The smaller of ``(rpm - used) / rpm`` and ``(tpm - used) / tpm`` over the last
-    minute; 1.0 for a deployment without rate limits."""
-    d = s.deployment
+    minute; 1.0 for a deployment without rate limits. The limits are the effective
+    ones (scaled down while a shared ledger is unreachable)."""
     share = 1.0
     w = s.rpm_window
-    if w is not None and d.rpm:
-        share = (d.rpm - w.total(now)) / d.rpm
+    lim = s.rpm_limit
+    if w is not None and lim:
+        share = (lim - w.total(now)) / lim
     w = s.tpm_window
-    if w is not None and d.tpm:
-        t = (d.tpm - w.total(now)) / d.tpm
+    lim = s.tpm_limit
+    if w is not None and lim:
+        t = (lim - w.total(now)) / lim
         if t < share:
             share = t
     return share
@@ -85,14 +87,19 @@ def _roomiest(states: Sequence[DeploymentState], now: float, rng: random.Random)
     best_h = -_INF  # below any share (finite): the first state takes the lead
     ties = 0
     for s in states:
-        d = s.deployment
         h = 1.0
         w = s.rpm_window
-        if w is not None and d.rpm:
-            h = (d.rpm - w.total(now)) / d.rpm
+        lim = s.rpm_limit
+        if w is not None and lim:
+            if now >= w.edge:
+                w.advance(now)
+            h = (lim - w.count) / lim
         w = s.tpm_window
-        if w is not None and d.tpm:
-            t = (d.tpm - w.total(now)) / d.tpm
+        lim = s.tpm_limit
+        if w is not None and lim:
+            if now >= w.edge:
+                w.advance(now)
+            t = (lim - w.count) / lim
             if t < h:
                 h = t
         if h > best_h:

@@ -1,0 +1,70 @@
+"""`Candidates.ok` writes `Ledger.has_headroom` out for speed: the two must agree."""
+
+from __future__ import annotations
+
+import random
+
+from interlock import Budget
+from interlock.health.circuit import is_available
+from interlock.limits.ledger import Ledger
+from interlock.limits.spend import BudgetCounter
+from interlock.strategies.candidates import Candidates
+from tests.unit.strategy_helpers import make_pool, request
+
+SEED = 7
+CASES = 500
+
+
+def test_ok_agrees_with_health_exclusion_and_has_headroom() -> None:
+    """Random states over every limit `has_headroom` reads (concurrency cap, shared
+    block, rpm and tpm windows near their limits, context window, budgets), with
+    cooling and excluded deployments mixed in: `ok` must give the same verdict as
+    ``is_available and not excluded and Ledger.has_headroom`` every time."""
+    rng = random.Random(SEED)
+    specs = []
+    for _ in range(40):
+        spec: dict[str, object] = {}
+        if rng.random() < 0.5:
+            spec["max_concurrency"] = rng.randint(1, 3)
+        if rng.random() < 0.6:
+            spec["rpm"] = rng.randint(1, 5)
+        if rng.random() < 0.6:
+            spec["tpm"] = rng.randint(100, 2_000)
+        if rng.random() < 0.3:
+            spec["context_window"] = rng.randint(100, 1_000)
+        specs.append(spec)
+    pool, _, clock = make_pool(specs, "weighted", seed=SEED)
+    states = pool.states
+    for s in rng.sample(states, 10):
+        b = BudgetCounter(Budget(scope="deployment", name=s.id, limit_usd=1.0, period=60), 0.0)
+        b.spent = rng.choice((0.5, 1.0))
+        s.budgets = (b,)
+    agreed = {True: 0, False: 0}
+    for _ in range(CASES):
+        clock.advance(rng.random() * 3)
+        now = clock.now()
+        s = rng.choice(states)
+        action = rng.random()
+        if action < 0.4:
+            Ledger.reserve(s, rng.randint(1, 400), now)
+        elif action < 0.5:
+            s.in_flight = 0
+        elif action < 0.6:
+            s.cooldown_until = now + rng.choice((-1.0, 5.0))
+        elif action < 0.7:
+            s.blocked_until = now + rng.choice((-1.0, 2.0))
+        tokens = rng.randint(1, 800)
+        exclude = set(rng.sample(states, 3))
+        req = request(est_input_tokens=tokens // 2, est_output_tokens=tokens - tokens // 2)
+        tier = pool._tiers_for(req.tags)[0]
+        view = Candidates(tier, req, now, exclude, pool.rng)
+        for t in states:
+            expected = (
+                is_available(t, now)
+                and t not in exclude
+                and Ledger.has_headroom(t, req.est_input_tokens + req.est_output_tokens, now)
+            )
+            assert view.ok(t) is expected, (t, now)
+            agreed[expected] += 1
+    # Both verdicts are common, so the comparison exercised every branch.
+    assert min(agreed.values()) > CASES
