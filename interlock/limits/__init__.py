@@ -17,7 +17,7 @@ from interlock.limits.tokens import (
     estimate_input_tokens,
     estimate_text_tokens,
 )
-from interlock.limits.window import SlidingWindow
+from interlock.limits.window import RateWindow
 
 __all__ = [
     "Blocked",
@@ -25,10 +25,10 @@ __all__ = [
     "BudgetStatus",
     "Exhaustion",
     "Ledger",
+    "RateWindow",
     "RedisLedger",
     "Reservation",
     "SharedLedger",
-    "SlidingWindow",
     "SpendReport",
     "TokenCounter",
     "WaitQueue",

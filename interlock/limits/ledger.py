@@ -44,13 +44,12 @@ class RemoteTicket(Protocol):
 class Reservation:
     """What one attempt holds at one deployment until it is settled or released."""
 
-    __slots__ = ("attempt", "open", "remote", "rpm_tick", "state", "tokens", "tpm_tick")
+    __slots__ = ("attempt", "open", "remote", "state", "tick", "tokens")
 
-    def __init__(self, state: DeploymentState, tokens: int, rpm_tick: int, tpm_tick: int):
+    def __init__(self, state: DeploymentState, tokens: int, tick: int):
         self.state = state
         self.tokens = tokens
-        self.rpm_tick = rpm_tick
-        self.tpm_tick = tpm_tick
+        self.tick = tick  # the rate window's bucket it was counted in
         self.open = True
         self.attempt = 1  # the attempt's number, set by the pipeline when observed
         self.remote: RemoteTicket | None = None
@@ -80,21 +79,17 @@ class Ledger:
             return False
         if s.blocked_until > now:
             return False
-        # Windows are read inline (see SlidingWindow.edge): this runs once or twice
-        # per pick, for every candidate a strategy looks at.
-        w = s.rpm_window
-        lim = s.rpm_limit
-        if w is not None and lim is not None:
+        w = s.rate_window
+        if w is not None:
+            # Read inline (see RateWindow): this runs for every candidate a strategy
+            # looks at.
             if now >= w.edge:
                 w.advance(now)
-            if w.count >= lim:
+            lim = s.rpm_limit
+            if lim is not None and w.requests >= lim:
                 return False
-        w = s.tpm_window
-        lim = s.tpm_limit
-        if w is not None and lim is not None:
-            if now >= w.edge:
-                w.advance(now)
-            if w.count + tokens > lim:
+            lim = s.tpm_limit
+            if lim is not None and w.tokens + tokens > lim:
                 return False
         lim = s.context_window
         if lim is not None and tokens > lim:
@@ -132,16 +127,21 @@ class Ledger:
         if s.blocked_until > now:
             wait = s.blocked_until - now
             return Blocked("shared", f"over a shared limit for {wait:.2f} s more", wait)
-        w = s.rpm_window
-        if w is not None and s.rpm_limit is not None and w.total(now) >= s.rpm_limit:
-            return Blocked("rate", f"over its rpm limit ({s.rpm_limit})", w.next_expiry(now))
-        w = s.tpm_window
-        if w is not None and s.tpm_limit is not None and w.total(now) + tokens > s.tpm_limit:
-            return Blocked(
-                "rate",
-                f"over its tpm limit ({w.total(now)} + {tokens} > {s.tpm_limit})",
-                w.next_expiry(now),
-            )
+        w = s.rate_window
+        if w is not None:
+            used_requests, used_tokens = w.totals(now)
+            if s.rpm_limit is not None and used_requests >= s.rpm_limit:
+                return Blocked(
+                    "rate",
+                    f"over its rpm limit ({s.rpm_limit})",
+                    w.next_expiry(now, "requests"),
+                )
+            if s.tpm_limit is not None and used_tokens + tokens > s.tpm_limit:
+                return Blocked(
+                    "rate",
+                    f"over its tpm limit ({used_tokens} + {tokens} > {s.tpm_limit})",
+                    w.next_expiry(now, "tokens"),
+                )
         return Blocked("ok", "has headroom", 0.0)
 
     @staticmethod
@@ -154,11 +154,8 @@ class Ledger:
     def reserve(s: DeploymentState, tokens: int, now: float) -> Reservation:
         s.in_flight += 1
         s.requests += 1
-        w = s.rpm_window
-        rpm_tick = w.add(now, 1) if w is not None else 0
-        w = s.tpm_window
-        tpm_tick = w.add(now, tokens) if w is not None else 0
-        return Reservation(s, tokens, rpm_tick, tpm_tick)
+        w = s.rate_window
+        return Reservation(s, tokens, w.add(now, tokens) if w is not None else 0)
 
     @staticmethod
     def settle(
@@ -177,9 +174,9 @@ class Ledger:
         if actual_tokens is not None:
             delta = actual_tokens - r.tokens
             if delta:
-                w = s.tpm_window
+                w = s.rate_window
                 if w is not None:
-                    w.adjust(now, r.tpm_tick, delta)
+                    w.adjust(now, r.tick, 0, delta)
             if r.remote is not None:
                 r.remote.settle(delta)
         if usage is not None:
@@ -206,8 +203,9 @@ class Ledger:
         r.open = False
         s = r.state
         s.in_flight -= 1
-        if s.tpm_window is not None:
-            s.tpm_window.adjust(now, r.tpm_tick, -r.tokens)
+        w = s.rate_window
+        if w is not None:
+            w.adjust(now, r.tick, 0, -r.tokens)
         if r.remote is not None:
             r.remote.settle(-r.tokens)
         q = s.waiters
@@ -224,10 +222,9 @@ class Ledger:
         s = r.state
         s.in_flight -= 1
         s.requests -= 1
-        if s.rpm_window is not None:
-            s.rpm_window.adjust(now, r.rpm_tick, -1)
-        if s.tpm_window is not None:
-            s.tpm_window.adjust(now, r.tpm_tick, -r.tokens)
+        w = s.rate_window
+        if w is not None:
+            w.adjust(now, r.tick, -1, -r.tokens)
         q = s.waiters
         if q is not None and q.waiting:
             q.wake()

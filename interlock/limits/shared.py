@@ -35,9 +35,9 @@ __all__ = ["RedisLedger", "SharedLedger"]
 log = logging.getLogger("interlock.limits")
 
 _SPAN_MS = 60_000
-_BUCKETS = 60  # as the local SlidingWindow: 1 s buckets, held 60-61 s
+_BUCKETS = 60  # as the local RateWindow: 1 s buckets, held 60-61 s
 
-# Shared by every script: the sliding window of SlidingWindow, as a Redis hash with
+# Shared by every script: the sliding window of RateWindow, as a Redis hash with
 # fields h (newest tick), t (total) and one field per bucket (tick mod m).
 _PRELUDE = """
 local T = redis.call('TIME')

@@ -1,15 +1,18 @@
-"""A sliding-window counter for RPM and TPM."""
+"""The sliding window that counts one deployment's requests and tokens (RPM and TPM)."""
 
 from __future__ import annotations
 
-__all__ = ["SlidingWindow"]
+from typing import Literal
+
+__all__ = ["RateWindow"]
 
 
-class SlidingWindow:
-    """Sum of amounts added over the last `span` seconds, kept in buckets of
-    ``span / buckets`` seconds.
+class RateWindow:
+    """Requests and tokens sent over the last `span` seconds, kept in buckets of
+    ``span / buckets`` seconds. Both counts share one set of buckets, so a request is
+    one `add` and an eligibility check reads one object.
 
-    Exactness: the window errs on the safe side. An amount added at time ``a`` keeps
+    Exactness: the window errs on the safe side. What is added at time ``a`` keeps
     counting until the end of its bucket plus `span`, so it is held between `span` and
     ``span + span/buckets`` seconds (60-61 s with the defaults). Hence any interval of
     `span` seconds never holds more than the limit, and a full window frees up at most
@@ -17,96 +20,126 @@ class SlidingWindow:
 
     Every operation is O(1) amortized: advancing clears only the buckets that expired
     (at most ``buckets + 1`` of them).
+
+    Hot paths read `requests` and `tokens` directly after
+    ``if now >= w.edge: w.advance(now)``: until `edge` no bucket expires, so the
+    counts are current. Everything else calls `totals`.
     """
 
-    __slots__ = ("_buckets", "_cur", "_head", "_n", "_slots", "_width", "count", "edge")
+    __slots__ = (
+        "_cur",
+        "_head",
+        "_n",
+        "_req",
+        "_slots",
+        "_tok",
+        "_width",
+        "edge",
+        "requests",
+        "tokens",
+    )
 
     def __init__(self, span: float = 60.0, buckets: int = 60) -> None:
         if span <= 0 or buckets < 1:
-            raise ValueError("SlidingWindow: span must be > 0 and buckets >= 1")
+            raise ValueError("RateWindow: span must be > 0 and buckets >= 1")
         self._n = buckets
         self._slots = buckets + 1  # the current bucket plus `buckets` older ones
         self._width = span / buckets
-        self._buckets = [0] * self._slots
+        self._req = [0] * self._slots
+        self._tok = [0] * self._slots
         self._head = 0  # tick (bucket index in absolute time) of the newest bucket
         self._cur = 0  # its slot: _head % _slots
-        self.count = 0
-        """The sum held as of the latest `advance`: current while ``now < edge``."""
+        self.requests = 0
+        """Requests in the window as of the latest `advance` (current while now < edge)."""
+        self.tokens = 0
+        """Tokens in the window as of the latest `advance` (current while now < edge)."""
         self.edge = self._width
-        """When the next bucket starts. Until then no amount expires, so a hot path may
-        read `count` directly after ``if now >= w.edge: w.advance(now)`` (what `total`
-        does, without the call)."""
+        """When the next bucket starts: until then nothing expires."""
 
     @property
     def span(self) -> float:
         return self._width * self._n
 
     def advance(self, now: float) -> int:
-        """Drop what expired by `now`; returns the current tick. O(buckets) at worst,
-        O(1) amortized (each bucket is cleared once per pass)."""
+        """Drop what expired by `now`; returns the current tick."""
         tick = int(now // self._width)
         head = self._head
         if tick > head:
-            steps = tick - head
-            b = self._buckets
             m = self._slots
-            if steps >= m:
-                if self.count:
-                    self._buckets = [0] * m
-                    self.count = 0
+            if tick - head >= m:
+                if self.requests or self.tokens:
+                    self._req = [0] * m
+                    self._tok = [0] * m
+                    self.requests = self.tokens = 0
             else:
+                req, tok = self._req, self._tok
                 for t in range(head + 1, tick + 1):
                     i = t % m
-                    self.count -= b[i]
-                    b[i] = 0
+                    self.requests -= req[i]
+                    self.tokens -= tok[i]
+                    req[i] = tok[i] = 0
             self._head = head = tick
             self._cur = tick % m
         self.edge = (head + 1) * self._width
         return head
 
-    def total(self, now: float) -> int:
+    def totals(self, now: float) -> tuple[int, int]:
+        """``(requests, tokens)`` over the window ending `now`."""
         if now >= self.edge:
             self.advance(now)
-        return self.count
+        return self.requests, self.tokens
 
-    def add(self, now: float, amount: int) -> int:
-        """Add `amount` now; returns the tick it was recorded at (for `adjust`)."""
+    def add(self, now: float, tokens: int) -> int:
+        """Count one request of `tokens` now; returns the tick it was recorded at (for
+        `adjust`)."""
         if now >= self.edge:
             self.advance(now)
-        self._buckets[self._cur] += amount
-        self.count += amount
+        i = self._cur
+        self._req[i] += 1
+        self._tok[i] += tokens
+        self.requests += 1
+        self.tokens += tokens
         return self._head
 
-    def adjust(self, now: float, tick: int, delta: int) -> None:
-        """Correct an earlier `add` made at `tick` by `delta` (reconciling an estimate).
+    def adjust(self, now: float, tick: int, requests: int, tokens: int) -> None:
+        """Correct an earlier `add` made at `tick` by `requests` and `tokens` (a
+        reconciled estimate, a request given back).
 
-        If that bucket has already expired the correction is dropped: the amount no
-        longer counts anyway. A bucket never goes below zero.
+        If that bucket has already expired the correction is dropped: it no longer
+        counts anyway. A bucket never goes below zero.
         """
         head = self.advance(now) if now >= self.edge else self._head
         if head - tick >= self._slots:
             return
         i = tick % self._slots
-        new = self._buckets[i] + delta
-        if new < 0:
-            delta -= new
-            new = 0
-        self._buckets[i] = new
-        self.count += delta
+        if requests:
+            new = self._req[i] + requests
+            if new < 0:
+                requests -= new
+                new = 0
+            self._req[i] = new
+            self.requests += requests
+        if tokens:
+            new = self._tok[i] + tokens
+            if new < 0:
+                tokens -= new
+                new = 0
+            self._tok[i] = new
+            self.tokens += tokens
 
-    def next_expiry(self, now: float) -> float:
-        """Seconds until the oldest non-empty bucket leaves the window (0 if empty).
+    def next_expiry(self, now: float, lane: Literal["requests", "tokens"]) -> float:
+        """Seconds until the oldest bucket holding requests (or tokens) leaves the
+        window; 0 if there is none.
 
         O(buckets), which is a constant; called only when explaining a refusal."""
         head = self.advance(now)
-        if self.count <= 0:
-            return 0.0
+        buckets = self._req if lane == "requests" else self._tok
         m = self._slots
         for age in range(m - 1, -1, -1):
             tick = head - age
-            if self._buckets[tick % m]:
+            if buckets[tick % m]:
                 return max(0.0, (tick + m) * self._width - now)
         return 0.0
 
     def __repr__(self) -> str:
-        return f"<SlidingWindow span={self.span:g}s total={self.count}>"
+        return f"<RateWindow span={self.span:g}s requests={self.requests} tokens={self.tokens}>"

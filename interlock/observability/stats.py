@@ -112,6 +112,8 @@ def deployment_statistics(s: DeploymentState, now: float) -> DeploymentStatistic
     """The snapshot of one deployment's live state at `now`."""
     cooling = s.cooldown_until > now
     d = s.deployment
+    w = s.rate_window
+    used = w.totals(now) if w is not None else (0, 0)
     return DeploymentStatistics(
         id=s.id,
         group=s.group,
@@ -126,8 +128,8 @@ def deployment_statistics(s: DeploymentState, now: float) -> DeploymentStatistic
         ejections=s.ejections,
         cooldown_until=s.cooldown_until if cooling else None,
         cooldown_remaining=max(0.0, s.cooldown_until - now),
-        rpm_used=s.rpm_window.total(now) if s.rpm_window is not None else None,
-        tpm_used=s.tpm_window.total(now) if s.tpm_window is not None else None,
+        rpm_used=used[0] if s.rpm_limit is not None else None,
+        tpm_used=used[1] if s.tpm_limit is not None else None,
         latency_ewma=s.latency_ewma,
         ttft_ewma=s.ttft_ewma,
         spend=s.spend,

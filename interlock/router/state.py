@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from interlock.config import Deployment
 from interlock.health.circuit import CircuitState
-from interlock.limits.window import SlidingWindow
+from interlock.limits.window import RateWindow
 
 if TYPE_CHECKING:
     from interlock.limits.queue import WaitQueue
@@ -45,14 +45,13 @@ class DeploymentState:
         "order",
         "output_cost",
         "output_tokens",
+        "rate_window",
         "requests",
         "rpm_limit",
-        "rpm_window",
         "spend",
         "successes",
         "tags",
         "tpm_limit",
-        "tpm_window",
         "transport",
         "ttft_ewma",
         "waiters",
@@ -72,8 +71,9 @@ class DeploymentState:
         # ledger
         self.in_flight = 0
         self.requests = 0
-        self.rpm_window = SlidingWindow() if deployment.rpm is not None else None
-        self.tpm_window = SlidingWindow() if deployment.tpm is not None else None
+        self.rate_window = (
+            RateWindow() if deployment.rpm is not None or deployment.tpm is not None else None
+        )
         # limits (interlock.limits): effective rpm/tpm (scaled down while a shared
         # ledger is unreachable), a shared ledger's refusal, spend and budgets
         self.rpm_limit = deployment.rpm

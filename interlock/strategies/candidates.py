@@ -141,20 +141,16 @@ class Candidates(Sequence["DeploymentState"]):
             return False
         if s.blocked_until > now:
             return False
-        w = s.rpm_window
-        lim = s.rpm_limit
-        if w is not None and lim is not None:
-            if now >= w.edge:
-                w.advance(now)
-            if w.count >= lim:
-                return False
         tokens = self.tokens
-        w = s.tpm_window
-        lim = s.tpm_limit
-        if w is not None and lim is not None:
+        w = s.rate_window
+        if w is not None:
             if now >= w.edge:
                 w.advance(now)
-            if w.count + tokens > lim:
+            lim = s.rpm_limit
+            if lim is not None and w.requests >= lim:
+                return False
+            lim = s.tpm_limit
+            if lim is not None and w.tokens + tokens > lim:
                 return False
         lim = s.context_window
         if lim is not None and tokens > lim:

@@ -22,15 +22,17 @@ def headroom_share(s: DeploymentState, now: float) -> float:
     """The smaller of ``(rpm - used) / rpm`` and ``(tpm - used) / tpm`` over the last
     minute; 1.0 for a deployment without rate limits. The limits are the effective
     ones (scaled down while a shared ledger is unreachable)."""
+    w = s.rate_window
+    if w is None:
+        return 1.0
+    requests, tokens = w.totals(now)
     share = 1.0
-    w = s.rpm_window
     lim = s.rpm_limit
-    if w is not None and lim:
-        share = (lim - w.total(now)) / lim
-    w = s.tpm_window
+    if lim:
+        share = (lim - requests) / lim
     lim = s.tpm_limit
-    if w is not None and lim:
-        t = (lim - w.total(now)) / lim
+    if lim:
+        t = (lim - tokens) / lim
         if t < share:
             share = t
     return share
@@ -88,20 +90,18 @@ def _roomiest(states: Sequence[DeploymentState], now: float, rng: random.Random)
     ties = 0
     for s in states:
         h = 1.0
-        w = s.rpm_window
-        lim = s.rpm_limit
-        if w is not None and lim:
+        w = s.rate_window
+        if w is not None:
             if now >= w.edge:
                 w.advance(now)
-            h = (lim - w.count) / lim
-        w = s.tpm_window
-        lim = s.tpm_limit
-        if w is not None and lim:
-            if now >= w.edge:
-                w.advance(now)
-            t = (lim - w.count) / lim
-            if t < h:
-                h = t
+            lim = s.rpm_limit
+            if lim:
+                h = (lim - w.requests) / lim
+            lim = s.tpm_limit
+            if lim:
+                t = (lim - w.tokens) / lim
+                if t < h:
+                    h = t
         if h > best_h:
             best, best_h, ties = s, h, 1
         elif h == best_h:

@@ -12,7 +12,7 @@ from interlock import Budget, ConfigError, Deployment, QueuePolicy, Router, Shar
 from interlock.limits import (
     BudgetCounter,
     Ledger,
-    SlidingWindow,
+    RateWindow,
     TokenCounter,
     WaitQueue,
     attach_budgets,
@@ -28,37 +28,51 @@ def state(**kw: object) -> DeploymentState:
     return DeploymentState(d, transport=None)  # type: ignore[arg-type]
 
 
-# --- SlidingWindow ----------------------------------------------------------------------
+# --- RateWindow ------------------------------------------------------------------------
 
 
-def test_window_holds_an_amount_between_span_and_span_plus_one_bucket() -> None:
-    w = SlidingWindow(60.0, 60)
+def test_window_holds_a_request_between_span_and_span_plus_one_bucket() -> None:
+    w = RateWindow(60.0, 60)
     w.add(100.5, 3)  # bucket [100, 101)
-    assert w.total(160.4) == 3  # 59.9 s later: still inside
-    assert w.total(160.99) == 3  # the bucket is held until 101 + 60
-    assert w.next_expiry(160.5) == pytest.approx(0.5)
-    assert w.total(161.0) == 0
+    assert w.totals(160.4) == (1, 3)  # 59.9 s later: still inside
+    assert w.totals(160.99) == (1, 3)  # the bucket is held until 101 + 60
+    assert w.next_expiry(160.5, "requests") == pytest.approx(0.5)
+    assert w.next_expiry(160.5, "tokens") == pytest.approx(0.5)
+    assert w.totals(161.0) == (0, 0)
+
+
+def test_window_counts_read_inline_are_current_before_the_edge() -> None:
+    """What the hot paths do: advance only at `edge`, then read the counts."""
+    w = RateWindow(60.0, 60)
+    w.add(10.2, 7)
+    w.add(69.5, 1)
+    # The first request's bucket [10, 11) is held until 71; the second's until 130.
+    expected = {69.9: (2, 8), 70.0: (2, 8), 70.99: (2, 8), 71.0: (1, 1), 131.0: (0, 0)}
+    for now, counts in expected.items():
+        if now >= w.edge:
+            w.advance(now)
+        assert (w.requests, w.tokens) == counts, now
 
 
 def test_window_adjust_reconciles_and_never_goes_negative() -> None:
-    w = SlidingWindow()
+    w = RateWindow()
     tick = w.add(10.0, 100)
     w.add(11.0, 5)
-    w.adjust(12.0, tick, -30)
-    assert w.total(12.0) == 75
-    w.adjust(12.0, tick, -500)
-    assert w.total(12.0) == 5
-    w.adjust(200.0, tick, 1000)  # expired: dropped
-    assert w.total(200.0) == 0
+    w.adjust(12.0, tick, 0, -30)
+    assert w.totals(12.0) == (2, 75)
+    w.adjust(12.0, tick, -5, -500)
+    assert w.totals(12.0) == (1, 5)
+    w.adjust(200.0, tick, 1, 1000)  # expired: dropped
+    assert w.totals(200.0) == (0, 0)
 
 
 def test_window_long_idle_clears_everything() -> None:
-    w = SlidingWindow()
+    w = RateWindow()
     for t in range(50):
-        w.add(float(t), 1)
-    assert w.total(49.0) == 50
-    assert w.total(10_000.0) == 0
-    assert w.next_expiry(10_000.0) == 0.0
+        w.add(float(t), 2)
+    assert w.totals(49.0) == (50, 100)
+    assert w.totals(10_000.0) == (0, 0)
+    assert w.next_expiry(10_000.0, "requests") == 0.0
 
 
 # --- Ledger -------------------------------------------------------------------------------
@@ -93,26 +107,26 @@ def test_context_window_is_checked() -> None:
 def test_settle_reconciles_tokens_and_prices_usage() -> None:
     s = state(tpm=10_000, input_cost_per_token=0.001, output_cost_per_token=0.002)
     r = Ledger.reserve(s, 300, 0.0)
-    assert s.tpm_window is not None
-    assert s.tpm_window.total(0.0) == 300
+    assert s.rate_window is not None
+    assert s.rate_window.totals(0.0) == (1, 300)
     Ledger.settle(r, 120, 1.0, Usage(100, 20, 120))
-    assert s.tpm_window.total(1.0) == 120
+    assert s.rate_window.totals(1.0) == (1, 120)
     assert s.spend == pytest.approx(100 * 0.001 + 20 * 0.002)
     assert (s.input_tokens, s.output_tokens, s.in_flight) == (100, 20, 0)
     Ledger.settle(r, 999, 2.0, Usage(1, 1, 2))  # settled once only
-    assert s.tpm_window.total(2.0) == 120
+    assert s.rate_window.totals(2.0) == (1, 120)
 
 
 def test_release_keeps_the_request_and_cancel_undoes_it() -> None:
     s = state(rpm=10, tpm=1000)
-    assert s.rpm_window is not None
-    assert s.tpm_window is not None
+    w = s.rate_window
+    assert w is not None
     r = Ledger.reserve(s, 50, 0.0)
     Ledger.release(r, 0.5)
-    assert (s.rpm_window.total(0.5), s.tpm_window.total(0.5), s.in_flight) == (1, 0, 0)
+    assert (*w.totals(0.5), s.in_flight) == (1, 0, 0)
     r = Ledger.reserve(s, 50, 1.0)
     Ledger.cancel(r, 1.0)
-    assert (s.rpm_window.total(1.0), s.tpm_window.total(1.0), s.requests) == (1, 0, 1)
+    assert (*w.totals(1.0), s.requests) == (1, 0, 1)
 
 
 def test_concurrency_cap() -> None:
