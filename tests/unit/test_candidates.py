@@ -9,7 +9,7 @@ from interlock.health.circuit import is_available
 from interlock.limits.ledger import Ledger
 from interlock.limits.spend import BudgetCounter
 from interlock.strategies.candidates import Candidates
-from tests.unit.strategy_helpers import make_pool, request
+from strategy_helpers import make_pool, request
 
 SEED = 7
 CASES = 500
