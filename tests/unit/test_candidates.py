@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import random
 
+from strategy_helpers import make_pool, request
+
 from interlock import Budget
 from interlock.health.circuit import is_available
 from interlock.limits.ledger import Ledger
 from interlock.limits.spend import BudgetCounter
 from interlock.strategies.candidates import Candidates
-from strategy_helpers import make_pool, request
 
 SEED = 7
 CASES = 500
