@@ -1,4 +1,5 @@
-"""Configuration models: deployments, retry and health policies, the router's config.
+"""Configuration models: deployments and the router's config (the policies it holds
+are in `interlock.policies`, re-exported here).
 
 Everything is validated when it is built. A problem is reported as a `ConfigError`
 whose lines name the field and what is wrong with it (``deployments[2].rpm: must be
@@ -14,19 +15,19 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import ErrorDetails
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from interlock.cache.config import CacheConfig
-from interlock.errors import ConfigError, join_path
+from interlock.errors import ConfigError
+from interlock.models import ConfigModel, validation_problems
+from interlock.policies import (
+    Budget,
+    HealthPolicy,
+    HedgePolicy,
+    QueuePolicy,
+    RetryPolicy,
+    SharedState,
+)
 
 __all__ = [
     "Budget",
@@ -43,74 +44,7 @@ __all__ = [
 ]
 
 
-def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
-    """``(path, problem)`` for each error, never the input value. A nested model's
-    ConfigError is expanded under the path where it sits."""
-    out: list[tuple[str, str]] = []
-    for err in exc.errors(include_input=False):
-        loc = ""
-        for part in err["loc"]:
-            loc = join_path(loc, f"[{part}]" if isinstance(part, int) else str(part))
-        inner = (err.get("ctx") or {}).get("error")
-        if isinstance(inner, ConfigError):
-            out.extend((join_path(loc, path), problem) for path, problem in inner.fields)
-        else:
-            out.append((loc, _describe(err)))
-    # pydantic counts only the items that validated, so a list whose only items are
-    # invalid is also reported as too short; the item errors already say what is wrong.
-    return [
-        (path, problem)
-        for path, problem in out
-        if not (
-            problem.startswith(_TOO_SHORT) and any(p != path and p.startswith(path) for p, _ in out)
-        )
-    ]
-
-
-_TOO_SHORT = "too short:"
-
-
-def _describe(err: ErrorDetails) -> str:
-    if err["type"] == "too_short":
-        return f"{_TOO_SHORT} needs at least {(err.get('ctx') or {}).get('min_length', 1)} item(s)"
-    ctx = err.get("ctx") or {}
-    kind = err["type"]
-    simple = {
-        "greater_than": "must be > {gt}",
-        "greater_than_equal": "must be >= {ge}",
-        "less_than": "must be < {lt}",
-        "less_than_equal": "must be <= {le}",
-        "missing": "is required",
-        "extra_forbidden": "is not a known field",
-        "string_too_short": "must not be empty",
-    }
-    if kind in simple:
-        return simple[kind].format(**ctx)
-    if kind == "value_error":
-        return str(ctx.get("error", err["msg"]))
-    return err["msg"][0].lower() + err["msg"][1:]
-
-
-class _Model(BaseModel):
-    """Frozen, strict about unknown fields, and raising ConfigError instead of pydantic's
-    ValidationError (whose text would include the offending input, keys included)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
-    _where: ClassVar[str]
-
-    def __init__(self, /, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            problems = validation_problems(exc)
-        else:
-            return
-        # Raised outside the except block so the ValidationError, which holds the
-        # input values (keys included), is not kept as __context__.
-        raise ConfigError(problems, self._where)
-
-
-class Deployment(_Model):
+class Deployment(ConfigModel):
     """One endpoint that serves a group: a model at an `api_base` with a key and limits."""
 
     _where: ClassVar[str] = "Deployment"
@@ -180,235 +114,7 @@ class Deployment(_Model):
         return self.api_key.get_secret_value() if self.api_key is not None else None
 
 
-class RetryPolicy(_Model):
-    """How many attempts a group gets and how to wait between them."""
-
-    _where: ClassVar[str] = "RetryPolicy"
-
-    max_attempts: int = Field(default=3, ge=1)
-    """Attempts per group, the first included; each goes to a deployment not yet tried
-    while one is eligible."""
-    backoff_base: float = Field(default=0.05, ge=0)
-    """Seconds; full-jitter backoff ``uniform(0, min(cap, base * 2**n))`` applies only when
-    every eligible deployment has already been tried."""
-    backoff_max: float = Field(default=2.0, ge=0)
-    max_wait: float = Field(default=5.0, ge=0)
-    """When every deployment of the last group in the chain is cooling down, wait for the
-    first to come back if that is at most this many seconds away (and before the
-    deadline); otherwise fail at once with NoDeploymentAvailableError. 0 never waits."""
-    attempts_by_kind: dict[str, int] = Field(default_factory=dict)
-    """Failure kind (``timeout``, ``connection``, ``server_error``, ``malformed``,
-    ``rate_limit``, ``auth``) -> attempts in one group that may fail that way before the
-    group is given up (the call moves to its fallbacks). Unset kinds use `max_attempts`."""
-    budget_ratio: float = Field(default=0.2, ge=0)
-    """Retries (and hedges, and fallback attempts) a group's calls may add, as a share
-    of the calls it received in the last `budget_window` seconds."""
-    budget_floor: int = Field(default=10, ge=0)
-    """Retries always allowed per `budget_window`, so a quiet group can still retry."""
-    budget_window: float = Field(default=10.0, gt=0)
-    """Seconds over which the retry budget counts calls and retries."""
-
-    @field_validator("attempts_by_kind")
-    @classmethod
-    def _check_kinds(cls, value: dict[str, int]) -> dict[str, int]:
-        from interlock.health.classify import RETRYABLE_KIND_NAMES
-
-        for name, n in value.items():
-            if name not in RETRYABLE_KIND_NAMES:
-                raise ValueError(
-                    f"unknown failure kind {name!r}; known: {', '.join(RETRYABLE_KIND_NAMES)}"
-                )
-            if n < 1:
-                raise ValueError(f"attempts for {name!r} must be >= 1")
-        return value
-
-
-class HealthPolicy(_Model):
-    """When a deployment is taken out of rotation, and for how long."""
-
-    _where: ClassVar[str] = "HealthPolicy"
-
-    allowed_fails: int = Field(default=3, ge=1)
-    """Consecutive failures that cool a deployment down."""
-    cooldown: float = Field(default=10.0, gt=0)
-    """Seconds a deployment cools after `allowed_fails` consecutive failures."""
-    rate_limit_cooldown: float = Field(default=5.0, ge=0)
-    """Seconds a 429 without Retry-After cools a deployment."""
-    max_retry_after: float = Field(default=600.0, gt=0)
-    """The longest Retry-After honoured (a broken header must not remove a deployment
-    for a day)."""
-    auth_cooldown: float = Field(default=60.0, ge=0)
-    """Seconds a 401/403 (a bad key) takes the deployment out."""
-    cooldown_max: float = Field(default=300.0, gt=0)
-    """The longest ejection: the n-th ejection in a row lasts ``min(cooldown * n,
-    cooldown_max)``; the count starts again once the deployment has been healthy this
-    long."""
-    allowed_fails_by_kind: dict[str, int] = Field(default_factory=dict)
-    """Failure kind (``timeout``, ``connection``, ``server_error``, ``malformed``) -> its
-    own consecutive-failure allowance; a kind listed here is counted apart from the
-    others (which share `allowed_fails`)."""
-    failure_rate_threshold: float | None = Field(default=0.5, gt=0, le=1)
-    """Eject when at least this share of the recent outcomes (over `failure_rate_window`)
-    failed, once there are `failure_rate_min_requests` of them. None turns it off."""
-    failure_rate_min_requests: int = Field(default=20, ge=1)
-    failure_rate_window: float = Field(default=30.0, gt=0)
-    max_ejected_share: float = Field(default=0.5, gt=0, le=1)
-    """At most this share of a pool (never less than one deployment) is out of rotation
-    for failures at once; 429 and bad-key cooldowns are always applied."""
-    panic_threshold: float = Field(default=0.5, ge=0, le=1)
-    """When less than this share of a pool is healthy, route across all of it (except
-    deployments whose 429 Retry-After or bad key is still running). 0 never panics."""
-    half_open_successes: int = Field(default=2, ge=1)
-    """Successful trial requests that bring an ejected deployment back."""
-    half_open_max_trials: int = Field(default=1, ge=1)
-    """Trial requests in flight at once to a half-open deployment."""
-    slow_start: float = Field(default=0.0, ge=0)
-    """Seconds over which a recovered deployment's share of traffic ramps from 10% back
-    to 100%. 0 turns it off."""
-    probe_interval: float | None = Field(default=None, gt=0)
-    """Seconds between active probes of ejected deployments (a one-token request that,
-    on success, ends the ejection early). None turns probes off."""
-    probe_timeout: float = Field(default=5.0, gt=0)
-
-    @field_validator("allowed_fails_by_kind")
-    @classmethod
-    def _check_kinds(cls, value: dict[str, int]) -> dict[str, int]:
-        from interlock.health.classify import COUNTED_KIND_NAMES
-
-        for name, n in value.items():
-            if name not in COUNTED_KIND_NAMES:
-                raise ValueError(
-                    f"unknown failure kind {name!r}; known: {', '.join(COUNTED_KIND_NAMES)}"
-                )
-            if n < 1:
-                raise ValueError(f"allowance for {name!r} must be >= 1")
-        return value
-
-    @model_validator(mode="after")
-    def _check_cooldowns(self) -> Self:
-        if self.cooldown_max < self.cooldown:
-            raise ConfigError([("cooldown_max", f"must be >= cooldown ({self.cooldown:g} s)")])
-        return self
-
-
-class HedgePolicy(_Model):
-    """Opt-in request hedging for a group: when the first attempt is slow, send another
-    to a different deployment; the first success wins and the rest are cancelled."""
-
-    _where: ClassVar[str] = "HedgePolicy"
-
-    delay: float | None = Field(default=None, gt=0)
-    """Fixed seconds before a hedge is sent; with `percentile`, used until enough
-    latencies have been seen."""
-    percentile: float | None = Field(default=None, gt=0, lt=100)
-    """Hedge after this percentile of the group's recent successful latencies."""
-    min_samples: int = Field(default=20, ge=1, le=256)
-    """Latencies needed before `percentile` is used (at most the 256 the router keeps
-    per group)."""
-    max_hedges: int = Field(default=1, ge=1, le=4)
-    """Extra requests per attempt at most (each draws on the retry budget)."""
-
-    @model_validator(mode="after")
-    def _check_delay(self) -> Self:
-        if self.delay is None and self.percentile is None:
-            raise ConfigError([("delay", "set delay, percentile, or both")])
-        return self
-
-
-_PERIOD_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
-
-class Budget(_Model):
-    """A maximum spend per period for one deployment, one group or one tag.
-
-    Periods are fixed windows on the router's clock starting when the router is
-    built: ``period="1d"`` resets every 24 h from then. A deployment is not eligible
-    while any budget that covers it is used up.
-    """
-
-    _where: ClassVar[str] = "Budget"
-
-    scope: Literal["deployment", "group", "tag"]
-    """What the budget covers: a deployment id, a group name, or every deployment
-    carrying a tag."""
-    name: str = Field(min_length=1)
-    limit_usd: float = Field(gt=0)
-    period: float = Field(gt=0)
-    """Seconds, or a string: ``"30s"``, ``"15m"``, ``"1h"``, ``"1d"``, ``"1w"``."""
-
-    @field_validator("period", mode="before")
-    @classmethod
-    def _parse_period(cls, value: object) -> object:
-        if isinstance(value, str):
-            text = value.strip().lower()
-            unit = _PERIOD_UNITS.get(text[-1:]) if text else None
-            try:
-                return float(text[:-1]) * unit if unit is not None else float(text)
-            except ValueError:
-                raise ValueError(
-                    "must be seconds or a number with a unit s, m, h, d or w (e.g. '1d')"
-                ) from None
-        return value
-
-    @property
-    def label(self) -> str:
-        """How errors and statistics name the budget."""
-        return f"{self.scope} {self.name!r} ${self.limit_usd:g}/{_period_text(self.period)}"
-
-
-def _period_text(seconds: float) -> str:
-    for unit in ("w", "d", "h", "m"):
-        size = _PERIOD_UNITS[unit]
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
-
-
-class QueuePolicy(_Model):
-    """What a request does when no deployment of its group has rate or concurrency
-    headroom: wait in a FIFO line for capacity, or fail at once with RateLimitError."""
-
-    _where: ClassVar[str] = "QueuePolicy"
-
-    max_wait: float = Field(default=0.0, ge=0)
-    """Longest wait in seconds for capacity (always cut short by the call's deadline).
-    0 disables the queue: the caller gets a RateLimitError saying when capacity
-    returns."""
-    max_size: int = Field(default=10_000, ge=1)
-    """Most requests waiting per group; one more gets a RateLimitError at once."""
-
-
-class SharedState(_Model):
-    """Rate windows and cooldowns shared by several router processes through Redis
-    (needs the ``redis`` extra)."""
-
-    _where: ClassVar[str] = "SharedState"
-
-    url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
-    """A redis:// or rediss:// URL (may carry a password; it is never logged)."""
-    prefix: str = Field(default="interlock", min_length=1)
-    """Key prefix, so several router fleets can share one Redis."""
-    timeout: float = Field(default=0.25, gt=0)
-    """Seconds one Redis call may take before the router falls back to local
-    accounting."""
-    sync_interval: float = Field(default=0.25, gt=0, le=1.0)
-    """Seconds between reads of the shared cooldowns (a cooldown set by another
-    process is seen within this, plus one round trip)."""
-    retry_interval: float = Field(default=0.5, gt=0)
-    """Seconds between reconnection attempts while Redis is unreachable."""
-    local_share: float = Field(default=1.0, gt=0, le=1.0)
-    """The share of each rpm/tpm limit this process uses on its own while Redis is
-    unreachable (1/N for N processes keeps the total within the limit)."""
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
-        return value
-
-
-class RouterConfig(_Model):
+class RouterConfig(ConfigModel):
     """The router's whole configuration, as `Router.from_config` reads it."""
 
     _where: ClassVar[str] = ""

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, model_validator
 
-from interlock.errors import ConfigError
+from interlock.models import ConfigModel
 
 __all__ = ["CacheConfig", "GroupCachePolicy"]
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
-class _CacheModel(BaseModel):
-    # Same contract as interlock.config's models (frozen, extra=forbid, ConfigError that
-    # never echoes input); kept separate so interlock.config can import this module.
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
-
-    def __init__(self, /, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            from interlock.config import validation_problems
-
-            raise ConfigError(validation_problems(exc), type(self).__name__) from None
-
-
-class GroupCachePolicy(_CacheModel):
+class GroupCachePolicy(ConfigModel):
     """Caching for one group, overriding the router-wide `CacheConfig` defaults."""
 
     enabled: bool = True
@@ -36,7 +22,7 @@ class GroupCachePolicy(_CacheModel):
     """Seconds an entry lives; None uses `CacheConfig.ttl`."""
 
 
-class CacheConfig(_CacheModel):
+class CacheConfig(ConfigModel):
     """The response cache (see docs/caching.md).
 
     Off unless `enabled` is set (every group), a group's policy enables it, or a request

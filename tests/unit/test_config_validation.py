@@ -14,6 +14,7 @@ import pytest
 from scripted_transport import MESSAGES, ScriptedTransport
 
 from interlock import (
+    CacheConfig,
     ConfigError,
     Deployment,
     HealthPolicy,
@@ -322,6 +323,17 @@ def test_key_never_echoed_by_a_config_error(deployment: dict[str, Any]) -> None:
     printed = "".join(traceback.format_exception(exc.value))
     for text in (str(exc.value), repr(exc.value), printed, repr(exc.value.fields)):
         assert KEY not in text
+
+
+def test_cache_config_error_keeps_no_input_behind() -> None:
+    """The cache's models share the base of the others: the pydantic error, which
+    holds the inputs (a Redis URL with its password), is not kept as context."""
+    with pytest.raises(ConfigError) as exc:
+        CacheConfig(backend="redis", redis_url=f"redis://:{KEY}@127.0.0.1:6379/0", ttl=-1)
+    assert exc.value.__context__ is None
+    assert exc.value.__cause__ is None
+    assert "ttl" in str(exc.value)
+    assert KEY not in "".join(traceback.format_exception(exc.value))
 
 
 # --- from_config -----------------------------------------------------------------
