@@ -15,7 +15,7 @@ strategy always receive that list.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Container, Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from interlock.health.circuit import CLOSED, is_available
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from interlock.router.state import DeploymentState
     from interlock.types import Request
 
-__all__ = ["PROBES", "AliasTable", "Candidates", "NoEligible", "Tier", "pick_min"]
+__all__ = ["PROBES", "AliasTable", "Candidates", "NoEligible", "Tier"]
 
 PROBES = 32
 """Random probes (at most the tier's size) before a view gives up on sampling and
@@ -325,29 +325,6 @@ class Candidates(Sequence["DeploymentState"]):
     def __repr__(self) -> str:
         known = f"{len(self._list)} eligible" if self._list is not None else "lazy"
         return f"<Candidates order={self.tier.order} of {self.tier.n} ({known})>"
-
-
-def pick_min(
-    states: Sequence[DeploymentState],
-    key: Callable[[DeploymentState], float],
-    rng: random.Random,
-) -> DeploymentState:
-    """The state with the lowest `key(state)`, ties broken uniformly at random
-    (reservoir sampling, one pass). `states` must not be empty."""
-    rnd = rng.random
-    best = states[0]
-    best_v = key(best)
-    ties = 1
-    for i in range(1, len(states)):
-        s = states[i]
-        v = key(s)
-        if v < best_v:
-            best, best_v, ties = s, v, 1
-        elif v == best_v:
-            ties += 1
-            if rnd() * ties < 1.0:
-                best = s
-    return best
 
 
 class AliasTable:

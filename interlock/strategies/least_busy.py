@@ -59,9 +59,8 @@ class LeastBusyStrategy:
 
 
 def _least_busy(states: Sequence[DeploymentState], rng: random.Random) -> DeploymentState:
-    """``pick_min(states, in_flight)`` without a key call per deployment: the fewest in
-    flight, ties uniformly at random (reservoir sampling, one pass, the same draws).
-    `states` is not empty."""
+    """The deployment with the fewest in flight, ties uniformly at random (reservoir
+    sampling, one pass). `states` is not empty."""
     rnd = rng.random
     best = states[0]
     least = best.in_flight

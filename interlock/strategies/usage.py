@@ -82,8 +82,9 @@ class UsageStrategy:
 
 
 def _roomiest(states: Sequence[DeploymentState], now: float, rng: random.Random) -> DeploymentState:
-    """``pick_min(states, -headroom_share)``, with `headroom_share` inlined: the same
-    draws and the same pick, without two calls per deployment. `states` is not empty."""
+    """The deployment with the largest `headroom_share`, ties uniformly at random
+    (reservoir sampling, one pass; the share is computed inline, without two calls
+    per deployment). `states` is not empty."""
     rnd = rng.random
     best = states[0]
     best_h = -_INF  # below any share (finite): the first state takes the lead
