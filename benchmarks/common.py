@@ -1,5 +1,5 @@
 """What the scenarios share: progress reporting, load drivers, timing and memory helpers,
-a raw aiohttp baseline client and an instant in-memory transport.
+a raw aiohttp baseline client and in-memory deployments.
 
 Every comparison in the suite is a ratio measured in one run: the sides alternate
 round by round (and which side goes first alternates too), so drift on a shared
@@ -24,22 +24,9 @@ import aiohttp
 import orjson
 
 from interlock.config import Deployment
-from interlock.types import (
-    ChatCompletion,
-    ChatCompletionChunk,
-    ChatMessage,
-    Choice,
-    ChoiceDelta,
-    ChunkChoice,
-    Embedding,
-    EmbeddingResponse,
-    Request,
-    Usage,
-)
 
 __all__ = [
     "MESSAGES",
-    "InstantTransport",
     "RawClient",
     "allocated_blocks",
     "drive",
@@ -184,83 +171,9 @@ class RawClient:
         await self.session.close()
 
 
-class _InstantStream:
-    __slots__ = ("_left", "first", "model")
-
-    def __init__(self, model: str, chunks: int) -> None:
-        self.model = model
-        self.first = _chunk(model, "Hel")
-        self._left = chunks - 1
-
-    async def next(self) -> ChatCompletionChunk | None:
-        if self._left <= 0:
-            return None
-        self._left -= 1
-        return _chunk(self.model, "lo")
-
-    def close(self) -> None:
-        self._left = 0
-
-
-def _chunk(model: str, text: str) -> ChatCompletionChunk:
-    return ChatCompletionChunk("chunk-instant", model, [ChunkChoice(0, ChoiceDelta(None, text))])
-
-
-class InstantTransport:
-    """A `Transport` that answers from memory: no socket, no parsing.
-
-    It measures what the router itself costs. With `yield_every_call` each call
-    yields to the event loop once, so concurrent requests really overlap; with a
-    `gate`, calls wait for it to be set (to hold many requests in flight at once).
-    A fresh result object is built per call, as a real transport would.
-    """
-
-    provider = "fake"
-
-    def __init__(self, *, yield_every_call: bool = True, gate: asyncio.Event | None = None):
-        self.calls = 0
-        self._yield = yield_every_call
-        self.gate = gate
-
-    async def _wait(self) -> None:
-        self.calls += 1
-        if self.gate is not None:
-            await self.gate.wait()
-        elif self._yield:
-            await asyncio.sleep(0)
-
-    async def chat(
-        self, deployment: Deployment, request: Request, timeout: float
-    ) -> ChatCompletion:
-        await self._wait()
-        message = ChatMessage("assistant", "Hello from memory.")
-        return ChatCompletion(
-            id="chatcmpl-instant",
-            model=deployment.model,
-            choices=[Choice(0, message, "stop")],
-            usage=Usage(5, 5, 10),
-            deployment_id=deployment.id or "",
-            group=deployment.group,
-        )
-
-    async def open_stream(
-        self, deployment: Deployment, request: Request, timeout: float
-    ) -> _InstantStream:
-        await self._wait()
-        return _InstantStream(deployment.model, 8)
-
-    async def embed(
-        self, deployment: Deployment, request: Request, timeout: float
-    ) -> EmbeddingResponse:
-        await self._wait()
-        return EmbeddingResponse([Embedding(0, [0.0] * 8)], deployment.model, Usage(3, 0, 3))
-
-    async def aclose(self) -> None:
-        return None
-
-
 def fake_deployments(n: int, group: str = "bench", **fields: Any) -> list[Deployment]:
-    """`n` deployments of `group` on the in-memory `fake` provider."""
+    """`n` deployments of `group` on the provider ``fake`` (register an
+    `interlock.testing.InstantTransport` under that name)."""
     return [
         Deployment(group=group, model="bench", provider="fake", id=f"{group}-{i}", **fields)
         for i in range(n)

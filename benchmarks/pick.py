@@ -16,11 +16,12 @@ import argparse
 import time
 from dataclasses import dataclass
 
-from benchmarks.common import InstantTransport, fake_deployments, median, progress
+from benchmarks.common import fake_deployments, median, progress
 from interlock import Router
 from interlock.config import Deployment
 from interlock.router.state import DeploymentState
 from interlock.strategies import builtin_strategies
+from interlock.testing import InstantTransport
 from interlock.types import Request
 
 __all__ = ["PickResult", "PickRow", "measure_pick", "pick_cost"]
@@ -101,7 +102,7 @@ def _router(size: int, strategy: str) -> Router:
     return Router(
         deployments,
         strategy=strategy,
-        transports={"fake": InstantTransport(yield_every_call=False)},
+        transports={"fake": InstantTransport(log=False)},
         seed=1,
     )
 

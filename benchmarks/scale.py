@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 from benchmarks.common import (
     MESSAGES,
-    InstantTransport,
     allocated_blocks,
     drive,
     drive_for,
@@ -34,6 +33,7 @@ from benchmarks.common import (
     rss_bytes,
 )
 from interlock import Router
+from interlock.testing import InstantTransport
 
 __all__ = ["InFlightRow", "MemorySample", "PoolRow", "ScaleResult", "measure_scale"]
 
@@ -119,7 +119,7 @@ async def _pool_row(n: int, seconds: float) -> PoolRow:
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    router = _router(n, InstantTransport())
+    router = _router(n, InstantTransport(log=False, yield_every_call=True))
     size = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
 
@@ -134,7 +134,7 @@ async def _pool_row(n: int, seconds: float) -> PoolRow:
 
 async def _in_flight_row(k: int, seconds: float) -> InFlightRow:
     # Throughput with k workers, each call yielding to the loop once.
-    router = _router(8, InstantTransport())
+    router = _router(8, InstantTransport(log=False, yield_every_call=True))
 
     async def one() -> object:
         return await router.acompletion("bench", MESSAGES)
@@ -145,18 +145,18 @@ async def _in_flight_row(k: int, seconds: float) -> InFlightRow:
 
     # Memory: k requests parked inside the transport at once.
     gate = asyncio.Event()
-    transport = InstantTransport(gate=gate)
+    transport = InstantTransport(log=False, gate=gate)
     router = _router(8, transport)
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     tasks = [asyncio.create_task(router.acompletion("bench", MESSAGES)) for _ in range(k)]
     for _ in range(1000):  # bounded: every task reaches the gate within a few passes
-        if transport.calls >= k:
+        if transport.attempts >= k:
             break
         await asyncio.sleep(0)
-    if transport.calls < k or router.statistics().in_flight != k:
-        raise RuntimeError(f"only {transport.calls} of {k} requests reached the transport")
+    if transport.attempts < k or router.statistics().in_flight != k:
+        raise RuntimeError(f"only {transport.attempts} of {k} requests reached the transport")
     held = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
     gate.set()
@@ -168,7 +168,7 @@ async def _in_flight_row(k: int, seconds: float) -> InFlightRow:
 
 
 async def _long_run(total: int, samples: int) -> tuple[list[MemorySample], float]:
-    router = _router(8, InstantTransport(), _FastClock(100.0))
+    router = _router(8, InstantTransport(log=False, yield_every_call=True), _FastClock(100.0))
 
     async def one() -> object:
         return await router.acompletion("bench", MESSAGES)

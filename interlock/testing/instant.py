@@ -8,6 +8,7 @@ router's own cost without any I/O. Register it under a provider name:
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 
 __all__ = ["InstantTransport"]
@@ -54,14 +55,35 @@ class InstantTransport:
 
     ``fail(deployment_id, error)`` makes that deployment's next attempt raise `error`
     (every attempt with ``always=True``); `clear()` forgets the script. `calls` lists
-    the deployment ids attempted, in order (None to keep no log).
+    the deployment ids attempted, in order (None with ``log=False``, which a long
+    benchmark wants: the log grows with every call); `attempts` counts them.
+
+    By default a call never suspends. With ``yield_every_call=True`` each call yields
+    to the event loop once, so concurrent requests really overlap; with a `gate`,
+    calls wait until it is set (to hold many requests in flight at once).
     """
 
-    def __init__(self, usage: Usage | None = USAGE, *, log: bool = True) -> None:
+    def __init__(
+        self,
+        usage: Usage | None = USAGE,
+        *,
+        log: bool = True,
+        yield_every_call: bool = False,
+        gate: asyncio.Event | None = None,
+    ) -> None:
         self.usage = usage
         self.script: dict[str, deque[InterlockError]] = {}
         self.always: dict[str, InterlockError] = {}
         self.calls: list[str] | None = [] if log else None
+        self.attempts = 0
+        self.gate = gate
+        self._pause = yield_every_call or gate is not None
+
+    async def _wait(self) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        else:
+            await asyncio.sleep(0)
 
     def fail(self, deployment_id: str, error: InterlockError, *, always: bool = False) -> None:
         if always:
@@ -75,6 +97,7 @@ class InstantTransport:
 
     def _maybe_fail(self, deployment: Deployment) -> str:
         assert deployment.id is not None
+        self.attempts += 1
         if self.calls is not None:
             self.calls.append(deployment.id)
         q = self.script.get(deployment.id)
@@ -89,6 +112,8 @@ class InstantTransport:
         self, deployment: Deployment, request: Request, timeout: float
     ) -> ChatCompletion:
         did = self._maybe_fail(deployment)
+        if self._pause:
+            await self._wait()
         return ChatCompletion(
             "c", "m", [Choice(0, ChatMessage("assistant", "hi"), "stop")], self.usage,
             deployment_id=did, group=request.group,
@@ -97,12 +122,17 @@ class InstantTransport:
     async def open_stream(
         self, deployment: Deployment, request: Request, timeout: float
     ) -> _Source:
-        return _Source(self._maybe_fail(deployment), self.usage)
+        did = self._maybe_fail(deployment)
+        if self._pause:
+            await self._wait()
+        return _Source(did, self.usage)
 
     async def embed(
         self, deployment: Deployment, request: Request, timeout: float
     ) -> EmbeddingResponse:
         did = self._maybe_fail(deployment)
+        if self._pause:
+            await self._wait()
         return EmbeddingResponse(
             [Embedding(0, [0.0, 1.0])], "m", self.usage, deployment_id=did, group=request.group
         )

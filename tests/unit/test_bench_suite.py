@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import pytest
 
 from benchmarks.common import (
-    InstantTransport,
     fake_deployments,
     median,
     percentile,
@@ -20,6 +19,7 @@ from benchmarks.pick import pick_cost
 from benchmarks.report import format_value, render, to_jsonable
 from benchmarks.suite import SCENARIOS, Scenario, _select, main, run_scenario
 from interlock import Router
+from interlock.testing import InstantTransport
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def test_pick_runs_the_real_pipeline_and_settles_every_reservation() -> None:
     router = Router(
         fake_deployments(4, rpm=10**9, tpm=10**12),
         strategy="least-busy",
-        transports={"fake": InstantTransport(yield_every_call=False)},
+        transports={"fake": InstantTransport(log=False)},
         seed=3,
     )
     cpu_us, wall_us, picks, chosen = pick_cost(router, 0.01)
