@@ -21,18 +21,18 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from interlock.testing.fake_upstream import (
-    _JSON_HEADERS,
-    FakeUpstream,
-    _BadRequest,
-    _Json,
-    _Record,
-    _Request,
-    _Response,
-    _split,
-    _tokens,
-)
+from interlock.testing.fake_upstream import FakeUpstream
 from interlock.testing.faults import Fault, _apply
+from interlock.testing.wire import (
+    JSON_HEADERS,
+    BadRequest,
+    Json,
+    Record,
+    Request,
+    Response,
+    split_text,
+    tokens_for,
+)
 
 __all__ = ["FakeAnthropic", "ToolReply"]
 
@@ -86,19 +86,19 @@ class FakeAnthropic(FakeUpstream):
         self._tool_reply = tool_calls
         self._endpoints = {("POST", "/v1/messages"): (self._messages, True)}
 
-    def _api_key_of(self, request: _Request) -> str | None:
+    def _api_key_of(self, request: Request) -> str | None:
         return request.headers.get("x-api-key")
 
-    def _unauthorized(self, record: _Record) -> _Response:
+    def _unauthorized(self, record: Record) -> Response:
         return self._error_response(record, 401, "invalid x-api-key")
 
-    def _error_response(self, record: _Record, status: int, message: str, **_: Any) -> _Response:
+    def _error_response(self, record: Record, status: int, message: str, **_: Any) -> Response:
         record.status = status
         return web.Response(
-            body=anthropic_error(status, message), status=status, headers=_JSON_HEADERS
+            body=anthropic_error(status, message), status=status, headers=JSON_HEADERS
         )
 
-    async def _apply_fault(self, fault: Fault, request: _Request) -> _Response | None:
+    async def _apply_fault(self, fault: Fault, request: Request) -> Response | None:
         status = fault.http_status
         if status is None:
             return await _apply(fault, request)
@@ -121,54 +121,54 @@ class FakeAnthropic(FakeUpstream):
             headers.update(dict(fault.headers))
         return web.Response(body=anthropic_error(status, message), status=status, headers=headers)
 
-    def _check(self, request: _Request, body: _Json) -> None:
+    def _check(self, request: Request, body: Json) -> None:
         if not request.headers.get("anthropic-version"):
-            raise _BadRequest("anthropic-version: header is required")
+            raise BadRequest("anthropic-version: header is required")
         for key in body:
             if key not in _FIELDS:
-                raise _BadRequest(f"{key}: Extra inputs are not permitted")
+                raise BadRequest(f"{key}: Extra inputs are not permitted")
         if not isinstance(body.get("model"), str):
-            raise _BadRequest("model: Field required")
+            raise BadRequest("model: Field required")
         max_tokens = body.get("max_tokens")
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise _BadRequest("max_tokens: Field required (an integer >= 1)")
+            raise BadRequest("max_tokens: Field required (an integer >= 1)")
         temperature = body.get("temperature", 0)
         if not isinstance(temperature, int | float) or not 0 <= temperature <= 1:
-            raise _BadRequest("temperature: Input should be between 0 and 1")
+            raise BadRequest("temperature: Input should be between 0 and 1")
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
-            raise _BadRequest("messages: Field required (a non-empty list)")
+            raise BadRequest("messages: Field required (a non-empty list)")
         seen_tools: set[str] = set()
         for i, m in enumerate(messages):
             role = m.get("role") if isinstance(m, dict) else None
             if role not in ("user", "assistant"):
-                raise _BadRequest(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+                raise BadRequest(f"messages.{i}.role: Input should be 'user' or 'assistant'")
             content = m.get("content")
             if isinstance(content, str):
                 continue
             if not isinstance(content, list):
-                raise _BadRequest(f"messages.{i}.content: Input should be a string or a list")
+                raise BadRequest(f"messages.{i}.content: Input should be a string or a list")
             for j, block in enumerate(content):
                 kind = block.get("type") if isinstance(block, dict) else None
                 where = f"messages.{i}.content.{j}"
                 if kind not in _BLOCKS:
-                    raise _BadRequest(f"{where}.type: Input tag {kind!r} is not a block type")
+                    raise BadRequest(f"{where}.type: Input tag {kind!r} is not a block type")
                 if kind == "tool_use" and role == "assistant":
                     seen_tools.add(str(block.get("id")))
                 elif kind == "tool_result" and block.get("tool_use_id") not in seen_tools:
-                    raise _BadRequest(f"{where}: tool_result without a matching tool_use block")
+                    raise BadRequest(f"{where}: tool_result without a matching tool_use block")
                 elif kind == "image":
                     source = block.get("source") or {}
                     if source.get("type") == "base64":
                         if not (source.get("media_type") and source.get("data")):
-                            raise _BadRequest(f"{where}.source: media_type and data required")
+                            raise BadRequest(f"{where}.source: media_type and data required")
                     elif not (source.get("type") == "url" and source.get("url")):
-                        raise _BadRequest(f"{where}.source: expected base64 or url")
+                        raise BadRequest(f"{where}.source: expected base64 or url")
         for i, tool in enumerate(body.get("tools") or ()):
             if not (isinstance(tool, dict) and tool.get("name") and "input_schema" in tool):
-                raise _BadRequest(f"tools.{i}: name and input_schema are required")
+                raise BadRequest(f"tools.{i}: name and input_schema are required")
 
-    async def _messages(self, request: _Request, record: _Record, body: _Json) -> _Response:
+    async def _messages(self, request: Request, record: Record, body: Json) -> Response:
         self._check(request, body)
         calls = list(self._tool_reply(body)) if self._tool_reply is not None else []
         text = "" if calls else (self._reply if isinstance(self._reply, str) else self._reply(body))
@@ -182,7 +182,7 @@ class FakeAnthropic(FakeUpstream):
             for name, args in calls
         ]  # fmt: skip
         out_chars = len(text) + sum(len(orjson.dumps(t["input"])) for t in tools)
-        usage = {"input_tokens": _tokens(chars), "output_tokens": _tokens(out_chars)}
+        usage = {"input_tokens": tokens_for(chars), "output_tokens": tokens_for(out_chars)}
         stop = "tool_use" if tools else "end_turn"
         message: dict[str, Any] = {
             "id": f"msg_{self.name}_{next(self._ids)}",
@@ -196,7 +196,7 @@ class FakeAnthropic(FakeUpstream):
         }
         if not record.stream:
             record.status = 200
-            return web.Response(body=orjson.dumps(message), headers=_JSON_HEADERS)
+            return web.Response(body=orjson.dumps(message), headers=JSON_HEADERS)
         start = {**message, "content": [], "stop_reason": None,
                  "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1}}  # fmt: skip
         frames = [_event("message_start", {"message": start}), _event("ping", {})]
@@ -204,7 +204,7 @@ class FakeAnthropic(FakeUpstream):
         if text:
             block: dict[str, Any] = {"type": "text", "text": ""}
             frames.append(_event("content_block_start", {"index": 0, "content_block": block}))
-            for piece in _split(text, self._stream_chunks):
+            for piece in split_text(text, self._stream_chunks):
                 delta = {"type": "text_delta", "text": piece}
                 frames.append(_event("content_block_delta", {"index": 0, "delta": delta}))
             frames.append(_event("content_block_stop", {"index": 0}))
@@ -213,7 +213,7 @@ class FakeAnthropic(FakeUpstream):
             block = {**tool, "input": {}}
             frames.append(_event("content_block_start", {"index": index, "content_block": block}))
             raw = orjson.dumps(tool["input"]).decode()
-            for piece in _split(raw, 2):
+            for piece in split_text(raw, 2):
                 delta = {"type": "input_json_delta", "partial_json": piece}
                 frames.append(_event("content_block_delta", {"index": index, "delta": delta}))
             frames.append(_event("content_block_stop", {"index": index}))

@@ -13,16 +13,16 @@ from typing import Any
 
 from aiohttp import web
 
-from interlock.testing.fake_upstream import (
-    FakeUpstream,
-    _Endpoint,
-    _error,
-    _Json,
-    _Record,
-    _Request,
-    _Response,
-)
+from interlock.testing.fake_upstream import FakeUpstream
 from interlock.testing.faults import Fault, _apply, _error_body
+from interlock.testing.wire import (
+    Endpoint,
+    Json,
+    Record,
+    Request,
+    Response,
+    error_response,
+)
 
 __all__ = ["FakeAzure"]
 
@@ -43,7 +43,7 @@ class FakeAzure(FakeUpstream):
     def url(self) -> str:
         return self.base_url
 
-    def _route(self, method: str, path: str) -> tuple[_Endpoint, bool] | None:
+    def _route(self, method: str, path: str) -> tuple[Endpoint, bool] | None:
         match = _PATH.match(path)
         if method != "POST" or match is None:
             return None
@@ -52,27 +52,27 @@ class FakeAzure(FakeUpstream):
         return (self._chat, True) if match.group(2) == "chat/completions" else (
             self._embeddings, True)  # fmt: skip
 
-    def _api_key_of(self, request: _Request) -> str | None:
+    def _api_key_of(self, request: Request) -> str | None:
         return request.headers.get("api-key")
 
-    def _unauthorized(self, record: _Record) -> _Response:
+    def _unauthorized(self, record: Record) -> Response:
         message = ("Access denied due to invalid subscription key or wrong API endpoint. Make "
                    "sure to provide a valid key for an active subscription.")  # fmt: skip
-        return _error(record, 401, message, code="401")
+        return error_response(record, 401, message, code="401")
 
-    async def _respond(self, request: _Request, record: _Record, target: Any,
-                       authorized: bool) -> _Response:  # fmt: skip
+    async def _respond(self, request: Request, record: Record, target: Any,
+                       authorized: bool) -> Response:  # fmt: skip
         if target is not None and authorized and not request.query.get("api-version"):
             await request.read()
             message = "The api-version query parameter (?api-version=) is required."
-            return _error(record, 400, message, code="MissingApiVersionParameter")
+            return error_response(record, 400, message, code="MissingApiVersionParameter")
         return await super()._respond(request, record, target, authorized)
 
-    async def _missing(self, request: _Request, record: _Record, body: _Json) -> _Response:
+    async def _missing(self, request: Request, record: Record, body: Json) -> Response:
         message = "The API deployment for this resource does not exist."
-        return _error(record, 404, message, code="DeploymentNotFound")
+        return error_response(record, 404, message, code="DeploymentNotFound")
 
-    async def _apply_fault(self, fault: Fault, request: _Request) -> _Response | None:
+    async def _apply_fault(self, fault: Fault, request: Request) -> Response | None:
         if fault.kind != "content_policy":
             return await _apply(fault, request)
         message = ("The response was filtered due to the prompt triggering Azure OpenAI's "

@@ -20,20 +20,20 @@ import orjson
 from aiohttp import web
 
 from interlock.testing.fake_anthropic import ToolReply
-from interlock.testing.fake_upstream import (
-    _JSON_HEADERS,
-    FakeUpstream,
-    _BadRequest,
-    _Endpoint,
-    _Json,
-    _Record,
-    _Request,
-    _Response,
-    _split,
-    _tokens,
-    _unit_vector,
-)
+from interlock.testing.fake_upstream import FakeUpstream
 from interlock.testing.faults import Fault, _apply, _positive_int
+from interlock.testing.wire import (
+    JSON_HEADERS,
+    BadRequest,
+    Endpoint,
+    Json,
+    Record,
+    Request,
+    Response,
+    split_text,
+    tokens_for,
+    unit_vector,
+)
 
 __all__ = ["FakeGemini"]
 
@@ -74,7 +74,7 @@ class FakeGemini(FakeUpstream):
         options.setdefault("name", "gemini")
         super().__init__(**options)
         self._tool_reply = tool_calls
-        self._methods: dict[str, tuple[_Endpoint, bool]] = {
+        self._methods: dict[str, tuple[Endpoint, bool]] = {
             "generateContent": (self._generate, True),
             "streamGenerateContent": (self._generate, True),
             "batchEmbedContents": (self._embed, True),
@@ -85,17 +85,17 @@ class FakeGemini(FakeUpstream):
         """The `api_base`: ``http://host:port/v1beta``."""
         return self.base_url + "/v1beta"
 
-    def _route(self, method: str, path: str) -> tuple[_Endpoint, bool] | None:
+    def _route(self, method: str, path: str) -> tuple[Endpoint, bool] | None:
         match = _PATH.match(path)
         return self._methods.get(match.group(2)) if match and method == "POST" else None
 
-    def _api_key_of(self, request: _Request) -> str | None:
+    def _api_key_of(self, request: Request) -> str | None:
         return request.headers.get("x-goog-api-key") or request.query.get("key")
 
-    def _wants_stream(self, request: _Request, body: _Json) -> bool:
+    def _wants_stream(self, request: Request, body: Json) -> bool:
         return request.path.endswith(":streamGenerateContent")
 
-    def _unauthorized(self, record: _Record) -> _Response:
+    def _unauthorized(self, record: Record) -> Response:
         if record.api_key is None:
             message = "Method doesn't allow unregistered callers. Please use an API key."
             return self._error_response(record, 403, message)
@@ -103,17 +103,17 @@ class FakeGemini(FakeUpstream):
         return self._reply_error(record, 400, "API key not valid. Please pass a valid API key.",
                                  [info])  # fmt: skip
 
-    def _error_response(self, record: _Record, status: int, message: str, **_: Any) -> _Response:
+    def _error_response(self, record: Record, status: int, message: str, **_: Any) -> Response:
         return self._reply_error(record, status, message, None)
 
     def _reply_error(
-        self, record: _Record, status: int, message: str, details: list[dict[str, Any]] | None
-    ) -> _Response:
+        self, record: Record, status: int, message: str, details: list[dict[str, Any]] | None
+    ) -> Response:
         record.status = status
         body = gemini_error(status, message, details)
-        return web.Response(body=body, status=status, headers=_JSON_HEADERS)
+        return web.Response(body=body, status=status, headers=JSON_HEADERS)
 
-    async def _apply_fault(self, fault: Fault, request: _Request) -> _Response | None:
+    async def _apply_fault(self, fault: Fault, request: Request) -> Response | None:
         status = fault.http_status
         if status is None:
             return await _apply(fault, request)
@@ -140,52 +140,52 @@ class FakeGemini(FakeUpstream):
             if request.path.endswith(":streamGenerateContent"):
                 headers = {"Content-Type": "text/event-stream"}
                 return web.Response(body=_sse(blocked), headers=headers)
-            return web.Response(body=orjson.dumps(blocked), headers=_JSON_HEADERS)
+            return web.Response(body=orjson.dumps(blocked), headers=JSON_HEADERS)
         body = gemini_error(status, message, details or None)
         return web.Response(body=body, status=status, headers=headers)
 
-    def _check(self, body: _Json) -> int:
+    def _check(self, body: Json) -> int:
         # Validates the request as the API would; returns the prompt's character count.
         for key in body:
             if key not in _FIELDS:
-                raise _BadRequest(f'Invalid JSON payload received. Unknown name "{key}": '
+                raise BadRequest(f'Invalid JSON payload received. Unknown name "{key}": '
                                   "Cannot find field.")  # fmt: skip
         for key in body.get("generationConfig") or {}:
             if key not in _CONFIG:
-                raise _BadRequest(f'Invalid JSON payload received. Unknown name "{key}" at '
+                raise BadRequest(f'Invalid JSON payload received. Unknown name "{key}" at '
                                   "'generation_config': Cannot find field.")  # fmt: skip
         contents = body.get("contents")
         if not isinstance(contents, list) or not contents:
-            raise _BadRequest("* GenerateContentRequest.contents: contents is not specified")
+            raise BadRequest("* GenerateContentRequest.contents: contents is not specified")
         chars = 0
         system = body.get("systemInstruction")
         blocks = [*(system.get("parts") or () if isinstance(system, dict) else ())]
         for i, c in enumerate(contents):
             if not isinstance(c, dict) or c.get("role") not in ("user", "model"):
-                raise _BadRequest(f"* contents[{i}].role: must be 'user' or 'model'")
+                raise BadRequest(f"* contents[{i}].role: must be 'user' or 'model'")
             parts = c.get("parts")
             if not isinstance(parts, list) or not parts:
-                raise _BadRequest(f"* contents[{i}].parts: must not be empty")
+                raise BadRequest(f"* contents[{i}].parts: must not be empty")
             blocks.extend(parts)
         for part in blocks:
             keys = part.keys() & _PARTS if isinstance(part, dict) else set()
             if len(keys) != 1:
-                raise _BadRequest("* a part must hold exactly one of text, inlineData, "
+                raise BadRequest("* a part must hold exactly one of text, inlineData, "
                                   "fileData, functionCall, functionResponse")  # fmt: skip
             chars += len(str(part.get("text") or ""))
         return chars
 
-    async def _generate(self, request: _Request, record: _Record, body: _Json) -> _Response:
+    async def _generate(self, request: Request, record: Record, body: Json) -> Response:
         if record.stream and request.query.get("alt") != "sse":
-            raise _BadRequest("FakeGemini streams only with ?alt=sse")
-        prompt = _tokens(self._check(body))
+            raise BadRequest("FakeGemini streams only with ?alt=sse")
+        prompt = tokens_for(self._check(body))
         n = (body.get("generationConfig") or {}).get("candidateCount", 1)
         if not _positive_int(n) or n > 8:
-            raise _BadRequest("* GenerationConfig.candidate_count: must be in 1-8")
+            raise BadRequest("* GenerationConfig.candidate_count: must be in 1-8")
         calls = list(self._tool_reply(body)) if self._tool_reply is not None else []
         text = "" if calls else (self._reply if isinstance(self._reply, str) else self._reply(body))
         call_parts = [{"functionCall": {"name": name, "args": dict(args)}} for name, args in calls]
-        out = _tokens(len(text) + sum(len(orjson.dumps(p)) for p in call_parts)) * n
+        out = tokens_for(len(text) + sum(len(orjson.dumps(p)) for p in call_parts)) * n
         usage = {"promptTokenCount": prompt, "candidatesTokenCount": out,
                  "totalTokenCount": prompt + out}  # fmt: skip
         match = _PATH.match(request.path)
@@ -197,10 +197,10 @@ class FakeGemini(FakeUpstream):
                       "index": i} for i in range(n)]  # fmt: skip
             record.status = 200
             payload = {"candidates": cands, "usageMetadata": usage, **head}
-            return web.Response(body=orjson.dumps(payload), headers=_JSON_HEADERS)
+            return web.Response(body=orjson.dumps(payload), headers=JSON_HEADERS)
         running = {"promptTokenCount": prompt, "totalTokenCount": prompt}
         frames = []
-        for piece in _split(text, self._stream_chunks) if text else []:
+        for piece in split_text(text, self._stream_chunks) if text else []:
             cands = [{"content": {"role": "model", "parts": [{"text": piece}]}, "index": i}
                      for i in range(n)]  # fmt: skip
             frames.append(_sse({"candidates": cands, "usageMetadata": running, **head}))
@@ -209,10 +209,10 @@ class FakeGemini(FakeUpstream):
         frames.append(_sse({"candidates": last, "usageMetadata": usage, **head}))
         return await self._stream(request, record, frames)
 
-    async def _embed(self, request: _Request, record: _Record, body: _Json) -> _Response:
+    async def _embed(self, request: Request, record: Record, body: Json) -> Response:
         requests = body.get("requests")
         if not isinstance(requests, list) or not requests:
-            raise _BadRequest("* BatchEmbedContentsRequest.requests: must not be empty")
+            raise BadRequest("* BatchEmbedContentsRequest.requests: must not be empty")
         out = []
         for i, item in enumerate(requests):
             parts = (
@@ -220,10 +220,10 @@ class FakeGemini(FakeUpstream):
             )
             text = "".join(str(p.get("text") or "") for p in parts if isinstance(p, dict))
             if not parts or not isinstance(item.get("model"), str):
-                raise _BadRequest(f"* requests[{i}]: model and content.parts are required")
+                raise BadRequest(f"* requests[{i}]: model and content.parts are required")
             dim = item.get("outputDimensionality", self._embedding_dim)
             if not _positive_int(dim):
-                raise _BadRequest(f"* requests[{i}].output_dimensionality: must be >= 1")
-            out.append({"values": list(_unit_vector(b"s:" + text.encode(), dim))})
+                raise BadRequest(f"* requests[{i}].output_dimensionality: must be >= 1")
+            out.append({"values": list(unit_vector(b"s:" + text.encode(), dim))})
         record.status = 200
-        return web.Response(body=orjson.dumps({"embeddings": out}), headers=_JSON_HEADERS)
+        return web.Response(body=orjson.dumps({"embeddings": out}), headers=JSON_HEADERS)

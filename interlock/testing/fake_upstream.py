@@ -10,15 +10,13 @@ import asyncio
 import base64
 import dataclasses
 import functools
-import hashlib
 import itertools
-import math
 import struct
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self, TypeAlias
+from typing import Any, Self
 
 import orjson
 from aiohttp import web
@@ -30,8 +28,23 @@ from interlock.testing.faults import (
     _apply,
     _check_seconds,
     _drop,
-    _error_body,
     _positive_int,
+)
+from interlock.testing.wire import (
+    JSON_HEADERS,
+    BadRequest,
+    Endpoint,
+    Json,
+    Record,
+    Request,
+    Response,
+    embedding_items,
+    error_response,
+    message_chars,
+    split_text,
+    stream_frames,
+    tokens_for,
+    unit_vector,
 )
 
 __all__ = ["FakeUpstream", "ReceivedRequest", "Reply"]
@@ -39,7 +52,6 @@ __all__ = ["FakeUpstream", "ReceivedRequest", "Reply"]
 Reply = str | Callable[[dict[str, Any]], str]
 """The assistant text: fixed, or computed from the parsed request body."""
 
-_JSON_HEADERS = {"Content-Type": "application/json"}
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _DONE = b"data: [DONE]\n\n"
 _MAX_BODY = 64 * 1024 * 1024  # aiohttp's 1 MiB default is too small for image prompts
@@ -77,107 +89,7 @@ class ReceivedRequest:
         return None if self.finished_at is None else self.finished_at - self.at
 
 
-@dataclass(slots=True)
-class _Record:
-    # The mutable twin of ReceivedRequest, updated while the request runs.
-    seq: int
-    method: str
-    path: str
-    at: float
-    api_key: str | None
-    headers: Mapping[str, str]
-    body: dict[str, Any] | None = None
-    stream: bool = False
-    fault: Fault | None = None
-    status: int | None = None
-    finished_at: float | None = None
-
-
 _SNAPSHOT_FIELDS = tuple(f.name for f in dataclasses.fields(ReceivedRequest))
-_Request: TypeAlias = web.BaseRequest
-_Response: TypeAlias = web.StreamResponse
-_Json: TypeAlias = dict[str, Any]
-_Endpoint = Callable[[_Request, _Record, _Json], Awaitable[_Response]]
-
-
-class _BadRequest(Exception):
-    def __init__(self, message: str, param: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.message, self.param, self.code = message, param, code
-
-
-def _tokens(chars: int) -> int:
-    return max(1, -(-chars // 4))
-
-
-def _message_chars(messages: list[Any]) -> int:
-    total = 0
-    for message in messages:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            total += len(content)
-        elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and isinstance(text := part.get("text"), str):
-                    total += len(text)
-    return total
-
-
-def _split(text: str, pieces: int) -> list[str]:
-    n = len(text)
-    k = max(1, min(pieces, n))
-    return [text[i * n // k : (i + 1) * n // k] for i in range(k)]
-
-
-def _error(record: _Record, status: int, message: str, **fields: Any) -> web.Response:
-    record.status = status
-    body = _error_body(message, **fields)
-    return web.Response(body=body, status=status, headers=_JSON_HEADERS)
-
-
-def _embedding_items(value: Any) -> list[str | list[int]]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and value:
-        if all(isinstance(v, str) for v in value):
-            return list(value)
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            return [value]
-        if all(isinstance(v, list) and v and _embedding_items(v) == [v] for v in value):
-            return list(value)
-    raise _BadRequest(
-        "Invalid 'input': expected a string, a list of strings, a list of token ids or a "
-        "list of lists of token ids.",
-        "input",
-    )
-
-
-@functools.lru_cache(maxsize=4096)
-def _unit_vector(key: bytes, dim: int) -> tuple[float, ...]:
-    # A hash stretched to `dim` values: same input, same vector, on every run and machine.
-    raw = hashlib.shake_256(key).digest(2 * dim)
-    values = [v / 32767.5 - 1.0 for v in struct.unpack(f"<{dim}H", raw)]
-    norm = math.sqrt(sum(v * v for v in values)) or 1.0
-    return tuple(v / norm for v in values)
-
-
-def _stream_frames(
-    head: dict[str, Any], pieces: list[str], n: int, usage: dict[str, int] | None
-) -> list[bytes]:
-    # Every SSE data frame except [DONE]; `usage` only if stream_options.include_usage.
-    if usage is not None:
-        head["usage"] = None
-
-    def frame(index: int, delta: dict[str, str], finish: str | None) -> bytes:
-        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return b"data: " + orjson.dumps({**head, "choices": [choice]}) + b"\n\n"
-
-    frames = [frame(i, {"role": "assistant", "content": ""}, None) for i in range(n)]
-    frames.extend(frame(i, {"content": piece}, None) for piece in pieces for i in range(n))
-    frames.extend(frame(i, {}, "stop") for i in range(n))
-    if usage is not None:
-        frames.append(b"data: " + orjson.dumps({**head, "choices": [], "usage": usage}) + b"\n\n")
-    return frames
 
 
 class FakeUpstream(FaultScript):
@@ -211,18 +123,18 @@ class FakeUpstream(FaultScript):
         self._reply, self._stream_chunks, self._model = reply, stream_chunks, model
         self._api_key, self._embedding_dim = api_key, embedding_dim
         # A fixed reply is split and measured once, not per request.
-        self._fixed_pieces = _split(reply, stream_chunks) if isinstance(reply, str) else None
-        self._fixed_tokens = _tokens(len(reply)) if isinstance(reply, str) else 0
+        self._fixed_pieces = split_text(reply, stream_chunks) if isinstance(reply, str) else None
+        self._fixed_tokens = tokens_for(len(reply)) if isinstance(reply, str) else 0
         entry = {"id": model or "fake-model", "object": "model", "created": 0, "owned_by": name}
         self._models_body = orjson.dumps({"object": "list", "data": [entry]})
         # The flag marks API calls: they take faults and need a JSON object body.
-        self._endpoints: dict[tuple[str, str], tuple[_Endpoint, bool]] = {
+        self._endpoints: dict[tuple[str, str], tuple[Endpoint, bool]] = {
             ("POST", "/v1/chat/completions"): (self._chat, True),
             ("POST", "/v1/embeddings"): (self._embeddings, True),
             ("GET", "/v1/models"): (self._models, False),
         }
         super().__init__()
-        self._log: deque[_Record] = deque(maxlen=log_limit)
+        self._log: deque[Record] = deque(maxlen=log_limit)
         self._seq = self._in_flight = self._max_in_flight = 0
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -335,11 +247,11 @@ class FakeUpstream(FaultScript):
             f"pending_faults={self._pending}, always={self._always!r})"
         )
 
-    async def _handle(self, request: _Request) -> _Response:
+    async def _handle(self, request: Request) -> Response:
         # No await before the fault is taken: seq and faults follow arrival order.
         method, path, headers = request.method, request.path, request.headers
         api_key = self._api_key_of(request)
-        record = _Record(self._seq, method, path, self._clock(), api_key, headers)
+        record = Record(self._seq, method, path, self._clock(), api_key, headers)
         self._seq += 1
         self._log.append(record)
         target = self._route(method, path)
@@ -355,7 +267,7 @@ class FakeUpstream(FaultScript):
             if self._stopping:
                 return _drop(request)
             return await self._respond(request, record, target, authorized)
-        except _BadRequest as exc:
+        except BadRequest as exc:
             return self._error_response(record, 400, exc.message, param=exc.param, code=exc.code)
         finally:
             self._in_flight -= 1
@@ -363,9 +275,9 @@ class FakeUpstream(FaultScript):
             self._tasks.discard(task)
 
     async def _respond(
-        self, request: _Request, record: _Record, target: tuple[_Endpoint, bool] | None,
+        self, request: Request, record: Record, target: tuple[Endpoint, bool] | None,
         authorized: bool,
-    ) -> _Response:  # fmt: skip
+    ) -> Response:  # fmt: skip
         # Read the whole body first so the client is never cut off mid-upload.
         raw = await request.read()
         try:
@@ -387,7 +299,7 @@ class FakeUpstream(FaultScript):
                 record.status = None if fault.kind in _SILENT else response.status
                 return response
         if target[1] and record.body is None:
-            raise _BadRequest("We could not parse the JSON body of your request.")
+            raise BadRequest("We could not parse the JSON body of your request.")
         return await target[0](request, record, record.body or {})
 
     # -- hooks for fakes of other wire formats (see fake_anthropic.py, fake_gemini.py) --
@@ -395,53 +307,51 @@ class FakeUpstream(FaultScript):
     _stream_end: tuple[bytes, ...] = (_DONE,)
     """Frames sent after a stream's data frames (none when the format has no marker)."""
 
-    def _api_key_of(self, request: _Request) -> str | None:
+    def _api_key_of(self, request: Request) -> str | None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         return token.strip() if scheme.lower() == "bearer" else None
 
-    def _route(self, method: str, path: str) -> tuple[_Endpoint, bool] | None:
+    def _route(self, method: str, path: str) -> tuple[Endpoint, bool] | None:
         return self._endpoints.get((method, path))
 
-    def _wants_stream(self, request: _Request, body: _Json) -> bool:
+    def _wants_stream(self, request: Request, body: Json) -> bool:
         return body.get("stream") is True
 
-    def _unauthorized(self, record: _Record) -> _Response:
+    def _unauthorized(self, record: Record) -> Response:
         what = "Incorrect API key provided" if record.api_key else "No API key provided"
-        return _error(record, 401, f"{what} (Authorization: Bearer <key>).",
+        return error_response(record, 401, f"{what} (Authorization: Bearer <key>).",
                       code="invalid_api_key")  # fmt: skip
 
-    def _error_response(
-        self, record: _Record, status: int, message: str, **fields: Any
-    ) -> _Response:
-        return _error(record, status, message, **fields)
+    def _error_response(self, record: Record, status: int, message: str, **fields: Any) -> Response:
+        return error_response(record, status, message, **fields)
 
-    async def _apply_fault(self, fault: Fault, request: _Request) -> _Response | None:
+    async def _apply_fault(self, fault: Fault, request: Request) -> Response | None:
         return await _apply(fault, request)
 
-    def _model_for(self, body: _Json) -> str:
+    def _model_for(self, body: Json) -> str:
         requested = body.get("model")
         return self._model or (requested if isinstance(requested, str) else "fake-model")
 
-    async def _models(self, request: _Request, record: _Record, body: _Json) -> _Response:
+    async def _models(self, request: Request, record: Record, body: Json) -> Response:
         record.status = 200
-        return web.Response(body=self._models_body, headers=_JSON_HEADERS)
+        return web.Response(body=self._models_body, headers=JSON_HEADERS)
 
-    async def _chat(self, request: _Request, record: _Record, body: _Json) -> _Response:
+    async def _chat(self, request: Request, record: Record, body: Json) -> Response:
         messages = body.get("messages")
         if not isinstance(messages, list):
             message = "Missing required parameter: 'messages'."
-            raise _BadRequest(message, "messages", "missing_required_parameter")
+            raise BadRequest(message, "messages", "missing_required_parameter")
         n = body.get("n")
         n = 1 if n is None else n
         if not _positive_int(n) or n > 128:
-            raise _BadRequest(f"Invalid 'n': expected an integer in 1-128, got {n!r}.", "n")
+            raise BadRequest(f"Invalid 'n': expected an integer in 1-128, got {n!r}.", "n")
         reply = self._reply
         if isinstance(reply, str):
             text, completion, pieces = reply, self._fixed_tokens, self._fixed_pieces
         else:
             text = reply(body)
-            completion, pieces = _tokens(len(text)), None
-        prompt = _tokens(_message_chars(messages))
+            completion, pieces = tokens_for(len(text)), None
+        prompt = tokens_for(message_chars(messages))
         usage = {
             "prompt_tokens": prompt,
             "completion_tokens": completion * n,
@@ -457,16 +367,16 @@ class FakeUpstream(FaultScript):
         if record.stream:
             options = body.get("stream_options")
             with_usage = isinstance(options, dict) and options.get("include_usage") is True
-            pieces = _split(text, self._stream_chunks) if pieces is None else pieces
-            frames = _stream_frames(head, pieces, n, usage if with_usage else None)
+            pieces = split_text(text, self._stream_chunks) if pieces is None else pieces
+            frames = stream_frames(head, pieces, n, usage if with_usage else None)
             return await self._stream(request, record, frames)
         choice = {"message": {"role": "assistant", "content": text}, "logprobs": None}
         head["choices"] = [{"index": i, **choice, "finish_reason": "stop"} for i in range(n)]
         head["usage"] = usage
         record.status = 200
-        return web.Response(body=orjson.dumps(head), headers=_JSON_HEADERS)
+        return web.Response(body=orjson.dumps(head), headers=JSON_HEADERS)
 
-    async def _stream(self, request: _Request, record: _Record, frames: list[bytes]) -> _Response:
+    async def _stream(self, request: Request, record: Record, frames: list[bytes]) -> Response:
         fault = record.fault
         cut = fault.after_chunks if fault is not None and fault.kind == "cut_stream" else None
         frames = [*frames, *self._stream_end] if cut is None else frames[:cut]
@@ -488,28 +398,28 @@ class FakeUpstream(FaultScript):
         await response.write_eof()
         return response
 
-    async def _embeddings(self, request: _Request, record: _Record, body: _Json) -> _Response:
-        items = _embedding_items(body.get("input"))
+    async def _embeddings(self, request: Request, record: Record, body: Json) -> Response:
+        items = embedding_items(body.get("input"))
         dim = body.get("dimensions", self._embedding_dim)
         if not _positive_int(dim):
-            raise _BadRequest(f"Invalid 'dimensions': {dim!r}; expected an int >= 1.", "dimensions")
+            raise BadRequest(f"Invalid 'dimensions': {dim!r}; expected an int >= 1.", "dimensions")
         encoding = body.get("encoding_format", "float")
         if encoding not in ("float", "base64"):
             message = "Invalid 'encoding_format': expected 'float' or 'base64'."
-            raise _BadRequest(message, "encoding_format")
+            raise BadRequest(message, "encoding_format")
         data: list[dict[str, Any]] = []
         prompt = 0
         for i, item in enumerate(items):
             if isinstance(item, str):
-                prompt += _tokens(len(item))
-                vector: Any = _unit_vector(b"s:" + item.encode(), dim)
+                prompt += tokens_for(len(item))
+                vector: Any = unit_vector(b"s:" + item.encode(), dim)
             else:
                 prompt += len(item)
-                vector = _unit_vector(b"t:" + orjson.dumps(item), dim)
+                vector = unit_vector(b"t:" + orjson.dumps(item), dim)
             if encoding == "base64":
                 vector = base64.b64encode(struct.pack(f"<{dim}f", *vector)).decode()
             data.append({"object": "embedding", "index": i, "embedding": vector})
         usage = {"prompt_tokens": prompt, "total_tokens": prompt}
         payload = {"object": "list", "data": data, "model": self._model_for(body), "usage": usage}
         record.status = 200
-        return web.Response(body=orjson.dumps(payload), headers=_JSON_HEADERS)
+        return web.Response(body=orjson.dumps(payload), headers=JSON_HEADERS)
