@@ -160,15 +160,18 @@ class Ledger:
     @staticmethod
     def settle(
         r: Reservation, actual_tokens: int | None, now: float, usage: Usage | None = None
-    ) -> None:
+    ) -> float | None:
         """The call succeeded; reconcile the estimate with what the provider reported.
 
         `usage` (prompt and completion tokens) prices the request: its cost is added
-        to the deployment's spend and to every budget covering it.
+        to the deployment's spend and to every budget covering it, and returned (the
+        router's success event reports it); None without usage or when `r` was
+        settled already.
         """
         if not r.open:
-            return
+            return None
         r.open = False
+        cost: float | None = None
         s = r.state
         s.in_flight -= 1
         if actual_tokens is not None:
@@ -190,6 +193,7 @@ class Ledger:
         q = s.waiters
         if q is not None and q.waiting:
             q.wake()
+        return cost
 
     @staticmethod
     def release(r: Reservation, now: float) -> None:

@@ -4,19 +4,23 @@ prometheus-client's `Counter.labels(...).inc()` takes a lock and a label lookup 
 call: more than the router spends deciding a request. Here each deployment and group
 has a slotted record of plain counters (the router runs on one event loop, so no lock
 is needed) and a `Collector` turns them into metric families when the registry is
-scraped. In-flight and health gauges are read from the router's live state at
-scrape time and cost nothing per request.
+scraped. A successful request costs one list append (its duration; see
+`_Histogram`): successes, tokens and spend are read at scrape time from the counters
+the router keeps on each deployment's state anyway, and so are the in-flight and
+health gauges.
 
 Labels are bounded by the configuration: ``group``, ``deployment`` (the deployment
 id), ``outcome``, ``direction``, ``reason``, ``to_group``. No request ids, no keys.
 
-Scraping from another thread (prometheus-client's own HTTP server) is safe but may see
-a histogram mid-update; `serve_metrics` scrapes on the router's loop instead.
+Scraping from another thread (prometheus-client's own HTTP server) is safe (folding a
+histogram's pending values takes a lock, appending needs none) but may see counters
+mid-update; `serve_metrics` scrapes on the router's loop instead.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
+import threading
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -38,7 +42,9 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_DURATION_BUCKETS",
     "DEFAULT_TTFT_BUCKETS",
+    "FOLD",
     "METRIC_NAMES",
+    "DeploymentSeries",
     "PrometheusMetrics",
 ]
 
@@ -85,26 +91,78 @@ METRIC_NAMES = (
 """Every metric's name after the namespace prefix (``interlock_`` by default)."""
 
 
-class _Histogram:
-    __slots__ = ("bounds", "counts", "sum")
+FOLD = 64
+"""Observations a histogram buffers before it sorts them into its buckets."""
 
-    def __init__(self, bounds: tuple[float, ...]) -> None:
+
+class _Histogram:
+    """A Prometheus histogram whose observations are bucketed in batches.
+
+    `observe` only appends the value; every `FOLD` values (and before every read)
+    `fold` sorts the batch and counts each bucket with one bisection per bound, in
+    C, instead of one Python-level bisection per observation. Counts and sum are
+    exactly those of bucketing each value as it comes (the sum adds the values in
+    arrival order); the pending list holds at most `FOLD` values.
+    """
+
+    __slots__ = ("_counts", "_lock", "_sum", "bounds", "pending")
+
+    def __init__(self, bounds: tuple[float, ...], lock: threading.Lock | None = None) -> None:
         self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.sum = 0.0
+        self.pending: list[float] = []
+        self._counts = [0] * (len(bounds) + 1)
+        self._sum = 0.0
+        # Appends need no lock (one list append is atomic); folding does, so that a
+        # scrape from another thread and the loop's own fold never count a value twice.
+        self._lock = lock if lock is not None else threading.Lock()
 
     def observe(self, value: float) -> None:
-        # `le` buckets: a value equal to a bound belongs to that bound's bucket.
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.sum += value
+        pending = self.pending
+        pending.append(value)
+        if len(pending) >= FOLD:
+            self.fold()
+
+    def fold(self) -> None:
+        """Move the pending observations into the buckets and the sum."""
+        with self._lock:
+            pending = self.pending
+            n = len(pending)
+            if not n:
+                return
+            batch = pending[:n]  # values appended meanwhile stay pending
+            del pending[:n]
+            self._sum = sum(batch, self._sum)  # left to right, as `+=` would
+            batch.sort()
+            counts = self._counts
+            lo = 0
+            for i, bound in enumerate(self.bounds):
+                # `le` buckets: a value equal to a bound belongs to that bound's bucket.
+                hi = bisect_right(batch, bound, lo)
+                counts[i] += hi - lo
+                lo = hi
+                if lo == n:
+                    break
+            counts[-1] += n - lo
+
+    @property
+    def counts(self) -> list[int]:
+        """Observations per bucket (not cumulative; the last is above every bound)."""
+        self.fold()
+        return list(self._counts)
+
+    @property
+    def sum(self) -> float:
+        self.fold()
+        return self._sum
 
     def cumulative(self) -> list[tuple[str, float]]:
+        self.fold()
         out: list[tuple[str, float]] = []
         total = 0
-        for bound, n in zip(self.bounds, self.counts, strict=False):
+        for bound, n in zip(self.bounds, self._counts, strict=False):
             total += n
             out.append((_le(bound), total))
-        out.append(("+Inf", total + self.counts[-1]))
+        out.append(("+Inf", total + self._counts[-1]))
         return out
 
 
@@ -112,31 +170,44 @@ def _le(bound: float) -> str:
     return repr(float(bound))
 
 
-class _DeploymentSeries:
+class DeploymentSeries:
+    """The records of one deployment. Successes and tokens are not counted here but
+    read at scrape time from what the router keeps anyway (the deployment's state)."""
+
     __slots__ = (
         "cooldowns",
         "duration",
         "group",
         "id",
-        "input_tokens",
+        "input_before",
         "outcomes",
-        "output_tokens",
+        "output_before",
         "recoveries",
         "state",
-        "successes",
+        "successes_before",
         "ttft",
+        "unreported_input",
+        "unreported_output",
     )
 
     def __init__(self, state: DeploymentState, duration: _Histogram, ttft: _Histogram) -> None:
         self.state = state
         self.group = state.group
         self.id = state.id
-        self.successes = 0
+        # Successes are the router's own count: `state.successes` only grows, and
+        # exactly where a success is reported (Pipeline.succeeded).
+        self.successes_before = state.successes
+        # Tokens are the ledger's `state.input_tokens` / `output_tokens` (they only
+        # grow: Ledger.settle adds each response's usage), less what the ledger counted
+        # that no success reported: a stream's estimate when its provider sent no usage,
+        # and the usage of streams that failed or were closed early (`unreported`).
+        self.input_before = state.input_tokens
+        self.output_before = state.output_tokens
+        self.unreported_input = 0
+        self.unreported_output = 0
         self.outcomes = dict.fromkeys(OUTCOMES[1:], 0)
         self.duration = duration
         self.ttft = ttft
-        self.input_tokens = 0
-        self.output_tokens = 0
         self.cooldowns = 0
         self.recoveries = 0
 
@@ -175,10 +246,15 @@ class PrometheusMetrics:
         if not namespace or not namespace.replace("_", "").isalnum() or namespace[0].isdigit():
             raise ValueError(f"namespace must be a Prometheus name prefix, got {namespace!r}")
         self.namespace = namespace
-        self._series: dict[DeploymentState, _DeploymentSeries] = {}
+        self.series: dict[DeploymentState, DeploymentSeries] = {}
+        """Per-deployment records."""
+        self.pending_durations: dict[DeploymentState, list[float]] = {}
+        """Each deployment's `request_duration_seconds` pending list, for the Observer's
+        inline `success` (append; `fold` its histogram when it reaches `FOLD`)."""
         self._groups: dict[str, _GroupSeries] = {}
         self._clock: Clock | None = None
         self._runner: HookRunner | None = None
+        self._fold_lock = threading.Lock()
         self.registry = registry if registry is not None else CollectorRegistry()
         self.registry.register(self)
 
@@ -194,38 +270,52 @@ class PrometheusMetrics:
         self._clock = clock
         self._runner = runner
         for s in states:
-            self._series[s] = _DeploymentSeries(
-                s, _Histogram(self._duration_bounds), _Histogram(self._ttft_bounds)
+            self.series[s] = DeploymentSeries(
+                s,
+                _Histogram(self._duration_bounds, self._fold_lock),
+                _Histogram(self._ttft_bounds, self._fold_lock),
             )
+            self.pending_durations[s] = self.series[s].duration.pending
             self._groups.setdefault(s.group, _GroupSeries())
 
     # --- recording (synchronous, O(1) or O(log buckets)) ---------------------------
 
     def success(
-        self, state: DeploymentState, latency: float, ttft: float | None, usage: Usage | None
+        self,
+        state: DeploymentState,
+        latency: float,
+        ttft: float | None,
+        usage: Usage | None = None,
     ) -> None:
-        # The hot one: kept flat. Spend is not summed here: it is tokens times the
-        # deployment's (fixed) prices, computed at scrape time.
-        s = self._series[state]
-        s.successes += 1
-        h = s.duration
-        h.counts[bisect_left(h.bounds, latency)] += 1
-        h.sum += latency
+        """Record a successful attempt's latency and time to first token.
+
+        The router's `Observer.success` does the same inline (it is the hot path).
+        Nothing else is counted per success: the success count, the tokens and the
+        spend are read at scrape time from the deployment's state, where the router
+        keeps them anyway (`usage` is accepted for compatibility and not used).
+        """
+        s = self.series[state]
+        s.duration.observe(latency)
         if ttft is not None:
             s.ttft.observe(ttft)
-        if usage is not None:
-            s.input_tokens += usage.prompt_tokens
-            s.output_tokens += usage.completion_tokens
+
+    def unreported(self, state: DeploymentState, usage: Usage) -> None:
+        """The ledger counted `usage` on `state` but no success reports it (see
+        `DeploymentSeries`): keep it out of the tokens metric."""
+        s = self.series.get(state)
+        if s is not None:
+            s.unreported_input += usage.prompt_tokens
+            s.unreported_output += usage.completion_tokens
 
     def failure(self, state: DeploymentState, outcome: str) -> None:
-        outcomes = self._series[state].outcomes
+        outcomes = self.series[state].outcomes
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
     def cooldown(self, state: DeploymentState) -> None:
-        self._series[state].cooldowns += 1
+        self.series[state].cooldowns += 1
 
     def recovery(self, state: DeploymentState) -> None:
-        self._series[state].recoveries += 1
+        self.series[state].recoveries += 1
 
     def _group(self, group: str) -> _GroupSeries:
         g = self._groups.get(group)
@@ -260,20 +350,19 @@ class PrometheusMetrics:
     def collect(self) -> Iterable[Metric]:
         f = _Families(self.namespace)
         now = self._clock.now() if self._clock is not None else 0.0
-        for s in self._series.values():
+        for s in self.series.values():
             dl = [s.group, s.id]
             d = s.state.deployment
-            f.requests.add_metric([*dl, "success"], s.successes)
+            f.requests.add_metric([*dl, "success"], s.state.successes - s.successes_before)
             for outcome, n in s.outcomes.items():
                 f.requests.add_metric([*dl, outcome], n)
             f.duration.add_metric(dl, s.duration.cumulative(), s.duration.sum)
             f.ttft.add_metric(dl, s.ttft.cumulative(), s.ttft.sum)
-            f.tokens.add_metric([*dl, "input"], s.input_tokens)
-            f.tokens.add_metric([*dl, "output"], s.output_tokens)
-            f.spend.add_metric(
-                dl,
-                s.input_tokens * d.input_cost_per_token + s.output_tokens * d.output_cost_per_token,
-            )
+            tin = s.state.input_tokens - s.input_before - s.unreported_input
+            tout = s.state.output_tokens - s.output_before - s.unreported_output
+            f.tokens.add_metric([*dl, "input"], tin)
+            f.tokens.add_metric([*dl, "output"], tout)
+            f.spend.add_metric(dl, tin * d.input_cost_per_token + tout * d.output_cost_per_token)
             f.in_flight.add_metric(dl, s.state.in_flight)
             f.healthy.add_metric(dl, 1.0 if s.state.cooldown_until <= now else 0.0)
             f.cooldowns.add_metric(dl, s.cooldowns)
@@ -293,7 +382,7 @@ class PrometheusMetrics:
         return f.all()
 
     def __repr__(self) -> str:
-        return f"<PrometheusMetrics namespace={self.namespace!r} deployments={len(self._series)}>"
+        return f"<PrometheusMetrics namespace={self.namespace!r} deployments={len(self.series)}>"
 
 
 def _check_buckets(name: str, buckets: Sequence[float]) -> tuple[float, ...]:

@@ -5,12 +5,16 @@ failure, retry, fallback, refusal; hedges and rate-limit waits for the code that
 makes them). The Observer fans out to the Prometheus records, the hooks and the log.
 
 Cost: on the hot path (request start, success) the pipeline first reads
-`Observer.listening`, which is False when neither hooks nor metrics are configured
-and no deployment is waiting to be reported as recovered; then it calls nothing.
-Failure-side events (retry, fallback, cooldown, refusal) always reach the Observer,
-so their log lines appear with nothing configured. Event objects are built only for
-an event kind some hook implements. Nothing here may break a request: every method
-catches its own errors and logs them.
+`Observer.starts` / `Observer.listening`, which are False when neither hooks nor
+metrics are configured (and no deployment is waiting to be reported as recovered);
+then it calls nothing. When they are True the pipeline does the work of
+`request_start` and `success` inline, from the attributes they use (`start_hook`,
+`success_hook`, `durations`, `cooled`): in CPython a Python call costs about as
+much as that work, and these run on every request. Failure-side events (retry,
+fallback, cooldown, refusal) always reach the Observer's methods, so their log lines
+appear with nothing configured. Event objects are built only for an event kind some
+hook implements. Nothing here may break a request: every path catches its own errors
+and logs them.
 """
 
 from __future__ import annotations
@@ -35,8 +39,8 @@ from interlock.observability.events import (
     RetryEvent,
     SuccessEvent,
 )
-from interlock.observability.hooks import HookRunner
-from interlock.observability.metrics import PrometheusMetrics
+from interlock.observability.hooks import Callback, HookRunner
+from interlock.observability.metrics import FOLD, PrometheusMetrics
 
 if TYPE_CHECKING:
     from interlock.router.state import DeploymentState
@@ -67,7 +71,6 @@ class Observer:
     __slots__ = (
         "_base",
         "_cooldown",
-        "_cooled",
         "_failure",
         "_fallback",
         "_hedge",
@@ -78,11 +81,16 @@ class Observer:
         "_success",
         "_wait",
         "clock",
+        "cooled",
+        "durations",
         "listening",
         "metrics",
         "redact",
+        "reports_success",
         "runner",
+        "start_hook",
         "starts",
+        "success_hook",
     )
 
     def __init__(
@@ -108,8 +116,17 @@ class Observer:
         self._hedge = ch["on_hedge"]
         self._wait = ch["on_rate_limit_wait"]
         self.metrics = metrics
+        # What the hot path reads (Pipeline.run and Pipeline.succeeded inline
+        # `request_start` and `success` with these; see the Cost section of
+        # docs/observability.md): the metrics' pending duration lists, whether some
+        # hook wants success events, and the one sync callback when that is all there
+        # is (called directly, not through a Channel).
+        self.durations: dict[DeploymentState, list[float]] | None = None
         if metrics is not None:
             metrics.bind(states, clock, self.runner)
+            self.durations = metrics.pending_durations
+        self.reports_success: bool = self._success.active
+        self.success_hook: Callback | None = self._success.only
         self.redact = logs.Redactor(s.deployment.api_key_value() for s in states)
         # Only request starts and successes are on the hot path; everything else is
         # reported from the failure side, and recoveries are watched for while a
@@ -119,23 +136,34 @@ class Observer:
         """Whether the pipeline must call `success`."""
         self.starts: bool = self._start.active
         """Whether the pipeline must call `request_start` (a hook wants it)."""
-        self._cooled: dict[DeploymentState, float] = {}
+        self.start_hook: Callback | None = self._start.only
+        """The one sync `on_request_start` callback, when that is all there is: the
+        pipeline calls it directly (see `request_start` for the general case)."""
+        self.cooled: dict[DeploymentState, float] = {}
+        """Deployments cooled down, and since when, until they are seen to recover."""
         self._last_internal_error = -1e9
 
     # --- hot path ------------------------------------------------------------------
 
     def request_start(self, request: Request, now: float) -> None:
         """A request entered the router."""
-        if self._start.active:
-            try:
-                self._start.emit(
-                    _new(
-                        RequestStartEvent,
-                        (request.group, request.requested, request.kind, request.stream, now),
-                    )
-                )
-            except Exception as exc:
-                self._internal_error("request_start", exc)
+        if not self.starts:
+            return
+        try:
+            event = _new(
+                RequestStartEvent,
+                (request.group, request.requested, request.kind, request.stream, now),
+            )
+            hook = self.start_hook
+            if hook is not None:
+                try:
+                    hook(event)
+                except Exception as exc:
+                    self.runner.failed(hook, "on_request_start", exc)
+            else:
+                self._start.emit(event)
+        except Exception as exc:
+            self.internal_error("request_start", exc)
 
     def success(
         self,
@@ -146,43 +174,79 @@ class Observer:
         usage: Usage | None = None,
         attempt: int = 1,
     ) -> None:
-        """An attempt on `state` that began at `started` succeeded at `now`."""
+        """An attempt on `state` that began at `started` succeeded at `now`.
+
+        `Pipeline.succeeded` does the same inline (keep the two in step; the tests
+        check that both report alike)."""
         try:
-            m = self.metrics
-            if m is not None:
-                m.success(state, now - started, ttft, usage)
-            if self._success.active:
-                self._emit_success(state, started, now, ttft, usage, attempt)
-            cooled = self._cooled
+            latency = now - started
+            durations = self.durations
+            if durations is not None:
+                # = PrometheusMetrics.success(state, latency, ttft): the duration is
+                # bucketed in batches; successes and tokens are read at scrape time.
+                pending = durations[state]
+                pending.append(latency)
+                if ttft is not None or len(pending) >= FOLD:
+                    self.observe_more(state, ttft)
+            if self.reports_success:
+                if usage is None:
+                    event = _new(
+                        SuccessEvent,
+                        (state.group, state.id, attempt, latency, ttft, None, None, 0.0, now),
+                    )
+                else:
+                    tin = usage.prompt_tokens
+                    tout = usage.completion_tokens
+                    cost = state.input_cost * tin + state.output_cost * tout
+                    event = _new(
+                        SuccessEvent,
+                        (state.group, state.id, attempt, latency, ttft, tin, tout, cost, now),
+                    )
+                hook = self.success_hook
+                if hook is not None:
+                    try:
+                        hook(event)
+                    except Exception as exc:
+                        self.runner.failed(hook, "on_success", exc)
+                else:
+                    self._success.emit(event)
+            cooled = self.cooled
             # Only an attempt sent after the cooldown began proves the deployment is back.
             if cooled and cooled.get(state, now) <= started:
                 self.recovery(state, now)
         except Exception as exc:
-            self._internal_error("success", exc)
+            self.internal_error("success", exc)
 
-    def _emit_success(
-        self,
-        state: DeploymentState,
-        started: float,
-        now: float,
-        ttft: float | None,
-        usage: Usage | None,
-        attempt: int,
-    ) -> None:
-        if usage is None:
-            event = _new(
-                SuccessEvent,
-                (state.group, state.id, attempt, now - started, ttft, None, None, 0.0, now),
-            )
-        else:
-            d = state.deployment
-            tin, tout = usage.prompt_tokens, usage.completion_tokens
-            cost = tin * d.input_cost_per_token + tout * d.output_cost_per_token
-            event = _new(
-                SuccessEvent,
-                (state.group, state.id, attempt, now - started, ttft, tin, tout, cost, now),
-            )
+    def hook_failed(self, hook: Callback, event: str, exc: Exception) -> None:
+        """A sync hook called directly raised: count and log it; never raises."""
+        try:
+            self.runner.failed(hook, event, exc)
+        except Exception as e:
+            self.internal_error(event, e)
+
+    def emit_success(self, event: SuccessEvent) -> None:
+        """Give `event` to every `on_success` callback (the general case)."""
         self._success.emit(event)
+
+    def observe_more(self, state: DeploymentState, ttft: float | None) -> None:
+        """The rare part of a success's metrics: fold a full batch of durations,
+        observe a stream's time to first token."""
+        assert self.metrics is not None
+        s = self.metrics.series[state]
+        if len(s.duration.pending) >= FOLD:
+            s.duration.fold()
+        if ttft is not None:
+            s.ttft.observe(ttft)
+
+    def unreported(self, state: DeploymentState, usage: Usage) -> None:
+        """The ledger counted `usage` on `state` for a stream but no success reports it
+        (an estimate for a stream without usage, or a stream that failed or was closed
+        early): the tokens metric, read from the ledger's counts, leaves it out."""
+        if self.metrics is not None:
+            try:
+                self.metrics.unreported(state, usage)
+            except Exception as exc:
+                self.internal_error("unreported", exc)
 
     # --- failure side (always called) ----------------------------------------------
 
@@ -223,7 +287,7 @@ class Observer:
             if cooldown > 0:
                 self._cooled_down(state, error, cooldown, now)
         except Exception as exc:
-            self._internal_error("failure", exc)
+            self.internal_error("failure", exc)
 
     def _cooled_down(
         self, state: DeploymentState, error: InterlockError, seconds: float, now: float
@@ -243,14 +307,14 @@ class Observer:
                     now,
                 )
             )
-        self._cooled[state] = now
+        self.cooled[state] = now
         self.listening = True
 
     def recovery(self, state: DeploymentState, now: float) -> None:
         """`state`, cooled earlier, served a request again. Called on the first success
         after a cooldown; idempotent, so a half-open probe may call it too."""
-        started = self._cooled.pop(state, None)
-        if not self._cooled:
+        started = self.cooled.pop(state, None)
+        if not self.cooled:
             self.listening = self._base
         if started is None:
             return
@@ -271,7 +335,7 @@ class Observer:
             if self._retry.active:
                 self._retry.emit(RetryEvent(state.group, state.id, attempt, error, now))
         except Exception as exc:
-            self._internal_error("retry", exc)
+            self.internal_error("retry", exc)
 
     def fallback(
         self, group: str, to_group: str, attempts: int, error: InterlockError | None, now: float
@@ -284,7 +348,7 @@ class Observer:
             if self._fallback.active:
                 self._fallback.emit(FallbackEvent(group, to_group, attempts, error, now))
         except Exception as exc:
-            self._internal_error("fallback", exc)
+            self.internal_error("fallback", exc)
 
     def refused(
         self, group: str, attempts: int, started: float, now: float, error: InterlockError
@@ -303,7 +367,7 @@ class Observer:
                     )
                 )
         except Exception as exc:
-            self._internal_error("refused", exc)
+            self.internal_error("refused", exc)
 
     # --- for hedging and rate-limit waits (called by the code that does them) -------
 
@@ -317,7 +381,7 @@ class Observer:
             if self._hedge.active:
                 self._hedge.emit(HedgeEvent(state.group, state.id, attempt, after, now))
         except Exception as exc:
-            self._internal_error("hedge", exc)
+            self.internal_error("hedge", exc)
 
     def rate_limit_wait(
         self, group: str, deployment_id: str | None, seconds: float, now: float
@@ -330,7 +394,7 @@ class Observer:
             if self._wait.active:
                 self._wait.emit(RateLimitWaitEvent(group, deployment_id, seconds, now))
         except Exception as exc:
-            self._internal_error("rate_limit_wait", exc)
+            self.internal_error("rate_limit_wait", exc)
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -338,7 +402,8 @@ class Observer:
         """Deliver queued events to async hooks (up to `flush_timeout`), then stop."""
         await self.runner.aclose(flush_timeout)
 
-    def _internal_error(self, where: str, exc: Exception) -> None:
+    def internal_error(self, where: str, exc: Exception) -> None:
+        """Log a bug in instrumentation (rate-limited); the request goes on."""
         # A bug in instrumentation must not fail requests; say so, at most once a minute.
         now = time.monotonic()
         if now - self._last_internal_error >= 60.0:

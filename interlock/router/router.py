@@ -560,8 +560,8 @@ class Router:
         """Settle with the provider's usage (chat and embeddings) and record success."""
         now = self._clock.now()
         u = result.usage
-        Ledger.settle(r, u.total_tokens if u is not None else None, now, u)
-        self._pipeline.succeeded(r.state, started, now, None, u, r.attempt)
+        cost = Ledger.settle(r, u.total_tokens if u is not None else None, now, u)
+        self._pipeline.succeeded(r.state, started, now, None, u, r.attempt, cost)
         return result
 
     def _complete_call(self, result: T, r: Reservation, started: float) -> T:

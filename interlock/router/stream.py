@@ -109,25 +109,36 @@ class ChatStream:
         out = (self._chars + 3) // 4
         return Usage(self._prompt_tokens, out, self._prompt_tokens + out)
 
+    # The ledger counts every stream's usage (estimated when the provider sent none);
+    # the tokens metric counts what providers reported for successful attempts, so
+    # the observer is told what the ledger counted beyond that (`unreported`).
+
     def _finish_ok(self) -> None:
         r = self._reservation
         if r.open:
             now = self._pipeline.clock.now()
-            Ledger.settle(r, self._tokens(), now, self._usage())
+            usage = self._usage()
+            Ledger.settle(r, self._tokens(), now, usage)
+            if self.usage is None:
+                self._pipeline.observer.unreported(r.state, usage)
             self._pipeline.succeeded(r.state, self._started, now, self.ttft, self.usage, r.attempt)
 
     def _finish_failed(self, exc: InterlockError) -> None:
         r = self._reservation
         if r.open:
             now = self._pipeline.clock.now()
-            Ledger.settle(r, self._tokens(), now, self._usage())
+            usage = self._usage()
+            Ledger.settle(r, self._tokens(), now, usage)
+            self._pipeline.observer.unreported(r.state, usage)
             self._pipeline.failed(r.state, exc, self._started, now, r.attempt)
 
     def _abandon(self) -> None:
         self._source.close()
         r = self._reservation
         if r.open:
-            Ledger.settle(r, self._tokens(), self._pipeline.clock.now(), self._usage())
+            usage = self._usage()
+            Ledger.settle(r, self._tokens(), self._pipeline.clock.now(), usage)
+            self._pipeline.observer.unreported(r.state, usage)
 
     async def aclose(self) -> None:
         """Stop reading; releases the connection and settles the reservation."""

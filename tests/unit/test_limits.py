@@ -109,12 +109,13 @@ def test_settle_reconciles_tokens_and_prices_usage() -> None:
     r = Ledger.reserve(s, 300, 0.0)
     assert s.rate_window is not None
     assert s.rate_window.totals(0.0) == (1, 300)
-    Ledger.settle(r, 120, 1.0, Usage(100, 20, 120))
+    cost = Ledger.settle(r, 120, 1.0, Usage(100, 20, 120))
     assert s.rate_window.totals(1.0) == (1, 120)
-    assert s.spend == pytest.approx(100 * 0.001 + 20 * 0.002)
+    assert s.spend == cost == pytest.approx(100 * 0.001 + 20 * 0.002)
     assert (s.input_tokens, s.output_tokens, s.in_flight) == (100, 20, 0)
-    Ledger.settle(r, 999, 2.0, Usage(1, 1, 2))  # settled once only
+    assert Ledger.settle(r, 999, 2.0, Usage(1, 1, 2)) is None  # settled once only
     assert s.rate_window.totals(2.0) == (1, 120)
+    assert Ledger.settle(Ledger.reserve(s, 10, 3.0), None, 3.0) is None  # no usage, no cost
 
 
 def test_release_keeps_the_request_and_cancel_undoes_it() -> None:

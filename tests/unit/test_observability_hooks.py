@@ -18,6 +18,7 @@ from interlock import (
     Hook,
     InternalServerError,
     NoDeploymentAvailableError,
+    PrometheusMetrics,
     RateLimitError,
     RecoveryEvent,
     RequestStartEvent,
@@ -27,6 +28,7 @@ from interlock import (
 )
 from interlock.observability import Observer
 from interlock.testing import FakeClock, InstantTransport
+from interlock.testing.instant import USAGE
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -134,6 +136,7 @@ async def test_success_event_carries_tokens_cost_and_attempt(
     assert ok.deployment_id == r.deployment_id
     assert (ok.group, ok.attempt, ok.input_tokens, ok.output_tokens) == ("g", 1, 10, 5)
     assert ok.cost == pytest.approx(10 * 1e-6 + 5 * 3e-6)
+    assert ok.cost == router.statistics().spend  # the ledger's price, exactly
     assert ok.ttft is None
 
 
@@ -381,3 +384,81 @@ def test_non_callable_hook_attribute_is_rejected() -> None:
 
     with pytest.raises(TypeError, match=r"Weird\.on_success is not callable"):
         Observer(FakeClock(), (), [Weird()])
+
+
+async def test_one_sync_hook_is_called_directly_and_its_errors_are_swallowed(
+    transport: InstantTransport, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[str] = []
+
+    class Broken(Hook):
+        def on_request_start(self, event: RequestStartEvent) -> None:
+            calls.append("start")
+            raise RuntimeError("start hook bug")
+
+        def on_success(self, event: SuccessEvent) -> None:
+            calls.append("success")
+            raise RuntimeError("success hook bug")
+
+    router = make_router(transport, clock, [Broken()])
+    obs = router._observer
+    # The flattened path: the pipeline calls the single sync callbacks itself.
+    assert obs.start_hook is not None
+    assert obs.success_hook is not None
+    try:
+        with caplog.at_level(logging.WARNING, logger="interlock"):
+            for _ in range(3):
+                r = await router.acompletion("g", MSG)
+                assert r.choices[0].message.content == "hi"
+        assert calls == ["start", "success"] * 3
+        assert obs.runner.errors == 6
+        warnings = [r for r in caplog.records if r.name == "interlock.hooks"]
+        assert len(warnings) == 2  # one per hook method, rate-limited
+        assert {w.hook_event for w in warnings} == {"on_request_start", "on_success"}  # type: ignore[attr-defined]
+        assert all(w.exc_info is not None for w in warnings)
+        assert router.statistics().in_flight == 0
+    finally:
+        await router.aclose()
+
+
+async def test_instrumentation_bug_never_breaks_a_request(
+    transport: InstantTransport, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec = Recorder()
+    router = make_router(transport, clock, [rec])
+    # A bug in the observer's records: the comparison with a start time raises.
+    router._observer.cooled = dict.fromkeys(router._states, "not a time")  # type: ignore[arg-type]
+    try:
+        with caplog.at_level(logging.ERROR, logger="interlock"):
+            await router.acompletion("g", MSG)
+        assert len(rec.of(SuccessEvent)) == 1
+        assert any(r.getMessage().startswith("interlock observer failed in success")
+                   for r in caplog.records)  # fmt: skip
+    finally:
+        await router.aclose()
+
+
+async def test_pipeline_reports_a_success_as_the_observer_does(
+    transport: InstantTransport, clock: FakeClock
+) -> None:
+    # Pipeline.succeeded inlines Observer.success: both must report alike.
+    rec = Recorder()
+    router = make_router(transport, clock, [rec])
+    metrics = PrometheusMetrics()
+    router._observer = obs = Observer(clock, router._states, [rec], metrics)
+    router._pipeline.observer = obs
+    state = router._states[0]
+    try:
+        for usage in (USAGE, None):
+            for ttft in (None, 0.25):
+                rec.events.clear()
+                router._pipeline.succeeded(state, 1.0, 1.5, ttft, usage, 2)
+                obs.success(state, 1.0, 1.5, ttft, usage, 2)
+                inline, direct = rec.of(SuccessEvent)
+                assert inline == direct
+                assert type(inline) is type(direct) is SuccessEvent
+        series = metrics.series[state]
+        assert series.duration.counts == [0, 0, 0, 0, 0, 8] + [0] * 9
+        assert series.ttft.counts[5] == 4  # 0.25 s
+    finally:
+        await router.aclose()

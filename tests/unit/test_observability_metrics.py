@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import random
+import threading
+from typing import Any
+
 import prometheus_client
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -15,10 +21,15 @@ from interlock import (
     NoDeploymentAvailableError,
     PrometheusMetrics,
     RateLimitError,
+    Request,
     Router,
 )
-from interlock.observability import METRIC_NAMES
+from interlock.errors import StreamInterruptedError
+from interlock.observability import METRIC_NAMES, Observer
+from interlock.observability.metrics import FOLD
 from interlock.testing import FakeClock, InstantTransport
+from interlock.testing.instant import USAGE
+from interlock.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice
 
 MSG = [{"role": "user", "content": "hi"}]
 KEYS = ("sk-metrics-key-a0", "sk-metrics-key-a1", "sk-metrics-key-b0")
@@ -218,3 +229,157 @@ def test_bad_buckets_are_rejected(buckets: tuple[float, ...]) -> None:
 def test_bad_namespace_is_rejected(namespace: str) -> None:
     with pytest.raises(ValueError, match="namespace"):
         PrometheusMetrics(namespace=namespace)
+
+
+class _CutSource:
+    """A stream that delivers one chunk and then fails."""
+
+    def __init__(self, deployment_id: str) -> None:
+        self.first = ChatCompletionChunk(
+            "c", "m", [ChunkChoice(0, ChoiceDelta("assistant", "Hel"))], deployment_id=deployment_id
+        )
+
+    async def next(self) -> ChatCompletionChunk | None:
+        raise StreamInterruptedError("cut", deployment_id="p-0")
+
+    def close(self) -> None:
+        pass
+
+
+class _CuttingTransport(InstantTransport):
+    cut = False
+
+    async def open_stream(self, deployment: Deployment, request: Request, timeout: float) -> Any:
+        if self.cut:
+            return _CutSource(deployment.id or "")
+        return await super().open_stream(deployment, request, timeout)
+
+
+def priced(clock: FakeClock, transport: InstantTransport, m: PrometheusMetrics | None) -> Router:
+    return Router(
+        [Deployment(group="p", model="m", provider="instant", id="p-0",
+                    input_cost_per_token=2e-6, output_cost_per_token=4e-6)],
+        transports={"instant": transport},
+        clock=clock,
+        metrics=m,
+        retry={"max_attempts": 1, "max_wait": 0},
+        health=HealthPolicy(allowed_fails=100, **CLASSIC),
+    )  # fmt: skip
+
+
+async def test_successes_and_tokens_are_read_from_the_router_state() -> None:
+    # Successes and tokens are not counted per request: the collector reads the
+    # router's own counts and leaves out what the ledger counted that no success
+    # reported (a stream's estimate, streams that failed or were closed early).
+    clock, transport, m = FakeClock(), _CuttingTransport(), PrometheusMetrics()
+    router = priced(clock, transport, m)
+    state = router._states[0]
+
+    def metric(name: str, **labels: str) -> float:
+        return value(m.registry, name, group="p", deployment="p-0", **labels)
+
+    def check(successes: int, tin: int, tout: int) -> None:
+        assert metric("interlock_requests_total", outcome="success") == successes
+        assert metric("interlock_tokens_total", direction="input") == tin
+        assert metric("interlock_tokens_total", direction="output") == tout
+        assert metric("interlock_spend_usd_total") == pytest.approx(tin * 2e-6 + tout * 4e-6)
+        assert metric("interlock_request_duration_seconds_count") == successes
+
+    try:
+        for _ in range(3):
+            await router.acompletion("p", MSG)
+        check(3, 30, 15)
+        stream = await router.acompletion("p", MSG, stream=True)  # usage in its last chunk
+        async for _ in stream:
+            pass
+        check(4, 40, 20)
+
+        transport.usage = None  # no usage: the ledger estimates, the metric counts none
+        await router.acompletion("p", MSG)
+        stream = await router.acompletion("p", MSG, stream=True)
+        async for _ in stream:
+            pass
+        check(6, 40, 20)
+        assert state.input_tokens > 40  # the ledger's estimate
+
+        transport.usage = USAGE
+        stream = await router.acompletion("p", MSG, stream=True)
+        await stream.__anext__()
+        await stream.aclose()  # closed early: not a success, its tokens not reported
+        transport.cut = True
+        stream = await router.acompletion("p", MSG, stream=True)
+        with pytest.raises(StreamInterruptedError):
+            async for _ in stream:
+                pass
+        check(6, 40, 20)
+        assert metric("interlock_requests_total", outcome="connection") == 1
+        assert state.successes == 6
+    finally:
+        await router.aclose()
+
+
+async def test_counts_start_when_the_metrics_are_bound() -> None:
+    clock, transport = FakeClock(), InstantTransport()
+    router = priced(clock, transport, None)
+    try:
+        for _ in range(2):
+            await router.acompletion("p", MSG)
+        m = PrometheusMetrics()
+        router._observer = obs = Observer(clock, router._states, metrics=m)
+        router._pipeline.observer = obs
+        await router.acompletion("p", MSG)
+        assert value(m.registry, "interlock_requests_total", group="p", deployment="p-0",
+                     outcome="success") == 1  # fmt: skip
+        assert value(m.registry, "interlock_tokens_total", group="p", deployment="p-0",
+                     direction="input") == 10  # fmt: skip
+    finally:
+        await router.aclose()
+
+
+def test_duration_batches_fold_to_the_same_buckets_and_sum() -> None:
+    bounds = (0.1, 0.5, 1.0, 2.0)
+    m = PrometheusMetrics(duration_buckets=bounds)
+    router = make(FakeClock(), InstantTransport(), m)
+    state = router._states[0]
+    rng = random.Random(7)
+    values = [rng.choice([*bounds, rng.uniform(0.0, 3.0)]) for _ in range(3 * FOLD + 5)]
+    for v in values:
+        m.success(state, v, None)
+        assert len(m.pending_durations[state]) < FOLD  # bounded between scrapes
+    counts = [0] * (len(bounds) + 1)
+    total = 0.0
+    for v in values:  # what bucketing each value as it comes gives
+        counts[bisect.bisect_left(bounds, v)] += 1
+        total += v
+    cumulative = list(itertools.accumulate(counts))
+    for le, n in zip([*map(repr, bounds), "+Inf"], cumulative, strict=True):
+        assert value(m.registry, "interlock_request_duration_seconds_bucket", group="a",
+                     deployment="a-0", le=le) == n  # fmt: skip
+    # The same additions in the same order: exactly the same sum.
+    assert value(m.registry, "interlock_request_duration_seconds_sum", group="a",
+                 deployment="a-0") == total  # fmt: skip
+
+
+def test_observations_appended_during_a_fold_are_kept() -> None:
+    # A scrape from another thread folds while the loop appends: nothing is lost
+    # or counted twice.
+    m = PrometheusMetrics(duration_buckets=(1.0,))
+    router = make(FakeClock(), InstantTransport(), m)
+    state = router._states[0]
+    n = 20_000
+    done = threading.Event()
+
+    def scrape() -> None:
+        while not done.is_set():
+            m.collect()
+
+    t = threading.Thread(target=scrape)
+    t.start()
+    try:
+        for _ in range(n):
+            m.success(state, 0.5, None)
+    finally:
+        done.set()
+        t.join()
+    assert value(m.registry, "interlock_request_duration_seconds_count", group="a",
+                 deployment="a-0") == n  # fmt: skip
