@@ -7,10 +7,10 @@ makes them). The Observer fans out to the Prometheus records, the hooks and the 
 Cost: on the hot path (request start, success) the pipeline first reads
 `Observer.starts` / `Observer.listening`, which are False when neither hooks nor
 metrics are configured (and no deployment is waiting to be reported as recovered);
-then it calls nothing. When they are True the pipeline does the work of
-`request_start` and `success` inline, from the attributes they use (`start_hook`,
-`success_hook`, `durations`, `cooled`): in CPython a Python call costs about as
-much as that work, and these run on every request. Failure-side events (retry,
+then it calls nothing. `request_start` and `success` are kept flat (a single sync
+hook is called directly, durations are queued for the histogram in batches,
+successes and tokens are read from the ledger at scrape time): in CPython a Python
+call costs about as much as that work, and these run on every request. Failure-side events (retry,
 fallback, cooldown, refusal) always reach the Observer's methods, so their log lines
 appear with nothing configured. Event objects are built only for an event kind some
 hook implements. Nothing here may break a request: every path catches its own errors
@@ -168,18 +168,21 @@ class Observer:
     def success(
         self,
         state: DeploymentState,
-        started: float,
+        latency: float,
         now: float,
         ttft: float | None = None,
         usage: Usage | None = None,
         attempt: int = 1,
+        cost: float | None = None,
+        started: float | None = None,
     ) -> None:
-        """An attempt on `state` that began at `started` succeeded at `now`.
+        """An attempt on `state` succeeded at `now` after `latency` seconds (sent at
+        `started`, by default ``now - latency``). `cost` is what `Ledger.settle`
+        returned for `usage`, when known (else it is priced here, alike).
 
-        `Pipeline.succeeded` does the same inline (keep the two in step; the tests
-        check that both report alike)."""
+        The one report every request makes: kept flat, since a Python call costs as
+        much as the work itself."""
         try:
-            latency = now - started
             durations = self.durations
             if durations is not None:
                 # = PrometheusMetrics.success(state, latency, ttft): the duration is
@@ -197,7 +200,8 @@ class Observer:
                 else:
                     tin = usage.prompt_tokens
                     tout = usage.completion_tokens
-                    cost = state.input_cost * tin + state.output_cost * tout
+                    if cost is None:  # the ledger prices usage alike
+                        cost = state.input_cost * tin + state.output_cost * tout
                     event = _new(
                         SuccessEvent,
                         (state.group, state.id, attempt, latency, ttft, tin, tout, cost, now),
@@ -212,21 +216,10 @@ class Observer:
                     self._success.emit(event)
             cooled = self.cooled
             # Only an attempt sent after the cooldown began proves the deployment is back.
-            if cooled and cooled.get(state, now) <= started:
+            if cooled and cooled.get(state, now) <= (now - latency if started is None else started):
                 self.recovery(state, now)
         except Exception as exc:
             self.internal_error("success", exc)
-
-    def hook_failed(self, hook: Callback, event: str, exc: Exception) -> None:
-        """A sync hook called directly raised: count and log it; never raises."""
-        try:
-            self.runner.failed(hook, event, exc)
-        except Exception as e:
-            self.internal_error(event, e)
-
-    def emit_success(self, event: SuccessEvent) -> None:
-        """Give `event` to every `on_success` callback (the general case)."""
-        self._success.emit(event)
 
     def observe_more(self, state: DeploymentState, ttft: float | None) -> None:
         """The rare part of a success's metrics: fold a full batch of durations,

@@ -32,8 +32,6 @@ from interlock.health.tracker import HealthTracker
 from interlock.limits.ledger import Exhaustion, Ledger, Reservation, exhaustion
 from interlock.limits.queue import WaitQueue
 from interlock.limits.shared import SharedLedger
-from interlock.observability.events import RequestStartEvent, SuccessEvent
-from interlock.observability.metrics import FOLD
 from interlock.observability.observer import Observer
 from interlock.observability.stats import record_ttft
 from interlock.router.fallbacks import FallbackTable
@@ -177,22 +175,7 @@ class Pipeline:
         call.budget.record_call(now)
         obs = self.observer
         if obs.starts:
-            hook = obs.start_hook
-            if hook is not None:
-                # The one sync `on_request_start` hook, called here rather than through
-                # Observer.request_start (a Python call less per request); like every
-                # sync hook it is guarded, so it can never break the request.
-                try:
-                    hook(
-                        _new(
-                            RequestStartEvent,
-                            (request.group, request.requested, request.kind, request.stream, now),
-                        )
-                    )
-                except Exception as exc:
-                    obs.hook_failed(hook, "on_request_start", exc)
-            else:
-                obs.request_start(request, now)
+            obs.request_start(request, now)
         first_group = request.group
         previous: str | None = None
         max_depth = self._fallbacks.max_depth
@@ -508,44 +491,7 @@ class Pipeline:
             record_ttft(state, ttft)
         obs = self.observer
         if obs.listening:
-            # Observer.success, inlined (keep the two in step): the one report every
-            # request makes, where a Python call costs as much as the work itself.
-            try:
-                durations = obs.durations
-                if durations is not None:
-                    pending = durations[state]
-                    pending.append(latency)
-                    if ttft is not None or len(pending) >= FOLD:
-                        obs.observe_more(state, ttft)
-                if obs.reports_success:
-                    if usage is None:
-                        event = _new(
-                            SuccessEvent,
-                            (state.group, state.id, attempt, latency, ttft, None, None, 0.0, now),
-                        )
-                    else:
-                        tin = usage.prompt_tokens
-                        tout = usage.completion_tokens
-                        if cost is None:  # the ledger prices usage alike
-                            cost = state.input_cost * tin + state.output_cost * tout
-                        event = _new(
-                            SuccessEvent,
-                            (state.group, state.id, attempt, latency, ttft, tin, tout, cost, now),
-                        )
-                    hook = obs.success_hook
-                    if hook is not None:
-                        try:
-                            hook(event)
-                        except Exception as exc:
-                            obs.runner.failed(hook, "on_success", exc)
-                    else:
-                        obs.emit_success(event)
-                cooled = obs.cooled
-                # Only an attempt sent after the cooldown began proves it is back.
-                if cooled and cooled.get(state, now) <= started:
-                    obs.recovery(state, now)
-            except Exception as exc:
-                obs.internal_error("success", exc)
+            obs.success(state, latency, now, ttft, usage, attempt, cost, started)
 
     def failed(
         self,

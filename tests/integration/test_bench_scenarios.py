@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 
 from benchmarks.faults import measure_faults
+from benchmarks.observability import VARIANTS, measure_observability
 from benchmarks.scale import measure_scale
 from benchmarks.streaming import measure_streaming
 from benchmarks.upstream import upstreams_process
@@ -50,6 +51,18 @@ def test_streaming_scenario_sees_every_frame() -> None:
     assert r.chunks == 11
     assert r.raw_ttft_us > 0
     assert r.router_ttft_us > 0
+
+
+def test_observability_scenario_reports_both_denominators() -> None:
+    r = measure_observability(requests=40, rounds=2, wire_requests=64, wire_rounds=1)
+    assert set(r.us_per_request) == set(VARIANTS)
+    assert set(r.added_us) == {"metrics", "hook", "both", "fail_hook"}
+    # Tiny workloads: only the arithmetic is checked, never the figures.
+    if r.wire_overhead_us > 0:
+        assert r.wire_cost_both == r.added_us["both"] / r.wire_overhead_us
+    else:
+        assert r.wire_cost_both is None
+    assert (r.wire_requests, r.wire_rounds) == (64, 1)
 
 
 def test_scale_scenario_reports_pools_in_flight_and_memory() -> None:

@@ -438,25 +438,36 @@ async def test_instrumentation_bug_never_breaks_a_request(
         await router.aclose()
 
 
-async def test_pipeline_reports_a_success_as_the_observer_does(
+async def test_pipeline_reports_a_success_through_the_observer(
     transport: InstantTransport, clock: FakeClock
 ) -> None:
-    # Pipeline.succeeded inlines Observer.success: both must report alike.
+    # Pipeline.succeeded reports through Observer.success: the event carries the
+    # attempt's figures, priced as the ledger prices them, and metrics see it.
     rec = Recorder()
     router = make_router(transport, clock, [rec])
     metrics = PrometheusMetrics()
     router._observer = obs = Observer(clock, router._states, [rec], metrics)
     router._pipeline.observer = obs
     state = router._states[0]
+    d = state.deployment
     try:
         for usage in (USAGE, None):
             for ttft in (None, 0.25):
                 rec.events.clear()
                 router._pipeline.succeeded(state, 1.0, 1.5, ttft, usage, 2)
-                obs.success(state, 1.0, 1.5, ttft, usage, 2)
-                inline, direct = rec.of(SuccessEvent)
-                assert inline == direct
-                assert type(inline) is type(direct) is SuccessEvent
+                obs.success(state, 0.5, 1.5, ttft, usage, 2)
+                via_pipeline, direct = rec.of(SuccessEvent)
+                tin = usage.prompt_tokens if usage else None
+                tout = usage.completion_tokens if usage else None
+                cost = (
+                    usage.prompt_tokens * d.input_cost_per_token
+                    + usage.completion_tokens * d.output_cost_per_token
+                    if usage
+                    else 0.0
+                )
+                expected = SuccessEvent(state.group, state.id, 2, 0.5, ttft, tin, tout, cost, 1.5)
+                assert via_pipeline == direct == expected
+                assert type(via_pipeline) is SuccessEvent
         series = metrics.series[state]
         assert series.duration.counts == [0, 0, 0, 0, 0, 8] + [0] * 9
         assert series.ttft.counts[5] == 4  # 0.25 s
