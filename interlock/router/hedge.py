@@ -17,7 +17,8 @@ from interlock.health.classify import TREATMENTS, classify
 from interlock.limits.ledger import Ledger, Reservation
 
 if TYPE_CHECKING:
-    from interlock.router.pipeline import Call, Pipeline, Send
+    from interlock.router.call_state import Call
+    from interlock.router.pipeline import Pipeline, Send
     from interlock.router.pool import DeploymentPool
     from interlock.router.state import DeploymentState
 

@@ -18,29 +18,33 @@ from interlock.config import HedgePolicy, RetryPolicy
 from interlock.errors import (
     APITimeoutError,
     AttemptRecord,
-    BudgetExceededError,
     ContextWindowExceededError,
-    DeadlineExceededError,
     InterlockError,
-    NoDeploymentAvailableError,
-    RateLimitError,
 )
 from interlock.health.budget import RetryBudget
 from interlock.health.circuit import CLOSED
 from interlock.health.classify import TREATMENTS, FailureKind, classify
 from interlock.health.tracker import HealthTracker
-from interlock.limits.ledger import Exhaustion, Ledger, Reservation, exhaustion
+from interlock.limits.ledger import Ledger, Reservation, exhaustion
 from interlock.limits.queue import WaitQueue
 from interlock.limits.shared import SharedLedger
 from interlock.observability.observer import Observer
 from interlock.observability.stats import record_ttft
+from interlock.router.call_state import (
+    Call,
+    Exhausted,
+    Redirect,
+    deadline_error,
+    describe,
+    refusal_error,
+)
 from interlock.router.fallbacks import FallbackTable
 from interlock.router.hedge import Hedger, race
 from interlock.router.pool import DeploymentPool
 from interlock.router.state import DeploymentState
 from interlock.types import Request, Usage
 
-__all__ = ["Call", "Pipeline", "Send"]
+__all__ = ["Pipeline", "Send"]
 
 # Builds a NamedTuple without its Python-level __new__ (see observability.observer).
 _new = tuple.__new__
@@ -53,51 +57,6 @@ Send = Callable[[DeploymentState, Request, float], Awaitable[R]]
 Complete = Callable[[R, Reservation, float], T]
 """``complete(result, reservation, started)``: runs synchronously after a successful
 send; settles the reservation (or hands it on, for streams) and records health."""
-
-
-class _Exhausted(Exception):
-    """A group can do no more for this call; move on to the next group."""
-
-
-class _Redirect(Exception):
-    """A context-window or content-policy error: switch to that fallback chain."""
-
-    def __init__(self, kind: str, error: InterlockError) -> None:
-        self.kind = kind
-        self.error = error
-
-
-class Call:
-    """What one call carries across its attempts and groups."""
-
-    __slots__ = (
-        "attempts",
-        "blocked",
-        "budget",
-        "deadline",
-        "free_retry",
-        "last_error",
-        "request",
-        "sent",
-        "soonest",
-        "stopped",
-        "timeout",
-        "unavailable",
-    )
-
-    def __init__(self, request: Request, deadline: float, timeout: float, budget: RetryBudget):
-        self.request = request
-        self.deadline = deadline
-        self.timeout = timeout
-        self.budget = budget
-        self.attempts: list[AttemptRecord] = []
-        self.last_error: InterlockError | None = None
-        self.unavailable: list[str] = []
-        self.blocked: list[Exhaustion] = []
-        self.soonest: float | None = None
-        self.sent = 0
-        self.free_retry = False
-        self.stopped = False
 
 
 class Pipeline:
@@ -214,7 +173,7 @@ class Pipeline:
                 while n_attempts < retry.max_attempts:
                     now = clock.now()
                     if now >= call.deadline:
-                        err = self._deadline_error(call)
+                        err = deadline_error(call)
                         obs.refused(first_group, len(call.attempts), started, now, err)
                         raise err
                     if queue is not None and queue.waiting and not woken:
@@ -224,7 +183,7 @@ class Pipeline:
                     if state is None:
                         ex = exhaustion(pool.states, tokens, now, request.tags, tried)
                         if ex.kind == "context":
-                            raise _Redirect(
+                            raise Redirect(
                                 "context_window",
                                 ContextWindowExceededError(
                                     f"~{tokens} tokens (prompt + max_tokens) exceed the context "
@@ -260,7 +219,7 @@ class Pipeline:
                                 continue
                         call.blocked.append(ex)
                         self._note_unavailable(call, pool, now)
-                        raise _Exhausted
+                        raise Exhausted
                     woken = False
                     if self._slow_start and not self.health.admit(state, now):
                         # A ramping deployment turned this one away: pick another if any.
@@ -272,7 +231,7 @@ class Pipeline:
                             call.free_retry = False
                         elif not call.budget.try_acquire(now):
                             call.stopped = True
-                            raise _Exhausted
+                            raise Exhausted
                     call.sent += 1
                     n_attempts += 1
                     if hedger is not None:
@@ -282,7 +241,7 @@ class Pipeline:
                             )
                         except InterlockError as exc:
                             if self._give_up(call, exc, kind_counts):
-                                raise _Exhausted from None
+                                raise Exhausted from None
                             tried.add(state)
                             continue
                         return complete(result, reservation, started)
@@ -321,7 +280,7 @@ class Pipeline:
                             call, state, reservation, trial, exc, now, cut_by_deadline
                         )
                         if self._give_up(call, exc, kind_counts):
-                            raise _Exhausted from None
+                            raise Exhausted from None
                         tried.add(state)
                         continue
                     except BaseException:
@@ -330,8 +289,8 @@ class Pipeline:
                     if trial:
                         self.health.end_trial(state)
                     return complete(result, reservation, now)
-                raise _Exhausted
-            except _Redirect as r:
+                raise Exhausted
+            except Redirect as r:
                 nxt = tuple(g for g in self._fallbacks.special(r.kind, group) if g not in visited)
                 if nxt:
                     plan, plan_kind, i = nxt, r.kind, 0
@@ -340,44 +299,14 @@ class Pipeline:
                     raise r.error from None
                 # Moving to a bigger model is routing, not a retry of a failure.
                 call.free_retry = True
-            except _Exhausted:
+            except Exhausted:
                 pass
         if call.last_error is not None:
             call.last_error.attempts = tuple(call.attempts)
             raise call.last_error
-        refused = self._refusal(call)
+        refused = refusal_error(call, self.clock.now())
         obs.refused(first_group, len(call.attempts), started, self.clock.now(), refused)
         raise refused
-
-    def _refusal(self, call: Call) -> InterlockError:
-        """The error for a call that no deployment could even be sent: over limits
-        (RateLimitError), over budget (BudgetExceededError), or else unavailable."""
-        request = call.request
-        kinds = {ex.kind for ex in call.blocked}
-        if kinds and kinds <= {"limits", "oversize", "budget"} and kinds != {"budget"}:
-            return RateLimitError(
-                f"no deployment of {request.requested!r} has capacity: "
-                + " | ".join(call.unavailable),
-                retry_after=call.soonest,
-                attempts=call.attempts,
-            )
-        if kinds == {"budget"}:
-            counter = min(
-                (ex.budget for ex in call.blocked if ex.budget is not None),
-                key=lambda c: c.resets_at,
-            )
-            now = self.clock.now()
-            return BudgetExceededError(
-                f"budget {counter.budget.label} for {request.requested!r} is used up "
-                f"(${counter.spent:.4g} spent); it resets in {counter.reset_in(now):.0f} s",
-                retry_after=counter.reset_in(now),
-                attempts=call.attempts,
-            )
-        return NoDeploymentAvailableError(
-            f"no deployment can serve {request.requested!r}: " + " | ".join(call.unavailable),
-            retry_after=call.soonest,
-            attempts=call.attempts,
-        )
 
     def _give_up(
         self, call: Call, exc: InterlockError, kind_counts: dict[FailureKind, int]
@@ -390,7 +319,7 @@ class Pipeline:
             if t.fallback is None:
                 exc.attempts = tuple(call.attempts)
                 raise exc
-            raise _Redirect(t.fallback, exc) from None
+            raise Redirect(t.fallback, exc) from None
         limit = self.retry.attempts_by_kind.get(kind.value)
         if limit is None:
             return False
@@ -423,7 +352,7 @@ class Pipeline:
         else:
             self.observer.failure(state, exc, started, end, reservation.attempt, counted=False)
         call.attempts.append(
-            AttemptRecord(call.request.group, state.id, _describe(exc), end - started)
+            AttemptRecord(call.request.group, state.id, describe(exc), end - started)
         )
         call.last_error = exc
 
@@ -541,17 +470,3 @@ class Pipeline:
                 return None
             delay = wait
         return delay if now + delay < call.deadline else None
-
-    @staticmethod
-    def _deadline_error(call: Call) -> DeadlineExceededError:
-        last = call.last_error
-        tail = f"; last error: {_describe(last)}" if last is not None else ""
-        return DeadlineExceededError(
-            f"deadline of {call.timeout:.3g} s for {call.request.requested!r} passed after "
-            f"{len(call.attempts)} attempt(s){tail}",
-            attempts=call.attempts,
-        )
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
