@@ -6,13 +6,16 @@ Only behaviour is asserted (counts, success, accounting, file output), never spe
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from benchmarks.faults import measure_faults
+from benchmarks.instructions import count_instructions
 from benchmarks.observability import VARIANTS, measure_observability
 from benchmarks.scale import measure_scale
 from benchmarks.streaming import measure_streaming
@@ -110,3 +113,18 @@ def test_overhead_module_still_runs_on_its_own() -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "ratio" in proc.stdout
+
+
+def test_instruction_counts_under_callgrind(monkeypatch: pytest.MonkeyPatch) -> None:
+    if shutil.which("valgrind") is None:
+        # Not a dependency of the project: the tool says what it needs.
+        monkeypatch.setattr(shutil, "which", lambda name: None)
+        with pytest.raises(RuntimeError, match="needs valgrind"):
+            count_instructions("weighted", 4, picks=100)
+        return
+    # A pick is thousands of instructions; the count is per pick, not per run.
+    n = count_instructions("weighted", 4, picks=200)
+    assert 1_000 < n < 1_000_000
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="needs valgrind"):
+        count_instructions("weighted", 4, picks=100)
