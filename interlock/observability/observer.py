@@ -168,21 +168,21 @@ class Observer:
     def success(
         self,
         state: DeploymentState,
-        latency: float,
+        started: float,
         now: float,
         ttft: float | None = None,
         usage: Usage | None = None,
         attempt: int = 1,
         cost: float | None = None,
-        started: float | None = None,
     ) -> None:
-        """An attempt on `state` succeeded at `now` after `latency` seconds (sent at
-        `started`, by default ``now - latency``). `cost` is what `Ledger.settle`
-        returned for `usage`, when known (else it is priced here, alike).
+        """An attempt on `state` that began at `started` succeeded at `now`. `cost` is
+        what `Ledger.settle` returned for `usage`, when known (else it is priced here,
+        alike).
 
         The one report every request makes: kept flat, since a Python call costs as
         much as the work itself."""
         try:
+            latency = now - started
             durations = self.durations
             if durations is not None:
                 # = PrometheusMetrics.success(state, latency, ttft): the duration is
@@ -216,7 +216,7 @@ class Observer:
                     self._success.emit(event)
             cooled = self.cooled
             # Only an attempt sent after the cooldown began proves the deployment is back.
-            if cooled and cooled.get(state, now) <= (now - latency if started is None else started):
+            if cooled and cooled.get(state, now) <= started:
                 self.recovery(state, now)
         except Exception as exc:
             self.internal_error("success", exc)

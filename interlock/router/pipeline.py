@@ -420,7 +420,7 @@ class Pipeline:
             record_ttft(state, ttft)
         obs = self.observer
         if obs.listening:
-            obs.success(state, latency, now, ttft, usage, attempt, cost, started)
+            obs.success(state, started, now, ttft, usage, attempt, cost)
 
     def failed(
         self,

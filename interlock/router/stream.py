@@ -118,10 +118,12 @@ class ChatStream:
         if r.open:
             now = self._pipeline.clock.now()
             usage = self._usage()
-            Ledger.settle(r, self._tokens(), now, usage)
+            cost = Ledger.settle(r, self._tokens(), now, usage)
             if self.usage is None:
                 self._pipeline.observer.unreported(r.state, usage)
-            self._pipeline.succeeded(r.state, self._started, now, self.ttft, self.usage, r.attempt)
+            self._pipeline.succeeded(
+                r.state, self._started, now, self.ttft, self.usage, r.attempt, cost
+            )
 
     def _finish_failed(self, exc: InterlockError) -> None:
         r = self._reservation

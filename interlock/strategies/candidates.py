@@ -165,23 +165,9 @@ class Candidates(Sequence["DeploymentState"]):
         """Find one uniformly random eligible deployment (and remember it as `first`),
         or None when the tier has none. O(1) expected; one scan when probes fail."""
         s = self._first
-        if s is not None:
-            return s
-        states = self.tier.states
-        n = len(states)
-        rnd = self.rng.random
-        ok = self.ok
-        for _ in range(PROBES if n > PROBES else n):
-            s = states[int(rnd() * n)]
-            if ok(s):
-                self._first = s
-                return s
-        lst = self.eligible()
-        if not lst:
-            return None
-        m = len(lst)
-        s = lst[0] if m == 1 else lst[int(rnd() * m)]
-        self._first = s
+        if s is None:
+            n = self.tier.n
+            s = self._first = self._probing(PROBES if n > PROBES else n)
         return s
 
     def eligible(self) -> list[DeploymentState]:
@@ -223,25 +209,10 @@ class Candidates(Sequence["DeploymentState"]):
     def another(self, s: DeploymentState) -> DeploymentState | None:
         """A uniformly random eligible deployment other than `s`; None when `s` is the
         only one. O(1) expected (probes), one scan when probes fail."""
-        rnd = self.rng.random
-        lst = self._list
-        if lst is None and self.tier.n > 1:
-            states = self.tier.states
-            n = len(states)
-            ok = self.ok
-            for _ in range(PROBES if n > PROBES else n):
-                t = states[int(rnd() * n)]
-                if t is not s and ok(t):
-                    return t
-        if lst is None:
-            lst = self.eligible()
-        m = len(lst)
-        if m <= 1:
-            return None if (m == 0 or lst[0] is s) else lst[0]
-        # Uniform over the others: draw among m - 1 slots, the last one standing in
-        # for `s` if `s` was drawn.
-        t = lst[int(rnd() * (m - 1))]
-        return lst[m - 1] if t is s else t
+        n = self.tier.n
+        if self._list is not None or n <= 1:
+            return self._other_than(s)
+        return self._another_probing(s, PROBES if n > PROBES else n)
 
     def pair(self) -> tuple[DeploymentState, DeploymentState | None]:
         """``(first, another(first))`` in one call, for the power-of-two-choices
@@ -259,7 +230,9 @@ class Candidates(Sequence["DeploymentState"]):
         if a is None:
             a = states[int(rnd() * n)]
             if not self.ok(a):
-                a = self._probe_more(states, n)
+                a = self._probing((PROBES if n > PROBES else n) - 1)
+                if a is None:
+                    raise NoEligible
             self._first = a
         if n == 1:
             return a, None  # `a` is eligible and alone in the tier
@@ -272,37 +245,46 @@ class Candidates(Sequence["DeploymentState"]):
             t = states[n - 1]
         if self.ok(t):
             return a, t
-        return a, self._another_more(a, states, n)
+        return a, self._another_probing(a, (PROBES if n > PROBES else n) - 1)
 
-    def _probe_more(self, states: tuple[DeploymentState, ...], n: int) -> DeploymentState:
-        """`probe` after its first draw failed (the draws that follow, then the scan)."""
+    def _probing(self, tries: int) -> DeploymentState | None:
+        """Up to `tries` uniform draws from the tier, then (all missed) a uniform choice
+        from the eligible list; None when there is none."""
+        states = self.tier.states
+        n = self.tier.n
         rnd = self.rng.random
         ok = self.ok
-        for _ in range((PROBES if n > PROBES else n) - 1):
+        for _ in range(tries):
             s = states[int(rnd() * n)]
             if ok(s):
                 return s
         lst = self.eligible()
         m = len(lst)
         if not m:
-            raise NoEligible
+            return None
         return lst[0] if m == 1 else lst[int(rnd() * m)]
 
-    def _another_more(
-        self, s: DeploymentState, states: tuple[DeploymentState, ...], n: int
-    ) -> DeploymentState | None:
-        """`another(s)` after its first draw failed (with no list built, n > 1)."""
+    def _another_probing(self, s: DeploymentState, tries: int) -> DeploymentState | None:
+        """`another(s)` by up to `tries` draws from the tier, then from the list."""
+        states = self.tier.states
+        n = self.tier.n
         rnd = self.rng.random
         ok = self.ok
-        for _ in range((PROBES if n > PROBES else n) - 1):
+        for _ in range(tries):
             t = states[int(rnd() * n)]
             if t is not s and ok(t):
                 return t
+        return self._other_than(s)
+
+    def _other_than(self, s: DeploymentState) -> DeploymentState | None:
+        """A uniformly random member of the eligible list other than `s` (or None)."""
         lst = self.eligible()
         m = len(lst)
         if m <= 1:
             return None if (m == 0 or lst[0] is s) else lst[0]
-        t = lst[int(rnd() * (m - 1))]
+        # Uniform over the others: draw among m - 1 slots, the last one standing in
+        # for `s` if `s` was drawn.
+        t = lst[int(self.rng.random() * (m - 1))]
         return lst[m - 1] if t is s else t
 
     # Sequence: the materialized eligible list, for strategies that want all of it.

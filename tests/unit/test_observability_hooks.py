@@ -455,7 +455,7 @@ async def test_pipeline_reports_a_success_through_the_observer(
             for ttft in (None, 0.25):
                 rec.events.clear()
                 router._pipeline.succeeded(state, 1.0, 1.5, ttft, usage, 2)
-                obs.success(state, 0.5, 1.5, ttft, usage, 2)
+                obs.success(state, 1.0, 1.5, ttft, usage, 2)
                 via_pipeline, direct = rec.of(SuccessEvent)
                 tin = usage.prompt_tokens if usage else None
                 tout = usage.completion_tokens if usage else None
