@@ -33,21 +33,14 @@ from dataclasses import dataclass
 from interlock import Deployment, Router
 from interlock.limits.ledger import Ledger, Reservation
 from interlock.router.state import DeploymentState
+from interlock.strategies.base import BUILTIN_NAMES
 from interlock.strategies.candidates import Candidates
 from interlock.testing import FakeClock
 from interlock.types import Request, Usage
 
 __all__ = ["STRATEGIES", "StrategyCost", "StrategyCostResult", "main", "measure_strategies"]
 
-STRATEGIES = (
-    "weighted",
-    "least-busy",
-    "latency",
-    "cost",
-    "cost-inverse-square",
-    "usage",
-    "p2c-ewma",
-)
+STRATEGIES = BUILTIN_NAMES
 SIZES = (4, 100, 1_000, 10_000)
 BASELINE = "(accounting only)"
 """A row without selection: round-robin over the eligible deployments, then the same

@@ -119,9 +119,16 @@ def _builtins() -> dict[str, StrategyFactory]:
     return _registry
 
 
-BUILTIN_NAMES = frozenset(
-    ("weighted", "least-busy", "latency", "cost", "cost-inverse-square", "usage", "p2c-ewma")
+BUILTIN_NAMES = (
+    "weighted",
+    "least-busy",
+    "latency",
+    "cost",
+    "cost-inverse-square",
+    "usage",
+    "p2c-ewma",
 )
+"""The built-in strategies' names (they cannot be replaced), in the order docs list them."""
 
 
 def builtin_strategies() -> Mapping[str, StrategyFactory]:

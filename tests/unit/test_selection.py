@@ -22,18 +22,11 @@ from interlock.strategies import (
     builtin_strategies,
     register_strategy,
 )
+from interlock.strategies.base import BUILTIN_NAMES
 from interlock.testing import FakeClock
 from interlock.types import Request
 
-STRATEGIES = [
-    "weighted",
-    "least-busy",
-    "latency",
-    "cost",
-    "cost-inverse-square",
-    "usage",
-    "p2c-ewma",
-]
+STRATEGIES = list(BUILTIN_NAMES)
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
