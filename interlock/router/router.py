@@ -22,7 +22,6 @@ from interlock.observability.metrics import PrometheusMetrics
 from interlock.observability.stats import RouterStatistics, deployment_statistics
 from interlock.providers.base import ChunkSource, Transport
 from interlock.providers.params import UnsupportedParams
-from interlock.providers.presets import PRESETS
 from interlock.router.calls import (
     NO_TAGS,
     provider_params,
@@ -52,8 +51,6 @@ __all__ = ["Router"]
 
 T = TypeVar("T")
 R = TypeVar("R", ChatCompletion, EmbeddingResponse)
-
-BUILTIN_PROVIDERS = tuple(PRESETS)
 
 
 class Router(RouterParts):
