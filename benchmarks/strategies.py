@@ -27,7 +27,7 @@ import argparse
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from interlock import Deployment, Router
@@ -38,13 +38,23 @@ from interlock.strategies.candidates import Candidates
 from interlock.testing import FakeClock
 from interlock.types import Request, Usage
 
-__all__ = ["STRATEGIES", "StrategyCost", "StrategyCostResult", "main", "measure_strategies"]
+__all__ = [
+    "STRATEGIES",
+    "TARGETS",
+    "StrategyCost",
+    "StrategyCostResult",
+    "main",
+    "measure_strategies",
+    "targets_headline",
+]
 
 STRATEGIES = BUILTIN_NAMES
 SIZES = (4, 100, 1_000, 10_000)
 BASELINE = "(accounting only)"
 """A row without selection: round-robin over the eligible deployments, then the same
 reserve/settle/feedback, so the table shows what selection itself adds."""
+TARGETS = {4: 5.0, 10_000: 10.0}
+"""The selection-cost targets (docs/strategies.md): µs per pick by pool size."""
 _IN_FLIGHT = 32
 _STEP = 1e-4  # fake seconds between picks
 _PRICES = ((2.5e-6, 1e-5), (1.5e-7, 6e-7), (3e-6, 1.5e-5), (1e-6, 4e-6))
@@ -69,6 +79,8 @@ class StrategyCostResult:
     reference_ns: float
     """Nanoseconds per `random.random()` call in this run: the machine's speed."""
     rows: tuple[StrategyCost, ...]
+    headline: str
+    """The slowest strategy at each target size against its target (`TARGETS`)."""
 
     def get(self, strategy: str, deployments: int) -> StrategyCost:
         for r in self.rows:
@@ -213,7 +225,28 @@ def measure_strategies(
             StrategyCost(name, n, best[name], _count_checks(run, picks))
             for name, run in runs.items()
         )
-    return StrategyCostResult(picks, rounds, cooling, _reference_ns(rounds), tuple(rows))
+    return StrategyCostResult(
+        picks, rounds, cooling, _reference_ns(rounds), tuple(rows), targets_headline(rows)
+    )
+
+
+def targets_headline(rows: Sequence[StrategyCost]) -> str:
+    """For each pool size in `TARGETS` that was measured: the slowest strategy (the
+    accounting-only row is not a strategy) against the target, and whether every
+    strategy met it."""
+    parts = []
+    for size, target in TARGETS.items():
+        at = [r for r in rows if r.deployments == size and r.strategy != BASELINE]
+        if not at:
+            continue
+        worst = max(at, key=lambda r: r.us_per_pick)
+        missed = [r.strategy for r in at if r.us_per_pick > target]
+        verdict = "all met" if not missed else "missed by " + ", ".join(missed)
+        parts.append(
+            f"at {size:,}: slowest {worst.strategy} {worst.us_per_pick:.2f} µs "
+            f"(target <= {target:g} µs: {verdict})"
+        )
+    return "; ".join(parts) if parts else "no target pool size (4 or 10,000) measured"
 
 
 def format_table(result: StrategyCostResult) -> str:
@@ -251,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(n) = eligibility checks per pick"
     )
     print(format_table(result))
+    print(f"targets: {result.headline}")
     return 0
 
 
