@@ -97,7 +97,8 @@ class PoolHealth:
 
 
 class CircuitState:
-    """The health tracker's part of a `DeploymentState` (`state.circuit`)."""
+    """The health tracker's part of a `DeploymentState` (`state.circuit`). The mode
+    itself, CLOSED or OPEN, is `DeploymentState.circuit_mode`."""
 
     __slots__ = (
         "bucket_start",
@@ -107,7 +108,6 @@ class CircuitState:
         "cur_ok",
         "hard_until",
         "kind_fails",
-        "mode",
         "pool",
         "prev_fail",
         "prev_ok",
@@ -119,7 +119,6 @@ class CircuitState:
 
     def __init__(self, pool: PoolHealth | None = None) -> None:
         self.pool = pool if pool is not None else PoolHealth()
-        self.mode = CLOSED
         self.hard_until = 0.0
         """Until then the cooldown is binding even in panic mode (429, bad key)."""
         self.trials = 0
@@ -135,8 +134,7 @@ class CircuitState:
         self.counted = False
 
     def __repr__(self) -> str:
-        mode = "closed" if self.mode == CLOSED else "open"
-        return f"<CircuitState {mode} trials={self.trials} streak={self.streak}>"
+        return f"<CircuitState trials={self.trials} streak={self.streak}>"
 
 
 def is_available(s: DeploymentState, now: float) -> bool:
@@ -148,7 +146,7 @@ def is_available(s: DeploymentState, now: float) -> bool:
     c = s.circuit
     if s.cooldown_until > now:
         return c.pool.panic and c.hard_until <= now
-    if c.mode == CLOSED:
+    if s.circuit_mode == CLOSED:
         return True
     return c.trials < c.pool.max_trials or c.pool.panic
 
@@ -157,4 +155,4 @@ def health_state(s: DeploymentState, now: float) -> Literal["healthy", "cooling"
     """``"healthy"``, ``"cooling"`` or ``"half_open"``."""
     if s.cooldown_until > now:
         return "cooling"
-    return "healthy" if s.circuit.mode == CLOSED else "half_open"
+    return "healthy" if s.circuit_mode == CLOSED else "half_open"

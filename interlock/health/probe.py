@@ -104,7 +104,8 @@ class HealthProber:
         started = 0
         for s in self.states:
             c = s.circuit
-            if c.mode == OPEN and s.cooldown_until > now and c.hard_until <= now and not c.probing:
+            ejected = s.circuit_mode == OPEN and s.cooldown_until > now
+            if ejected and c.hard_until <= now and not c.probing:
                 c.probing = True
                 task = asyncio.get_running_loop().create_task(self._probe_one(s))
                 self._tasks.add(task)

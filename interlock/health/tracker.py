@@ -70,7 +70,7 @@ class HealthTracker:
         """Called when an attempt is sent; True if it is a half-open trial (then call
         `end_trial` when it ends, however it ends)."""
         c = s.circuit
-        if c.mode == CLOSED or s.cooldown_until > now:
+        if s.circuit_mode == CLOSED or s.cooldown_until > now:
             return False
         c.trials += 1
         return True
@@ -106,7 +106,7 @@ class HealthTracker:
             if now - c.bucket_start >= self._rate_window:
                 self._roll(c, now)
             c.cur_ok += 1
-        if c.mode == OPEN and s.cooldown_until <= now:
+        if s.circuit_mode == OPEN and s.cooldown_until <= now:
             c.trial_successes += 1
             if c.trial_successes >= self.policy.half_open_successes:
                 self._close(s, now)
@@ -130,7 +130,7 @@ class HealthTracker:
         if cooling:
             # A late answer to a request sent before the ejection: already handled.
             return 0.0
-        trigger = c.mode == OPEN  # a failed half-open trial re-opens at once
+        trigger = s.circuit_mode == OPEN  # a failed half-open trial re-opens at once
         allowance = self._allow.get(kind)
         if allowance is None:
             s.consecutive_failures += 1
@@ -145,9 +145,9 @@ class HealthTracker:
             trigger = trigger or self._rate_exceeded(c, now, p.failure_rate_threshold)
         if not trigger:
             return 0.0
-        if c.mode == CLOSED and c.pool.cooling_now(now) >= c.pool.max_ejected:
+        if s.circuit_mode == CLOSED and c.pool.cooling_now(now) >= c.pool.max_ejected:
             return 0.0  # the ejection cap: this deployment stays in rotation
-        if c.mode == CLOSED and now - c.closed_at > p.cooldown_max:
+        if s.circuit_mode == CLOSED and now - c.closed_at > p.cooldown_max:
             c.streak = 0
         c.streak += 1
         return self._eject(s, now, min(p.cooldown * c.streak, p.cooldown_max), hard=False)
@@ -156,7 +156,7 @@ class HealthTracker:
         """An active probe got an answer: end a failure ejection early (never a 429's
         or bad key's cooldown) and count the probe as a trial success."""
         c = s.circuit
-        if c.mode != OPEN or c.hard_until > now:
+        if s.circuit_mode != OPEN or c.hard_until > now:
             return
         if s.cooldown_until > now:
             s.cooldown_until = now
@@ -171,8 +171,8 @@ class HealthTracker:
         if seconds <= 0:
             return 0.0
         c = s.circuit
-        if c.mode == CLOSED:
-            c.mode = OPEN
+        if s.circuit_mode == CLOSED:
+            s.circuit_mode = OPEN
             c.pool.changed(+1)
         s.ejections += 1
         until = now + seconds
@@ -191,7 +191,7 @@ class HealthTracker:
     @staticmethod
     def _close(s: DeploymentState, now: float) -> None:
         c = s.circuit
-        c.mode = CLOSED
+        s.circuit_mode = CLOSED
         c.pool.changed(-1)
         c.closed_at = now
         c.trial_successes = 0

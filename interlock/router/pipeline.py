@@ -272,7 +272,7 @@ class Pipeline:
                         reservation.attempt = len(call.attempts) + 1
                         if n_attempts > 1:  # a new group's first try is a fallback
                             obs.retry(state, reservation.attempt, call.last_error, now)
-                    trial = state.circuit.mode != CLOSED and self.health.begin_attempt(state, now)
+                    trial = state.circuit_mode != CLOSED and self.health.begin_attempt(state, now)
                     try:
                         result = await send(state, request, attempt_timeout)
                     except InterlockError as exc:
@@ -380,7 +380,7 @@ class Pipeline:
         reservation = Ledger.reserve(
             state, request.est_input_tokens + request.est_output_tokens, now
         )
-        trial = state.circuit.mode != CLOSED and self.health.begin_attempt(state, now)
+        trial = state.circuit_mode != CLOSED and self.health.begin_attempt(state, now)
         try:
             result = await send(state, request, attempt_timeout)
         except InterlockError as exc:

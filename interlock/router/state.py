@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from interlock.config import Deployment
-from interlock.health.circuit import CircuitState
+from interlock.health.circuit import CLOSED, CircuitState
 from interlock.limits.window import RateWindow
 
 if TYPE_CHECKING:
@@ -21,41 +21,56 @@ if TYPE_CHECKING:
 __all__ = ["DeploymentState"]
 
 
-class DeploymentState:
-    """Live state of one deployment. Strategies receive these as candidates."""
+class _Checked:
+    """The fields an eligibility check and a strategy's comparison read, in a base
+    class of their own so they sit together at the start of the object.
+
+    CPython lays out slots in sorted name order, base class first; spread over the
+    whole object these fields cost a pick in a pool of 10,000 deployments (where a
+    randomly drawn deployment is rarely in the CPU's caches) about twice as many
+    cache lines per candidate.
+    """
 
     __slots__ = (
         "blocked_until",
         "budgets",
         "circuit",
-        "consecutive_failures",
+        "circuit_mode",
         "context_window",
         "cooldown_until",
+        "group",
+        "in_flight",
+        "max_concurrency",
+        "rate_window",
+        "rpm_limit",
+        "tpm_limit",
+        "weight",
+    )
+
+
+class DeploymentState(_Checked):
+    """Live state of one deployment. Strategies receive these as candidates."""
+
+    __slots__ = (
+        "consecutive_failures",
         "deployment",
         "ejections",
         "failures",
-        "group",
         "id",
-        "in_flight",
         "input_cost",
         "input_tokens",
         "last_output_tokens",
         "latency_ewma",
-        "max_concurrency",
         "order",
         "output_cost",
         "output_tokens",
-        "rate_window",
         "requests",
-        "rpm_limit",
         "spend",
         "successes",
         "tags",
-        "tpm_limit",
         "transport",
         "ttft_ewma",
         "waiters",
-        "weight",
     )
 
     def __init__(self, deployment: Deployment, transport: Transport) -> None:
@@ -101,6 +116,10 @@ class DeploymentState:
         self.ttft_ewma: float | None = None
         self.circuit = CircuitState()
         """Half-open/ejection state; `HealthTracker.attach` links it to its pool."""
+        self.circuit_mode = CLOSED
+        """CLOSED (in rotation) or OPEN (ejected: cooling down, then half-open); set by
+        the health tracker. Kept here rather than on `circuit`: every eligibility check
+        reads it, and this object is already in the CPU's cache by then."""
 
     def __repr__(self) -> str:
         return (

@@ -132,7 +132,7 @@ class Candidates(Sequence["DeploymentState"]):
         now = self.now
         # Healthy and closed is the common case; anything else asks the health module
         # (half-open trial slots, panic mode).
-        if not (s.cooldown_until <= now and s.circuit.mode == CLOSED) and not is_available(s, now):
+        if not (s.cooldown_until <= now and s.circuit_mode == CLOSED) and not is_available(s, now):
             return False
         if s in self.exclude:
             return False
