@@ -16,6 +16,10 @@ __all__ = ["LatencyStrategy"]
 
 _UNKNOWN = float("inf")  # no sample yet (and a probe in flight): never "near the best"
 
+_Table = tuple[dict["DeploymentState", float], dict["DeploymentState", float]]
+"""Estimates of one kind (plain or stream): state -> estimate, state -> time of the
+latest sample."""
+
 
 class LatencyStrategy:
     """The eligible deployment with the lowest recent latency.
@@ -37,13 +41,15 @@ class LatencyStrategy:
     - Exploration: an eligible deployment with no sample yet and nothing in flight is
       picked first (one probe at a time), so a new deployment is never starved.
 
-    Tiers of up to `exact_limit` deployments are compared in full; larger tiers
-    compare two random eligible deployments plus the group's best-known one, O(1).
+    Tiers of up to `exact_limit` deployments are compared in full. Larger tiers
+    compare the group's best-known deployment (the leader) with one random eligible
+    deployment, or two random ones while the leader is not eligible: O(1), and only
+    the random one is a new memory location (the leader is read on every pick).
     Time is the clock reading of the latest pick (`Candidates.now`).
     """
 
     __slots__ = (
-        "_leader",
+        "_leaders",
         "_now",
         "_plain",
         "_rng",
@@ -78,20 +84,24 @@ class LatencyStrategy:
         self.alpha = float(alpha)
         self.half_life = float(half_life)
         self.exact_limit = exact_limit
-        # state -> [estimate, time of last sample]
-        self._plain: dict[DeploymentState, list[float]] = {}
-        self._stream: dict[DeploymentState, list[float]] = {}
-        self._leader: dict[tuple[str, bool], DeploymentState] = {}
+        # Per kind: state -> estimate, and state -> time of its latest sample. Flat
+        # dicts of floats, so reading a candidate's estimate is one lookup and one
+        # float (in a pool of 10,000 each object dereferenced is likely a cache miss).
+        self._plain: _Table = ({}, {})
+        self._stream: _Table = ({}, {})
+        # Per kind (plain, stream): group -> the deployment with the lowest estimate.
+        self._leaders: tuple[dict[str, DeploymentState], dict[str, DeploymentState]] = ({}, {})
         self._now = float("-inf")
 
     def estimate(self, state: DeploymentState, stream: bool = False) -> float | None:
         """The decayed estimate for `state` (None before its first sample)."""
-        e = (self._stream if stream else self._plain).get(state)
-        return None if e is None else self._read(e, self._now)
+        est, at = self._stream if stream else self._plain
+        e = est.get(state)
+        return None if e is None else self._read(e, at[state], self._now)
 
-    def _read(self, e: list[float], now: float) -> float:
-        age = now - e[1]
-        return e[0] if age <= 0 else e[0] * 0.5 ** (age / self.half_life)
+    def _read(self, e: float, then: float, now: float) -> float:
+        age = now - then
+        return e if age <= 0 else e * 0.5 ** (age / self.half_life)
 
     def choose(self, candidates: Candidates, request: Request) -> DeploymentState:
         now = candidates.now
@@ -107,17 +117,18 @@ class LatencyStrategy:
                 if candidates.ok(s):
                     return s
             return self._pick(candidates.require(), table, now)
+        tier = candidates.tier
+        lead = self._leaders[stream].get(tier.states[0].group)
+        if lead is not None and lead in tier.members and candidates.ok(lead):
+            other = candidates.another(lead)
+            return lead if other is None else self._pick((lead, other), table, now)
         a, b = candidates.pair()
-        pool = [a] if b is None else [a, b]
-        lead = self._leader.get((a.group, stream))
-        if lead is not None and lead not in pool and lead in candidates:
-            pool.append(lead)
-        return self._pick(pool, table, now)
+        return a if b is None else self._pick((a, b), table, now)
 
     def _pick(
         self,
         pool: Sequence[DeploymentState],
-        table: dict[DeploymentState, list[float]],
+        table: _Table,
         now: float,
     ) -> DeploymentState:
         rnd = self._rng.random
@@ -129,8 +140,9 @@ class LatencyStrategy:
         fresh: DeploymentState | None = None
         n_fresh = 0
         values: list[float] = []
+        est, at = table
         for s in pool:
-            e = table.get(s)
+            e = est.get(s)
             if e is None:
                 if s.in_flight == 0:
                     n_fresh += 1
@@ -139,8 +151,8 @@ class LatencyStrategy:
                 if not exact:
                     values.append(_UNKNOWN)
                 continue
-            age = now - e[1]
-            v = e[0] if age <= 0 else e[0] * 0.5 ** (age / half_life)
+            age = now - at[s]
+            v = e if age <= 0 else e * 0.5 ** (age / half_life)
             if exact:
                 if v < best:
                     best, pick, n_best = v, s, 1
@@ -176,9 +188,9 @@ class LatencyStrategy:
         if not ok:
             # Unknown kind: penalize whichever estimates exist.
             for stream, table in ((False, self._plain), (True, self._stream)):
-                if state in table:
+                if state in table[0]:
                     self._update(table, state, latency, False, now, stream)
-            if state not in self._plain:
+            if state not in self._plain[0]:
                 self._update(self._plain, state, latency, False, now, False)
             return
         tokens = state.last_output_tokens
@@ -188,35 +200,40 @@ class LatencyStrategy:
 
     def _update(
         self,
-        table: dict[DeploymentState, list[float]],
+        table: _Table,
         state: DeploymentState,
         x: float,
         ok: bool,
         now: float,
         stream: bool,
     ) -> None:
-        e = table.get(state)
+        est, at = table
+        e = est.get(state)
         if e is None:
-            e = table[state] = [x if ok else 2.0 * x, now]
+            e = est[state] = x if ok else 2.0 * x
+            then = at[state] = now
         else:
+            then = at[state]
             if not ok:
-                x = 2.0 * max(x, self._read(e, now))
-            age = now - e[1]
+                x = 2.0 * max(x, self._read(e, then, now))
+            age = now - then
             keep = 1.0 - self.alpha
             if age > 0:
                 keep *= 0.5 ** (age / self.half_life)
-            e[0] = x + keep * (e[0] - x)
-            if now > e[1]:
-                e[1] = now
-        key = (state.group, stream)
-        leader = self._leader
-        lead = leader.get(key)
+            e = est[state] = x + keep * (e - x)
+            if now > then:
+                then = at[state] = now
+        # `state` was just sampled (its age is 0 unless the sample is older than its
+        # estimate): it leads if it beats the leader's decayed estimate.
+        leaders = self._leaders[stream]
+        group = state.group
+        lead = leaders.get(group)
         if lead is None or lead is state:
-            leader[key] = state
-        else:
-            le = table.get(lead)
-            if le is None or self._read(e, now) < self._read(le, now):
-                leader[key] = state
+            leaders[group] = state
+            return
+        le = est.get(lead)
+        if le is None or self._read(e, then, now) < self._read(le, at[lead], now):
+            leaders[group] = state
 
     def __repr__(self) -> str:
         return f"LatencyStrategy(buffer={self.buffer})"

@@ -148,6 +148,26 @@ def test_latency_moves_to_the_fast_one_and_back_after_recovery() -> None:
     assert recovered["d1"] >= 900
 
 
+def test_latency_on_a_large_tier_follows_the_leader_and_explores() -> None:
+    # Seed 3; 40 deployments (above exact_limit, so the leader-plus-one-random path);
+    # d7 is ten times faster than the best of the rest. Warm-up explores every
+    # deployment (a deployment without a sample is picked when drawn); afterwards
+    # d7 takes at least 90% of 1,000 picks; while it is cooling it takes none.
+    rng = random.Random(3)
+    per_token = {f"d{i}": 0.01 + 0.04 * rng.random() for i in range(40)}
+    per_token["d7"] = 0.001
+    pool, pipeline, clock = make_pool([{}] * 40, LatencyStrategy(random.Random(3)))
+    warmup = _drive_latency(pool, pipeline, clock, per_token, 400)
+    assert set(warmup) == set(per_token)
+    after = _drive_latency(pool, pipeline, clock, per_token, 1000)
+    assert after["d7"] >= 900
+    fast = next(s for s in pool.states if s.id == "d7")
+    fast.cooldown_until = math.inf
+    cooling = _drive_latency(pool, pipeline, clock, per_token, 200)
+    assert cooling["d7"] == 0
+    assert sum(cooling.values()) == 200
+
+
 def test_latency_judges_streams_by_time_to_first_token() -> None:
     pool, _, clock = make_pool([{}, {}], "latency")
     strat = pool.strategy
