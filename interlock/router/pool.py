@@ -190,8 +190,11 @@ def _assign_shares(states: Sequence[DeploymentState]) -> None:
         shares = [float(d.tpm) if d.tpm is not None else fill for d in ds]
     else:
         shares = [1.0] * len(ds)
+    # Equal shares become one float object: strategies read `weight` of randomly drawn
+    # deployments, and in a pool of 10,000 each separate object is likely a cache miss.
+    same: dict[float, float] = {}
     for s, share in zip(states, shares, strict=True):
-        s.weight = share
+        s.weight = same.setdefault(share, share)
 
 
 _DEFAULT_TAGS = frozenset((DEFAULT_TAG,))
