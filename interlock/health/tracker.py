@@ -69,10 +69,9 @@ class HealthTracker:
     def begin_attempt(s: DeploymentState, now: float) -> bool:
         """Called when an attempt is sent; True if it is a half-open trial (then call
         `end_trial` when it ends, however it ends)."""
-        c = s.circuit
         if s.circuit_mode == CLOSED or s.cooldown_until > now:
             return False
-        c.trials += 1
+        s.circuit.trials += 1
         return True
 
     @staticmethod
