@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from interlock.clock import MonotonicClock
 from interlock.config import Budget, Deployment, SharedState
 from interlock.limits import Ledger, RedisLedger, attach_budgets
-from interlock.router.state import DeploymentState
+from interlock.records.state import DeploymentState
 from interlock.types import Usage
 
 __all__ = ["AccountingResult", "main", "measure_accounting"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from benchmarks.common import fake_deployments, median, progress
 from interlock import Router
 from interlock.config import Deployment
-from interlock.router.state import DeploymentState
+from interlock.records.state import DeploymentState
 from interlock.strategies import builtin_strategies
 from interlock.testing import InstantTransport
 from interlock.types import Request

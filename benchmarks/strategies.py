@@ -32,9 +32,9 @@ from dataclasses import dataclass
 
 from interlock import Deployment, Router
 from interlock.limits.ledger import Ledger, Reservation
-from interlock.router.state import DeploymentState
-from interlock.strategies.base import BUILTIN_NAMES
+from interlock.records.state import DeploymentState
 from interlock.strategies.candidates import Candidates
+from interlock.strategies.registry import BUILTIN_NAMES
 from interlock.testing import FakeClock
 from interlock.types import Request, Usage
 

@@ -17,17 +17,18 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from interlock.cache.config import CacheConfig
 from interlock.errors import ConfigError
 from interlock.models import ConfigModel, validation_problems
 from interlock.policies import (
     Budget,
+    CacheConfig,
     HealthPolicy,
     HedgePolicy,
     QueuePolicy,
     RetryPolicy,
     SharedState,
 )
+from interlock.presets import preset_for
 
 __all__ = [
     "Budget",
@@ -83,8 +84,6 @@ class Deployment(ConfigModel):
     def _preset_api_base(cls, data: Any) -> Any:
         # A built-in provider named without an api_base gets its preset's address.
         if isinstance(data, Mapping) and data.get("api_base") is None:
-            from interlock.providers.presets import preset_for
-
             preset = preset_for(str(data.get("provider") or "openai"))
             if preset is not None:
                 if preset.api_base is None:
@@ -120,8 +119,10 @@ class RouterConfig(ConfigModel):
     _where: ClassVar[str] = ""
 
     deployments: tuple[Deployment, ...] = Field(min_length=1)
-    strategy: str = "p2c-ewma"
-    """The default strategy's name (see docs/strategies.md)."""
+    strategy: str = Field(default="p2c-ewma", min_length=1)
+    """The default strategy's name (see docs/strategies.md). Names are checked against
+    the strategy registry when the router is built (`build_parts`): this module sits
+    below the strategies and cannot import them."""
     strategies: dict[str, str] = Field(default_factory=dict)
     """Group -> strategy name, for groups that route differently from `strategy`."""
     fallbacks: dict[str, tuple[str, ...]] = Field(default_factory=dict)
@@ -154,29 +155,6 @@ class RouterConfig(ConfigModel):
     queue: QueuePolicy = Field(default_factory=QueuePolicy)
     shared: SharedState | None = None
     """Share rate windows and cooldowns with other router processes through Redis."""
-
-    @field_validator("strategy")
-    @classmethod
-    def _check_strategy(cls, value: str) -> str:
-        from interlock.strategies.base import builtin_strategies
-
-        known = builtin_strategies()
-        if value not in known:
-            raise ValueError(f"unknown strategy {value!r}; known: {', '.join(sorted(known))}")
-        return value
-
-    @field_validator("strategies")
-    @classmethod
-    def _check_strategies(cls, value: dict[str, str]) -> dict[str, str]:
-        from interlock.strategies.base import builtin_strategies
-
-        known = builtin_strategies()
-        for group, name in value.items():
-            if name not in known:
-                raise ValueError(
-                    f"{group}: unknown strategy {name!r}; known: {', '.join(sorted(known))}"
-                )
-        return value
 
     @model_validator(mode="after")
     def _check_references(self) -> Self:

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
-
-if TYPE_CHECKING:
-    from interlock.strategies.base import Strategy
+from typing import Any, Literal, Protocol, TypedDict
 
 __all__ = [
     "CHAT_PARAM_NAMES",
@@ -30,6 +27,7 @@ __all__ = [
     "EmbeddingResponse",
     "Request",
     "RequestKind",
+    "StrategyRef",
     "Usage",
 ]
 
@@ -249,6 +247,15 @@ class EmbeddingResponse:
         )
 
 
+class StrategyRef(Protocol):
+    """What `Request.strategy` holds when it is not a name: an object with the
+    `interlock.strategies.Strategy` protocol's `choose`. Spelled loosely here because
+    this module sits below the strategies (docs/architecture.md); the pool that uses
+    it treats it as a `Strategy`."""
+
+    def choose(self, candidates: Any, request: Request, /) -> Any: ...
+
+
 @dataclass(slots=True, eq=False)
 class Request:
     """What the router knows about one request while routing it.
@@ -272,7 +279,7 @@ class Request:
     """The name the caller asked for (a group or an alias)."""
     unsupported_params: Literal["drop", "raise"] = "drop"
     """What a transport does with a parameter its provider has no equivalent for."""
-    strategy: str | Strategy | None = None
+    strategy: str | StrategyRef | None = None
     """A per-request strategy override (a registered name or an instance)."""
 
     @property

@@ -11,21 +11,18 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from interlock.cache.coalesce import Flight
 from interlock.cache.codec import CacheEntry, decode, encode
-from interlock.cache.config import CacheConfig
 from interlock.cache.key import cache_key
 from interlock.cache.memory import MemoryStore
 from interlock.cache.stats import CacheStatistics
-from interlock.cache.stream import CachedStream
+from interlock.cache.stream import CachedStream, LiveStream
 from interlock.clock import Clock
 from interlock.errors import ConfigError, DeadlineExceededError, InterlockError
+from interlock.policies import CacheConfig
 from interlock.types import ChatCompletion, EmbeddingResponse, Request
-
-if TYPE_CHECKING:
-    from interlock.router.stream import ChatStream
 
 __all__ = ["CacheMode", "CachePlan", "CacheStore", "ResponseCache"]
 
@@ -34,6 +31,7 @@ CacheMode = bool | Literal["no-store"] | None
 cache entirely; ``"no-store"`` may be answered from the cache but is never stored."""
 
 R = TypeVar("R", ChatCompletion, EmbeddingResponse)
+S = TypeVar("S", bound=LiveStream)
 
 
 class CacheStore(Protocol):
@@ -188,8 +186,8 @@ class ResponseCache:
         plan: CachePlan,
         request: Request,
         budget: float,
-        run: Callable[[], Awaitable[ChatStream]],
-    ) -> ChatStream | CachedStream:
+        run: Callable[[], Awaitable[S]],
+    ) -> S | CachedStream:
         """A stream for `request`: a replay of a cached (or in-flight identical)
         response, or the live stream from `run()`, recorded and stored when it ends
         cleanly. Streams join identical complete requests in flight but never lead

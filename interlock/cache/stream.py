@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from interlock.types import (
     ChatCompletion,
@@ -16,10 +16,21 @@ from interlock.types import (
     Usage,
 )
 
-if TYPE_CHECKING:
-    from interlock.router.stream import ChatStream
+__all__ = ["CachedStream", "LiveStream", "StreamRecorder", "replay_chunks"]
 
-__all__ = ["CachedStream", "StreamRecorder", "replay_chunks"]
+
+class LiveStream(Protocol):
+    """The live stream a recording passes through: the router's `ChatStream`, named by
+    its shape because the cache sits below the router (docs/architecture.md)."""
+
+    deployment_id: str
+    group: str
+    ttft: float
+
+    async def __anext__(self) -> ChatCompletionChunk: ...
+
+    async def aclose(self) -> None: ...
+
 
 REPLAY_PIECE_CHARS = 32
 """Content pieces of a replayed response not recorded from a stream are this long."""
@@ -199,7 +210,7 @@ class CachedStream:
     Two kinds, told apart by `cached`:
 
     - replay (``cached=True``): a cached response as chunks; no provider is involved.
-    - recording (``cached=False``): a live `ChatStream` passed through unchanged;
+    - recording (``cached=False``): a live stream (a `LiveStream`) passed through unchanged;
       when it ends cleanly, the chunks are assembled into a `ChatCompletion` and
       stored. A stream that is cut, fails, or is closed early is never stored.
     """
@@ -221,7 +232,7 @@ class CachedStream:
         self,
         *,
         replay: list[ChatCompletionChunk] | None = None,
-        live: ChatStream | None = None,
+        live: LiveStream | None = None,
         on_complete: OnComplete | None = None,
         deployment_id: str = "",
         group: str = "",
@@ -249,7 +260,7 @@ class CachedStream:
         return cls(replay=chunks, deployment_id=c.deployment_id, group=c.group)
 
     @classmethod
-    def recording(cls, live: ChatStream, on_complete: OnComplete) -> CachedStream:
+    def recording(cls, live: LiveStream, on_complete: OnComplete) -> CachedStream:
         """`live`, stored through `on_complete` when it ends cleanly."""
         return cls(live=live, on_complete=on_complete)
 

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 from interlock.clock import Clock
 from interlock.config import HealthPolicy
 from interlock.errors import InterlockError
-from interlock.health.circuit import OPEN
 from interlock.health.tracker import HealthTracker
 from interlock.limits.ledger import Ledger
+from interlock.records.state import OPEN
 from interlock.types import Request
 
 if TYPE_CHECKING:
-    from interlock.router.state import DeploymentState
+    from interlock.records.state import DeploymentState
 
 __all__ = ["HealthProber", "Probe", "chat_probe"]
 

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 from interlock.config import HealthPolicy
 from interlock.errors import InterlockError
-from interlock.health.circuit import CLOSED, OPEN, CircuitState, PoolHealth, is_available
-from interlock.health.classify import TREATMENTS, FailureKind, classify
+from interlock.failures import TREATMENTS, FailureKind, classify
+from interlock.records.state import CLOSED, OPEN, CircuitState, PoolHealth, is_available
 
 if TYPE_CHECKING:
-    from interlock.router.state import DeploymentState
+    from interlock.records.state import DeploymentState
 
 __all__ = ["HealthTracker"]
 

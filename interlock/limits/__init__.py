@@ -17,7 +17,7 @@ from interlock.limits.tokens import (
     estimate_input_tokens,
     estimate_text_tokens,
 )
-from interlock.limits.window import RateWindow
+from interlock.records.window import RateWindow
 
 __all__ = [
     "Blocked",

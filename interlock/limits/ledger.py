@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Container, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
+from interlock.records.budget import BudgetCounter
+from interlock.records.state import DeploymentState, is_available
 from interlock.types import Usage
-
-if TYPE_CHECKING:
-    from interlock.limits.spend import BudgetCounter
-    from interlock.router.state import DeploymentState
 
 __all__ = [
     "BlockKind",
@@ -266,8 +264,6 @@ def exhaustion(
     exclude: Container[DeploymentState] = (),
 ) -> Exhaustion:
     """Classify why none of `states` is eligible (slow path, O(n))."""
-    from interlock.health.circuit import is_available  # a cycle at import time otherwise
-
     kinds: set[str] = set()
     waits: list[float] = []
     budget: BudgetCounter | None = None

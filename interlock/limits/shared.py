@@ -28,7 +28,7 @@ from interlock.config import SharedState
 from interlock.limits.ledger import Reservation
 
 if TYPE_CHECKING:
-    from interlock.router.state import DeploymentState
+    from interlock.records.state import DeploymentState
 
 __all__ = ["RedisLedger", "SharedLedger"]
 

@@ -14,49 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from interlock.config import Budget
+from interlock.records.budget import BudgetCounter
 
 if TYPE_CHECKING:
-    from interlock.router.state import DeploymentState
+    from interlock.records.state import DeploymentState
 
 __all__ = ["BudgetCounter", "BudgetStatus", "SpendReport", "attach_budgets", "spend_report"]
-
-
-class BudgetCounter:
-    """Spend against one budget in its current period (fixed windows from `start`)."""
-
-    __slots__ = ("budget", "limit", "period", "period_start", "resets_at", "spent")
-
-    def __init__(self, budget: Budget, start: float) -> None:
-        self.budget = budget
-        self.limit = budget.limit_usd
-        self.period = budget.period
-        self.period_start = start
-        self.resets_at = start + budget.period
-        self.spent = 0.0
-
-    def _roll(self, now: float) -> None:
-        periods = (now - self.period_start) // self.period
-        self.period_start += periods * self.period
-        self.resets_at = self.period_start + self.period
-        self.spent = 0.0
-
-    def exhausted(self, now: float) -> bool:
-        if now >= self.resets_at:
-            self._roll(now)
-        return self.spent >= self.limit
-
-    def add(self, cost: float, now: float) -> None:
-        if now >= self.resets_at:
-            self._roll(now)
-        self.spent += cost
-
-    def reset_in(self, now: float) -> float:
-        if now >= self.resets_at:
-            self._roll(now)
-        return self.resets_at - now
-
-    def __repr__(self) -> str:
-        return f"<BudgetCounter {self.budget.label} spent=${self.spent:.6g}>"
 
 
 def attach_budgets(

@@ -36,7 +36,7 @@ from interlock.clock import Clock
 
 if TYPE_CHECKING:
     from interlock.observability.hooks import HookRunner
-    from interlock.router.state import DeploymentState
+    from interlock.records.state import DeploymentState
     from interlock.types import Usage
 
 __all__ = [

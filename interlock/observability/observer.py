@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from interlock.clock import Clock
 from interlock.errors import DeadlineExceededError, InterlockError
-from interlock.health.classify import TREATMENTS, FailureKind, classify
+from interlock.failures import TREATMENTS, FailureKind, classify
 from interlock.observability import logs
 from interlock.observability.events import (
     CooldownEvent,
@@ -43,7 +43,7 @@ from interlock.observability.hooks import Callback, HookRunner
 from interlock.observability.metrics import FOLD, PrometheusMetrics
 
 if TYPE_CHECKING:
-    from interlock.router.state import DeploymentState
+    from interlock.records.state import DeploymentState
     from interlock.types import Request, Usage
 
 __all__ = ["Observer"]

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from interlock.cache.stats import CacheStatistics
-from interlock.health.circuit import health_state
+from interlock.records.state import health_state
 
 if TYPE_CHECKING:
-    from interlock.router.state import DeploymentState
+    from interlock.records.state import DeploymentState
 
 __all__ = [
     "DeploymentStatistics",

@@ -1,5 +1,6 @@
 """Provider transports: how an attempt reaches a deployment."""
 
+from interlock.presets import OPENAI_COMPATIBLE, PRESETS, ProviderPreset
 from interlock.providers.anthropic import AnthropicTransport
 from interlock.providers.azure import AzureOpenAITransport
 from interlock.providers.base import ChunkSource, Transport
@@ -7,7 +8,6 @@ from interlock.providers.gemini import GeminiTransport
 from interlock.providers.http import HttpClient, parse_retry_after
 from interlock.providers.openai import OpenAIStream, OpenAITransport
 from interlock.providers.params import UnsupportedParams
-from interlock.providers.presets import OPENAI_COMPATIBLE, PRESETS, ProviderPreset
 from interlock.providers.registry import builtin_transports
 
 __all__ = [

@@ -10,7 +10,7 @@ from interlock.errors import (
     NoDeploymentAvailableError,
     RateLimitError,
 )
-from interlock.health.budget import RetryBudget
+from interlock.health.retry_budget import RetryBudget
 from interlock.limits.ledger import Exhaustion
 from interlock.types import Request
 

@@ -16,8 +16,9 @@ from interlock.deadline import DeadlineWheel
 from interlock.errors import APIConnectionError, APITimeoutError, InterlockError
 from interlock.providers.base import ChunkSource
 from interlock.providers.params import UNSUPPORTED_MODES, UnsupportedParams
-from interlock.router.state import DeploymentState
-from interlock.strategies.base import FunctionStrategy, Strategy, StrategyLike, builtin_strategies
+from interlock.records.state import DeploymentState
+from interlock.strategies.base import FunctionStrategy, Strategy, StrategyLike
+from interlock.strategies.registry import builtin_strategies
 from interlock.types import ChatCompletion, EmbeddingResponse, Request
 
 __all__ = [

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from interlock.config import HedgePolicy
 from interlock.errors import InterlockError
-from interlock.health.classify import TREATMENTS, classify
+from interlock.failures import TREATMENTS, classify
 from interlock.limits.ledger import Ledger, Reservation
 
 if TYPE_CHECKING:
+    from interlock.records.state import DeploymentState
     from interlock.router.call_state import Call
     from interlock.router.pipeline import Pipeline, Send
     from interlock.router.pool import DeploymentPool
-    from interlock.router.state import DeploymentState
 
 __all__ = ["Hedger", "race"]
 

@@ -21,15 +21,15 @@ from interlock.errors import (
     ContextWindowExceededError,
     InterlockError,
 )
-from interlock.health.budget import RetryBudget
-from interlock.health.circuit import CLOSED
-from interlock.health.classify import TREATMENTS, FailureKind, classify
+from interlock.failures import TREATMENTS, FailureKind, classify
+from interlock.health.retry_budget import RetryBudget
 from interlock.health.tracker import HealthTracker
 from interlock.limits.ledger import Ledger, Reservation, exhaustion
 from interlock.limits.queue import WaitQueue
 from interlock.limits.shared import SharedLedger
 from interlock.observability.observer import Observer
 from interlock.observability.stats import record_ttft
+from interlock.records.state import CLOSED, DeploymentState
 from interlock.router.call_state import (
     Call,
     Exhausted,
@@ -41,7 +41,6 @@ from interlock.router.call_state import (
 from interlock.router.fallbacks import FallbackTable
 from interlock.router.hedge import Hedger, race
 from interlock.router.pool import DeploymentPool
-from interlock.router.state import DeploymentState
 from interlock.types import Request, Usage
 
 __all__ = ["Pipeline", "Send"]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Container, Sequence
+from typing import cast
 
-from interlock.health.circuit import is_available
 from interlock.limits.ledger import Ledger
-from interlock.router.state import DeploymentState
-from interlock.strategies.base import Feedback, Strategy, resolve_strategy
+from interlock.records.state import DeploymentState, is_available
+from interlock.strategies.base import Feedback, Strategy
 from interlock.strategies.candidates import Candidates, NoEligible, Tier
-from interlock.types import Request
+from interlock.strategies.registry import resolve_strategy
+from interlock.types import Request, StrategyRef
 
 __all__ = ["DEFAULT_TAG", "DeploymentPool"]
 
@@ -126,16 +127,18 @@ class DeploymentPool:
                 self._tiered[tags] = tiers
         return tiers
 
-    def _strategy_for(self, spec: str | Strategy) -> Strategy:
+    def _strategy_for(self, spec: str | StrategyRef) -> Strategy:
         if isinstance(spec, str):
             strategy = self._named.get(spec)
             if strategy is None:
                 strategy = self._named[spec] = resolve_strategy(spec, self.rng)
                 self._feed(strategy)
             return strategy
-        if id(spec) not in self._feeds:
-            self._feed(spec)
-        return spec
+        # The router let only a Strategy (or a function wrapped in one) in here.
+        chosen = cast(Strategy, spec)
+        if id(chosen) not in self._feeds:
+            self._feed(chosen)
+        return chosen
 
     def _feed(self, strategy: Strategy) -> None:
         record: Feedback | None = getattr(strategy, "record", None)

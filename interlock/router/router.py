@@ -22,6 +22,7 @@ from interlock.observability.metrics import PrometheusMetrics
 from interlock.observability.stats import RouterStatistics, deployment_statistics
 from interlock.providers.base import ChunkSource, Transport
 from interlock.providers.params import UnsupportedParams
+from interlock.records.state import DeploymentState
 from interlock.router.calls import (
     NO_TAGS,
     provider_params,
@@ -33,7 +34,6 @@ from interlock.router.calls import (
     tag_set,
     unsupported_mode,
 )
-from interlock.router.state import DeploymentState
 from interlock.router.stream import ChatStream
 from interlock.router.wiring import RouterParts
 from interlock.strategies.base import StrategyLike

@@ -12,7 +12,6 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from interlock.cache.config import CacheConfig
 from interlock.cache.response import ResponseCache
 from interlock.clock import Clock, MonotonicClock
 from interlock.config import (
@@ -36,15 +35,17 @@ from interlock.limits.tokens import TokenCounter
 from interlock.observability.hooks import Hook
 from interlock.observability.metrics import PrometheusMetrics
 from interlock.observability.observer import Observer
+from interlock.policies import CacheConfig
 from interlock.providers.base import Transport
 from interlock.providers.http import HttpClient
 from interlock.providers.params import UnsupportedParams
 from interlock.providers.registry import builtin_transports
+from interlock.records.state import DeploymentState
 from interlock.router.fallbacks import FallbackTable
 from interlock.router.pipeline import Pipeline
 from interlock.router.pool import DeploymentPool
-from interlock.router.state import DeploymentState
-from interlock.strategies.base import Strategy, StrategyLike, resolve_strategy
+from interlock.strategies.base import Strategy, StrategyLike
+from interlock.strategies.registry import resolve_strategy
 
 # StrategyLike's forward references resolve in the namespace of the function that
 # uses it, so typing.get_type_hints(Router.__init__) needs Request here.

@@ -18,10 +18,10 @@ import random
 from collections.abc import Container, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
-from interlock.health.circuit import CLOSED, is_available
+from interlock.records.state import CLOSED, is_available
 
 if TYPE_CHECKING:
-    from interlock.router.state import DeploymentState
+    from interlock.records.state import DeploymentState
     from interlock.types import Request
 
 __all__ = ["PROBES", "AliasTable", "Candidates", "NoEligible", "Tier"]

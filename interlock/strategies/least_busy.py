@@ -10,7 +10,7 @@ from interlock.strategies.candidates import Candidates
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from interlock.router.state import DeploymentState
+    from interlock.records.state import DeploymentState
     from interlock.types import Request
 
 __all__ = ["LeastBusyStrategy"]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from interlock.strategies.candidates import Candidates
 
 if TYPE_CHECKING:
-    from interlock.router.state import DeploymentState
+    from interlock.records.state import DeploymentState
     from interlock.types import Request
 
 __all__ = ["PeakEwmaStrategy"]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from interlock.strategies.candidates import PROBES, AliasTable, Candidates
 
 if TYPE_CHECKING:
-    from interlock.router.state import DeploymentState
+    from interlock.records.state import DeploymentState
     from interlock.types import Request
 
 __all__ = ["WeightedStrategy"]

@@ -13,9 +13,9 @@ from interlock.health.tracker import HealthTracker
 from interlock.limits.ledger import Ledger
 from interlock.providers.http import HttpClient
 from interlock.providers.openai import OpenAITransport
+from interlock.records.state import DeploymentState
 from interlock.router.pipeline import Pipeline
 from interlock.router.pool import DeploymentPool
-from interlock.router.state import DeploymentState
 from interlock.strategies import StrategyLike, resolve_strategy
 from interlock.testing import FakeClock
 from interlock.types import Request

@@ -7,9 +7,9 @@ import random
 from strategy_helpers import make_pool, request
 
 from interlock import Budget
-from interlock.health.circuit import is_available
 from interlock.limits.ledger import Ledger
 from interlock.limits.spend import BudgetCounter
+from interlock.records.state import is_available
 from interlock.strategies.candidates import Candidates
 
 SEED = 7

@@ -33,7 +33,7 @@ from interlock.health import (
     is_available,
 )
 from interlock.providers.openai import OpenAITransport
-from interlock.router.state import DeploymentState
+from interlock.records.state import DeploymentState
 
 T0 = 1000.0
 

@@ -19,7 +19,7 @@ from interlock.limits import (
     exhaustion,
 )
 from interlock.limits.tokens import estimate_input_tokens
-from interlock.router.state import DeploymentState
+from interlock.records.state import DeploymentState
 from interlock.testing import FakeClock
 
 

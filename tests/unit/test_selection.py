@@ -12,7 +12,7 @@ import pytest
 from strategy_helpers import make_pool, pick, request
 
 from interlock import ConfigError, Deployment, NoDeploymentAvailableError, Router
-from interlock.router.state import DeploymentState
+from interlock.records.state import DeploymentState
 from interlock.strategies import (
     Candidates,
     CostStrategy,
@@ -22,7 +22,7 @@ from interlock.strategies import (
     builtin_strategies,
     register_strategy,
 )
-from interlock.strategies.base import BUILTIN_NAMES
+from interlock.strategies.registry import BUILTIN_NAMES
 from interlock.testing import FakeClock
 from interlock.types import Request
 
