@@ -20,6 +20,7 @@ from benchmarks.common import fake_deployments, median, progress
 from interlock import Router
 from interlock.config import Deployment
 from interlock.records.state import DeploymentState
+from interlock.router.attempt import Attempt
 from interlock.strategies import builtin_strategies
 from interlock.testing import InstantTransport
 from interlock.types import Request
@@ -53,18 +54,22 @@ async def _send_now(state: DeploymentState, request: Request, timeout: float) ->
     return None
 
 
+def _complete(result: None, attempt: Attempt) -> None:
+    # What Router.call's completion does: settle without usage, record the success.
+    attempt.succeeded(None)
+
+
 def pick_cost(
     router: Router, seconds: float, group: str = "bench"
 ) -> tuple[float, float, int, set[str]]:
     """CPU and wall µs per pick over about `seconds` (CPU) of picks through `router`'s
     pipeline, the number of picks, and the ids chosen."""
-    pipeline = router._pipeline
-    complete = router._complete_call
+    pipeline = router.parts.pipeline
     request = Request("call", group, est_input_tokens=100, est_output_tokens=100, requested=group)
     chosen: set[str] = set()
 
     def one() -> None:
-        coro = pipeline.run(request, 60.0, _send_now, complete)
+        coro = pipeline.run(request, 60.0, _send_now, _complete)
         try:
             coro.send(None)
         except StopIteration:
@@ -73,7 +78,7 @@ def pick_cost(
         raise RuntimeError("a pick suspended: the send was expected to complete at once")
 
     # Which deployment served a pick is read from the states, not timed.
-    states = router._states
+    states = router.parts.states
     before = [s.requests for s in states]
     clock = time.process_time
     n = 0

@@ -180,8 +180,8 @@ async def _soak(
         drive.cancel()
         await asyncio.gather(drive, return_exceptions=True)
         stats = router.statistics()
-        denied = router._pipeline.budget("soak").denied
-        probes = router._prober.probes
+        denied = router.parts.pipeline.retry_budget("soak").denied
+        probes = router.parts.prober.probes
         await router.aclose()
         for up in ups:
             await up.stop()

@@ -114,7 +114,7 @@ def _setup(deployments: list[Deployment], strategy: str, cooling: float) -> Call
     clock = FakeClock()
     baseline = strategy == BASELINE
     router = Router(deployments, strategy="weighted" if baseline else strategy, clock=clock, seed=1)
-    pool = router._pools["bench"]
+    pool = router.parts.pools["bench"]
     rng = random.Random(2)
     latency = {s: 0.2 + rng.random() for s in pool.states}
     if len(pool.states) > 1:

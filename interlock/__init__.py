@@ -49,7 +49,7 @@ from interlock.observability import (
     serve_metrics,
 )
 from interlock.observability.stats import DeploymentStatistics, RouterStatistics
-from interlock.providers.base import ChunkSource, Transport
+from interlock.records.transport import ChunkSource, Transport
 from interlock.router import ChatStream, DeploymentState, Router
 from interlock.strategies import (
     Candidates,

@@ -143,7 +143,7 @@ class ResponseCache:
         self,
         plan: CachePlan,
         request: Request,
-        budget: float,
+        timeout: float,
         kind: type[R],
         run: Callable[[], Awaitable[R]],
     ) -> R:
@@ -153,7 +153,7 @@ class ResponseCache:
         key = self.key(request)
         if key is None:
             return await run()
-        found = await self._lookup(key, request, budget)
+        found = await self._lookup(key, request, timeout)
         if found is not None and isinstance(found.result, kind):
             return found.result
         flight: Flight | None = None
@@ -185,7 +185,7 @@ class ResponseCache:
         self,
         plan: CachePlan,
         request: Request,
-        budget: float,
+        timeout: float,
         run: Callable[[], Awaitable[S]],
     ) -> S | CachedStream:
         """A stream for `request`: a replay of a cached (or in-flight identical)
@@ -196,7 +196,7 @@ class ResponseCache:
         key = self.key(request)
         if key is None:
             return await run()
-        found = await self._lookup(key, request, budget)
+        found = await self._lookup(key, request, timeout)
         if found is not None and isinstance(found.result, ChatCompletion):
             return CachedStream.from_completion(found.result, found.pieces)
         self.misses += 1
@@ -213,7 +213,7 @@ class ResponseCache:
 
     # --- internals --------------------------------------------------------------------
 
-    async def _lookup(self, key: str, request: Request, budget: float) -> CacheEntry | None:
+    async def _lookup(self, key: str, request: Request, timeout: float) -> CacheEntry | None:
         """A stored entry, or the outcome of an identical request in flight (its error
         is raised); None when the caller must call the provider itself."""
         data = await self.store.get(key)
@@ -225,12 +225,12 @@ class ResponseCache:
         if not self.config.coalesce:
             return None
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + budget
+        deadline = loop.time() + timeout
         # Loops only when a leader gave up (abandoned); each pass waits on a new one.
         while (flight := self._flights.get(key)) is not None:
             if not await flight.wait(deadline - loop.time()):
                 raise DeadlineExceededError(
-                    f"deadline of {budget:.3g} s for {request.requested!r} passed while "
+                    f"deadline of {timeout:.3g} s for {request.requested!r} passed while "
                     "waiting for an identical request in flight"
                 )
             if flight.error is not None:

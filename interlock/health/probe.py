@@ -127,7 +127,7 @@ class HealthProber:
         else:
             now = clock.now()
             Ledger.settle(reservation, None, now)
-            self.tracker.probe_succeeded(s, now)
+            self.tracker.probe_success(s, now)
         finally:
             s.circuit.probing = False
 

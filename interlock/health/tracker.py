@@ -93,7 +93,7 @@ class HealthTracker:
 
     # --- outcomes -------------------------------------------------------------------
 
-    def record_success(self, s: DeploymentState, latency: float, now: float) -> None:
+    def success(self, s: DeploymentState, latency: float, now: float) -> None:
         s.successes += 1
         s.consecutive_failures = 0
         c = s.circuit
@@ -110,7 +110,7 @@ class HealthTracker:
             if c.trial_successes >= self.policy.half_open_successes:
                 self._close(s, now)
 
-    def record_failure(self, s: DeploymentState, error: InterlockError, now: float) -> float:
+    def failure(self, s: DeploymentState, error: InterlockError, now: float) -> float:
         """Count `error` against `s`; returns the cooldown it started (0 if none)."""
         kind = classify(error)
         t = TREATMENTS[kind]
@@ -151,7 +151,7 @@ class HealthTracker:
         c.streak += 1
         return self._eject(s, now, min(p.cooldown * c.streak, p.cooldown_max), hard=False)
 
-    def probe_succeeded(self, s: DeploymentState, now: float) -> None:
+    def probe_success(self, s: DeploymentState, now: float) -> None:
         """An active probe got an answer: end a failure ejection early (never a 429's
         or bad key's cooldown) and count the probe as a trial success."""
         c = s.circuit

@@ -1,7 +1,8 @@
 """Accounting and limits: in-flight requests, RPM/TPM windows, token estimates, the
 capacity queue, spend and budgets, and the ledger shared through Redis."""
 
-from interlock.limits.ledger import Blocked, Exhaustion, Ledger, Reservation, exhaustion
+from interlock.limits.diagnose import Diagnosis, diagnose
+from interlock.limits.ledger import Blocked, Ledger, Reservation
 from interlock.limits.queue import WaitQueue
 from interlock.limits.shared import RedisLedger, SharedLedger
 from interlock.limits.spend import (
@@ -23,7 +24,7 @@ __all__ = [
     "Blocked",
     "BudgetCounter",
     "BudgetStatus",
-    "Exhaustion",
+    "Diagnosis",
     "Ledger",
     "RateWindow",
     "RedisLedger",
@@ -33,9 +34,9 @@ __all__ = [
     "TokenCounter",
     "WaitQueue",
     "attach_budgets",
+    "diagnose",
     "estimate_embedding_tokens",
     "estimate_input_tokens",
     "estimate_text_tokens",
-    "exhaustion",
     "spend_report",
 ]

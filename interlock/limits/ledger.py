@@ -8,22 +8,19 @@ deployment), usually 0-2).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Container, Iterable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from interlock.records.budget import BudgetCounter
-from interlock.records.state import DeploymentState, is_available
+from interlock.records.state import DeploymentState
 from interlock.types import Usage
 
 __all__ = [
     "BlockKind",
     "Blocked",
-    "Exhaustion",
     "Ledger",
     "RemoteTicket",
     "Reservation",
-    "exhaustion",
 ]
 
 BlockKind = Literal["ok", "concurrency", "rate", "shared", "oversize", "context", "budget"]
@@ -143,12 +140,6 @@ class Ledger:
         return Blocked("ok", "has headroom", 0.0)
 
     @staticmethod
-    def blocked_reason(s: DeploymentState, tokens: int, now: float) -> tuple[str, float | None]:
-        """Why `s` has no headroom and seconds until it might (None if unknown)."""
-        b = Ledger.block(s, tokens, now)
-        return b.why, b.wait
-
-    @staticmethod
     def reserve(s: DeploymentState, tokens: int, now: float) -> Reservation:
         s.in_flight += 1
         s.requests += 1
@@ -241,63 +232,3 @@ class Blocked:
     why: str
     wait: float | None
     budget: BudgetCounter | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Exhaustion:
-    """Why a group could not take a request, summed over its deployments."""
-
-    kind: Literal["free", "limits", "oversize", "context", "budget", "other"]
-    """``free``: some deployment could take it now; ``limits``: some deployment frees
-    up with time or as requests finish (waiting helps); ``oversize``/``context``: no
-    deployment can ever take it; ``budget``: every candidate is over budget;
-    ``other``: cooling down, tags, already tried."""
-    wait: float | None
-    budget: BudgetCounter | None
-
-
-def exhaustion(
-    states: Iterable[DeploymentState],
-    tokens: int,
-    now: float,
-    tags: Collection[str] = (),
-    exclude: Container[DeploymentState] = (),
-) -> Exhaustion:
-    """Classify why none of `states` is eligible (slow path, O(n))."""
-    kinds: set[str] = set()
-    waits: list[float] = []
-    budget: BudgetCounter | None = None
-    for s in states:
-        if tags and not set(tags) <= s.tags:
-            continue
-        if s in exclude:
-            kinds.add("other")
-            continue
-        b = Ledger.block(s, tokens, now)
-        if b.kind == "ok":
-            if not is_available(s, now):  # cooling, or half-open with its trial slots taken
-                kinds.add("other")
-                if s.cooldown_until > now:
-                    waits.append(s.cooldown_until - now)
-            else:
-                kinds.add("free")
-            continue
-        kinds.add(b.kind)
-        if b.wait is not None:
-            waits.append(b.wait)
-        if b.budget is not None and (
-            budget is None or b.budget.reset_in(now) < budget.reset_in(now)
-        ):
-            budget = b.budget
-    wait = min(waits) if waits else None
-    if "free" in kinds:
-        return Exhaustion("free", 0.0, None)
-    if kinds & {"concurrency", "rate", "shared"}:
-        return Exhaustion("limits", wait, budget)
-    if kinds == {"context"}:
-        return Exhaustion("context", None, None)
-    if kinds and kinds <= {"context", "oversize"}:
-        return Exhaustion("oversize", None, None)
-    if "budget" in kinds and kinds <= {"budget", "context", "oversize"}:
-        return Exhaustion("budget", wait, budget)
-    return Exhaustion("other", wait, budget)

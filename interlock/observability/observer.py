@@ -256,7 +256,7 @@ class Observer:
     ) -> None:
         """An attempt failed. `counted=False` when the pipeline did not hold it against
         the deployment (an attempt cut by the call's own deadline); `cooldown` is what
-        `HealthTracker.record_failure` returned."""
+        `HealthTracker.failure` returned."""
         try:
             fk = classify(error)
             kind: FailureKindName = _KIND[fk] if counted else "deadline"

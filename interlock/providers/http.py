@@ -31,7 +31,7 @@ from interlock.errors import (
     ServiceUnavailableError,
     StreamInterruptedError,
 )
-from interlock.providers.base import ChunkSource
+from interlock.records.transport import ChunkSource
 
 __all__ = [
     "ErrorMapper",

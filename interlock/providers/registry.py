@@ -6,10 +6,10 @@ from interlock.deadline import DeadlineWheel
 from interlock.presets import PRESETS
 from interlock.providers.anthropic import AnthropicTransport
 from interlock.providers.azure import AzureOpenAITransport
-from interlock.providers.base import Transport
 from interlock.providers.gemini import GeminiTransport
 from interlock.providers.http import HttpClient
 from interlock.providers.openai import OpenAITransport
+from interlock.records.transport import Transport
 
 __all__ = ["builtin_transports"]
 

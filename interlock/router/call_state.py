@@ -10,13 +10,15 @@ from interlock.errors import (
     NoDeploymentAvailableError,
     RateLimitError,
 )
+from interlock.failures import FailureKind
 from interlock.health.retry_budget import RetryBudget
-from interlock.limits.ledger import Exhaustion
+from interlock.limits.diagnose import Diagnosis
+from interlock.records.state import DeploymentState
 from interlock.types import Request
 
 __all__ = [
     "Call",
-    "Exhausted",
+    "GroupDone",
     "Redirect",
     "deadline_error",
     "describe",
@@ -24,8 +26,8 @@ __all__ = [
 ]
 
 
-class Exhausted(Exception):
-    """A group can do no more for this call; move on to the next group."""
+class GroupDone(Exception):
+    """The group being tried can do no more for this call; move on to the next one."""
 
 
 class Redirect(Exception):
@@ -37,36 +39,72 @@ class Redirect(Exception):
 
 
 class Call:
-    """What one call carries across its attempts and groups."""
+    """What one call carries across its attempts and groups.
+
+    The fields under "the group being tried" are reset by `enter` each time the call
+    moves to another group of its fallback chain.
+    """
 
     __slots__ = (
         "attempts",
         "blocked",
-        "budget",
         "deadline",
         "free_retry",
+        "group_attempts",
+        "kind_counts",
         "last_error",
+        "queued_at",
         "request",
+        "retry_budget",
         "sent",
         "soonest",
         "stopped",
         "timeout",
+        "tried",
         "unavailable",
+        "waits",
+        "woken",
     )
 
-    def __init__(self, request: Request, deadline: float, timeout: float, budget: RetryBudget):
+    def __init__(
+        self, request: Request, deadline: float, timeout: float, retry_budget: RetryBudget
+    ) -> None:
         self.request = request
         self.deadline = deadline
         self.timeout = timeout
-        self.budget = budget
+        self.retry_budget = retry_budget
+        """The retry budget of the group the call started at (it pays for every
+        attempt after the first, hedges and fallback attempts included)."""
         self.attempts: list[AttemptRecord] = []
         self.last_error: InterlockError | None = None
         self.unavailable: list[str] = []
-        self.blocked: list[Exhaustion] = []
+        self.blocked: list[Diagnosis] = []
         self.soonest: float | None = None
         self.sent = 0
+        """Attempts sent, every group together."""
         self.free_retry = False
         self.stopped = False
+        # the group being tried
+        self.tried: set[DeploymentState] = set()
+        self.kind_counts: dict[FailureKind, int] = {}
+        self.group_attempts = 0
+        self.waits = 0
+        """Backoff sleeps in this group."""
+        self.queued_at: float | None = None
+        """When the call first joined this group's capacity queue."""
+        self.woken = False
+        """The capacity queue just woke the call: it goes first."""
+
+    def enter(self, group: str) -> None:
+        """Start on `group` (the first, or the next of the fallback chain)."""
+        self.request.group = group
+        if self.group_attempts or self.tried or self.waits or self.queued_at is not None:
+            self.tried = set()
+            self.kind_counts = {}
+            self.group_attempts = 0
+            self.waits = 0
+            self.queued_at = None
+        self.woken = False
 
 
 def refusal_error(call: Call, now: float) -> InterlockError:

@@ -14,9 +14,9 @@ import aiohttp
 from interlock.config import Deployment
 from interlock.deadline import DeadlineWheel
 from interlock.errors import APIConnectionError, APITimeoutError, InterlockError
-from interlock.providers.base import ChunkSource
 from interlock.providers.params import UNSUPPORTED_MODES, UnsupportedParams
 from interlock.records.state import DeploymentState
+from interlock.records.transport import ChunkSource
 from interlock.strategies.base import FunctionStrategy, Strategy, StrategyLike
 from interlock.strategies.registry import builtin_strategies
 from interlock.types import ChatCompletion, EmbeddingResponse, Request

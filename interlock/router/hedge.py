@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from interlock.config import HedgePolicy
 from interlock.errors import InterlockError
 from interlock.failures import TREATMENTS, classify
-from interlock.limits.ledger import Ledger, Reservation
-
-if TYPE_CHECKING:
-    from interlock.records.state import DeploymentState
-    from interlock.router.call_state import Call
-    from interlock.router.pipeline import Pipeline, Send
-    from interlock.router.pool import DeploymentPool
+from interlock.records.state import DeploymentState
+from interlock.router.attempt import Attempt, Attempts, Send
+from interlock.router.call_state import Call
+from interlock.router.pool import DeploymentPool
 
 __all__ = ["Hedger", "race"]
 
@@ -69,80 +65,124 @@ class Hedger:
 
 
 async def race(
-    pipeline: Pipeline,
+    attempts: Attempts,
     call: Call,
     pool: DeploymentPool,
     first: DeploymentState,
-    tried: set[DeploymentState],
     send: Send[R],
     hedger: Hedger,
-) -> tuple[R, Reservation, float]:
+) -> tuple[R, Attempt]:
     """Race `first` against up to `max_hedges` later attempts on other deployments;
-    the first success wins, the others are cancelled (their reservations released)."""
-    clock = pipeline.clock
-    started_at = clock.now()
+    the first success wins, the others are cancelled (their reservations released).
+    Every deployment that finished (or was raced) joins `call.tried`."""
+    clock = attempts.clock
     delay = hedger.delay()
     if delay is None or clock.now() + delay >= call.deadline:
-        return await pipeline.attempt(call, first, send)
-    request = call.request
-    tasks: dict[asyncio.Task[tuple[R, Reservation, float]], DeploymentState] = {
-        asyncio.ensure_future(pipeline.attempt(call, first, send)): first
-    }
-    timer: asyncio.Future[None] | None = asyncio.ensure_future(clock.sleep(delay))
-    hedges = 0
-    error: InterlockError | None = None
+        return await attempts.run(call, first, send)
+    race = _Race(attempts, call, pool, send, hedger, delay)
+    race.start(first)
     try:
-        while tasks:
-            waiting: set[asyncio.Future[Any]] = set(tasks)
-            if timer is not None:
-                waiting.add(timer)
+        return await race.finish()
+    finally:
+        await race.cancel_losers()
+
+
+class _Race:
+    """The tasks of one hedged race and the timer that sends the next hedge."""
+
+    __slots__ = (
+        "attempts",
+        "call",
+        "delay",
+        "error",
+        "hedger",
+        "hedges",
+        "pool",
+        "send",
+        "started_at",
+        "tasks",
+        "timer",
+    )
+
+    def __init__(
+        self,
+        attempts: Attempts,
+        call: Call,
+        pool: DeploymentPool,
+        send: Send[R],
+        hedger: Hedger,
+        delay: float,
+    ) -> None:
+        self.attempts = attempts
+        self.call = call
+        self.pool = pool
+        self.send: Send[Any] = send
+        self.hedger = hedger
+        self.delay = delay
+        self.started_at = attempts.clock.now()
+        self.tasks: dict[asyncio.Task[tuple[Any, Attempt]], DeploymentState] = {}
+        self.timer: asyncio.Future[None] | None = None
+        self.hedges = 0
+        self.error: InterlockError | None = None
+
+    def start(self, state: DeploymentState) -> None:
+        task = asyncio.ensure_future(self.attempts.run(self.call, state, self.send))
+        self.tasks[task] = state
+        if self.hedges < self.hedger.policy.max_hedges:
+            self.timer = asyncio.ensure_future(self.attempts.clock.sleep(self.delay))
+
+    async def finish(self) -> tuple[Any, Attempt]:
+        """The first success; raises the last retryable error when every attempt failed,
+        any other error at once."""
+        while self.tasks:
+            waiting: set[asyncio.Future[Any]] = set(self.tasks)
+            if self.timer is not None:
+                waiting.add(self.timer)
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            for task in list(tasks):
-                if task not in done:
-                    continue
-                tried.add(tasks.pop(task))
+            for task in [t for t in self.tasks if t in done]:
+                self.call.tried.add(self.tasks.pop(task))
                 exc = task.exception()
                 if exc is None:
                     return task.result()
-                if isinstance(exc, InterlockError) and TREATMENTS[classify(exc)].retry_elsewhere:
-                    error = exc
-                    continue
-                raise exc
-            if timer is not None and timer in done:
-                timer = None
-                now = clock.now()
-                if tasks and now < call.deadline:
-                    busy = tried | set(tasks.values())
-                    state = pool.select(request, now, busy)
-                    if state is not None and call.budget.try_acquire(now):
-                        call.sent += 1
-                        hedges += 1
-                        pipeline.hedges_sent += 1
-                        pipeline.observer.hedge(state, call.sent, now - started_at, now)
-                        tasks[asyncio.ensure_future(pipeline.attempt(call, state, send))] = state
-                        if hedges < hedger.policy.max_hedges:
-                            timer = asyncio.ensure_future(clock.sleep(delay))
-    finally:
-        if timer is not None:
-            timer.cancel()
+                if not (
+                    isinstance(exc, InterlockError) and TREATMENTS[classify(exc)].retry_elsewhere
+                ):
+                    raise exc
+                self.error = exc
+            if self.timer is not None and self.timer in done:
+                self.timer = None
+                self._hedge()
+        assert self.error is not None
+        raise self.error
+
+    def _hedge(self) -> None:
+        """The delay passed with attempts still running: send one more elsewhere, if the
+        deadline, an eligible deployment and the retry budget allow."""
+        call = self.call
+        now = self.attempts.clock.now()
+        if not self.tasks or now >= call.deadline:
+            return
+        state = self.pool.select(call.request, now, call.tried | set(self.tasks.values()))
+        if state is None or not call.retry_budget.try_acquire(now):
+            return
+        call.sent += 1
+        self.hedges += 1
+        self.attempts.hedges_sent += 1
+        self.attempts.observer.hedge(state, call.sent, now - self.started_at, now)
+        self.start(state)
+
+    async def cancel_losers(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        tasks = self.tasks
         for task in tasks:
             task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
-            _settle_losers(pipeline, tasks)
-    assert error is not None
-    raise error
-
-
-def _settle_losers(
-    pipeline: Pipeline, tasks: Mapping[asyncio.Task[tuple[R, Reservation, float]], object]
-) -> None:
-    # A loser that finished successfully before it could be cancelled still holds
-    # its reservation: settle it (the answer is dropped).
-    for task in tasks:
-        if task.cancelled() or task.exception() is not None:
-            continue
-        _, reservation, started = task.result()
-        now = pipeline.clock.now()
-        Ledger.settle(reservation, None, now)
-        pipeline.succeeded(reservation.state, started, now)
+        if not tasks:
+            return
+        await asyncio.wait(tasks)
+        # A loser that finished successfully before it could be cancelled still holds
+        # its reservation: settle it (the answer is dropped).
+        for task in tasks:
+            if not task.cancelled() and task.exception() is None:
+                _, attempt = task.result()
+                attempt.succeeded(None)

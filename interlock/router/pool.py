@@ -6,8 +6,8 @@ import random
 from collections.abc import Container, Sequence
 from typing import cast
 
-from interlock.limits.ledger import Ledger
-from interlock.records.state import DeploymentState, is_available
+from interlock.limits.diagnose import Diagnosis, diagnose
+from interlock.records.state import DeploymentState
 from interlock.strategies.base import Feedback, Strategy
 from interlock.strategies.candidates import Candidates, NoEligible, Tier
 from interlock.strategies.registry import resolve_strategy
@@ -148,30 +148,18 @@ class DeploymentPool:
         feeds = tuple(self._feeds.values())
         self.feedback = feeds[0] if len(feeds) == 1 else _fan_out(feeds)
 
-    def unavailable_reasons(self, request: Request, now: float) -> tuple[list[str], float | None]:
-        """Why no deployment is eligible, one line each, and the seconds until the first
-        one may be (None when that is not known)."""
-        tokens = request.est_input_tokens + request.est_output_tokens
-        tags = self._effective_tags(request.tags)
-        reasons: list[str] = []
-        waits: list[float] = []
-        for s in self.states:
-            if tags and not tags <= s.tags:
-                reasons.append(f"{s.id}: lacks tags {sorted(tags - s.tags)}")
-            elif s.cooldown_until > now and not is_available(s, now):
-                wait = s.cooldown_until - now
-                reasons.append(f"{s.id}: cooling down for {wait:.2f} s more")
-                waits.append(wait)
-            elif not Ledger.has_headroom(s, tokens, now):
-                why, wait_or_none = Ledger.blocked_reason(s, tokens, now)
-                reasons.append(f"{s.id}: {why}")
-                if wait_or_none is not None:
-                    waits.append(wait_or_none)
-            elif not is_available(s, now):
-                reasons.append(f"{s.id}: half-open, trial request in flight")
-            else:
-                reasons.append(f"{s.id}: already tried")
-        return reasons, (min(waits) if waits else None)
+    def diagnose(
+        self, request: Request, now: float, exclude: Container[DeploymentState] = ()
+    ) -> Diagnosis:
+        """Why no deployment can take `request` now (slow path, O(n); see
+        `interlock.limits.diagnose`)."""
+        return diagnose(
+            self.states,
+            request.est_input_tokens + request.est_output_tokens,
+            now,
+            self._effective_tags(request.tags),
+            exclude,
+        )
 
     def __repr__(self) -> str:
         return f"<DeploymentPool {self.group} deployments={len(self.states)} {self.strategy!r}>"

@@ -11,18 +11,29 @@ from typing import Any, Literal, TypeVar, Unpack, overload
 from interlock.cache.response import CacheMode
 from interlock.cache.stream import CachedStream
 from interlock.clock import Clock
-from interlock.config import Deployment, RouterConfig, load_config_source
+from interlock.config import (
+    Budget,
+    Deployment,
+    HealthPolicy,
+    HedgePolicy,
+    QueuePolicy,
+    RetryPolicy,
+    RouterConfig,
+    SharedState,
+    load_config_source,
+)
 from interlock.errors import UnknownModelError
-from interlock.limits.ledger import Ledger, Reservation
 from interlock.limits.shared import SharedLedger
 from interlock.limits.spend import SpendReport, spend_report
 from interlock.limits.tokens import TokenCounter
 from interlock.observability.hooks import Hook
 from interlock.observability.metrics import PrometheusMetrics
 from interlock.observability.stats import RouterStatistics, deployment_statistics
-from interlock.providers.base import ChunkSource, Transport
+from interlock.policies import CacheConfig
 from interlock.providers.params import UnsupportedParams
 from interlock.records.state import DeploymentState
+from interlock.records.transport import ChunkSource, Transport
+from interlock.router.attempt import Attempt
 from interlock.router.calls import (
     NO_TAGS,
     provider_params,
@@ -35,7 +46,7 @@ from interlock.router.calls import (
     unsupported_mode,
 )
 from interlock.router.stream import ChatStream
-from interlock.router.wiring import RouterParts
+from interlock.router.wiring import RouterParts, build_parts, router_config
 from interlock.strategies.base import StrategyLike
 from interlock.types import (
     CHAT_PARAM_NAMES,
@@ -53,17 +64,96 @@ T = TypeVar("T")
 R = TypeVar("R", ChatCompletion, EmbeddingResponse)
 
 
-class Router(RouterParts):
+class Router:
     """Routes requests for a model group to one of its deployments.
 
     Construct it from `Deployment`s (or mappings) or with `Router.from_config`; use it
     as ``async with router:`` so its HTTP session is closed, or call `aclose()`.
     """
 
+    __slots__ = (
+        "_cache",
+        "_cache_active",
+        "_closed",
+        "_deadlines",
+        "_expected_output",
+        "_names",
+        "_pipeline",
+        "_timeout",
+        "_tokens",
+        "_unsupported",
+        "config",
+        "parts",
+    )
+
+    def __init__(
+        self,
+        deployments: Sequence[Deployment | Mapping[str, Any]],
+        *,
+        strategy: StrategyLike = "p2c-ewma",
+        strategies: Mapping[str, StrategyLike] | None = None,
+        fallbacks: Mapping[str, Sequence[str]] | None = None,
+        aliases: Mapping[str, str] | None = None,
+        retry: RetryPolicy | Mapping[str, Any] | None = None,
+        health: HealthPolicy | Mapping[str, Any] | None = None,
+        timeout: float = 120.0,
+        expected_output_tokens: int = 256,
+        clock: Clock | None = None,
+        transports: Mapping[str, Transport] | None = None,
+        seed: int | None = None,
+        connection_limit: int = 1000,
+        unsupported_params: UnsupportedParams = "drop",
+        cache: CacheConfig | Mapping[str, Any] | None = None,
+        hooks: Sequence[Hook] | None = None,
+        metrics: PrometheusMetrics | None = None,
+        context_window_fallbacks: Mapping[str, Sequence[str]] | None = None,
+        content_policy_fallbacks: Mapping[str, Sequence[str]] | None = None,
+        max_fallback_depth: int = 3,
+        hedging: Mapping[str, HedgePolicy | Mapping[str, Any]] | None = None,
+        budgets: Sequence[Budget | Mapping[str, Any]] = (),
+        queue: QueuePolicy | Mapping[str, Any] | None = None,
+        shared: SharedState | Mapping[str, Any] | None = None,
+        tokenizer: TokenCounter | None = None,
+    ) -> None:
+        cfg = router_config(
+            deployments,
+            strategy=strategy,
+            strategies=strategies,
+            fallbacks=fallbacks,
+            context_window_fallbacks=context_window_fallbacks,
+            content_policy_fallbacks=content_policy_fallbacks,
+            aliases=dict(aliases or {}),
+            retry=retry,
+            health=health,
+            timeout=timeout,
+            expected_output_tokens=expected_output_tokens,
+            unsupported_params=unsupported_params,
+            cache=cache,
+            max_fallback_depth=max_fallback_depth,
+            hedging=dict(hedging or {}),
+            budgets=tuple(budgets),
+            queue=queue,
+            shared=shared,
+        )
+        self._assemble(
+            build_parts(
+                cfg,
+                strategy=strategy,
+                strategies=strategies,
+                clock=clock,
+                transports=transports,
+                seed=seed,
+                connection_limit=connection_limit,
+                hooks=hooks,
+                metrics=metrics,
+                tokenizer=tokenizer,
+            )
+        )
+
     @classmethod
     def from_config(
         cls,
-        source: Mapping[str, Any] | str | os.PathLike[str],
+        source: RouterConfig | Mapping[str, Any] | str | os.PathLike[str],
         *,
         clock: Clock | None = None,
         transports: Mapping[str, Transport] | None = None,
@@ -73,44 +163,51 @@ class Router(RouterParts):
         tokenizer: TokenCounter | None = None,
         connection_limit: int = 1000,
     ) -> Router:
-        """A Router from a mapping or a JSON file holding every key of `RouterConfig`
+        """A Router from a `RouterConfig`, a mapping or a JSON file holding its keys
         (docs/configuration.md); the keywords are the objects a file cannot hold."""
-        data = load_config_source(source)
-        cfg = RouterConfig(**data)
-        return cls(
-            cfg.deployments,
-            strategy=cfg.strategy,
-            strategies=cfg.strategies,
-            fallbacks=cfg.fallbacks,
-            aliases=cfg.aliases,
-            retry=cfg.retry,
-            health=cfg.health,
-            timeout=cfg.timeout,
-            expected_output_tokens=cfg.expected_output_tokens,
-            unsupported_params=cfg.unsupported_params,
-            context_window_fallbacks=cfg.context_window_fallbacks,
-            content_policy_fallbacks=cfg.content_policy_fallbacks,
-            max_fallback_depth=cfg.max_fallback_depth,
-            hedging=cfg.hedging,
-            budgets=cfg.budgets,
-            queue=cfg.queue,
-            shared=cfg.shared,
-            clock=clock,
-            cache=cfg.cache,
-            transports=transports,
-            seed=seed,
-            hooks=hooks,
-            metrics=metrics,
-            tokenizer=tokenizer,
-            connection_limit=connection_limit,
+        cfg = (
+            source
+            if isinstance(source, RouterConfig)
+            else RouterConfig(**load_config_source(source))
         )
+        router = cls.__new__(cls)
+        router._assemble(
+            build_parts(
+                cfg,
+                clock=clock,
+                transports=transports,
+                seed=seed,
+                connection_limit=connection_limit,
+                hooks=hooks,
+                metrics=metrics,
+                tokenizer=tokenizer,
+            )
+        )
+        return router
+
+    def _assemble(self, parts: RouterParts) -> None:
+        cfg = parts.config
+        self.config = cfg
+        self.parts = parts
+        """What the router is made of (see `RouterParts`): for tests and tools."""
+        # What the request path reads, one attribute lookup each.
+        self._pipeline = parts.pipeline
+        self._names = parts.names
+        self._cache = parts.cache
+        self._cache_active = cfg.cache.active
+        self._tokens = parts.tokens
+        self._deadlines = parts.deadlines
+        self._timeout = cfg.timeout
+        self._expected_output = cfg.expected_output_tokens
+        self._unsupported: UnsupportedParams = cfg.unsupported_params
+        self._closed = False
 
     # --- lifecycle ------------------------------------------------------------------
 
     async def __aenter__(self) -> Router:
         self._closed = False
-        self._http.reopen()
-        self._prober.start()
+        self.parts.http.reopen()
+        self.parts.prober.start()
         return self
 
     async def __aexit__(
@@ -125,16 +222,17 @@ class Router(RouterParts):
         """Close the HTTP session and every transport, after delivering queued hook
         events (for up to a second). Idempotent."""
         self._closed = True
-        await self._prober.stop()
-        await self._observer.aclose()
-        for q in self._pipeline.queues.values():
+        parts = self.parts
+        await parts.prober.stop()
+        await parts.attempts.observer.aclose()
+        for q in parts.queues.values():
             q.close()
-        if self._shared is not None:
-            await self._shared.aclose()
-        for t in {id(t): t for t in self._transports.values()}.values():
+        if parts.shared is not None:
+            await parts.shared.aclose()
+        for t in {id(t): t for t in parts.transports.values()}.values():
             await t.aclose()
-        await self._http.aclose()
-        await self._cache.aclose()
+        await parts.http.aclose()
+        await parts.cache.aclose()
 
     # --- requests -------------------------------------------------------------------
 
@@ -216,7 +314,7 @@ class Router(RouterParts):
         group = self._names.get(model)
         if group is None:
             group = self._group_for(model)
-        budget = self._timeout if timeout is None else self._deadline(timeout)
+        call_timeout = self._timeout if timeout is None else self._deadline(timeout)
         plan = (
             None
             if cache is None and cache_ttl is None and not self._cache_active
@@ -251,10 +349,10 @@ class Router(RouterParts):
                 return await self._cache.stream(
                     plan,
                     request,
-                    budget,
+                    call_timeout,
                     lambda: self._pipeline.run(
                         request,
-                        budget,
+                        call_timeout,
                         send_stream,
                         partial(self._open_stream, request.est_input_tokens),
                     ),
@@ -262,15 +360,20 @@ class Router(RouterParts):
             return await self._cache.fetch(
                 plan,
                 request,
-                budget,
+                call_timeout,
                 ChatCompletion,
-                lambda: self._pipeline.run(request, budget, send_chat, self._complete_response),
+                lambda: self._pipeline.run(
+                    request, call_timeout, send_chat, self._complete_response
+                ),
             )
         if stream:
             return await self._pipeline.run(
-                request, budget, send_stream, partial(self._open_stream, request.est_input_tokens)
+                request,
+                call_timeout,
+                send_stream,
+                partial(self._open_stream, request.est_input_tokens),
             )
-        return await self._pipeline.run(request, budget, send_chat, self._complete_response)
+        return await self._pipeline.run(request, call_timeout, send_chat, self._complete_response)
 
     async def aembedding(
         self,
@@ -288,7 +391,7 @@ class Router(RouterParts):
         """Embeddings of `input` from a deployment of `model` (`cache`, `cache_ttl`: as
         for `acompletion`)."""
         group = self._group_for(model)
-        budget = self._deadline(timeout)
+        call_timeout = self._deadline(timeout)
         plan = self._cache.plan(group, cache, cache_ttl)
         body = provider_params(params, EMBEDDING_PARAM_NAMES, "aembedding")
         request = Request(
@@ -306,11 +409,13 @@ class Router(RouterParts):
             return await self._cache.fetch(
                 plan,
                 request,
-                budget,
+                call_timeout,
                 EmbeddingResponse,
-                lambda: self._pipeline.run(request, budget, send_embed, self._complete_response),
+                lambda: self._pipeline.run(
+                    request, call_timeout, send_embed, self._complete_response
+                ),
             )
-        return await self._pipeline.run(request, budget, send_embed, self._complete_response)
+        return await self._pipeline.run(request, call_timeout, send_embed, self._complete_response)
 
     async def call(
         self,
@@ -332,7 +437,7 @@ class Router(RouterParts):
         not held against the deployment. `tokens` is reserved against TPM limits.
         """
         g = self._group_for(group)
-        budget = self._deadline(timeout)
+        call_timeout = self._deadline(timeout)
         request = Request(
             "call",
             g,
@@ -347,74 +452,74 @@ class Router(RouterParts):
         def send(state: DeploymentState, req: Request, t: float) -> Awaitable[T]:
             return run_user_fn(fn, state, t, deadlines)
 
-        return await self._pipeline.run(request, budget, send, self._complete_call)
+        return await self._pipeline.run(request, call_timeout, send, self._complete_call)
 
     def _unsupported_for(self, mode: UnsupportedParams | None) -> UnsupportedParams:
         return self._unsupported if mode is None else unsupported_mode(mode, "unsupported_params")
 
     # --- completion callbacks (synchronous, after a successful send) -----------------
 
-    def _complete_response(self, result: R, r: Reservation, started: float) -> R:
+    @staticmethod
+    def _complete_response(result: R, attempt: Attempt) -> R:
         """Settle with the provider's usage (chat and embeddings) and record success."""
-        now = self._clock.now()
         u = result.usage
-        cost = Ledger.settle(r, u.total_tokens if u is not None else None, now, u)
-        self._pipeline.succeeded(r.state, started, now, None, u, r.attempt, cost)
+        attempt.succeeded(u.total_tokens if u is not None else None, u)
         return result
 
-    def _complete_call(self, result: T, r: Reservation, started: float) -> T:
-        now = self._clock.now()
-        Ledger.settle(r, None, now)
-        self._pipeline.succeeded(r.state, started, now, None, None, r.attempt)
+    @staticmethod
+    def _complete_call(result: T, attempt: Attempt) -> T:
+        attempt.succeeded(None)
         return result
 
-    def _open_stream(
-        self, prompt_tokens: int, source: ChunkSource, r: Reservation, started: float
-    ) -> ChatStream:
-        return ChatStream(source, r, self._pipeline, started, prompt_tokens)
+    @staticmethod
+    def _open_stream(prompt_tokens: int, source: ChunkSource, attempt: Attempt) -> ChatStream:
+        return ChatStream(source, attempt, prompt_tokens)
 
     # --- introspection --------------------------------------------------------------
 
     @property
     def deployments(self) -> tuple[Deployment, ...]:
         """Every deployment, ids filled in, in configuration order."""
-        return tuple(s.deployment for s in self._states)
+        return tuple(s.deployment for s in self.parts.states)
 
     @property
     def groups(self) -> tuple[str, ...]:
-        return tuple(self._pools)
+        return tuple(self.parts.pools)
 
     def fallback_chain(self, model: str) -> tuple[str, ...]:
         """The groups a request for `model` tries, in order."""
-        return self._chains[self._group_for(model)]
+        return self.parts.fallbacks.chains[self._group_for(model)]
 
     def statistics(self) -> RouterStatistics:
         """A frozen snapshot of every deployment."""
-        now = self._clock.now()
+        now = self.parts.clock.now()
         return RouterStatistics(
             at=now,
-            deployments=tuple(deployment_statistics(s, now) for s in self._states),
+            deployments=tuple(deployment_statistics(s, now) for s in self.parts.states),
             cache=self._cache.statistics(),
         )
 
     def spend(self) -> SpendReport:
         """Spend in USD per deployment, group and tag, and every budget's state."""
-        return spend_report(self._states, self._budgets, self._clock.now())
+        parts = self.parts
+        return spend_report(parts.states, parts.budget_counters, parts.clock.now())
 
     @property
     def shared(self) -> SharedLedger | None:
         """The ledger shared with other router processes, when configured."""
-        return self._shared
+        return self.parts.shared
 
     def __repr__(self) -> str:
-        now = self._clock.now()
-        cooling = sum(1 for s in self._states if s.cooldown_until > now)
-        in_flight = sum(s.in_flight for s in self._states)
-        requests = sum(s.requests for s in self._states)
-        failures = sum(s.failures for s in self._states)
+        parts = self.parts
+        states = parts.states
+        now = parts.clock.now()
+        cooling = sum(1 for s in states if s.cooldown_until > now)
+        in_flight = sum(s.in_flight for s in states)
+        requests = sum(s.requests for s in states)
+        failures = sum(s.failures for s in states)
         return (
-            f"<Router groups={len(self._pools)} deployments={len(self._states)} "
+            f"<Router groups={len(parts.pools)} deployments={len(states)} "
             f"in_flight={in_flight} cooling={cooling} requests={requests} "
-            f"failures={failures} strategy={self._strategy!r}"
+            f"failures={failures} strategy={parts.strategy!r}"
             f"{' closed' if self._closed else ''}>"
         )

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from interlock.errors import InterlockError
-from interlock.limits.ledger import Ledger, Reservation
-from interlock.providers.base import ChunkSource
+from interlock.limits.ledger import Ledger
+from interlock.records.transport import ChunkSource
+from interlock.router.attempt import Attempt
 from interlock.types import ChatCompletionChunk, Usage
-
-if TYPE_CHECKING:
-    from interlock.router.pipeline import Pipeline
 
 __all__ = ["ChatStream"]
 
@@ -27,13 +24,12 @@ class ChatStream:
     """
 
     __slots__ = (
+        "_attempt",
         "_chars",
         "_first",
-        "_pipeline",
         "_prompt_tokens",
         "_reservation",
         "_source",
-        "_started",
         "chunks",
         "deployment_id",
         "group",
@@ -47,21 +43,18 @@ class ChatStream:
     def __init__(
         self,
         source: ChunkSource,
-        reservation: Reservation,
-        pipeline: Pipeline,
-        started: float,
+        attempt: Attempt,
         prompt_tokens: int,
     ) -> None:
         self._source = source
         self._prompt_tokens = prompt_tokens
-        self._reservation = reservation
-        self._pipeline = pipeline
-        self._started = started
+        self._attempt = attempt
+        self._reservation = reservation = attempt.reservation
         self._first: ChatCompletionChunk | None = source.first
         self._chars = 0
         self.deployment_id = reservation.state.id
         self.group = reservation.state.group
-        self.ttft = pipeline.clock.now() - started
+        self.ttft = attempt.attempts.clock.now() - attempt.started
         """Seconds from sending the request to its first chunk."""
         self.usage: Usage | None = None
         """The provider's usage, once the final chunk has carried it."""
@@ -116,31 +109,34 @@ class ChatStream:
     def _finish_ok(self) -> None:
         r = self._reservation
         if r.open:
-            now = self._pipeline.clock.now()
+            attempts = self._attempt.attempts
+            now = attempts.clock.now()
             usage = self._usage()
             cost = Ledger.settle(r, self._tokens(), now, usage)
             if self.usage is None:
-                self._pipeline.observer.unreported(r.state, usage)
-            self._pipeline.succeeded(
-                r.state, self._started, now, self.ttft, self.usage, r.attempt, cost
+                attempts.observer.unreported(r.state, usage)
+            attempts.success(
+                r.state, self._attempt.started, now, self.ttft, self.usage, r.attempt, cost
             )
 
     def _finish_failed(self, exc: InterlockError) -> None:
         r = self._reservation
         if r.open:
-            now = self._pipeline.clock.now()
+            attempts = self._attempt.attempts
+            now = attempts.clock.now()
             usage = self._usage()
             Ledger.settle(r, self._tokens(), now, usage)
-            self._pipeline.observer.unreported(r.state, usage)
-            self._pipeline.failed(r.state, exc, self._started, now, r.attempt)
+            attempts.observer.unreported(r.state, usage)
+            attempts.failure(r.state, exc, self._attempt.started, now, r.attempt)
 
     def _abandon(self) -> None:
         self._source.close()
         r = self._reservation
         if r.open:
+            attempts = self._attempt.attempts
             usage = self._usage()
-            Ledger.settle(r, self._tokens(), self._pipeline.clock.now(), usage)
-            self._pipeline.observer.unreported(r.state, usage)
+            Ledger.settle(r, self._tokens(), attempts.clock.now(), usage)
+            attempts.observer.unreported(r.state, usage)
 
     async def aclose(self) -> None:
         """Stop reading; releases the connection and settles the reservation."""

@@ -66,7 +66,7 @@ async def test_500_concurrent_requests_never_exceed_rpm_in_any_window(
     router = Router(deps, clock=clock, queue={"max_wait": 600}, timeout=3600, seed=1)
     n = 500
     tasks = [asyncio.create_task(router.acompletion("g", MSG)) for _ in range(n)]
-    queue = router._pipeline.queues["g"]
+    queue = router.parts.queues["g"]
 
     def quiet() -> bool:
         done = sum(t.done() for t in tasks)
@@ -133,7 +133,7 @@ async def test_a_queued_request_is_served_when_capacity_frees(
     )
     await router.acompletion("g", MSG)
     second = asyncio.create_task(router.acompletion("g", MSG))
-    queue = router._pipeline.queues["g"]
+    queue = router.parts.queues["g"]
     await until(lambda: queue.waiting == 1 and clock.sleepers >= 2)
     clock.advance(30)
     await until(lambda: clock.sleepers >= 2)
@@ -158,7 +158,7 @@ async def test_a_queued_request_times_out_cleanly(
     )
     await router.acompletion("g", MSG)
     waiting = asyncio.create_task(router.acompletion("g", MSG))
-    queue = router._pipeline.queues["g"]
+    queue = router.parts.queues["g"]
     await until(lambda: queue.waiting == 1 and clock.sleepers >= 2)
     clock.advance(5)
     with pytest.raises(RateLimitError) as info:

@@ -39,7 +39,7 @@ class Pool:
         return self.ups[0]
 
     def state(self, i: int) -> Any:
-        return self.router._states[i]
+        return self.router.parts.states[i]
 
 
 @pytest.fixture
@@ -251,12 +251,12 @@ async def test_panic_mode_routes_across_the_whole_pool(
         ups[0].always(Fault.status(500))
         ups[1].always(Fault.status(500))
         for _ in range(50):
-            if router._health.pools["g"].unhealthy == 2:
+            if router.parts.health.pools["g"].unhealthy == 2:
                 break
             await chat(router)
         stats = router.statistics()
         assert [stats.by_id(f"d{i}").state for i in range(3)] == ["cooling", "cooling", "healthy"]
-        assert router._health.pools["g"].panic is (panic_threshold > 0)  # 1 of 3 healthy
+        assert router.parts.health.pools["g"].panic is (panic_threshold > 0)  # 1 of 3 healthy
         # The ejected two are fine again (still cooling); the last one breaks. Without
         # panic mode every request fails; with it, the pool is used as a whole.
         ups[0].clear()
@@ -296,7 +296,7 @@ async def test_hedging_beats_a_slow_deployment_and_settles_the_loser() -> None:
         served = await asyncio.gather(*(chat(router) for _ in range(30)))
         assert "d0" not in served
         assert ups[0].request_count >= 1
-        assert router._pipeline.hedges_sent >= ups[0].request_count
+        assert router.parts.pipeline.hedges_sent >= ups[0].request_count
         assert router.statistics().in_flight == 0
         # The slow deployment saw every hedged request go away (cancelled, no status).
         await asyncio.sleep(0)
@@ -337,7 +337,7 @@ async def test_caller_cancellation_settles_every_reservation() -> None:
         results = await asyncio.gather(*tasks, return_exceptions=True)
         assert all(isinstance(r, asyncio.CancelledError) for r in results)
         assert router.statistics().in_flight == 0
-        assert all(s.circuit.trials == 0 for s in router._states)
+        assert all(s.circuit.trials == 0 for s in router.parts.states)
     finally:
         await router.aclose()
         for up in ups:
@@ -363,17 +363,17 @@ async def test_active_probe_restores_an_ejected_deployment(clock: FakeClock) -> 
             for _ in range(10):
                 await chat(router)
             assert router.statistics().by_id("d0").state == "cooling"
-            prober = router._prober
+            prober = router.parts.prober
             assert prober.probe_once() == 1  # fails: still ejected
             for _ in range(200):
-                if not router._states[0].circuit.probing:
+                if not router.parts.states[0].circuit.probing:
                     break
                 await asyncio.sleep(0.01)
             assert router.statistics().by_id("d0").state == "cooling"
             ups[0].clear()
             assert prober.probe_once() == 1
             for _ in range(200):
-                if not router._states[0].circuit.probing:
+                if not router.parts.states[0].circuit.probing:
                     break
                 await asyncio.sleep(0.01)
             assert router.statistics().by_id("d0").state == "healthy"

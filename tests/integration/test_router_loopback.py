@@ -266,8 +266,8 @@ async def test_async_with_closes_the_http_session() -> None:
         router = router_over(ups)
         async with router:
             await router.acompletion("g", MESSAGES)
-            assert router._http.is_open
-        assert not router._http.is_open
+            assert router.parts.http.is_open
+        assert not router.parts.http.is_open
         assert "closed" in repr(router)
 
 

@@ -8,13 +8,14 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from interlock import Deployment, HealthPolicy, RetryPolicy
+from interlock import Deployment, HealthPolicy
 from interlock.health.tracker import HealthTracker
 from interlock.limits.ledger import Ledger
+from interlock.observability.observer import Observer
 from interlock.providers.http import HttpClient
 from interlock.providers.openai import OpenAITransport
 from interlock.records.state import DeploymentState
-from interlock.router.pipeline import Pipeline
+from interlock.router.attempt import Attempts
 from interlock.router.pool import DeploymentPool
 from interlock.strategies import StrategyLike, resolve_strategy
 from interlock.testing import FakeClock
@@ -27,9 +28,9 @@ _TRANSPORT = OpenAITransport(HttpClient())
 
 def make_pool(
     specs: Sequence[Mapping[str, Any]], strategy: StrategyLike, seed: int = 1
-) -> tuple[DeploymentPool, Pipeline, FakeClock]:
+) -> tuple[DeploymentPool, Attempts, FakeClock]:
     """A pool of group "g" with one deployment per spec (ids d0, d1, ...), the
-    pipeline that feeds its strategy, and the fake clock both read."""
+    attempts recorder that feeds its strategy, and the fake clock both read."""
     states = [
         DeploymentState(
             Deployment(group="g", model="m", id=f"d{i}", **spec),
@@ -41,10 +42,10 @@ def make_pool(
     strat = resolve_strategy(strategy, rng)
     pool = DeploymentPool("g", states, strat, rng)
     clock = FakeClock()
-    pipeline = Pipeline(
-        {"g": pool}, {"g": ("g",)}, RetryPolicy(), HealthTracker(HealthPolicy()), clock, rng
+    attempts = Attempts(
+        clock, HealthTracker(HealthPolicy()), Observer(clock), {"g": pool}, {}, None
     )
-    return pool, pipeline, clock
+    return pool, attempts, clock
 
 
 def request(**kw: object) -> Request:

@@ -92,12 +92,12 @@ def test_classification_table(error: InterlockError, kind: FailureKind) -> None:
 def test_consecutive_failures_eject_and_success_resets() -> None:
     tracker, (s,) = states(1, policy())
     for _ in range(2):
-        assert tracker.record_failure(s, InternalServerError("x"), T0) == 0
-    tracker.record_success(s, 0.1, T0)
+        assert tracker.failure(s, InternalServerError("x"), T0) == 0
+    tracker.success(s, 0.1, T0)
     for _ in range(2):
-        tracker.record_failure(s, InternalServerError("x"), T0)
+        tracker.failure(s, InternalServerError("x"), T0)
     assert is_available(s, T0)
-    assert tracker.record_failure(s, APITimeoutError("x"), T0) == 10.0
+    assert tracker.failure(s, APITimeoutError("x"), T0) == 10.0
     assert not is_available(s, T0 + 9.9)
     assert health_state(s, T0 + 5) == "cooling"
 
@@ -105,7 +105,7 @@ def test_consecutive_failures_eject_and_success_resets() -> None:
 def test_caller_errors_are_not_held_against_a_deployment() -> None:
     tracker, (s,) = states(1, policy(allowed_fails=1))
     for e in (BadRequestError("x"), NotFoundError("x"), ContextWindowExceededError("x")):
-        assert tracker.record_failure(s, e, T0) == 0
+        assert tracker.failure(s, e, T0) == 0
     assert s.failures == 0
     assert is_available(s, T0)
 
@@ -113,9 +113,9 @@ def test_caller_errors_are_not_held_against_a_deployment() -> None:
 def test_per_kind_allowance_is_counted_apart() -> None:
     tracker, (s,) = states(1, policy(allowed_fails=2, allowed_fails_by_kind={"timeout": 4}))
     for _ in range(3):
-        assert tracker.record_failure(s, APITimeoutError("x"), T0) == 0
-    assert tracker.record_failure(s, InternalServerError("x"), T0) == 0
-    assert tracker.record_failure(s, APITimeoutError("x"), T0) > 0
+        assert tracker.failure(s, APITimeoutError("x"), T0) == 0
+    assert tracker.failure(s, InternalServerError("x"), T0) == 0
+    assert tracker.failure(s, APITimeoutError("x"), T0) > 0
 
 
 def test_failure_rate_trigger_needs_minimum_requests() -> None:
@@ -127,19 +127,19 @@ def test_failure_rate_trigger_needs_minimum_requests() -> None:
     )
     tracker, (s,) = states(1, p)
     for i in range(4):  # alternating: consecutive count never builds up
-        tracker.record_success(s, 0.1, T0 + i)
-        assert tracker.record_failure(s, InternalServerError("x"), T0 + i) == 0
-    tracker.record_success(s, 0.1, T0 + 5)
+        tracker.success(s, 0.1, T0 + i)
+        assert tracker.failure(s, InternalServerError("x"), T0 + i) == 0
+    tracker.success(s, 0.1, T0 + 5)
     # 10 outcomes, 5 failures: the rate trips only now.
-    assert tracker.record_failure(s, InternalServerError("x"), T0 + 5) > 0
+    assert tracker.failure(s, InternalServerError("x"), T0 + 5) > 0
 
 
 def test_retry_after_sets_a_429_cooldown_and_nothing_shortens_it() -> None:
     tracker, (s,) = states(1, policy())
-    assert tracker.record_failure(s, RateLimitError("x", retry_after=30), T0) == 30
-    tracker.record_failure(s, RateLimitError("x", retry_after=1), T0 + 1)
+    assert tracker.failure(s, RateLimitError("x", retry_after=30), T0) == 30
+    tracker.failure(s, RateLimitError("x", retry_after=1), T0 + 1)
     assert s.cooldown_until == T0 + 30
-    tracker.record_failure(s, RateLimitError("x", retry_after=5000), T0 + 2)
+    tracker.failure(s, RateLimitError("x", retry_after=5000), T0 + 2)
     assert s.cooldown_until == T0 + 2 + 600  # max_retry_after caps a broken header
 
 
@@ -148,63 +148,63 @@ def test_repeated_ejections_last_longer_up_to_the_cap() -> None:
     now = T0
     lengths = []
     for _ in range(5):
-        lengths.append(tracker.record_failure(s, InternalServerError("x"), now))
+        lengths.append(tracker.failure(s, InternalServerError("x"), now))
         now = s.cooldown_until
         assert health_state(s, now) == "half_open"
     assert lengths == [10, 20, 30, 35, 35]
     # A success closes it; after cooldown_max of health the multiplier starts over.
     assert tracker.begin_attempt(s, now)
     tracker.end_trial(s)
-    tracker.record_success(s, 0.1, now)
+    tracker.success(s, 0.1, now)
     assert health_state(s, now) == "healthy"
-    assert tracker.record_failure(s, InternalServerError("x"), now + 36) == 10
+    assert tracker.failure(s, InternalServerError("x"), now + 36) == 10
 
 
 def test_half_open_limits_trials_and_needs_k_successes() -> None:
     tracker, (s,) = states(1, policy(allowed_fails=1))
-    tracker.record_failure(s, InternalServerError("x"), T0)
+    tracker.failure(s, InternalServerError("x"), T0)
     now = T0 + 10
     assert is_available(s, now)
     assert tracker.begin_attempt(s, now)
     assert not is_available(s, now)  # one trial in flight
     tracker.end_trial(s)
-    tracker.record_success(s, 0.1, now)
+    tracker.success(s, 0.1, now)
     assert health_state(s, now) == "half_open"  # 1 of 2
-    tracker.record_failure(s, InternalServerError("x"), now)  # a failed trial re-opens
+    tracker.failure(s, InternalServerError("x"), now)  # a failed trial re-opens
     assert health_state(s, now) == "cooling"
     assert s.cooldown_until == now + 20
     now += 20
-    tracker.record_success(s, 0.1, now)
-    tracker.record_success(s, 0.1, now)
+    tracker.success(s, 0.1, now)
+    tracker.success(s, 0.1, now)
     assert health_state(s, now) == "healthy"
 
 
 def test_ejection_cap_and_panic_mode() -> None:
     tracker, ss = states(4, policy(allowed_fails=1, max_ejected_share=0.5, panic_threshold=0.6))
     pool = tracker.pools["g"]
-    assert tracker.record_failure(ss[0], InternalServerError("x"), T0) > 0
-    assert tracker.record_failure(ss[1], InternalServerError("x"), T0) > 0
+    assert tracker.failure(ss[0], InternalServerError("x"), T0) > 0
+    assert tracker.failure(ss[1], InternalServerError("x"), T0) > 0
     assert pool.unhealthy == 2
-    assert tracker.record_failure(ss[2], InternalServerError("x"), T0) == 0  # capped
+    assert tracker.failure(ss[2], InternalServerError("x"), T0) == 0  # capped
     assert is_available(ss[2], T0)
     assert pool.cooling_now(T0) == 2
     # Two of four healthy is below 60%: panic routes to the ejected ones too...
     assert pool.panic
     assert is_available(ss[0], T0 + 1)
     # ...but never to one inside its 429 Retry-After.
-    tracker.record_failure(ss[3], RateLimitError("x", retry_after=5), T0)
+    tracker.failure(ss[3], RateLimitError("x", retry_after=5), T0)
     assert not is_available(ss[3], T0 + 1)
     assert is_available(ss[0], T0 + 1)
     # Once the first two are half-open they no longer fill the cap.
     assert pool.cooling_now(T0 + 10) == 0
-    assert tracker.record_failure(ss[2], InternalServerError("x"), T0 + 10) > 0
+    assert tracker.failure(ss[2], InternalServerError("x"), T0 + 10) > 0
     assert pool.cooling_now(T0 + 10) == 1
 
 
 def test_slow_start_ramps_share() -> None:
     tracker, (s,) = states(1, policy(allowed_fails=1, half_open_successes=1, slow_start=100))
-    tracker.record_failure(s, InternalServerError("x"), T0)
-    tracker.record_success(s, 0.1, T0 + 10)
+    tracker.failure(s, InternalServerError("x"), T0)
+    tracker.success(s, 0.1, T0 + 10)
     assert health_state(s, T0 + 10) == "healthy"
     n = 4000
     early = sum(tracker.admit(s, T0 + 10 + 5) for _ in range(n)) / n  # floor 10%
@@ -217,10 +217,10 @@ def test_slow_start_ramps_share() -> None:
 
 def test_probe_success_ends_failure_ejection_but_not_a_retry_after() -> None:
     tracker, (a, b) = states(2, policy(allowed_fails=1, half_open_successes=1))
-    tracker.record_failure(a, InternalServerError("x"), T0)
-    tracker.record_failure(b, RateLimitError("x", retry_after=30), T0)
-    tracker.probe_succeeded(a, T0 + 1)
-    tracker.probe_succeeded(b, T0 + 1)
+    tracker.failure(a, InternalServerError("x"), T0)
+    tracker.failure(b, RateLimitError("x", retry_after=30), T0)
+    tracker.probe_success(a, T0 + 1)
+    tracker.probe_success(b, T0 + 1)
     assert health_state(a, T0 + 1) == "healthy"
     assert health_state(b, T0 + 1) == "cooling"
 

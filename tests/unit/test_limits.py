@@ -16,7 +16,7 @@ from interlock.limits import (
     TokenCounter,
     WaitQueue,
     attach_budgets,
-    exhaustion,
+    diagnose,
 )
 from interlock.limits.tokens import estimate_input_tokens
 from interlock.records.state import DeploymentState
@@ -84,7 +84,8 @@ def test_rpm_headroom_and_reason() -> None:
         assert Ledger.has_headroom(s, 10, 0.0)
         Ledger.reserve(s, 10, 0.0)
     assert not Ledger.has_headroom(s, 10, 0.0)
-    why, wait = Ledger.blocked_reason(s, 10, 0.0)
+    blocked = Ledger.block(s, 10, 0.0)
+    why, wait = blocked.why, blocked.wait
     assert "rpm" in why
     assert wait == pytest.approx(61.0)
 
@@ -100,7 +101,7 @@ def test_context_window_is_checked() -> None:
     s = state(context_window=100)
     assert not Ledger.has_headroom(s, 101, 0.0)
     assert Ledger.block(s, 101, 0.0).kind == "context"
-    ex = exhaustion([s], 101, 0.0)
+    ex = diagnose([s], 101, 0.0)
     assert ex.kind == "context"
 
 

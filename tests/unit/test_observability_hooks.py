@@ -222,7 +222,7 @@ async def test_recovery_after_cooldown(
     assert rec_ev.deployment_id == "g-0"
     assert rec_ev.down_for == pytest.approx(31.0)
     # Once nothing waits for recovery the hot path goes quiet again (hooks still on).
-    assert router._observer.listening is True
+    assert router.parts.attempts.observer.listening is True
 
 
 async def test_fallback_and_refusal_events(transport: InstantTransport, clock: FakeClock) -> None:
@@ -276,7 +276,7 @@ async def test_raising_sync_hook_never_breaks_a_request(
         assert len(warnings) == 1  # rate-limited: one line, three errors counted
         assert warnings[0].exc_info is not None
         assert warnings[0].levelno == logging.WARNING
-        assert router._observer.runner.errors == 3
+        assert router.parts.attempts.observer.runner.errors == 3
     finally:
         await router.aclose()
 
@@ -297,7 +297,7 @@ async def test_async_hooks_run_off_the_hot_path_and_are_flushed_on_close(
     # The instant transport never yields to the loop, so no hook has run yet: they
     # were queued, not called inline.
     assert seen == []
-    assert router._observer.runner.pending == 5
+    assert router.parts.attempts.observer.runner.pending == 5
     await router.aclose()
     assert len(seen) == 5
     assert [e.attempt for e in seen] == [1] * 5
@@ -315,8 +315,9 @@ async def test_full_queue_drops_and_counts_instead_of_blocking(
             delivered.append(event)
 
     router = make_router(transport, clock)
-    router._observer = obs = Observer(clock, router._states, [Stuck()], hook_queue_size=2)
-    router._pipeline.observer = obs
+    router.parts.attempts.observer = obs = Observer(
+        clock, router.parts.states, [Stuck()], hook_queue_size=2
+    )
     for _ in range(10):
         await router.acompletion("g", MSG)  # never waits for the stuck hook
     await asyncio.sleep(0)
@@ -338,7 +339,7 @@ async def test_raising_async_hook_is_logged(
     with caplog.at_level(logging.WARNING, logger="interlock"):
         await router.acompletion("g", MSG)
         await router.aclose()
-    assert router._observer.runner.errors == 1
+    assert router.parts.attempts.observer.runner.errors == 1
     assert any("on_request_start" in r.getMessage() for r in caplog.records)
 
 
@@ -346,7 +347,7 @@ async def test_nothing_configured_means_nothing_listening(
     transport: InstantTransport, clock: FakeClock
 ) -> None:
     router = make_router(transport, clock)
-    obs = router._observer
+    obs = router.parts.attempts.observer
     assert obs.listening is False
     transport.fail("g-0", InternalServerError("boom", status_code=500), always=True)
     for _ in range(4):
@@ -401,7 +402,7 @@ async def test_one_sync_hook_is_called_directly_and_its_errors_are_swallowed(
             raise RuntimeError("success hook bug")
 
     router = make_router(transport, clock, [Broken()])
-    obs = router._observer
+    obs = router.parts.attempts.observer
     # The flattened path: the pipeline calls the single sync callbacks itself.
     assert obs.start_hook is not None
     assert obs.success_hook is not None
@@ -427,7 +428,7 @@ async def test_instrumentation_bug_never_breaks_a_request(
     rec = Recorder()
     router = make_router(transport, clock, [rec])
     # A bug in the observer's records: the comparison with a start time raises.
-    router._observer.cooled = dict.fromkeys(router._states, "not a time")  # type: ignore[arg-type]
+    router.parts.attempts.observer.cooled = dict.fromkeys(router.parts.states, "not a time")  # type: ignore[arg-type]
     try:
         with caplog.at_level(logging.ERROR, logger="interlock"):
             await router.acompletion("g", MSG)
@@ -446,15 +447,14 @@ async def test_pipeline_reports_a_success_through_the_observer(
     rec = Recorder()
     router = make_router(transport, clock, [rec])
     metrics = PrometheusMetrics()
-    router._observer = obs = Observer(clock, router._states, [rec], metrics)
-    router._pipeline.observer = obs
-    state = router._states[0]
+    router.parts.attempts.observer = obs = Observer(clock, router.parts.states, [rec], metrics)
+    state = router.parts.states[0]
     d = state.deployment
     try:
         for usage in (USAGE, None):
             for ttft in (None, 0.25):
                 rec.events.clear()
-                router._pipeline.succeeded(state, 1.0, 1.5, ttft, usage, 2)
+                router.parts.attempts.success(state, 1.0, 1.5, ttft, usage, 2)
                 obs.success(state, 1.0, 1.5, ttft, usage, 2)
                 via_pipeline, direct = rec.of(SuccessEvent)
                 tin = usage.prompt_tokens if usage else None

@@ -102,12 +102,12 @@ async def test_retry_and_refusal_lines(caplog: pytest.LogCaptureFixture) -> None
             transports={"instant": transport},
             clock=clock,
         )
-        router2._states[0].in_flight = 1  # at its cap: nothing can serve the request
+        router2.parts.states[0].in_flight = 1  # at its cap: nothing can serve the request
         with pytest.raises(RateLimitError):
             await router2.acompletion("z", MSG)
         assert events(caplog) == ["refused"]
         assert "concurrency cap" in caplog.records[0].getMessage()
-        router2._states[0].in_flight = 0
+        router2.parts.states[0].in_flight = 0
         await router2.aclose()
     finally:
         await router.aclose()

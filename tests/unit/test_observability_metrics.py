@@ -177,7 +177,7 @@ def test_histogram_bucket_edges_are_inclusive() -> None:
     m = PrometheusMetrics(duration_buckets=(0.1, 1.0))
     clock, transport = FakeClock(), InstantTransport()
     router = make(clock, transport, m)
-    state = router._states[0]
+    state = router.parts.states[0]
     for v in (0.1, 0.5, 1.0, 3.0):
         m.success(state, v, None, None)
     le = {k: value(m.registry, "interlock_request_duration_seconds_bucket", group="a",
@@ -190,8 +190,8 @@ def test_histogram_bucket_edges_are_inclusive() -> None:
 def test_hedges_and_rate_limit_waits_are_counted_when_reported() -> None:
     clock, transport, m = FakeClock(), InstantTransport(), PrometheusMetrics()
     router = make(clock, transport, m)
-    obs = router._observer
-    obs.hedge(router._states[1], 2, 0.25, clock.now())
+    obs = router.parts.attempts.observer
+    obs.hedge(router.parts.states[1], 2, 0.25, clock.now())
     obs.rate_limit_wait("a", "a-0", 1.5, clock.now())
     obs.rate_limit_wait("a", None, 0.5, clock.now())
     assert value(m.registry, "interlock_hedges_total", group="a") == 1
@@ -273,7 +273,7 @@ async def test_successes_and_tokens_are_read_from_the_router_state() -> None:
     # reported (a stream's estimate, streams that failed or were closed early).
     clock, transport, m = FakeClock(), _CuttingTransport(), PrometheusMetrics()
     router = priced(clock, transport, m)
-    state = router._states[0]
+    state = router.parts.states[0]
 
     def metric(name: str, **labels: str) -> float:
         return value(m.registry, name, group="p", deployment="p-0", **labels)
@@ -325,8 +325,7 @@ async def test_counts_start_when_the_metrics_are_bound() -> None:
         for _ in range(2):
             await router.acompletion("p", MSG)
         m = PrometheusMetrics()
-        router._observer = obs = Observer(clock, router._states, metrics=m)
-        router._pipeline.observer = obs
+        router.parts.attempts.observer = Observer(clock, router.parts.states, metrics=m)
         await router.acompletion("p", MSG)
         assert value(m.registry, "interlock_requests_total", group="p", deployment="p-0",
                      outcome="success") == 1  # fmt: skip
@@ -340,7 +339,7 @@ def test_duration_batches_fold_to_the_same_buckets_and_sum() -> None:
     bounds = (0.1, 0.5, 1.0, 2.0)
     m = PrometheusMetrics(duration_buckets=bounds)
     router = make(FakeClock(), InstantTransport(), m)
-    state = router._states[0]
+    state = router.parts.states[0]
     rng = random.Random(7)
     values = [rng.choice([*bounds, rng.uniform(0.0, 3.0)]) for _ in range(3 * FOLD + 5)]
     for v in values:
@@ -365,7 +364,7 @@ def test_observations_appended_during_a_fold_are_kept() -> None:
     # or counted twice.
     m = PrometheusMetrics(duration_buckets=(1.0,))
     router = make(FakeClock(), InstantTransport(), m)
-    state = router._states[0]
+    state = router.parts.states[0]
     n = 20_000
     done = threading.Event()
 

@@ -245,7 +245,7 @@ async def test_hedge_wins_and_the_loser_is_settled() -> None:
     assert len(cancelled) == 1
     assert cancelled[0] != winner
     assert r.statistics().in_flight == 0
-    assert r._pipeline.hedges_sent == 1
+    assert r.parts.pipeline.hedges_sent == 1
 
 
 def test_hedger_percentile() -> None:

@@ -67,7 +67,7 @@ def test_untagged_requests_go_to_default_tagged_deployments() -> None:
     assert pick(pool, clock, request(tags=frozenset({"eu"}))).id == "d1"
     pool.states[0].cooldown_until = math.inf
     assert pool.select(request(), clock.now()) is None
-    reasons, _ = pool.unavailable_reasons(request(), clock.now())
+    reasons = pool.diagnose(request(), clock.now()).reasons
     assert any("d1: lacks tags ['default']" in r for r in reasons)
 
 
@@ -164,7 +164,7 @@ def test_a_custom_strategy_sees_a_nonempty_sequence_and_gets_feedback() -> None:
     pool, pipeline, clock = make_pool([{}, {}, {}], strat)
     pool.states[2].in_flight = 3
     assert pick(pool, clock).id == "d2"
-    pipeline.succeeded(pool.states[2], clock.now() - 0.1, clock.now())
+    pipeline.success(pool.states[2], clock.now() - 0.1, clock.now())
     assert strat.outcomes == [("d2", True)]
 
 
@@ -187,7 +187,7 @@ def test_register_strategy_by_name() -> None:
             "strategy": "test-first",
         }
     )
-    assert type(router._pools["g"].strategy) is First
+    assert type(router.parts.pools["g"].strategy) is First
 
 
 # --- per router, per group, per request -----------------------------------------------
@@ -216,15 +216,15 @@ async def _served_by(router: Router, group: str, n: int, **kw: object) -> Counte
 
 def test_default_strategy_is_p2c_ewma() -> None:
     router = _router()
-    assert all(isinstance(p.strategy, PeakEwmaStrategy) for p in router._pools.values())
+    assert all(isinstance(p.strategy, PeakEwmaStrategy) for p in router.parts.pools.values())
     # one instance per group: estimates are per group
-    assert router._pools["g"].strategy is not router._pools["h"].strategy
+    assert router.parts.pools["g"].strategy is not router.parts.pools["h"].strategy
 
 
 async def test_per_group_strategy() -> None:
     router = _router(strategies={"g": "cost"})
-    assert isinstance(router._pools["g"].strategy, CostStrategy)
-    assert isinstance(router._pools["h"].strategy, PeakEwmaStrategy)
+    assert isinstance(router.parts.pools["g"].strategy, CostStrategy)
+    assert isinstance(router.parts.pools["h"].strategy, PeakEwmaStrategy)
     assert await _served_by(router, "g", 20) == Counter({"cheap": 20})
     with pytest.raises(ConfigError, match=r"strategies\.nope"):
         Router.from_config(
@@ -239,7 +239,7 @@ async def test_per_group_strategy() -> None:
     cfg_router = Router.from_config(
         {"deployments": [{"group": "g", "model": "m"}], "strategies": {"g": "latency"}}
     )
-    assert isinstance(cfg_router._pools["g"].strategy, LatencyStrategy)
+    assert isinstance(cfg_router.parts.pools["g"].strategy, LatencyStrategy)
 
 
 async def test_per_request_strategy_override() -> None:
@@ -253,7 +253,7 @@ async def test_per_request_strategy_override() -> None:
 
     assert await _served_by(router, "g", 5, strategy=dearest) == Counter({"dear": 5})
     # the group's own strategy is untouched
-    assert isinstance(router._pools["g"].strategy, WeightedStrategy)
+    assert isinstance(router.parts.pools["g"].strategy, WeightedStrategy)
     with pytest.raises(ValueError, match="unknown strategy 'fastest'"):
         await _served_by(router, "g", 1, strategy="fastest")
     with pytest.raises(TypeError, match="strategy must be"):
@@ -263,7 +263,7 @@ async def test_per_request_strategy_override() -> None:
 async def test_per_request_named_strategy_learns_from_every_outcome() -> None:
     router = _router(strategy="weighted")
     await _served_by(router, "g", 4, strategy="p2c-ewma")
-    pool = router._pools["g"]
+    pool = router.parts.pools["g"]
     learned = pool._named["p2c-ewma"]
     assert isinstance(learned, PeakEwmaStrategy)
     before = dict(learned._est)

@@ -13,7 +13,7 @@ import pytest
 from strategy_helpers import chi2_sf, make_pool, pick, pick_settled, request, uniform_p
 
 from interlock.limits.ledger import Ledger
-from interlock.router.pipeline import Pipeline
+from interlock.router.attempt import Attempts
 from interlock.router.pool import DeploymentPool
 from interlock.strategies import (
     CostStrategy,
@@ -111,7 +111,7 @@ def test_least_busy_on_a_large_pool_prefers_the_idle_half() -> None:
 
 def _drive_latency(
     pool: DeploymentPool,
-    pipeline: Pipeline,
+    pipeline: Attempts,
     clock: FakeClock,
     per_token: dict[str, float],
     picks: int,
@@ -127,9 +127,9 @@ def _drive_latency(
         lat = per_token[s.id] * 100
         usage = Usage(10, 100, 110)
         if stream:
-            pipeline.succeeded(s, now - lat, now, per_token[s.id], usage)
+            pipeline.success(s, now - lat, now, per_token[s.id], usage)
         else:
-            pipeline.succeeded(s, now - lat, now, None, usage)
+            pipeline.success(s, now - lat, now, None, usage)
         counts[s.id] += 1
         clock.advance(0.1)
     return counts
@@ -282,20 +282,20 @@ def test_p2c_ewma_prefers_fast_and_weighs_load() -> None:
     pool, pipeline, clock = make_pool([{}, {}], strat)
     a, b = pool.states
     pick(pool, clock)  # sets the strategy's clock reading
-    pipeline.succeeded(a, clock.now() - 0.01, clock.now())
-    pipeline.succeeded(b, clock.now() - 0.10, clock.now())
+    pipeline.success(a, clock.now() - 0.01, clock.now())
+    pipeline.success(b, clock.now() - 0.10, clock.now())
     assert {pick(pool, clock).id for _ in range(50)} == {"d0"}
     a.in_flight = 20  # 0.01 x 21 > 0.10 x 1
     assert {pick(pool, clock).id for _ in range(50)} == {"d1"}
     a.in_flight = 0
     # Peak: one slow answer is believed at once...
-    pipeline.succeeded(a, clock.now() - 1.0, clock.now())
+    pipeline.success(a, clock.now() - 1.0, clock.now())
     assert {pick(pool, clock).id for _ in range(20)} == {"d1"}
     # ...recovery over the decay time.
     for _ in range(10):
         clock.advance(10.0)
         pick(pool, clock)
-        pipeline.succeeded(a, clock.now() - 0.01, clock.now())
+        pipeline.success(a, clock.now() - 0.01, clock.now())
     assert {pick(pool, clock).id for _ in range(20)} == {"d0"}
 
 

@@ -1,0 +1,110 @@
+"""Why no deployment of a group can take a request: the one slow-path classifier.
+
+The pipeline asks only when a pool's strategy found nothing eligible. The answer
+decides what happens next (redirect to the context-window fallbacks, wait in the
+capacity queue, back off, or give the group up) and, when the call fails, what its
+error says: one line per deployment and the seconds until the first may be usable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from interlock.limits.ledger import Ledger
+from interlock.records.budget import BudgetCounter
+from interlock.records.state import DeploymentState, is_available
+
+__all__ = ["Diagnosis", "DiagnosisKind", "diagnose"]
+
+DiagnosisKind = Literal["free", "limits", "oversize", "context", "budget", "other"]
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """Why a group could not take a request, summed over its deployments."""
+
+    kind: DiagnosisKind
+    """``free``: some deployment could take it now; ``limits``: some deployment frees
+    up with time or as requests finish (waiting helps); ``oversize``/``context``: no
+    deployment can ever take it; ``budget``: every candidate is over budget;
+    ``other``: cooling down, tags, already tried."""
+    wait: float | None
+    """Seconds until the first deployment may be usable (None when not known)."""
+    budget: BudgetCounter | None
+    """The used-up budget that resets first, when budgets are what blocks."""
+    reasons: tuple[str, ...]
+    """One line per deployment, for error messages and logs."""
+
+
+def diagnose(
+    states: Iterable[DeploymentState],
+    tokens: int,
+    now: float,
+    tags: frozenset[str] = frozenset(),
+    exclude: Container[DeploymentState] = (),
+) -> Diagnosis:
+    """Classify why none of `states` can take a request of `tokens` carrying `tags`
+    (the effective tags: see `DeploymentPool`), `exclude` being those already tried.
+    O(n)."""
+    kinds: set[str] = set()
+    waits: list[float] = []
+    reasons: list[str] = []
+    budget: BudgetCounter | None = None
+    for s in states:
+        if tags and not tags <= s.tags:
+            reasons.append(f"{s.id}: lacks tags {sorted(tags - s.tags)}")
+            continue
+        b = Ledger.block(s, tokens, now)
+        available = is_available(s, now)
+        line, wait = _reason(s, b.kind, b.why, b.wait, available, now)
+        reasons.append(line)
+        if wait is not None:
+            waits.append(wait)
+        if s in exclude:
+            kinds.add("other")
+        elif b.kind == "ok":
+            kinds.add("free" if available else "other")
+        else:
+            kinds.add(b.kind)
+            if b.budget is not None and (
+                budget is None or b.budget.reset_in(now) < budget.reset_in(now)
+            ):
+                budget = b.budget
+    return Diagnosis(_kind(kinds), min(waits) if waits else None, budget, tuple(reasons))
+
+
+def _reason(
+    s: DeploymentState,
+    block: str,
+    why: str,
+    limit_wait: float | None,
+    available: bool,
+    now: float,
+) -> tuple[str, float | None]:
+    """One deployment's line, and the seconds until it may take the request."""
+    if s.cooldown_until > now and not available:
+        wait = s.cooldown_until - now
+        if block != "ok" and limit_wait is not None:
+            wait = max(wait, limit_wait)  # usable once both have passed
+        return f"{s.id}: cooling down for {s.cooldown_until - now:.2f} s more", wait
+    if block != "ok":
+        return f"{s.id}: {why}", limit_wait
+    if not available:
+        return f"{s.id}: half-open, trial request in flight", None
+    return f"{s.id}: already tried", None
+
+
+def _kind(kinds: set[str]) -> DiagnosisKind:
+    if "free" in kinds:
+        return "free"
+    if kinds & {"concurrency", "rate", "shared"}:
+        return "limits"
+    if kinds == {"context"}:
+        return "context"
+    if kinds and kinds <= {"context", "oversize"}:
+        return "oversize"
+    if "budget" in kinds and kinds <= {"budget", "context", "oversize"}:
+        return "budget"
+    return "other"
