@@ -16,13 +16,14 @@ import argparse
 import time
 from dataclasses import dataclass
 
-from benchmarks.common import fake_deployments, median, progress
 from interlock import Router
 from interlock.config import Deployment
 from interlock.router.state import DeploymentState
 from interlock.strategies import builtin_strategies
 from interlock.testing import InstantTransport
 from interlock.types import Request
+
+from .common import fake_deployments, median, progress
 
 __all__ = ["PickResult", "PickRow", "measure_pick", "pick_cost"]
 
@@ -153,7 +154,7 @@ def measure_pick(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.report import render
+    from .report import render
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")
