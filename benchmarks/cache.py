@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -158,7 +159,9 @@ def measure_cache(
 ) -> CacheBenchResult:
     """Run the measurements (Redis ones with a redis-server started for the run, and
     1/10 of the iterations since each is a network round trip)."""
-    if not redis:
+    # The redis client is an extra (interlock[redis]): an installed wheel without it
+    # measures memory only, as on a machine without a redis-server binary.
+    if not redis or importlib.util.find_spec("redis") is None:
         return asyncio.run(_measure(iterations, rounds, None))
     try:
         with RedisServer() as server:

@@ -18,9 +18,10 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from benchmarks.common import MESSAGES, percentile, progress
-from benchmarks.upstream import UpstreamGroup, upstreams_process
 from interlock import Deployment, InterlockError, Router
+
+from .common import MESSAGES, percentile, progress
+from .upstream import UpstreamGroup, upstreams_process
 
 __all__ = ["FaultRow", "FaultsResult", "measure_faults"]
 
@@ -138,7 +139,7 @@ def measure_faults(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.report import render
+    from .report import render
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")

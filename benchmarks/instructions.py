@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 
-from benchmarks.strategies import BASELINE, STRATEGIES, _deployments, _setup
+from .strategies import BASELINE, STRATEGIES, _deployments, _setup
 
 __all__ = ["count_instructions", "main"]
 
@@ -33,7 +33,7 @@ _PICKS = 3_000
 def count_instructions(strategy: str, deployments: int, picks: int = _PICKS) -> int:
     """Instructions per pick for `strategy` at `deployments`, counted by callgrind."""
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
-        raise RuntimeError("benchmarks.instructions needs valgrind (callgrind) on the PATH")
+        raise RuntimeError(f"{__spec__.name} needs valgrind (callgrind) on the PATH")
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.run(
             [
@@ -43,7 +43,8 @@ def count_instructions(strategy: str, deployments: int, picks: int = _PICKS) -> 
                 f"--callgrind-out-file={os.path.join(tmp, 'out')}",
                 sys.executable,
                 "-m",
-                "benchmarks.instructions",
+                # Not a fixed name: `benchmarks` in a checkout, `interlock.bench` installed.
+                __spec__.name,
                 "--child",
                 strategy,
                 str(deployments),

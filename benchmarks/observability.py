@@ -36,8 +36,6 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
-from benchmarks.common import RawClient, drive, timed
-from benchmarks.upstream import upstream_process
 from interlock import Deployment, Hook, PrometheusMetrics, Request, Router
 from interlock.observability.events import (
     CooldownEvent,
@@ -49,6 +47,9 @@ from interlock.observability.events import (
     SuccessEvent,
 )
 from interlock.testing import InstantTransport
+
+from .common import RawClient, drive, timed
+from .upstream import upstream_process
 
 __all__ = ["ObservabilityResult", "main", "measure_observability"]
 

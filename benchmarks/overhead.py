@@ -22,7 +22,9 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
-from benchmarks.common import (
+from interlock import Deployment, Router
+
+from .common import (
     MESSAGES,
     RawClient,
     drive,
@@ -34,8 +36,7 @@ from benchmarks.common import (
     run_on,
     timed,
 )
-from benchmarks.upstream import upstream_process
-from interlock import Deployment, Router
+from .upstream import upstream_process
 
 __all__ = [
     "LatencyRow",
@@ -274,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="with --suite: small workloads")
     args = p.parse_args(argv)
     if args.suite:
-        from benchmarks.report import render
+        from .report import render
 
         if args.quick:
             result = measure_overhead_suite((1, 32, 256), (60, 200, 400), 60, 2, uvloop=False)

@@ -16,7 +16,6 @@ import argparse
 import time
 from dataclasses import dataclass
 
-from benchmarks.common import fake_deployments, median, progress
 from interlock import Router
 from interlock.config import Deployment
 from interlock.records.state import DeploymentState
@@ -24,6 +23,8 @@ from interlock.router.attempt import Attempt
 from interlock.strategies import builtin_strategies
 from interlock.testing import InstantTransport
 from interlock.types import Request
+
+from .common import fake_deployments, median, progress
 
 __all__ = ["PickResult", "PickRow", "measure_pick", "pick_cost"]
 
@@ -158,7 +159,7 @@ def measure_pick(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.report import render
+    from .report import render
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")

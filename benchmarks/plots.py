@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from benchmarks.faults import FaultsResult
-    from benchmarks.overhead import OverheadSuiteResult
-    from benchmarks.pick import PickResult
-    from benchmarks.scale import ScaleResult
-    from benchmarks.streaming import StreamingResult
-    from benchmarks.versus import VersusResult
+    from .faults import FaultsResult
+    from .overhead import OverheadSuiteResult
+    from .pick import PickResult
+    from .scale import ScaleResult
+    from .streaming import StreamingResult
+    from .versus import VersusResult
 
 __all__ = [
     "plot_faults",

@@ -23,7 +23,10 @@ import time
 import tracemalloc
 from dataclasses import dataclass
 
-from benchmarks.common import (
+from interlock import Router
+from interlock.testing import InstantTransport
+
+from .common import (
     MESSAGES,
     allocated_blocks,
     drive,
@@ -32,8 +35,6 @@ from benchmarks.common import (
     progress,
     rss_bytes,
 )
-from interlock import Router
-from interlock.testing import InstantTransport
 
 __all__ = ["InFlightRow", "MemorySample", "PoolRow", "ScaleResult", "measure_scale"]
 
@@ -239,7 +240,7 @@ def measure_scale(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.report import render
+    from .report import render
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")

@@ -18,9 +18,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from benchmarks.common import MESSAGES, RawClient, median, progress
-from benchmarks.upstream import upstream_process
 from interlock import Deployment, Router
+
+from .common import MESSAGES, RawClient, median, progress
+from .upstream import upstream_process
 
 __all__ = ["StreamingResult", "measure_streaming"]
 
@@ -137,7 +138,7 @@ def measure_streaming(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.report import render
+    from .report import render
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")

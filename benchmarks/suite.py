@@ -3,7 +3,7 @@
     interlock bench [--quick] [--only NAMES] [--skip NAMES] [--json PATH] [--plot DIR]
     interlock bench --list
 
-Each scenario is a function in a module of `benchmarks` that returns a dataclass of
+Each scenario is a function in a module of this package that returns a dataclass of
 figures; the suite runs the selected ones in order, shows progress on stderr, prints
 each result as a table, and writes every figure to JSON and charts to PNG on request.
 A scenario that fails is reported (in the table and the JSON) and makes the command
@@ -11,7 +11,7 @@ exit 1; the others still run.
 
 To add a scenario, append one line to `SCENARIOS`:
 
-    Scenario("soak", "Soak: memory and latency over time", "benchmarks.soak:measure_soak",
+    Scenario("soak", "Soak: memory and latency over time", ".soak:measure_soak",
              quick={"seconds": 5}),
 """
 
@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import progress_to
-from benchmarks.report import render, to_jsonable
+from .common import progress_to
+from .report import render, to_jsonable
 
 __all__ = ["SCENARIOS", "Outcome", "Scenario", "main", "run_suite"]
 
@@ -42,7 +42,9 @@ class Scenario:
     """One entry of the suite.
 
     `target` and `plot` are ``"module:function"`` strings, imported only when the
-    scenario runs (so an optional dependency costs nothing when skipped). The target
+    scenario runs (so an optional dependency costs nothing when skipped); a module
+    name with a leading dot is relative to this package, which is `benchmarks` in a
+    checkout and `interlock.bench` in an installed wheel. The target
     is called with `full` or, under ``--quick``, `quick` as keyword arguments and
     returns a dataclass. `plot(result, directory)` returns the PNG paths it wrote.
     `requires` names modules that must be importable, else the scenario is skipped.
@@ -61,67 +63,67 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "overhead",
         "Overhead: raw aiohttp vs the Router, same upstream",
-        "benchmarks.overhead:measure_overhead_suite",
+        ".overhead:measure_overhead_suite",
         quick={"requests": (60, 200, 400), "latency_requests": 60, "rounds": 2, "uvloop": False},
-        plot="benchmarks.plots:plot_overhead",
+        plot=".plots:plot_overhead",
     ),
     Scenario(
         "pick",
         "Strategies: µs per pick (eligibility + strategy + reserve + settle, no I/O)",
-        "benchmarks.pick:measure_pick",
+        ".pick:measure_pick",
         quick={"sizes": (4, 100, 1_000), "seconds": 0.02, "rounds": 2},
-        plot="benchmarks.plots:plot_pick",
+        plot=".plots:plot_pick",
     ),
     Scenario(
         "strategies",
         "Strategies: µs and eligibility checks per pick, part of the pool cooling",
-        "benchmarks.strategies:measure_strategies",
+        ".strategies:measure_strategies",
         quick={"sizes": (4, 100, 1_000), "picks": 500, "rounds": 2},
     ),
     Scenario(
         "scale",
         "Scale: deployments, requests in flight, memory over many requests",
-        "benchmarks.scale:measure_scale",
+        ".scale:measure_scale",
         quick={
             "sizes": (1, 100, 1_000),
             "in_flight": (1, 1_000, 5_000),
             "seconds": 0.2,
             "long_run": 20_000,
         },
-        plot="benchmarks.plots:plot_scale",
+        plot=".plots:plot_scale",
     ),
     Scenario(
         "streaming",
         "Streaming: added time to first token and per-chunk overhead",
-        "benchmarks.streaming:measure_streaming",
+        ".streaming:measure_streaming",
         quick={"streams": 40, "rounds": 2},
-        plot="benchmarks.plots:plot_streaming",
+        plot=".plots:plot_streaming",
     ),
     Scenario(
         "faults",
         "Faults: success, attempts and p99 with failing deployments",
-        "benchmarks.faults:measure_faults",
+        ".faults:measure_faults",
         quick={"requests": 300},
-        plot="benchmarks.plots:plot_faults",
+        plot=".plots:plot_faults",
     ),
     Scenario(
         "cache",
         "Response cache: µs per lookup (hit, miss, stored miss), memory and Redis",
-        "benchmarks.cache:measure_cache",
+        ".cache:measure_cache",
         quick={"iterations": 500, "rounds": 2},
     ),
     Scenario(
         "observability",
         "Instrumentation: metrics and a no-op hook on vs off, against the router's overhead",
-        "benchmarks.observability:measure_observability",
+        ".observability:measure_observability",
         quick={"requests": 300, "rounds": 6, "wire_requests": 300, "wire_rounds": 2},
     ),
     Scenario(
         "vs-litellm",
         "Side by side: interlock.Router vs litellm.Router, same upstream and run",
-        "benchmarks.versus:measure_versus",
+        ".versus:measure_versus",
         quick={"requests": 40, "rounds": 2, "uvloop": False},
-        plot="benchmarks.plots:plot_versus",
+        plot=".plots:plot_versus",
         requires=("litellm",),
     ),
 )
@@ -141,7 +143,7 @@ class Outcome:
 
 def _load(spec: str) -> Callable[..., Any]:
     module, _, name = spec.partition(":")
-    fn = getattr(importlib.import_module(module), name)
+    fn = getattr(importlib.import_module(module, __package__), name)
     if not callable(fn):
         raise TypeError(f"{spec} is not callable")
     return fn  # type: ignore[no-any-return]

@@ -71,8 +71,10 @@ def upstreams_process(specs: Sequence[Mapping[str, Any]]) -> Iterator[UpstreamGr
     A spec holds JSON-serializable `FakeUpstream` arguments, plus ``fail_status``: an
     HTTP status that upstream answers every request with. Stopped on exit.
     """
+    # This module's own name, because the suite is `benchmarks` in a checkout and
+    # `interlock.bench` in an installed wheel, and only one of them is importable.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.upstream", json.dumps([dict(s) for s in specs])],
+        [sys.executable, "-m", __spec__.name, json.dumps([dict(s) for s in specs])],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -21,7 +21,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.common import (
+from interlock import Deployment, Router
+
+from .common import (
     MESSAGES,
     RawClient,
     drive,
@@ -31,8 +33,7 @@ from benchmarks.common import (
     run_on,
     timed,
 )
-from benchmarks.upstream import upstream_process
-from interlock import Deployment, Router
+from .upstream import upstream_process
 
 __all__ = ["VersusResult", "VersusRow", "measure_versus"]
 
@@ -166,7 +167,7 @@ def measure_versus(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.report import render
+    from .report import render
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")

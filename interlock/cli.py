@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import sys
+from collections.abc import Callable, Sequence
 
 __all__ = ["main"]
 
@@ -24,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
         default="p2c-ewma",
         help="a built-in strategy name (default: the router default, p2c-ewma)",
     )
-    # Its options belong to the suite (benchmarks.suite), which parses them itself.
+    # Its options belong to the suite (see _bench_suite_main), which parses them itself.
     sub.add_parser(
         "bench",
         add_help=False,
@@ -34,12 +37,36 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _bench_suite_main() -> Callable[[Sequence[str]], int] | None:
+    # The suite's source lives in the checkout's top-level benchmarks/ folder, and the
+    # wheel ships it as interlock.bench (pyproject.toml). Looking for `bench` only
+    # next to the interlock that was imported keeps the suite and the code it
+    # measures from the same tree: an installed wheel never reaches for whatever
+    # `benchmarks` is on sys.path, and a checkout (plain or editable, where the
+    # wheel's rename does not apply) uses its own benchmarks/. importlib because
+    # neither name is importable in both layouts, so neither can be a static import.
+    if importlib.util.find_spec("interlock.bench") is not None:
+        package = "interlock.bench"
+    elif importlib.util.find_spec("benchmarks") is not None:
+        package = "benchmarks"
+    else:
+        return None
+    suite_main: Callable[[Sequence[str]], int] = importlib.import_module(f"{package}.suite").main
+    return suite_main
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     if args.command == "bench":
-        from benchmarks.suite import main as bench_main
-
+        bench_main = _bench_suite_main()
+        if bench_main is None:
+            print(
+                "interlock bench: the benchmark suite is not installed "
+                "(it ships in interlock's wheel, or run it from a checkout)",
+                file=sys.stderr,
+            )
+            return 2
         return bench_main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")

@@ -17,7 +17,7 @@ from benchmarks.common import (
 )
 from benchmarks.pick import pick_cost
 from benchmarks.report import format_value, render, to_jsonable
-from benchmarks.suite import SCENARIOS, Scenario, _select, main, run_scenario
+from benchmarks.suite import SCENARIOS, Scenario, _load, _select, main, run_scenario
 from interlock import Router
 from interlock.testing import InstantTransport
 
@@ -88,13 +88,12 @@ def test_registry_names_are_unique_and_targets_resolve() -> None:
     names = [s.name for s in SCENARIOS]
     assert len(names) == len(set(names))
     assert {"overhead", "pick", "scale", "streaming", "faults", "vs-litellm"} <= set(names)
-    import importlib
+    import importlib.util
 
     for s in SCENARIOS:
         for spec in filter(None, (s.target, s.plot)):
-            module, _, fn = spec.partition(":")
             if all(importlib.util.find_spec(m) for m in s.requires):
-                assert callable(getattr(importlib.import_module(module), fn)), spec
+                assert callable(_load(spec)), spec
 
 
 def test_select_rejects_unknown_names() -> None:
