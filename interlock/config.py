@@ -158,52 +158,21 @@ class RouterConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _check_references(self) -> Self:
-        problems: list[tuple[str, str]] = []
         groups = {d.group for d in self.deployments}
-        seen: dict[str, int] = {}
-        for i, d in enumerate(self.deployments):
-            if d.id is not None:
-                if d.id in seen:
-                    problems.append(
-                        (
-                            f"deployments[{i}].id",
-                            f"duplicates deployments[{seen[d.id]}].id {d.id!r}",
-                        )
-                    )
-                seen.setdefault(d.id, i)
-        for name, target in self.aliases.items():
-            if name in groups:
-                problems.append((f"aliases.{name}", "is already a group name"))
-            if target not in groups:
-                problems.append((f"aliases.{name}", f"names unknown group {target!r}"))
-        for group in self.strategies:
-            if group not in groups:
-                problems.append((f"strategies.{group}", "is not a group"))
         maps = {
             "fallbacks": self.fallbacks,
             "context_window_fallbacks": self.context_window_fallbacks,
             "content_policy_fallbacks": self.content_policy_fallbacks,
         }
+        problems = [
+            *_duplicate_ids(self.deployments),
+            *_alias_problems(self.aliases, groups),
+            *_unknown_groups("strategies", self.strategies, groups, wildcard=False),
+        ]
         for field, mapping in maps.items():
-            for group, chain in mapping.items():
-                if group != "*" and group not in groups:
-                    problems.append((f"{field}.{group}", "is not a group"))
-                for j, fb in enumerate(chain):
-                    if fb not in groups:
-                        problems.append((f"{field}.{group}[{j}]", f"names unknown group {fb!r}"))
-                    elif fb == group:
-                        problems.append(
-                            (f"{field}.{group}[{j}]", "a group cannot fall back to itself")
-                        )
-        for group in self.hedging:
-            if group != "*" and group not in groups:
-                problems.append((f"hedging.{group}", "is not a group"))
-        tags = {t for d in self.deployments for t in d.tags}
-        for k, b in enumerate(self.budgets):
-            if b.scope == "group" and b.name not in groups:
-                problems.append((f"budgets[{k}].name", f"names unknown group {b.name!r}"))
-            elif b.scope == "tag" and b.name not in tags:
-                problems.append((f"budgets[{k}].name", f"no deployment carries tag {b.name!r}"))
+            problems += _fallback_problems(field, mapping, groups)
+        problems += _unknown_groups("hedging", self.hedging, groups, wildcard=True)
+        problems += _budget_problems(self.budgets, self.deployments, groups)
         if not problems:
             for field, mapping in maps.items():
                 cycle = _find_cycle(expand_wildcard(mapping, groups))
@@ -212,6 +181,73 @@ class RouterConfig(ConfigModel):
         if problems:
             raise ConfigError(problems)
         return self
+
+
+Problem = tuple[str, str]
+"""(field path, what is wrong with it), as `ConfigError` takes them."""
+
+
+def _duplicate_ids(deployments: Sequence[Deployment]) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for i, d in enumerate(deployments):
+        if d.id is None:
+            continue
+        if d.id in seen:
+            problems.append(
+                (f"deployments[{i}].id", f"duplicates deployments[{seen[d.id]}].id {d.id!r}")
+            )
+        seen.setdefault(d.id, i)
+    return problems
+
+
+def _alias_problems(aliases: Mapping[str, str], groups: set[str]) -> list[Problem]:
+    problems: list[Problem] = []
+    for name, target in aliases.items():
+        if name in groups:
+            problems.append((f"aliases.{name}", "is already a group name"))
+        if target not in groups:
+            problems.append((f"aliases.{name}", f"names unknown group {target!r}"))
+    return problems
+
+
+def _unknown_groups(
+    field: str, keys: Iterable[str], groups: set[str], *, wildcard: bool
+) -> list[Problem]:
+    """Keys of a per-group mapping that name no group (``"*"`` is allowed with `wildcard`)."""
+    return [
+        (f"{field}.{key}", "is not a group")
+        for key in keys
+        if key not in groups and not (wildcard and key == "*")
+    ]
+
+
+def _fallback_problems(
+    field: str, mapping: Mapping[str, Sequence[str]], groups: set[str]
+) -> list[Problem]:
+    problems: list[Problem] = []
+    for group, chain in mapping.items():
+        if group != "*" and group not in groups:
+            problems.append((f"{field}.{group}", "is not a group"))
+        for j, fb in enumerate(chain):
+            if fb not in groups:
+                problems.append((f"{field}.{group}[{j}]", f"names unknown group {fb!r}"))
+            elif fb == group:
+                problems.append((f"{field}.{group}[{j}]", "a group cannot fall back to itself"))
+    return problems
+
+
+def _budget_problems(
+    budgets: Sequence[Budget], deployments: Sequence[Deployment], groups: set[str]
+) -> list[Problem]:
+    problems: list[Problem] = []
+    tags = {t for d in deployments for t in d.tags}
+    for k, b in enumerate(budgets):
+        if b.scope == "group" and b.name not in groups:
+            problems.append((f"budgets[{k}].name", f"names unknown group {b.name!r}"))
+        elif b.scope == "tag" and b.name not in tags:
+            problems.append((f"budgets[{k}].name", f"no deployment carries tag {b.name!r}"))
+    return problems
 
 
 def expand_wildcard(

@@ -208,13 +208,7 @@ def _tool_choice(value: Any, parallel: Any) -> dict[str, Any] | None:
 def build_body(d: Deployment, request: Request, stream: bool) -> dict[str, Any]:
     """The Messages API body for an OpenAI-shaped chat request."""
     params, extra = split_extra(request.params)
-    unsupported = [
-        k for k, v in params.items() if k not in _MAPPED and not (k in _NOOP and v == _NOOP[k])
-    ]
-    fmt = params.get("response_format")
-    if fmt is not None and (not isinstance(fmt, Mapping) or fmt.get("type") != "text"):
-        unsupported.append("response_format")
-    check_unsupported("anthropic", unsupported, request.unsupported_params, d.id)
+    check_unsupported("anthropic", _unsupported(params), request.unsupported_params, d.id)
     system, messages = _translate_messages(request.messages, d)
     max_tokens = params.get("max_completion_tokens") or params.get("max_tokens")
     body: dict[str, Any] = {
@@ -224,15 +218,43 @@ def build_body(d: Deployment, request: Request, stream: bool) -> dict[str, Any]:
     }
     if system is not None:
         body["system"] = system
-    for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p")):
-        if params.get(ours) is not None:
-            body[theirs] = params[ours]
+    body.update(_sampling_fields(params))
+    body.update(_tool_fields(params))
+    if params.get("user"):
+        body["metadata"] = {"user_id": str(params["user"])}
+    if stream:
+        body["stream"] = True
+    return merge_extra(body, extra, deep=False)
+
+
+def _unsupported(params: Mapping[str, Any]) -> list[str]:
+    """The parameters Anthropic has no equivalent for; a plain-text response_format is
+    what it does anyway."""
+    unsupported = [
+        k for k, v in params.items() if k not in _MAPPED and not (k in _NOOP and v == _NOOP[k])
+    ]
+    fmt = params.get("response_format")
+    if fmt is not None and (not isinstance(fmt, Mapping) or fmt.get("type") != "text"):
+        unsupported.append("response_format")
+    return unsupported
+
+
+def _sampling_fields(params: Mapping[str, Any]) -> dict[str, Any]:
+    fields = {key: params[key] for key in ("temperature", "top_p") if params.get(key) is not None}
     stop = params.get("stop")
     if stop:
-        body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        fields["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    return fields
+
+
+def _tool_fields(params: Mapping[str, Any]) -> dict[str, Any]:
+    # tool_choice is checked even without tools, so a bad value fails either way.
+    choice = _tool_choice(params.get("tool_choice"), params.get("parallel_tool_calls"))
     tools = params.get("tools")
-    if tools:
-        body["tools"] = [
+    if not tools:
+        return {}
+    fields: dict[str, Any] = {
+        "tools": [
             {
                 "name": fn.get("name"),
                 "description": fn.get("description", ""),
@@ -240,14 +262,10 @@ def build_body(d: Deployment, request: Request, stream: bool) -> dict[str, Any]:
             }
             for fn in (t.get("function") or {} for t in tools)
         ]
-    choice = _tool_choice(params.get("tool_choice"), params.get("parallel_tool_calls"))
-    if choice is not None and tools:
-        body["tool_choice"] = choice
-    if params.get("user"):
-        body["metadata"] = {"user_id": str(params["user"])}
-    if stream:
-        body["stream"] = True
-    return merge_extra(body, extra, deep=False)
+    }
+    if choice is not None:
+        fields["tool_choice"] = choice
+    return fields
 
 
 def _finish(reason: Any) -> str | None:

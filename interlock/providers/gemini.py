@@ -197,52 +197,74 @@ def build_body(d: Deployment, request: Request) -> dict[str, Any]:
     unsupported = [
         k for k, v in params.items() if k not in _MAPPED and not (k in _NOOP and v == _NOOP[k])
     ]
-    config: dict[str, Any] = {}
-    fmt = params.get("response_format")
-    if isinstance(fmt, Mapping) and fmt.get("type") == "json_object":
-        config["responseMimeType"] = "application/json"
-    elif isinstance(fmt, Mapping) and fmt.get("type") == "json_schema":
-        config["responseMimeType"] = "application/json"
-        schema = (fmt.get("json_schema") or {}).get("schema")
-        if schema:
-            config["responseSchema"] = schema
-    elif fmt is not None and not (isinstance(fmt, Mapping) and fmt.get("type") == "text"):
+    config = _format_config(params.get("response_format"))
+    if config is None:
         unsupported.append("response_format")
+        config = {}
     check_unsupported("gemini", unsupported, request.unsupported_params, d.id)
     system, contents = _contents(request.messages, d)
     body: dict[str, Any] = {"contents": contents}
     if system:
         body["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
+    config.update(_sampling_config(params))
+    if config:
+        body["generationConfig"] = config
+    body.update(_tool_fields(params))
+    return merge_extra(body, extra, deep=True)
+
+
+def _format_config(fmt: Any) -> dict[str, Any] | None:
+    """The generationConfig fields for an OpenAI ``response_format``; None when gemini has
+    no equivalent."""
+    kind = fmt.get("type") if isinstance(fmt, Mapping) else None
+    if kind == "json_object":
+        return {"responseMimeType": "application/json"}
+    if kind == "json_schema":
+        config: dict[str, Any] = {"responseMimeType": "application/json"}
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        if schema:
+            config["responseSchema"] = schema
+        return config
+    if fmt is None or kind == "text":
+        return {}
+    return None
+
+
+def _sampling_config(params: Mapping[str, Any]) -> dict[str, Any]:
+    config: dict[str, Any] = {}
     for ours, theirs in _GENERATION.items():
         if params.get(ours) is not None:
             config[theirs] = params[ours]
     stop = params.get("stop")
     if stop:
         config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
-    if config:
-        body["generationConfig"] = config
+    return config
+
+
+def _tool_fields(params: Mapping[str, Any]) -> dict[str, Any]:
     tools = params.get("tools")
-    if tools:
-        declarations = []
-        for t in tools:
-            fn = t.get("function") or {}
-            decl = {"name": fn.get("name"), "description": fn.get("description", "")}
-            if fn.get("parameters"):
-                decl["parameters"] = fn["parameters"]
-            declarations.append(decl)
-        body["tools"] = [{"functionDeclarations": declarations}]
+    if not tools:
+        return {}
+    declarations = []
+    for t in tools:
+        fn = t.get("function") or {}
+        decl = {"name": fn.get("name"), "description": fn.get("description", "")}
+        if fn.get("parameters"):
+            decl["parameters"] = fn["parameters"]
+        declarations.append(decl)
+    fields: dict[str, Any] = {"tools": [{"functionDeclarations": declarations}]}
     choice = params.get("tool_choice")
-    if choice is not None and tools:
-        if isinstance(choice, Mapping) and isinstance(choice.get("function"), Mapping):
-            name = choice["function"].get("name")
-            body["toolConfig"] = {
-                "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}
-            }
-        elif choice in _MODES:
-            body["toolConfig"] = {"functionCallingConfig": {"mode": _MODES[choice]}}
-        else:
-            raise BadRequestError("tool_choice must be auto, none, required or a function")
-    return merge_extra(body, extra, deep=True)
+    if choice is not None:
+        fields["toolConfig"] = {"functionCallingConfig": _calling_config(choice)}
+    return fields
+
+
+def _calling_config(choice: Any) -> dict[str, Any]:
+    if isinstance(choice, Mapping) and isinstance(choice.get("function"), Mapping):
+        return {"mode": "ANY", "allowedFunctionNames": [choice["function"].get("name")]}
+    if choice in _MODES:
+        return {"mode": _MODES[choice]}
+    raise BadRequestError("tool_choice must be auto, none, required or a function")
 
 
 def _usage(u: Mapping[str, Any] | None) -> Usage | None:
@@ -431,34 +453,46 @@ class GeminiStream(NativeStream):
         ended = False
         for i, cand in enumerate(event.get("candidates") or ()):
             index = int(cand.get("index", i))
-            calls_so_far = self._calls.get(index, 0)
-            parts = (cand.get("content") or {}).get("parts") or []
-            text, calls = _split_parts(parts, calls_so_far)
-            role = None
-            if index not in self._started:
-                self._started.add(index)
-                self._open.add(index)
-                role = "assistant"
-            if text or calls or role:
-                for n, call in enumerate(calls):
-                    call["index"] = calls_so_far + n
-                self._calls[index] = calls_so_far + len(calls)
-                if text or calls:
-                    self._said.add(index)
-                choice = delta_choice(
-                    index, role=role, content=text or ("" if role else None),
-                    tool_calls=calls or None,
-                )  # fmt: skip
-                self._emit(make_chunk(d, self._id, self._model, self.created, [choice]))
-            reason = cand.get("finishReason")
-            if reason is not None and index in self._open:
-                finish = _finish(reason, self._calls.get(index, 0) > 0, index not in self._said, d)
-                if finish is not None:
-                    self._open.discard(index)
-                    ended = True
-                    choice = delta_choice(index, finish=finish)
-                    self._emit(make_chunk(d, self._id, self._model, self.created, [choice]))
+            self._emit_content(index, cand)
+            ended = self._emit_finish(index, cand) or ended
         if ended and not self._open:
             self.finished = True
             if self._usage is not None and d.stream_usage:
                 self._emit(make_chunk(d, self._id, self._model, self.created, [], self._usage))
+
+    def _emit_content(self, index: int, cand: Mapping[str, Any]) -> None:
+        """A delta with the candidate's new text and tool calls; its first also names the
+        role, even when empty."""
+        calls_so_far = self._calls.get(index, 0)
+        parts = (cand.get("content") or {}).get("parts") or []
+        text, calls = _split_parts(parts, calls_so_far)
+        role = None
+        if index not in self._started:
+            self._started.add(index)
+            self._open.add(index)
+            role = "assistant"
+        if not (text or calls or role):
+            return
+        for n, call in enumerate(calls):
+            call["index"] = calls_so_far + n
+        self._calls[index] = calls_so_far + len(calls)
+        if text or calls:
+            self._said.add(index)
+        choice = delta_choice(
+            index, role=role, content=text or ("" if role else None), tool_calls=calls or None
+        )
+        self._emit(make_chunk(self.deployment, self._id, self._model, self.created, [choice]))
+
+    def _emit_finish(self, index: int, cand: Mapping[str, Any]) -> bool:
+        """Closes the candidate if this event ends it; True when it did."""
+        reason = cand.get("finishReason")
+        if reason is None or index not in self._open:
+            return False
+        d = self.deployment
+        finish = _finish(reason, self._calls.get(index, 0) > 0, index not in self._said, d)
+        if finish is None:
+            return False
+        self._open.discard(index)
+        choice = delta_choice(index, finish=finish)
+        self._emit(make_chunk(d, self._id, self._model, self.created, [choice]))
+        return True

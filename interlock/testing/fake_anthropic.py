@@ -74,6 +74,52 @@ def _text_chars(content: Any) -> int:
     return total
 
 
+def _check_fields(body: Json) -> None:
+    for key in body:
+        if key not in _FIELDS:
+            raise BadRequest(f"{key}: Extra inputs are not permitted")
+    if not isinstance(body.get("model"), str):
+        raise BadRequest("model: Field required")
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise BadRequest("max_tokens: Field required (an integer >= 1)")
+    temperature = body.get("temperature", 0)
+    if not isinstance(temperature, int | float) or not 0 <= temperature <= 1:
+        raise BadRequest("temperature: Input should be between 0 and 1")
+
+
+def _check_messages(messages: list[Any]) -> None:
+    seen_tools: set[str] = set()  # a tool_result must answer a tool_use sent before it
+    for i, m in enumerate(messages):
+        role = m.get("role") if isinstance(m, dict) else None
+        if role not in ("user", "assistant"):
+            raise BadRequest(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        content = m.get("content")
+        if isinstance(content, str):
+            continue
+        if not isinstance(content, list):
+            raise BadRequest(f"messages.{i}.content: Input should be a string or a list")
+        for j, block in enumerate(content):
+            _check_block(f"messages.{i}.content.{j}", block, role, seen_tools)
+
+
+def _check_block(where: str, block: Any, role: str, seen_tools: set[str]) -> None:
+    kind = block.get("type") if isinstance(block, dict) else None
+    if kind not in _BLOCKS:
+        raise BadRequest(f"{where}.type: Input tag {kind!r} is not a block type")
+    if kind == "tool_use" and role == "assistant":
+        seen_tools.add(str(block.get("id")))
+    elif kind == "tool_result" and block.get("tool_use_id") not in seen_tools:
+        raise BadRequest(f"{where}: tool_result without a matching tool_use block")
+    elif kind == "image":
+        source = block.get("source") or {}
+        if source.get("type") == "base64":
+            if not (source.get("media_type") and source.get("data")):
+                raise BadRequest(f"{where}.source: media_type and data required")
+        elif not (source.get("type") == "url" and source.get("url")):
+            raise BadRequest(f"{where}.source: expected base64 or url")
+
+
 class FakeAnthropic(FakeUpstream):
     """An Anthropic Messages API server on loopback; options as `FakeUpstream`, plus
     `tool_calls` (a `ToolReply`). `url` is the `api_base` (``http://host:port/v1``)."""
@@ -124,46 +170,11 @@ class FakeAnthropic(FakeUpstream):
     def _check(self, request: Request, body: Json) -> None:
         if not request.headers.get("anthropic-version"):
             raise BadRequest("anthropic-version: header is required")
-        for key in body:
-            if key not in _FIELDS:
-                raise BadRequest(f"{key}: Extra inputs are not permitted")
-        if not isinstance(body.get("model"), str):
-            raise BadRequest("model: Field required")
-        max_tokens = body.get("max_tokens")
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise BadRequest("max_tokens: Field required (an integer >= 1)")
-        temperature = body.get("temperature", 0)
-        if not isinstance(temperature, int | float) or not 0 <= temperature <= 1:
-            raise BadRequest("temperature: Input should be between 0 and 1")
+        _check_fields(body)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise BadRequest("messages: Field required (a non-empty list)")
-        seen_tools: set[str] = set()
-        for i, m in enumerate(messages):
-            role = m.get("role") if isinstance(m, dict) else None
-            if role not in ("user", "assistant"):
-                raise BadRequest(f"messages.{i}.role: Input should be 'user' or 'assistant'")
-            content = m.get("content")
-            if isinstance(content, str):
-                continue
-            if not isinstance(content, list):
-                raise BadRequest(f"messages.{i}.content: Input should be a string or a list")
-            for j, block in enumerate(content):
-                kind = block.get("type") if isinstance(block, dict) else None
-                where = f"messages.{i}.content.{j}"
-                if kind not in _BLOCKS:
-                    raise BadRequest(f"{where}.type: Input tag {kind!r} is not a block type")
-                if kind == "tool_use" and role == "assistant":
-                    seen_tools.add(str(block.get("id")))
-                elif kind == "tool_result" and block.get("tool_use_id") not in seen_tools:
-                    raise BadRequest(f"{where}: tool_result without a matching tool_use block")
-                elif kind == "image":
-                    source = block.get("source") or {}
-                    if source.get("type") == "base64":
-                        if not (source.get("media_type") and source.get("data")):
-                            raise BadRequest(f"{where}.source: media_type and data required")
-                    elif not (source.get("type") == "url" and source.get("url")):
-                        raise BadRequest(f"{where}.source: expected base64 or url")
+        _check_messages(messages)
         for i, tool in enumerate(body.get("tools") or ()):
             if not (isinstance(tool, dict) and tool.get("name") and "input_schema" in tool):
                 raise BadRequest(f"tools.{i}: name and input_schema are required")

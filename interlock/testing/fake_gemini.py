@@ -64,6 +64,13 @@ def _sse(data: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\r\n\r\n"
 
 
+def _candidate_count(body: Json) -> int:
+    n = (body.get("generationConfig") or {}).get("candidateCount", 1)
+    if not _positive_int(n) or n > 8:
+        raise BadRequest("* GenerationConfig.candidate_count: must be in 1-8")
+    return int(n)
+
+
 class FakeGemini(FakeUpstream):
     """A Gemini API server on loopback; options as `FakeUpstream`, plus `tool_calls`
     (a `ToolReply`). `url` is the `api_base` (``http://host:port/v1beta``)."""
@@ -179,12 +186,8 @@ class FakeGemini(FakeUpstream):
         if record.stream and request.query.get("alt") != "sse":
             raise BadRequest("FakeGemini streams only with ?alt=sse")
         prompt = tokens_for(self._check(body))
-        n = (body.get("generationConfig") or {}).get("candidateCount", 1)
-        if not _positive_int(n) or n > 8:
-            raise BadRequest("* GenerationConfig.candidate_count: must be in 1-8")
-        calls = list(self._tool_reply(body)) if self._tool_reply is not None else []
-        text = "" if calls else (self._reply if isinstance(self._reply, str) else self._reply(body))
-        call_parts = [{"functionCall": {"name": name, "args": dict(args)}} for name, args in calls]
+        n = _candidate_count(body)
+        text, call_parts = self._answer(body)
         out = tokens_for(len(text) + sum(len(orjson.dumps(p)) for p in call_parts)) * n
         usage = {"promptTokenCount": prompt, "candidatesTokenCount": out,
                  "totalTokenCount": prompt + out}  # fmt: skip
@@ -198,6 +201,27 @@ class FakeGemini(FakeUpstream):
             record.status = 200
             payload = {"candidates": cands, "usageMetadata": usage, **head}
             return web.Response(body=orjson.dumps(payload), headers=JSON_HEADERS)
+        frames = self._frames(text, call_parts, n, head, usage)
+        return await self._stream(request, record, frames)
+
+    def _answer(self, body: Json) -> tuple[str, list[dict[str, Any]]]:
+        """The reply's text, or (when the tool reply asks for calls) no text and the calls
+        as functionCall parts."""
+        calls = list(self._tool_reply(body)) if self._tool_reply is not None else []
+        text = "" if calls else (self._reply if isinstance(self._reply, str) else self._reply(body))
+        return text, [{"functionCall": {"name": name, "args": dict(args)}} for name, args in calls]
+
+    def _frames(
+        self,
+        text: str,
+        call_parts: list[dict[str, Any]],
+        n: int,
+        head: dict[str, Any],
+        usage: dict[str, int],
+    ) -> list[bytes]:
+        """The SSE events of a streamed answer: the text in pieces, then one event with the
+        calls, the finish reason and the final usage."""
+        prompt = usage["promptTokenCount"]
         running = {"promptTokenCount": prompt, "totalTokenCount": prompt}
         frames = []
         for piece in split_text(text, self._stream_chunks) if text else []:
@@ -207,7 +231,7 @@ class FakeGemini(FakeUpstream):
         last = [{"content": {"role": "model", "parts": call_parts or [{"text": ""}]},
                  "finishReason": "STOP", "index": i} for i in range(n)]  # fmt: skip
         frames.append(_sse({"candidates": last, "usageMetadata": usage, **head}))
-        return await self._stream(request, record, frames)
+        return frames
 
     async def _embed(self, request: Request, record: Record, body: Json) -> Response:
         requests = body.get("requests")
