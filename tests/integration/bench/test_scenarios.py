@@ -21,7 +21,7 @@ from benchmarks.scale import measure_scale
 from benchmarks.streaming import measure_streaming
 from benchmarks.upstream import upstreams_process
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 async def test_upstreams_process_counts_requests_and_fails_on_request() -> None:

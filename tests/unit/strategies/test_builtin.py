@@ -10,7 +10,6 @@ import random
 from collections import Counter
 
 import pytest
-from strategy_helpers import chi2_sf, make_pool, pick, pick_settled, request, uniform_p
 
 from interlock.limits.ledger import Ledger
 from interlock.router.attempt import Attempts
@@ -25,6 +24,7 @@ from interlock.strategies import (
 )
 from interlock.testing import FakeClock
 from interlock.types import Usage
+from tests.unit.strategy_helpers import chi2_sf, make_pool, pick, pick_settled, request, uniform_p
 
 
 def test_chi2_sf_matches_known_quantiles() -> None:

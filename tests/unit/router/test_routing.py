@@ -9,15 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from scripted_transport import (
-    MESSAGES,
-    ScriptedTransport,
-    Step,
-    dep,
-    first_candidate,
-    make_router,
-    until,
-)
 
 from interlock import (
     DeploymentState,
@@ -28,6 +19,15 @@ from interlock import (
     UnknownModelError,
 )
 from interlock.testing import FakeClock
+from tests.unit.scripted_transport import (
+    MESSAGES,
+    ScriptedTransport,
+    Step,
+    dep,
+    first_candidate,
+    make_router,
+    until,
+)
 
 N = 3000
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import random
 
-from strategy_helpers import make_pool, request
-
 from interlock import Budget
 from interlock.limits.ledger import Ledger
 from interlock.limits.spend import BudgetCounter
 from interlock.records.state import is_available
 from interlock.strategies.candidates import Candidates
+from tests.unit.strategy_helpers import make_pool, request
 
 SEED = 7
 CASES = 500

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from loopback import MESSAGES, deployment, first_candidate, router_over, upstreams
 
 from interlock import (
     APIConnectionError,
@@ -27,6 +26,7 @@ from interlock import (
     ServiceUnavailableError,
 )
 from interlock.testing import FakeClock, Fault
+from tests.integration.loopback import MESSAGES, deployment, first_candidate, router_over, upstreams
 
 CALLER = (BadRequestError, NotFoundError)
 

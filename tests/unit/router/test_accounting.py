@@ -7,20 +7,6 @@ import asyncio
 import gc
 
 import pytest
-from scripted_transport import (
-    HANG,
-    MESSAGES,
-    REPLY,
-    TIMEOUT,
-    USAGE,
-    ScriptedTransport,
-    Step,
-    dep,
-    fail,
-    first_candidate,
-    make_router,
-    until,
-)
 
 from interlock import (
     APITimeoutError,
@@ -36,6 +22,20 @@ from interlock import (
 )
 from interlock.limits import estimate_input_tokens
 from interlock.testing import FakeClock
+from tests.unit.scripted_transport import (
+    HANG,
+    MESSAGES,
+    REPLY,
+    TIMEOUT,
+    USAGE,
+    ScriptedTransport,
+    Step,
+    dep,
+    fail,
+    first_candidate,
+    make_router,
+    until,
+)
 
 START = 1000.0
 

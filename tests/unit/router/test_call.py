@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
-from scripted_transport import ScriptedTransport, dep, first_candidate, make_router
 
 from interlock import (
     APIConnectionError,
@@ -21,6 +20,7 @@ from interlock import (
     ServiceUnavailableError,
 )
 from interlock.testing import FakeClock
+from tests.unit.scripted_transport import ScriptedTransport, dep, first_candidate, make_router
 
 START = 1000.0
 Fn = Callable[[Deployment], Awaitable[str]]

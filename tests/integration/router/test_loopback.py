@@ -11,15 +11,6 @@ import traceback
 from collections import Counter
 
 import pytest
-from loopback import (
-    KEY,
-    MESSAGES,
-    deployment,
-    eventually,
-    first_candidate,
-    router_over,
-    upstreams,
-)
 
 from interlock import (
     APIConnectionError,
@@ -34,6 +25,15 @@ from interlock import (
     ServiceUnavailableError,
 )
 from interlock.testing import FakeClock, Fault, RetryAfterFormat
+from tests.integration.loopback import (
+    KEY,
+    MESSAGES,
+    deployment,
+    eventually,
+    first_candidate,
+    router_over,
+    upstreams,
+)
 
 START = 1000.0
 

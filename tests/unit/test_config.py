@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scripted_transport import MESSAGES, ScriptedTransport
 
 from interlock import (
     CacheConfig,
@@ -24,6 +23,7 @@ from interlock import (
     RouterConfig,
 )
 from interlock.testing import FakeClock
+from tests.unit.scripted_transport import MESSAGES, ScriptedTransport
 
 KEY = "sk-config-secret-7Q2v9XWmZ"
 

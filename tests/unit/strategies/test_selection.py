@@ -9,7 +9,6 @@ from collections import Counter
 from collections.abc import Sequence
 
 import pytest
-from strategy_helpers import make_pool, pick, request
 
 from interlock import ConfigError, Deployment, NoDeploymentAvailableError, Router
 from interlock.records.state import DeploymentState
@@ -25,6 +24,7 @@ from interlock.strategies import (
 from interlock.strategies.registry import BUILTIN_NAMES
 from interlock.testing import FakeClock
 from interlock.types import Request
+from tests.unit.strategy_helpers import make_pool, pick, request
 
 STRATEGIES = list(BUILTIN_NAMES)
 

@@ -7,15 +7,6 @@ import asyncio
 import gc
 
 import pytest
-from loopback import (
-    MESSAGES,
-    deployment,
-    drain_into,
-    eventually,
-    first_candidate,
-    router_over,
-    upstreams,
-)
 
 from interlock import (
     ChatCompletionChunk,
@@ -28,6 +19,15 @@ from interlock import (
 )
 from interlock.limits import estimate_input_tokens
 from interlock.testing import FakeClock, Fault
+from tests.integration.loopback import (
+    MESSAGES,
+    deployment,
+    drain_into,
+    eventually,
+    first_candidate,
+    router_over,
+    upstreams,
+)
 
 REPLY = "The quick brown fox jumps over the lazy dog."
 

@@ -215,7 +215,7 @@ async def test_coalesced_followers_share_the_error(up: FakeUpstream) -> None:
 
 async def wait_for_waiters(router: Router, n: int) -> None:
     for _ in range(1000):
-        flights = list(router._cache._flights.values())
+        flights = list(router.parts.cache._flights.values())
         if flights and flights[0].waiters == n:
             return
         await asyncio.sleep(0)

@@ -9,17 +9,6 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import pytest
-from scripted_transport import (
-    MESSAGES,
-    TIMEOUT,
-    ScriptedTransport,
-    Step,
-    dep,
-    fail,
-    first_candidate,
-    make_router,
-    until,
-)
 
 from interlock import (
     APIConnectionError,
@@ -42,6 +31,17 @@ from interlock import (
     ServiceUnavailableError,
 )
 from interlock.testing import FakeClock
+from tests.unit.scripted_transport import (
+    MESSAGES,
+    TIMEOUT,
+    ScriptedTransport,
+    Step,
+    dep,
+    fail,
+    first_candidate,
+    make_router,
+    until,
+)
 
 T = TypeVar("T")
 START = 1000.0  # FakeClock's default start
@@ -418,7 +418,7 @@ async def test_every_deployment_down_gives_a_typed_error_fast() -> None:
         clock,
         # No ejection cap and no panic mode here: this is about the error when every
         # deployment is really out (the cap and panic mode are tested in
-        # tests/integration/test_resilience.py).
+        # tests/integration/router/test_resilience.py).
         health=HealthPolicy(
             allowed_fails=3, cooldown=10.0, max_ejected_share=1.0, panic_threshold=0.0
         ),
