@@ -127,7 +127,7 @@ class Candidates(Sequence["DeploymentState"]):
 
         Health, then not tried yet, then `Ledger.has_headroom`, written out here: this
         runs for every deployment a strategy looks at, and the call would be a tenth
-        of a pick (tests/unit/test_candidates.py keeps the two in agreement).
+        of a pick (tests/unit/strategies/test_candidates.py keeps the two in agreement).
         """
         now = self.now
         # Healthy and closed is the common case; anything else asks the health module
