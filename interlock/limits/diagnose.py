@@ -58,11 +58,12 @@ def diagnose(
             continue
         b = Ledger.block(s, tokens, now)
         available = is_available(s, now)
-        line, wait = _reason(s, b.kind, b.why, b.wait, available, now)
+        excluded = s in exclude
+        line, wait = _reason(s, b.kind, b.why, b.wait, available, excluded, now)
         reasons.append(line)
         if wait is not None:
             waits.append(wait)
-        if s in exclude:
+        if excluded:
             kinds.add("other")
         elif b.kind == "ok":
             kinds.add("free" if available else "other")
@@ -81,6 +82,7 @@ def _reason(
     why: str,
     limit_wait: float | None,
     available: bool,
+    excluded: bool,
     now: float,
 ) -> tuple[str, float | None]:
     """One deployment's line, and the seconds until it may take the request."""
@@ -93,7 +95,9 @@ def _reason(
         return f"{s.id}: {why}", limit_wait
     if not available:
         return f"{s.id}: half-open, trial request in flight", None
-    return f"{s.id}: already tried", None
+    if excluded:
+        return f"{s.id}: already tried", None
+    return f"{s.id}: can take it now", None
 
 
 def _kind(kinds: set[str]) -> DiagnosisKind:

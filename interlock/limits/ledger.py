@@ -9,7 +9,7 @@ deployment), usually 0-2).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar, overload
 
 from interlock.records.budget import BudgetCounter
 from interlock.records.state import DeploymentState
@@ -54,6 +54,9 @@ class Reservation:
             f"<Reservation {self.state.id} tokens={self.tokens} "
             f"{'open' if self.open else 'settled'}>"
         )
+
+
+R = TypeVar("R", bound=Reservation)
 
 
 class Ledger:
@@ -139,12 +142,25 @@ class Ledger:
                 )
         return Blocked("ok", "has headroom", 0.0)
 
+    @overload
     @staticmethod
-    def reserve(s: DeploymentState, tokens: int, now: float) -> Reservation:
+    def reserve(s: DeploymentState, tokens: int, now: float) -> Reservation: ...
+
+    @overload
+    @staticmethod
+    def reserve(s: DeploymentState, tokens: int, now: float, kind: type[R]) -> R: ...
+
+    @staticmethod
+    def reserve(
+        s: DeploymentState, tokens: int, now: float, kind: type[Reservation] = Reservation
+    ) -> Reservation:
+        """Count a request of `tokens` at `s` (in flight, rpm, tpm) and hold it in a new
+        `kind` (a `Reservation`, or a subclass that carries more, like the router's
+        `Attempt`)."""
         s.in_flight += 1
         s.requests += 1
         w = s.rate_window
-        return Reservation(s, tokens, w.add(now, tokens) if w is not None else 0)
+        return kind(s, tokens, w.add(now, tokens) if w is not None else 0)
 
     @staticmethod
     def settle(

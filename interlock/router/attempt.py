@@ -36,56 +36,43 @@ Send = Callable[[DeploymentState, Request, float], Awaitable[R]]
 """``send(state, request, timeout)``: one attempt; raises an InterlockError on failure."""
 
 
-class Attempt:
-    """An open attempt: what it holds at its deployment until it ends."""
+class Attempt(Reservation):
+    """An open attempt: the reservation it holds at its deployment until it ends, and
+    what it needs to end itself. One object per attempt (the reservation is the
+    attempt), since it is made for every request."""
 
-    __slots__ = ("attempts", "cut_by_deadline", "reservation", "started", "timeout", "trial")
+    __slots__ = ("attempts", "cut_by_deadline", "started", "timeout", "trial")
 
-    def __init__(
-        self,
-        attempts: Attempts,
-        reservation: Reservation,
-        started: float,
-        timeout: float,
-        cut_by_deadline: bool,
-        trial: bool,
-    ) -> None:
-        self.attempts = attempts
-        self.reservation = reservation
-        self.started = started
-        self.timeout = timeout
-        """Seconds the send may take: the deployment's timeout or what is left of the
-        call's deadline, whichever is shorter."""
-        self.cut_by_deadline = cut_by_deadline
-        """The call's deadline, not the deployment's timeout, bounds this attempt."""
-        self.trial = trial
-        """The attempt holds one of a half-open deployment's trial slots."""
-
-    @property
-    def state(self) -> DeploymentState:
-        return self.reservation.state
+    attempts: Attempts
+    started: float
+    timeout: float
+    """Seconds the send may take: the deployment's timeout or what is left of the
+    call's deadline, whichever is shorter."""
+    cut_by_deadline: bool
+    """The call's deadline, not the deployment's timeout, bounds this attempt."""
+    trial: bool
+    """The attempt holds one of a half-open deployment's trial slots."""
 
     @property
     def number(self) -> int:
         """1 for a call's first attempt, 2 for its first retry, ..."""
-        return self.reservation.attempt
+        return self.attempt
 
     def succeeded(
         self, tokens: int | None, usage: Usage | None = None, ttft: float | None = None
     ) -> None:
         """Settle with the tokens the provider reported (None: keep the estimate) and
         record the success. Settling twice is a no-op (the ledger's own guard)."""
-        r = self.reservation
-        if not r.open:
+        if not self.open:
             return
         attempts = self.attempts
         now = attempts.clock.now()
-        cost = Ledger.settle(r, tokens, now, usage)
-        attempts.success(r.state, self.started, now, ttft, usage, r.attempt, cost)
+        cost = Ledger.settle(self, tokens, now, usage)
+        attempts.success(self.state, self.started, now, ttft, usage, self.attempt, cost)
 
     def __repr__(self) -> str:
-        ended = "open" if self.reservation.open else "ended"
-        return f"<Attempt {self.number} at {self.state.id} {ended}>"
+        ended = "open" if self.open else "ended"
+        return f"<Attempt {self.attempt} at {self.state.id} {ended}>"
 
 
 class Attempts:
@@ -117,36 +104,39 @@ class Attempts:
         """Reserve at `state`, take a trial slot if it is half-open, and bound the
         attempt by the deployment's timeout and the call's deadline."""
         request = call.request
-        reservation = Ledger.reserve(
-            state, request.est_input_tokens + request.est_output_tokens, now
+        attempt = Ledger.reserve(
+            state, request.est_input_tokens + request.est_output_tokens, now, Attempt
         )
+        attempt.attempts = self
+        attempt.started = now
         timeout = call.deadline - now
-        cut_by_deadline = True
         if state.deployment.timeout < timeout:
-            timeout = state.deployment.timeout
-            cut_by_deadline = False
-        trial = state.circuit_mode != CLOSED and self.health.begin_attempt(state, now)
-        return Attempt(self, reservation, now, timeout, cut_by_deadline, trial)
+            attempt.timeout = state.deployment.timeout
+            attempt.cut_by_deadline = False
+        else:
+            attempt.timeout = timeout
+            attempt.cut_by_deadline = True
+        attempt.trial = state.circuit_mode != CLOSED and self.health.begin_attempt(state, now)
+        return attempt
 
     def sent(self, attempt: Attempt) -> None:
         """The send returned: give back the trial slot (the outcome is recorded when
         the attempt is settled)."""
         if attempt.trial:
-            self.health.end_trial(attempt.reservation.state)
+            self.health.end_trial(attempt.state)
 
     def failed(self, call: Call, attempt: Attempt, exc: InterlockError) -> None:
         """The send raised `exc`: release, record the failure, note it on the call."""
         end = self.clock.now()
-        r = attempt.reservation
-        state = r.state
-        Ledger.release(r, end)
+        state = attempt.state
+        Ledger.release(attempt, end)
         if attempt.trial:
             self.health.end_trial(state)
         # A timeout caused by the call's own deadline says nothing about the deployment.
         if attempt.cut_by_deadline and isinstance(exc, APITimeoutError):
-            self.observer.failure(state, exc, attempt.started, end, r.attempt, counted=False)
+            self.observer.failure(state, exc, attempt.started, end, attempt.attempt, counted=False)
         else:
-            self.failure(state, exc, attempt.started, end, r.attempt)
+            self.failure(state, exc, attempt.started, end, attempt.attempt)
         call.attempts.append(
             AttemptRecord(call.request.group, state.id, describe(exc), end - attempt.started)
         )
@@ -155,9 +145,9 @@ class Attempts:
     def aborted(self, attempt: Attempt) -> None:
         """Caller cancellation, a lost hedge race, or a foreign error from a user's fn:
         settle the reservation, hold nothing against the deployment."""
-        Ledger.release(attempt.reservation, self.clock.now())
+        Ledger.release(attempt, self.clock.now())
         if attempt.trial:
-            self.health.end_trial(attempt.reservation.state)
+            self.health.end_trial(attempt.state)
 
     async def run(self, call: Call, state: DeploymentState, send: Send[R]) -> tuple[R, Attempt]:
         """One whole attempt (the hedged path; the plain path inlines the same steps)."""

@@ -41,18 +41,23 @@ class Redirect(Exception):
 class Call:
     """What one call carries across its attempts and groups.
 
-    The fields under "the group being tried" are reset by `enter` each time the call
-    moves to another group of its fallback chain.
+    The fields under "the group being tried" are reset by `next_group` each time the
+    call moves to another group of its fallback chain.
     """
 
     __slots__ = (
+        "_i",
         "attempts",
         "blocked",
+        "chain",
+        "chain_kind",
         "deadline",
         "free_retry",
         "group_attempts",
         "kind_counts",
         "last_error",
+        "max_depth",
+        "previous",
         "queued_at",
         "request",
         "retry_budget",
@@ -62,12 +67,19 @@ class Call:
         "timeout",
         "tried",
         "unavailable",
+        "visited",
         "waits",
         "woken",
     )
 
     def __init__(
-        self, request: Request, deadline: float, timeout: float, retry_budget: RetryBudget
+        self,
+        request: Request,
+        deadline: float,
+        timeout: float,
+        retry_budget: RetryBudget,
+        chain: tuple[str, ...],
+        max_depth: int,
     ) -> None:
         self.request = request
         self.deadline = deadline
@@ -84,6 +96,16 @@ class Call:
         """Attempts sent, every group together."""
         self.free_retry = False
         self.stopped = False
+        # the route: `chain` is the fallback chain of the group asked for (it starts
+        # with that group), or the special chain a `Redirect` switched to
+        self.chain = chain
+        self.chain_kind = "default"
+        self._i = 0
+        self.max_depth = max_depth
+        """Fallback groups the call may move through after the first."""
+        self.visited: list[str] = []
+        self.previous: str | None = None
+        """The group tried before the current one (None for the first)."""
         # the group being tried
         self.tried: set[DeploymentState] = set()
         self.kind_counts: dict[FailureKind, int] = {}
@@ -95,16 +117,46 @@ class Call:
         self.woken = False
         """The capacity queue just woke the call: it goes first."""
 
-    def enter(self, group: str) -> None:
-        """Start on `group` (the first, or the next of the fallback chain)."""
-        self.request.group = group
-        if self.group_attempts or self.tried or self.waits or self.queued_at is not None:
-            self.tried = set()
-            self.kind_counts = {}
-            self.group_attempts = 0
-            self.waits = 0
-            self.queued_at = None
-        self.woken = False
+    def next_group(self) -> str | None:
+        """Move on to the next group of the chain not visited yet (None when the chain
+        or the fallback depth is used up), starting afresh on it."""
+        chain = self.chain
+        while self._i < len(chain) and len(self.visited) <= self.max_depth:
+            group = chain[self._i]
+            self._i += 1
+            if group in self.visited:
+                continue
+            self.previous = self.visited[-1] if self.visited else None
+            self.visited.append(group)
+            self.request.group = group
+            if self.group_attempts or self.tried or self.waits or self.queued_at is not None:
+                self.tried = set()
+                self.kind_counts = {}
+                self.group_attempts = 0
+                self.waits = 0
+                self.queued_at = None
+            self.woken = False
+            return group
+        return None
+
+    @property
+    def has_next(self) -> bool:
+        """Another group may follow the current one."""
+        return self._i < len(self.chain) and len(self.visited) <= self.max_depth
+
+    @property
+    def chain_done(self) -> bool:
+        """No group of the current chain is left (the depth aside)."""
+        return self._i >= len(self.chain)
+
+    def switch(self, chain: tuple[str, ...], kind: str) -> None:
+        """Follow `chain` (a special fallback chain of `kind`) from its start."""
+        self.chain, self.chain_kind, self._i = chain, kind, 0
+
+    @property
+    def first_group(self) -> str:
+        """The group the call asked for."""
+        return self.visited[0] if self.visited else self.request.group
 
 
 def refusal_error(call: Call, now: float) -> InterlockError:

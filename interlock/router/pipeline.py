@@ -119,47 +119,35 @@ class Pipeline:
     async def run(
         self, request: Request, timeout: float, send: Send[R], complete: Complete[R, T]
     ) -> T:
-        # hot path: the group and attempt loops stay inline (each await layer costs
-        # about a microsecond per request); every cold branch is a named method.
+        # The group and attempt loops stay inline on purpose: each await layer costs
+        # about a microsecond per request. Everything else is a named method.
         clock = self.clock
         now = clock.now()
-        call = Call(request, now + timeout, timeout, self._retry_budgets[request.group])
+        call = Call(
+            request,
+            now + timeout,
+            timeout,
+            self._retry_budgets[request.group],
+            self._chains[request.group],
+            self._fallbacks.max_depth,
+        )
         call.retry_budget.record_call(now)
         obs = self.attempts.observer
         if obs.starts:
             obs.request_start(request, now)
-        route = _Route(self._chains[request.group], self._fallbacks.max_depth)
         attempts = self.attempts
         max_attempts = self.retry.max_attempts
-        while not call.stopped and (group := route.next_group()) is not None:
-            if route.previous is not None:
-                obs.fallback(
-                    route.previous, group, len(call.attempts), call.last_error, clock.now()
-                )
-            call.enter(group)
-            pool = self._pools[group]
-            hedger = self._hedgers.get(group) if self._hedgers and not request.stream else None
-            queue = self.queues.get(group) if self.queues and not route.has_next else None
+        while not call.stopped and (group := call.next_group()) is not None:
+            pool, hedger, queue = self._enter(call, group)
             try:
                 while call.group_attempts < max_attempts:
                     now = clock.now()
                     if now >= call.deadline:
-                        raise self._deadline_passed(call, route, now)
-                    if queue is not None and queue.waiting and not call.woken:
-                        state = None  # FIFO: nobody overtakes the requests in line
-                    else:
-                        state = pool.select(request, now, call.tried)
+                        raise self._deadline_passed(call, now)
+                    state = self._choose(call, pool, queue, now)
                     if state is None:
-                        await self._nothing_eligible(call, pool, queue, route.has_next, now)
+                        await self._nothing_eligible(call, pool, queue, now)
                         continue
-                    call.woken = False
-                    if self._slow_start and not self.health.admit(state, now):
-                        # A ramping deployment turned this one away: pick another if any.
-                        state = pool.select(request, now, {*call.tried, state}) or state
-                    if call.sent and not self._pay_for_retry(call, now):
-                        raise GroupDone
-                    call.sent += 1
-                    call.group_attempts += 1
                     if hedger is not None:
                         won = await self._hedged(call, pool, state, send, hedger)
                         if won is None:
@@ -168,12 +156,7 @@ class Pipeline:
                     attempt = attempts.begin(call, state, now)
                     if queue is not None and queue.waiting:
                         queue.wake()  # there may be capacity left for the next in line
-                    shared = self.shared
-                    if (
-                        shared is not None
-                        and shared.active
-                        and not await self._admit_shared(call, attempt)
-                    ):
+                    if self.shared is not None and not await self._admit_shared(call, attempt):
                         continue
                     if call.attempts:
                         self._number(call, attempt)
@@ -192,17 +175,52 @@ class Pipeline:
                     return complete(result, attempt)
                 raise GroupDone
             except Redirect as r:
-                self._redirect(call, route, r)
+                self._redirect(call, r)
             except GroupDone:
                 pass
-        raise self._final_error(call, route)
+        raise self._final_error(call)
+
+    # --- the synchronous steps of `run` -----------------------------------------------
+
+    def _enter(
+        self, call: Call, group: str
+    ) -> tuple[DeploymentPool, Hedger | None, WaitQueue | None]:
+        """Start on `group`: its pool, its hedger (plain requests only) and its capacity
+        queue (only the last group of a chain queues; earlier ones fall back at once)."""
+        if call.previous is not None:
+            self.attempts.observer.fallback(
+                call.previous, group, len(call.attempts), call.last_error, self.clock.now()
+            )
+        hedger = self._hedgers.get(group) if self._hedgers and not call.request.stream else None
+        queue = self.queues.get(group) if self.queues and not call.has_next else None
+        return self._pools[group], hedger, queue
+
+    def _choose(
+        self, call: Call, pool: DeploymentPool, queue: WaitQueue | None, now: float
+    ) -> DeploymentState | None:
+        """The deployment for the next attempt, counted as sent; None when none is
+        eligible. Raises `GroupDone` when the retry budget refuses the attempt."""
+        if queue is not None and queue.waiting and not call.woken:
+            return None  # FIFO: nobody overtakes the requests in line
+        state = pool.select(call.request, now, call.tried)
+        if state is None:
+            return None
+        call.woken = False
+        if self._slow_start and not self.health.admit(state, now):
+            # A ramping deployment turned this one away: pick another if any.
+            state = pool.select(call.request, now, {*call.tried, state}) or state
+        if call.sent and not self._pay_for_retry(call, now):
+            raise GroupDone
+        call.sent += 1
+        call.group_attempts += 1
+        return state
 
     # --- cold branches, in the order `run` meets them ---------------------------------
 
-    def _deadline_passed(self, call: Call, route: _Route, now: float) -> InterlockError:
+    def _deadline_passed(self, call: Call, now: float) -> InterlockError:
         err = deadline_error(call)
         started = call.deadline - call.timeout
-        self.attempts.observer.refused(route.first, len(call.attempts), started, now, err)
+        self.attempts.observer.refused(call.first_group, len(call.attempts), started, now, err)
         return err
 
     async def _nothing_eligible(
@@ -210,7 +228,6 @@ class Pipeline:
         call: Call,
         pool: DeploymentPool,
         queue: WaitQueue | None,
-        has_fallback: bool,
         now: float,
     ) -> None:
         """No deployment of `pool` is eligible now. Returns to try the group again
@@ -232,7 +249,7 @@ class Pipeline:
             now = self.clock.now()
             diagnosis = pool.diagnose(call.request, now, call.tried)
         elif diagnosis.kind != "limits" or call.tried:
-            delay = self._backoff(call, pool, diagnosis, now, has_fallback)
+            delay = self._backoff(call, pool, diagnosis, now)
             if delay is not None:
                 call.waits += 1
                 await self.clock.sleep(delay)
@@ -266,7 +283,6 @@ class Pipeline:
         pool: DeploymentPool,
         diagnosis: Diagnosis,
         now: float,
-        has_fallback: bool,
     ) -> float | None:
         """Seconds to sleep before trying `pool` again, or None to give up on it.
 
@@ -277,7 +293,7 @@ class Pipeline:
         `RetryPolicy.max_wait`.
         """
         retry = self.retry
-        if has_fallback or call.waits >= retry.max_attempts:
+        if call.has_next or call.waits >= retry.max_attempts:
             return None
         if call.sent and not call.retry_budget.can_retry(now):
             return None
@@ -331,10 +347,13 @@ class Pipeline:
 
     async def _admit_shared(self, call: Call, attempt: Attempt) -> bool:
         """The one Redis round trip of the hot path: admit `attempt` against the global
-        windows (and shared cooldowns) of its deployment. A refusal is not an attempt."""
+        windows (and shared cooldowns) of its deployment, while Redis is reachable
+        (True at once when it is not). A refusal is not an attempt."""
         shared = self.shared
         assert shared is not None
-        r = attempt.reservation
+        if not shared.active:
+            return True
+        r = attempt
         try:
             admitted = await shared.admit(r)
         except BaseException:
@@ -357,7 +376,7 @@ class Pipeline:
 
     def _number(self, call: Call, attempt: Attempt) -> None:
         """A retry (or a fallback group's first try): number it and say so."""
-        number = attempt.reservation.attempt = len(call.attempts) + 1
+        number = attempt.attempt = len(call.attempts) + 1
         if call.group_attempts > 1:  # a new group's first try is a fallback, not a retry
             self.attempts.observer.retry(attempt.state, number, call.last_error, attempt.started)
 
@@ -379,20 +398,20 @@ class Pipeline:
         if n >= limit:
             raise GroupDone from None
 
-    def _redirect(self, call: Call, route: _Route, r: Redirect) -> None:
+    def _redirect(self, call: Call, r: Redirect) -> None:
         """Switch to the special fallback chain for `r.kind`, or raise its error when
         there is none left."""
         group = call.request.group
-        nxt = tuple(g for g in self._fallbacks.special(r.kind, group) if g not in route.visited)
+        nxt = tuple(g for g in self._fallbacks.special(r.kind, group) if g not in call.visited)
         if nxt:
-            route.switch(nxt, r.kind)
-        elif route.kind != r.kind or route.i >= len(route.chain):
+            call.switch(nxt, r.kind)
+        elif call.chain_kind != r.kind or call.chain_done:
             r.error.attempts = tuple(call.attempts)
             raise r.error from None
         # Moving to a bigger model is routing, not a retry of a failure.
         call.free_retry = True
 
-    def _final_error(self, call: Call, route: _Route) -> InterlockError:
+    def _final_error(self, call: Call) -> InterlockError:
         """The last attempt's error; when nothing was sent, why not (refusal_error)."""
         if call.last_error is not None:
             call.last_error.attempts = tuple(call.attempts)
@@ -400,42 +419,5 @@ class Pipeline:
         now = self.clock.now()
         refused = refusal_error(call, now)
         started = call.deadline - call.timeout
-        self.attempts.observer.refused(route.first, len(call.attempts), started, now, refused)
+        self.attempts.observer.refused(call.first_group, len(call.attempts), started, now, refused)
         return refused
-
-
-class _Route:
-    """Where a call goes next along its fallback chain (or a special chain it was
-    redirected to), visiting each group once and at most `max_depth` fallbacks."""
-
-    __slots__ = ("chain", "first", "i", "kind", "max_depth", "previous", "visited")
-
-    def __init__(self, chain: tuple[str, ...], max_depth: int) -> None:
-        self.chain = chain
-        self.first = chain[0]
-        """The group the call asked for (its chain starts with it)."""
-        self.kind = "default"
-        self.i = 0
-        self.max_depth = max_depth
-        self.visited: list[str] = []
-        self.previous: str | None = None
-
-    def next_group(self) -> str | None:
-        chain = self.chain
-        while self.i < len(chain) and len(self.visited) <= self.max_depth:
-            group = chain[self.i]
-            self.i += 1
-            if group in self.visited:
-                continue
-            self.previous = self.visited[-1] if self.visited else None
-            self.visited.append(group)
-            return group
-        return None
-
-    @property
-    def has_next(self) -> bool:
-        """Another group may follow the current one."""
-        return self.i < len(self.chain) and len(self.visited) <= self.max_depth
-
-    def switch(self, chain: tuple[str, ...], kind: str) -> None:
-        self.chain, self.kind, self.i = chain, kind, 0

@@ -49,7 +49,7 @@ class ChatStream:
         self._source = source
         self._prompt_tokens = prompt_tokens
         self._attempt = attempt
-        self._reservation = reservation = attempt.reservation
+        self._reservation = reservation = attempt
         self._first: ChatCompletionChunk | None = source.first
         self._chars = 0
         self.deployment_id = reservation.state.id
