@@ -106,15 +106,15 @@ class Call:
         self.visited: list[str] = []
         self.previous: str | None = None
         """The group tried before the current one (None for the first)."""
-        # the group being tried
-        self.tried: set[DeploymentState] = set()
-        self.kind_counts: dict[FailureKind, int] = {}
-        self.group_attempts = 0
-        self.waits = 0
+        # the group being tried: set by `next_group`
+        self.tried: set[DeploymentState]
+        self.kind_counts: dict[FailureKind, int]
+        self.group_attempts: int
+        self.waits: int
         """Backoff sleeps in this group."""
-        self.queued_at: float | None = None
+        self.queued_at: float | None
         """When the call first joined this group's capacity queue."""
-        self.woken = False
+        self.woken: bool
         """The capacity queue just woke the call: it goes first."""
 
     def next_group(self) -> str | None:
@@ -129,12 +129,11 @@ class Call:
             self.previous = self.visited[-1] if self.visited else None
             self.visited.append(group)
             self.request.group = group
-            if self.group_attempts or self.tried or self.waits or self.queued_at is not None:
-                self.tried = set()
-                self.kind_counts = {}
-                self.group_attempts = 0
-                self.waits = 0
-                self.queued_at = None
+            self.tried = set()
+            self.kind_counts = {}
+            self.group_attempts = 0
+            self.waits = 0
+            self.queued_at = None
             self.woken = False
             return group
         return None
