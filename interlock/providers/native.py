@@ -124,7 +124,7 @@ class NativeTransport:
     ) -> NativeStream:
         return await open_sse(
             self._client, self._deadlines, d, url, dumps_body(payload), ep.headers, ep.secret,
-            timeout, self._error, lambda resp: stream_cls(resp, d, ep.secret, self),
+            timeout, self._error, lambda resp: stream_cls(resp, d, ep.secret),
         )  # fmt: skip
 
     async def aclose(self) -> None:
@@ -148,12 +148,10 @@ class NativeStream:
         resp: aiohttp.ClientResponse,
         deployment: Deployment,
         secret: str | None,
-        transport: NativeTransport,
     ) -> None:
         self._resp = resp
         self._reader = SSEReader(resp, idle_timeout=deployment.timeout)
         self._secret = secret
-        self._transport = transport
         self._pending: deque[ChatCompletionChunk] = deque()
         self._done = False
         self.finished = False

@@ -17,8 +17,8 @@ from interlock.errors import APIConnectionError, APITimeoutError, InterlockError
 from interlock.providers.params import UNSUPPORTED_MODES, UnsupportedParams
 from interlock.records.state import DeploymentState
 from interlock.records.transport import ChunkSource
-from interlock.strategies.base import FunctionStrategy, Strategy, StrategyLike
-from interlock.strategies.registry import builtin_strategies
+from interlock.strategies.base import Strategy, StrategyLike
+from interlock.strategies.registry import as_strategy, strategy_factory
 from interlock.types import ChatCompletion, EmbeddingResponse, Request
 
 __all__ = [
@@ -74,19 +74,14 @@ async def run_user_fn(
 
 
 def request_strategy(spec: StrategyLike | None) -> str | Strategy | None:
-    """Validate a per-call ``strategy=``: a known name, a Strategy, or a callable."""
+    """Validate a per-call ``strategy=``: a known name (the pool makes its instance),
+    a Strategy, or a callable."""
     if spec is None:
         return None
     if isinstance(spec, str):
-        known = builtin_strategies()
-        if spec not in known:
-            raise ValueError(f"unknown strategy {spec!r}; known: {', '.join(sorted(known))}")
+        strategy_factory(spec)  # raises for an unknown name
         return spec
-    if isinstance(spec, Strategy):
-        return spec
-    if callable(spec):
-        return FunctionStrategy(spec)
-    raise TypeError(f"strategy must be a name, a Strategy or a callable, not {type(spec).__name__}")
+    return as_strategy(spec)
 
 
 def provider_params(params: Mapping[str, Any], known: frozenset[str], where: str) -> dict[str, Any]:

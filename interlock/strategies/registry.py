@@ -17,9 +17,11 @@ from interlock.strategies.weighted import WeightedStrategy
 
 __all__ = [
     "BUILTIN_NAMES",
+    "as_strategy",
     "builtin_strategies",
     "register_strategy",
     "resolve_strategy",
+    "strategy_factory",
 ]
 
 
@@ -83,17 +85,28 @@ def register_strategy(name: str, factory: StrategyFactory, *, replace: bool = Fa
     table[name] = factory
 
 
+def strategy_factory(name: str) -> StrategyFactory:
+    """The factory registered under `name`; ValueError naming the known ones."""
+    table = _builtins()
+    factory = table.get(name)
+    if factory is None:
+        raise ValueError(f"unknown strategy {name!r}; known: {', '.join(sorted(table))}")
+    return factory
+
+
+def as_strategy(spec: object) -> Strategy:
+    """`spec` as a Strategy: an instance as is, a plain function wrapped in a
+    `FunctionStrategy`; TypeError for anything else (names: see `strategy_factory`)."""
+    if isinstance(spec, Strategy):
+        return spec
+    if callable(spec) and not isinstance(spec, str):
+        return FunctionStrategy(spec)
+    raise TypeError(f"strategy must be a name, a Strategy or a callable, not {type(spec).__name__}")
+
+
 def resolve_strategy(spec: StrategyLike, rng: random.Random) -> Strategy:
     """A Strategy from a name (a fresh instance), an instance, or a callable; raises
     ValueError naming the known strategies when the name is unknown."""
     if isinstance(spec, str):
-        table = _builtins()
-        factory = table.get(spec)
-        if factory is None:
-            raise ValueError(f"unknown strategy {spec!r}; known: {', '.join(sorted(table))}")
-        return factory(rng)
-    if isinstance(spec, Strategy):
-        return spec
-    if callable(spec):
-        return FunctionStrategy(spec)
-    raise TypeError(f"strategy must be a name, a Strategy or a callable, not {type(spec).__name__}")
+        return strategy_factory(spec)(rng)
+    return as_strategy(spec)
