@@ -1,4 +1,4 @@
-"""Classification, ejection, recovery, panic and the retry budget, on fake time."""
+"""`interlock/health/tracker.py`: ejection, recovery, panic and slow start, on fake time."""
 
 from __future__ import annotations
 
@@ -8,27 +8,15 @@ import pytest
 
 from interlock import Deployment, HealthPolicy
 from interlock.errors import (
-    APIConnectionError,
     APITimeoutError,
-    AuthenticationError,
     BadRequestError,
-    ContentPolicyViolationError,
     ContextWindowExceededError,
-    InterlockError,
     InternalServerError,
-    MalformedResponseError,
     NotFoundError,
-    PermissionDeniedError,
     RateLimitError,
-    ServiceUnavailableError,
-    StreamInterruptedError,
 )
 from interlock.health import (
-    TREATMENTS,
-    FailureKind,
     HealthTracker,
-    RetryBudget,
-    classify,
     health_state,
     is_available,
 )
@@ -60,33 +48,6 @@ def policy(**kw: object) -> HealthPolicy:
     }
     base.update(kw)
     return HealthPolicy(**base)
-
-
-@pytest.mark.parametrize(
-    ("error", "kind"),
-    [
-        (BadRequestError("x"), FailureKind.CALLER),
-        (NotFoundError("x"), FailureKind.CALLER),
-        (ContextWindowExceededError("x"), FailureKind.CONTEXT_WINDOW),
-        (ContentPolicyViolationError("x"), FailureKind.CONTENT_POLICY),
-        (RateLimitError("x"), FailureKind.RATE_LIMITED),
-        (AuthenticationError("x"), FailureKind.BAD_CREDENTIALS),
-        (PermissionDeniedError("x"), FailureKind.BAD_CREDENTIALS),
-        (APITimeoutError("x"), FailureKind.TIMEOUT),
-        (APIConnectionError("x"), FailureKind.CONNECTION),
-        (StreamInterruptedError("x"), FailureKind.CONNECTION),
-        (MalformedResponseError("x"), FailureKind.MALFORMED),
-        (InternalServerError("x"), FailureKind.SERVER_ERROR),
-        (ServiceUnavailableError("x"), FailureKind.SERVER_ERROR),
-        (InterlockError("x"), FailureKind.SERVER_ERROR),
-    ],
-)
-def test_classification_table(error: InterlockError, kind: FailureKind) -> None:
-    assert classify(error) is kind
-    t = TREATMENTS[kind]
-    caller = kind in (FailureKind.CALLER, FailureKind.CONTEXT_WINDOW, FailureKind.CONTENT_POLICY)
-    assert t.counts_against_health is not caller
-    assert t.retry_elsewhere is not caller
 
 
 def test_consecutive_failures_eject_and_success_resets() -> None:
@@ -223,16 +184,3 @@ def test_probe_success_ends_failure_ejection_but_not_a_retry_after() -> None:
     tracker.probe_success(b, T0 + 1)
     assert health_state(a, T0 + 1) == "healthy"
     assert health_state(b, T0 + 1) == "cooling"
-
-
-def test_retry_budget_ratio_and_floor() -> None:
-    b = RetryBudget(ratio=0.1, floor=2, window=10)
-    for _ in range(50):
-        b.record_call(T0)
-    granted = sum(b.try_acquire(T0) for _ in range(100))
-    assert granted == 7  # 2 + 0.1 * 50
-    assert b.denied == 93
-    # Old calls and retries age out of the window together.
-    assert b.try_acquire(T0 + 25)
-    assert b.try_acquire(T0 + 25)
-    assert not b.try_acquire(T0 + 25)
