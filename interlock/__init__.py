@@ -13,6 +13,7 @@ from interlock.config import (
     SharedState,
 )
 from interlock.errors import (
+    AccountError,
     APIConnectionError,
     APITimeoutError,
     AttemptRecord,
@@ -23,6 +24,7 @@ from interlock.errors import (
     ContentPolicyViolationError,
     ContextWindowExceededError,
     DeadlineExceededError,
+    DeploymentNotFoundError,
     InterlockError,
     InternalServerError,
     MalformedResponseError,
@@ -82,6 +84,7 @@ __version__ = "0.1.0"
 __all__ = [
     "APIConnectionError",
     "APITimeoutError",
+    "AccountError",
     "AttemptRecord",
     "AuthenticationError",
     "BadRequestError",
@@ -108,6 +111,7 @@ __all__ = [
     "CostStrategy",
     "DeadlineExceededError",
     "Deployment",
+    "DeploymentNotFoundError",
     "DeploymentState",
     "DeploymentStatistics",
     "Embedding",

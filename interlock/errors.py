@@ -6,18 +6,22 @@ Every error the router raises is an `InterlockError`. Provider errors carry the 
 `attempts` lists every attempt the router made before giving up.
 
 Messages never contain an API key: transports scrub the key out of upstream error
-text before building an error.
+text before building an error (`scrub`). Keys shorter than `MIN_SECRET_LENGTH` are not
+treated as secrets there (see `scrub`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "MIN_SECRET_LENGTH",
+    "REDACTED",
     "APIConnectionError",
     "APITimeoutError",
+    "AccountError",
     "AttemptRecord",
     "AuthenticationError",
     "BadRequestError",
@@ -26,6 +30,7 @@ __all__ = [
     "ContentPolicyViolationError",
     "ContextWindowExceededError",
     "DeadlineExceededError",
+    "DeploymentNotFoundError",
     "InterlockError",
     "InternalServerError",
     "MalformedResponseError",
@@ -37,6 +42,7 @@ __all__ = [
     "StreamInterruptedError",
     "UnknownModelError",
     "UnsupportedParamsError",
+    "scrub",
 ]
 
 
@@ -157,6 +163,22 @@ class NotFoundError(InterlockError):
 # --- errors caused by the deployment ------------------------------------------------
 
 
+class DeploymentNotFoundError(NotFoundError):
+    """The provider does not know the model or deployment that this deployment names: a
+    404, or a 400 naming the model or deployment ("does not exist", "not found",
+    Azure's ``DeploymentNotFound``). Its configuration is wrong, not the request: the
+    router takes that deployment out and moves on (`status_code` is what was sent)."""
+
+
+class AccountError(InterlockError):
+    """The deployment's account cannot be used: a 402, or a 4xx naming the account
+    (credit balance too low, billing, quota used up; for Gemini a failed precondition
+    such as billing not enabled in the account's region). The router takes that
+    deployment out and moves on."""
+
+    status_code = 402
+
+
 class AuthenticationError(InterlockError):
     """The deployment's key was rejected (401)."""
 
@@ -225,3 +247,53 @@ class DeadlineExceededError(InterlockError, TimeoutError):
 
 class BudgetExceededError(InterlockError):
     """A spend budget is used up until its period resets."""
+
+
+# --- keeping keys out of text -------------------------------------------------------
+
+MIN_SECRET_LENGTH = 8
+"""Keys shorter than this are not looked for in text. Short placeholders such as
+Ollama's ``"ollama"`` or vLLM's ``"EMPTY"`` are words that also occur in provider names,
+deployment ids and upstream messages; replacing them there would mangle the text and
+hide nothing secret. Real provider keys are much longer."""
+
+REDACTED = "[redacted]"
+
+
+def scrub(text: str, secret: str | None, keep: Iterable[str] = ()) -> str:
+    """`text` with every occurrence of `secret` replaced by ``[redacted]``.
+
+    A secret shorter than `MIN_SECRET_LENGTH` is left alone. An occurrence that lies
+    inside one of `keep` (the router's own names: ids, groups, models, URLs) is left
+    alone too, so those are never altered.
+    """
+    if not secret or len(secret) < MIN_SECRET_LENGTH or secret not in text:
+        return text
+    shields = [k for k in keep if secret in k]
+    if not shields:
+        return text.replace(secret, REDACTED)
+    kept = _spans(text, shields)
+    out: list[str] = []
+    done = 0
+    at = text.find(secret)
+    while at != -1:
+        end = at + len(secret)
+        if any(a <= at and end <= b for a, b in kept):
+            at = text.find(secret, at + 1)
+            continue
+        out += (text[done:at], REDACTED)
+        done = end
+        at = text.find(secret, end)
+    out.append(text[done:])
+    return "".join(out)
+
+
+def _spans(text: str, names: Iterable[str]) -> list[tuple[int, int]]:
+    """Where each of `names` occurs in `text`, as ``(start, end)``."""
+    spans: list[tuple[int, int]] = []
+    for name in names:
+        at = text.find(name)
+        while at != -1:
+            spans.append((at, at + len(name)))
+            at = text.find(name, at + 1)
+    return spans

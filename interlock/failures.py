@@ -13,12 +13,14 @@ from enum import Enum
 from typing import Literal
 
 from interlock.errors import (
+    AccountError,
     APIConnectionError,
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
     ContentPolicyViolationError,
     ContextWindowExceededError,
+    DeploymentNotFoundError,
     InterlockError,
     InternalServerError,
     MalformedResponseError,
@@ -42,7 +44,8 @@ class FailureKind(Enum):
     """What went wrong, as far as routing is concerned."""
 
     CALLER = "caller"
-    """400, 404, 422 (and unserializable requests): the request itself is wrong."""
+    """400, 404, 422 that name nothing of the deployment (and unserializable requests):
+    the request itself is wrong."""
     CONTEXT_WINDOW = "context_window"
     """The prompt does not fit the model: try the context-window fallbacks."""
     CONTENT_POLICY = "content_policy"
@@ -51,6 +54,10 @@ class FailureKind(Enum):
     """429: the deployment cools for its Retry-After."""
     BAD_CREDENTIALS = "auth"
     """401/403: a bad key; that deployment alone is taken out."""
+    UNUSABLE = "unusable"
+    """The deployment cannot serve any request until someone fixes it: its model or
+    deployment name is unknown (`DeploymentNotFoundError`) or its account cannot pay
+    (`AccountError`); that deployment alone is taken out."""
     TIMEOUT = "timeout"
     """The attempt ran past the deployment's timeout."""
     CONNECTION = "connection"
@@ -71,7 +78,8 @@ class Treatment:
     counts_against_health: bool
     """Recorded as a failure of the deployment (ejection triggers, failure rate)."""
     cools_at_once: bool
-    """Takes the deployment out immediately (429 Retry-After, bad key), no allowance."""
+    """Takes the deployment out immediately (429 Retry-After, bad key, unusable), no
+    allowance."""
     retry_elsewhere: bool
     """The call moves on to a deployment it has not tried, then to the fallbacks."""
     fallback: FallbackKind
@@ -86,6 +94,7 @@ TREATMENTS: dict[FailureKind, Treatment] = {
     FailureKind.CONTENT_POLICY: Treatment(False, False, False, "content_policy"),
     FailureKind.RATE_LIMITED: Treatment(True, True, True, "default"),
     FailureKind.BAD_CREDENTIALS: Treatment(True, True, True, "default"),
+    FailureKind.UNUSABLE: Treatment(True, True, True, "default"),
     FailureKind.TIMEOUT: _DEPLOYMENT_FAULT,
     FailureKind.CONNECTION: _DEPLOYMENT_FAULT,
     FailureKind.SERVER_ERROR: _DEPLOYMENT_FAULT,
@@ -95,6 +104,8 @@ TREATMENTS: dict[FailureKind, Treatment] = {
 
 # Most specific classes first: the first isinstance match wins.
 _TABLE: tuple[tuple[type[InterlockError], FailureKind], ...] = (
+    (DeploymentNotFoundError, FailureKind.UNUSABLE),
+    (AccountError, FailureKind.UNUSABLE),
     (ContextWindowExceededError, FailureKind.CONTEXT_WINDOW),
     (ContentPolicyViolationError, FailureKind.CONTENT_POLICY),
     (BadRequestError, FailureKind.CALLER),

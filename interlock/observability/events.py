@@ -37,6 +37,7 @@ FailureKindName = Literal[
     "content_policy",
     "rate_limited",
     "bad_credentials",
+    "unusable",
     "timeout",
     "connection",
     "server_error",

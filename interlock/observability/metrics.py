@@ -62,6 +62,7 @@ OUTCOMES = (
     "content_policy",
     "rate_limited",
     "bad_credentials",
+    "unusable",
     "timeout",
     "connection",
     "server_error",

@@ -58,6 +58,7 @@ _KIND: dict[FailureKind, FailureKindName] = {
     FailureKind.CONTENT_POLICY: "content_policy",
     FailureKind.RATE_LIMITED: "rate_limited",
     FailureKind.BAD_CREDENTIALS: "bad_credentials",
+    FailureKind.UNUSABLE: "unusable",
     FailureKind.TIMEOUT: "timeout",
     FailureKind.CONNECTION: "connection",
     FailureKind.SERVER_ERROR: "server_error",

@@ -22,6 +22,7 @@ from yarl import URL
 
 from interlock.config import Deployment
 from interlock.errors import (
+    AccountError,
     BadRequestError,
     ContentPolicyViolationError,
     InterlockError,
@@ -340,6 +341,8 @@ class AnthropicTransport(NativeTransport):
                 err.message, status_code=status, deployment_id=d.id,
                 retry_after=anthropic_retry_after(headers),
             )  # fmt: skip
+        if etype == "billing_error" and not isinstance(err, AccountError):
+            return AccountError(err.message, status_code=status, deployment_id=d.id)
         if etype == "overloaded_error" and not isinstance(err, ServiceUnavailableError):
             return ServiceUnavailableError(
                 err.message, status_code=status, deployment_id=d.id,

@@ -23,10 +23,10 @@ from yarl import URL
 
 from interlock.config import Deployment
 from interlock.errors import (
+    AccountError,
     AuthenticationError,
     BadRequestError,
     ContentPolicyViolationError,
-    ContextWindowExceededError,
     InterlockError,
     MalformedResponseError,
     PermissionDeniedError,
@@ -372,8 +372,11 @@ class GeminiTransport(NativeTransport):
             return AuthenticationError(text, **kw)
         if kind == "PERMISSION_DENIED":
             return PermissionDeniedError(text, **kw)
-        if status == 400 and "exceeds the maximum number of tokens" in text.lower():
-            return ContextWindowExceededError(text, **kw)
+        if kind == "FAILED_PRECONDITION":
+            # Google's troubleshooting guide: the account cannot use the API as set up
+            # (e.g. "Gemini API free tier is not available in your country. Please
+            # enable billing on your project in Google AI Studio.").
+            return AccountError(text, **kw)
         return err
 
     def _url(self, d: Deployment, method: str) -> URL:
