@@ -51,6 +51,7 @@ from interlock.observability import (
     serve_metrics,
 )
 from interlock.observability.stats import DeploymentStatistics, RouterStatistics
+from interlock.records.state import Ejection
 from interlock.records.transport import ChunkSource, Transport
 from interlock.router import ChatStream, DeploymentState, Router
 from interlock.strategies import (
@@ -114,6 +115,7 @@ __all__ = [
     "DeploymentNotFoundError",
     "DeploymentState",
     "DeploymentStatistics",
+    "Ejection",
     "Embedding",
     "EmbeddingParams",
     "EmbeddingResponse",

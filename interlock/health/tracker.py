@@ -2,10 +2,12 @@
 
 Synchronous and O(1) per event. Triggers: consecutive failures (per-kind allowances),
 failure rate over a window (with a minimum count), a 429 (for its Retry-After) and a
-bad key. The n-th ejection in a row lasts ``cooldown * n`` (capped); a cooldown is
-never shortened by a later one. Failure ejections stop at `max_ejected_share` of a
-pool. After its cooldown a deployment is half-open: trial requests, `k` successes
-close it, a failure re-opens it for longer.
+deployment-scoped 4xx (a bad key, an unknown model or deployment, an account that
+cannot pay). The n-th ejection in a row lasts ``cooldown * n`` (``auth_cooldown * n``
+for a deployment-scoped 4xx; capped); a cooldown is never shortened by a later one.
+Failure ejections stop at `max_ejected_share` of a pool. After its cooldown a
+deployment is half-open: trial requests, `k` successes close it, a failure re-opens it
+for longer. Each ejection records its error on the state (`DeploymentState.ejected_by`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from typing import TYPE_CHECKING
 from interlock.config import HealthPolicy
 from interlock.errors import InterlockError
 from interlock.failures import TREATMENTS, FailureKind, classify
-from interlock.records.state import CLOSED, OPEN, CircuitState, PoolHealth, is_available
+from interlock.records.state import (
+    CLOSED,
+    OPEN,
+    CircuitState,
+    Ejection,
+    PoolHealth,
+    is_available,
+)
 
 if TYPE_CHECKING:
     from interlock.records.state import DeploymentState
@@ -123,9 +132,9 @@ class HealthTracker:
         if kind is FailureKind.RATE_LIMITED:
             ra = error.retry_after
             seconds = p.rate_limit_cooldown if ra is None else min(max(ra, 0.0), p.max_retry_after)
-            return self._eject(s, now, seconds, hard=True)
-        if kind is FailureKind.BAD_CREDENTIALS:
-            return self._eject(s, now, p.auth_cooldown, hard=True)
+            return self._eject(s, now, seconds, error, kind, hard=True)
+        if kind is FailureKind.BAD_CREDENTIALS or kind is FailureKind.UNUSABLE:
+            return self._take_out(s, error, kind, now)
         if cooling:
             # A late answer to a request sent before the ejection: already handled.
             return 0.0
@@ -149,7 +158,9 @@ class HealthTracker:
         if s.circuit_mode == CLOSED and now - c.closed_at > p.cooldown_max:
             c.streak = 0
         c.streak += 1
-        return self._eject(s, now, min(p.cooldown * c.streak, p.cooldown_max), hard=False)
+        return self._eject(
+            s, now, min(p.cooldown * c.streak, p.cooldown_max), error, kind, hard=False
+        )
 
     def probe_success(self, s: DeploymentState, now: float) -> None:
         """An active probe got an answer: end a failure ejection early (never a 429's
@@ -166,7 +177,34 @@ class HealthTracker:
 
     # --- transitions ----------------------------------------------------------------
 
-    def _eject(self, s: DeploymentState, now: float, seconds: float, *, hard: bool) -> float:
+    def _take_out(
+        self, s: DeploymentState, error: InterlockError, kind: FailureKind, now: float
+    ) -> float:
+        """A deployment-scoped 4xx (bad key, unknown model or deployment, an account that
+        cannot pay): out of rotation at once, even past the ejection cap and in panic
+        mode, for `auth_cooldown`; the n-th ejection in a row lasts n times as long, up
+        to ``max(cooldown_max, auth_cooldown)``."""
+        p = self.policy
+        c = s.circuit
+        if c.hard_until > now:
+            # Already out on the provider's word (a late answer to an earlier send).
+            return 0.0
+        if s.circuit_mode == CLOSED and now - c.closed_at > p.cooldown_max:
+            c.streak = 0
+        c.streak += 1
+        seconds = min(p.auth_cooldown * c.streak, max(p.cooldown_max, p.auth_cooldown))
+        return self._eject(s, now, seconds, error, kind, hard=True)
+
+    def _eject(
+        self,
+        s: DeploymentState,
+        now: float,
+        seconds: float,
+        error: InterlockError,
+        kind: FailureKind,
+        *,
+        hard: bool,
+    ) -> float:
         if seconds <= 0:
             return 0.0
         c = s.circuit
@@ -179,6 +217,7 @@ class HealthTracker:
         if until > s.cooldown_until:
             s.cooldown_until = until
             c.pool.cooling_started(s)
+            s.ejected_by = Ejection(type(error).__name__, error.status_code, kind, now, until)
         if hard and until > c.hard_until:
             c.hard_until = until
         c.trial_successes = 0

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from interlock.cache.stats import CacheStatistics
-from interlock.records.state import health_state
+from interlock.records.state import Ejection, health_state
 
 if TYPE_CHECKING:
     from interlock.records.state import DeploymentState
@@ -65,6 +65,10 @@ class DeploymentStatistics:
     """Prompt tokens the provider reported, over every settled request."""
     output_tokens: int = 0
     """Completion tokens the provider reported."""
+    last_ejection: Ejection | None = None
+    """The error that last took the deployment out of rotation (its class, status,
+    failure kind, and when, on the router's clock; no message), None if it never was.
+    Kept after the deployment recovers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,4 +139,5 @@ def deployment_statistics(s: DeploymentState, now: float) -> DeploymentStatistic
         spend=s.spend,
         input_tokens=s.input_tokens,
         output_tokens=s.output_tokens,
+        last_ejection=s.ejected_by,
     )

@@ -15,9 +15,11 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from interlock.config import Deployment
+from interlock.failures import FailureKind
 from interlock.records.budget import BudgetCounter
 from interlock.records.transport import Transport
 from interlock.records.window import RateWindow
@@ -27,6 +29,7 @@ __all__ = [
     "OPEN",
     "CircuitState",
     "DeploymentState",
+    "Ejection",
     "PoolHealth",
     "Waiters",
     "health_state",
@@ -35,6 +38,27 @@ __all__ = [
 
 CLOSED = 0
 OPEN = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Ejection:
+    """The error that last took a deployment out of rotation: its class and status,
+    never its message (a key could hide in upstream text)."""
+
+    error_type: str
+    """The error's class name, e.g. ``"AuthenticationError"``."""
+    status_code: int | None
+    """The HTTP status the provider sent, None for timeouts and connection errors."""
+    kind: FailureKind
+    at: float
+    """Router-clock time of the ejection."""
+    until: float
+    """Router-clock time its cooldown was set to end."""
+
+    def describe(self) -> str:
+        """``"AuthenticationError (401)"``."""
+        status = f" ({self.status_code})" if self.status_code is not None else ""
+        return f"{self.error_type}{status}"
 
 
 class PoolHealth:
@@ -216,6 +240,7 @@ class DeploymentState(_Checked):
     __slots__ = (
         "consecutive_failures",
         "deployment",
+        "ejected_by",
         "ejections",
         "failures",
         "id",
@@ -270,6 +295,8 @@ class DeploymentState(_Checked):
         self.consecutive_failures = 0
         self.cooldown_until = 0.0
         self.ejections = 0
+        self.ejected_by: Ejection | None = None
+        """The error behind the latest ejection (kept after recovery)."""
         self.latency_ewma: float | None = None
         # strategies: completion tokens of the latest success (0 when unknown), set just
         # before the strategy's `record` (latency per token)

@@ -5,16 +5,20 @@ do not and are not retried."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
 from interlock import (
+    AccountError,
     APIConnectionError,
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
     ContentPolicyViolationError,
     ContextWindowExceededError,
+    Deployment,
+    DeploymentNotFoundError,
     InterlockError,
     InternalServerError,
     MalformedResponseError,
@@ -25,10 +29,19 @@ from interlock import (
     Router,
     ServiceUnavailableError,
 )
-from interlock.testing import FakeClock, Fault
-from tests.integration.loopback import MESSAGES, deployment, first_candidate, router_over, upstreams
+from interlock.failures import FailureKind
+from interlock.testing import FakeAnthropic, FakeAzure, FakeClock, Fault
+from tests.integration.loopback import (
+    KEY,
+    MESSAGES,
+    deployment,
+    first_candidate,
+    router_over,
+    upstreams,
+)
 
 CALLER = (BadRequestError, NotFoundError)
+UNUSABLE = (AccountError, DeploymentNotFoundError)
 
 CASES: list[tuple[str, Fault, type[InterlockError], int | None]] = [
     ("429", Fault.rate_limit(3.0), RateLimitError, 429),
@@ -38,7 +51,10 @@ CASES: list[tuple[str, Fault, type[InterlockError], int | None]] = [
     ("422", Fault.status(422), BadRequestError, 422),
     ("context", Fault.context_window(), ContextWindowExceededError, 400),
     ("policy", Fault.content_policy(), ContentPolicyViolationError, 400),
-    ("404", Fault.status(404), NotFoundError, 404),
+    ("404", Fault.status(404), DeploymentNotFoundError, 404),
+    # OpenAI's 404 for an object of the caller's that does not exist (Files API wording)
+    ("404-caller", Fault.status(404, "No such File object: file-abc123"), NotFoundError, 404),
+    ("402", Fault.status(402, "Payment Required"), AccountError, 402),
     ("500", Fault.status(500), InternalServerError, 500),
     ("502", Fault.status(502), ServiceUnavailableError, 502),
     ("503", Fault.status(503), ServiceUnavailableError, 503),
@@ -80,7 +96,7 @@ async def test_status_and_body_map_to_typed_errors(
                 assert exc.value.retry_after == 3.0
             u0 = router.statistics().by_id("u0")
             assert u0.in_flight == 0
-            counted = not issubclass(error, CALLER)
+            counted = not issubclass(error, CALLER) or issubclass(error, UNUSABLE)
             assert u0.failures == (1 if counted else 0)
             # the router's model went upstream with the caller's messages
             body = up.received[0].body
@@ -90,7 +106,12 @@ async def test_status_and_body_map_to_typed_errors(
 
 @pytest.mark.parametrize(
     "fault",
-    [Fault.status(400), Fault.status(404), Fault.context_window(), Fault.content_policy()],
+    [
+        Fault.status(400),
+        Fault.status(404, "No such File object: file-abc123"),
+        Fault.context_window(),
+        Fault.content_policy(),
+    ],
     ids=["400", "404", "context", "policy"],
 )
 async def test_caller_errors_are_not_retried_anywhere(fault: Fault) -> None:
@@ -154,3 +175,147 @@ async def test_wrong_key_is_an_authentication_error_and_moves_on() -> None:
             u0 = router.statistics().by_id("u0")
             assert (u0.failures, u0.state) == (1, "cooling")
             assert ups[0].received[0].status == 401
+
+
+# --- deployment-scoped 4xx (issue 15, point 4) ---------------------------------------
+
+CALLS = 40
+
+# Anthropic's answer for an account without credit (the Messages API returns it as a
+# 400 invalid_request_error; wording as the API sends it, see docs/resilience.md).
+CREDIT_TOO_LOW = (
+    "Your credit balance is too low to access the Anthropic API. Please go to Plans & "
+    "Billing to upgrade or purchase credits."
+)
+
+
+def _deployment(provider: str, id: str, model: str, url: str) -> Deployment:
+    return Deployment(group="g", provider=provider, model=model, id=id, api_base=url, api_key=KEY)
+
+
+async def _run_calls(router: Router, n: int) -> list[InterlockError | None]:
+    """`n` sequential calls; each one's error, or None when it succeeded."""
+    outcomes: list[InterlockError | None] = []
+    for _ in range(n):
+        try:
+            await router.acompletion("g", MESSAGES)
+        except InterlockError as exc:
+            outcomes.append(exc)
+        else:
+            outcomes.append(None)
+    return outcomes
+
+
+async def test_a_misnamed_azure_deployment_is_routed_around(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="interlock")
+    async with FakeAzure(deployments=frozenset({"gpt4o-east"})) as up:
+        # the second deployment's name is misspelt
+        names = ("gpt4o-east", "gpt4o-esat")
+        router = Router(
+            [_deployment("azure", name, name, up.url) for name in names], clock=FakeClock(), seed=7
+        )
+        async with router:
+            outcomes = await _run_calls(router, CALLS)
+            failed = [e for e in outcomes if e is not None]
+            assert not failed, f"{len(failed)}/{CALLS} failed: {failed[0]!r}"
+            stats = router.statistics()
+            bad = stats.by_id("gpt4o-esat")
+            assert bad.requests == 1  # tried once, then out of rotation
+            assert (bad.state, bad.failures, bad.ejections) == ("cooling", 1, 1)
+            assert bad.last_ejection is not None
+            assert (bad.last_ejection.error_type, bad.last_ejection.status_code) == (
+                "DeploymentNotFoundError",
+                404,
+            )
+            assert bad.last_ejection.kind is FailureKind.UNUSABLE
+            assert stats.by_id("gpt4o-east").successes == CALLS
+            assert stats.in_flight == 0
+    cooldowns = [r for r in caplog.records if getattr(r, "event", None) == "cooldown"]
+    assert [(r.deployment, r.error_type, r.status_code) for r in cooldowns] == [  # type: ignore[attr-defined]
+        ("gpt4o-esat", "DeploymentNotFoundError", 404)
+    ]
+    assert "DeploymentNotFound" in cooldowns[0].getMessage()
+
+
+async def test_an_anthropic_account_without_credit_is_routed_around() -> None:
+    async with FakeAnthropic(name="poor") as poor, FakeAnthropic(name="rich") as rich:
+        poor.always(Fault.status(400, CREDIT_TOO_LOW))
+        router = Router(
+            [_deployment("anthropic", up.name, "claude-x", up.url) for up in (poor, rich)],
+            clock=FakeClock(),
+            seed=7,
+        )
+        async with router:
+            outcomes = await _run_calls(router, CALLS)
+            failed = [e for e in outcomes if e is not None]
+            assert not failed, f"{len(failed)}/{CALLS} failed: {failed[0]!r}"
+            assert poor.request_count == 1
+            s = router.statistics().by_id("poor")
+            assert (s.state, s.failures) == ("cooling", 1)
+            assert s.last_ejection is not None
+            assert (s.last_ejection.error_type, s.last_ejection.status_code) == (
+                "AccountError",
+                400,
+            )
+
+
+# Caller errors: OpenAI's wording for an out-of-range parameter and an invalid
+# structured-output schema (Chat Completions API, 400 invalid_request_error), and a
+# 422 as OpenAI-compatible servers built on FastAPI send it.
+CALLER_FAULTS = [
+    Fault.status(
+        400,
+        "Invalid 'temperature': decimal above maximum value. Expected a value <= 2, but "
+        "got 3 instead.",
+        error_code="decimal_above_max_value",
+    ),
+    Fault.status(
+        400,
+        "Invalid schema for response_format 'answer': In context=(), 'additionalProperties' "
+        "is required to be supplied and to be false.",
+        error_code="invalid_json_schema",
+    ),
+    Fault.status(422, "Unprocessable Entity"),
+]
+
+
+@pytest.mark.parametrize("fault", CALLER_FAULTS, ids=["param", "schema", "422"])
+async def test_a_request_error_is_raised_at_once_with_one_upstream_call(fault: Fault) -> None:
+    async with upstreams(3) as ups, router_over(ups, clock=FakeClock()) as router:
+        for up in ups:
+            up.push(fault)
+        with pytest.raises(BadRequestError) as exc:
+            await router.acompletion("g", MESSAGES)
+        assert type(exc.value) is BadRequestError
+        assert sum(u.request_count for u in ups) == 1
+        assert router.statistics().failures == 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        (Fault.status(401), AuthenticationError),
+        (Fault.status(403), PermissionDeniedError),
+        (Fault.status(402, "Payment Required"), AccountError),
+        (Fault.status(404), DeploymentNotFoundError),
+    ],
+    ids=["401", "403", "402", "404"],
+)
+async def test_a_deployment_scoped_4xx_moves_on_and_takes_the_deployment_out(
+    fault: Fault, error: type[InterlockError]
+) -> None:
+    async with (
+        upstreams(2) as ups,
+        router_over(ups, strategy=first_candidate, clock=FakeClock()) as router,
+    ):
+        ups[0].always(fault)
+        for _ in range(5):
+            r = await router.acompletion("g", MESSAGES)
+            assert r.deployment_id == "u1"
+        assert [u.request_count for u in ups] == [1, 5]
+        u0 = router.statistics().by_id("u0")
+        assert (u0.state, u0.failures) == ("cooling", 1)
+        assert u0.last_ejection is not None
+        assert u0.last_ejection.error_type == error.__name__

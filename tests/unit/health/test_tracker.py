@@ -8,20 +8,25 @@ import pytest
 
 from interlock import Deployment, HealthPolicy
 from interlock.errors import (
+    AccountError,
     APITimeoutError,
+    AuthenticationError,
     BadRequestError,
     ContextWindowExceededError,
+    DeploymentNotFoundError,
+    InterlockError,
     InternalServerError,
     NotFoundError,
     RateLimitError,
 )
+from interlock.failures import FailureKind
 from interlock.health import (
     HealthTracker,
     health_state,
     is_available,
 )
 from interlock.providers.openai import OpenAITransport
-from interlock.records.state import DeploymentState
+from interlock.records.state import DeploymentState, Ejection
 
 T0 = 1000.0
 
@@ -119,6 +124,77 @@ def test_repeated_ejections_last_longer_up_to_the_cap() -> None:
     tracker.success(s, 0.1, now)
     assert health_state(s, now) == "healthy"
     assert tracker.failure(s, InternalServerError("x"), now + 36) == 10
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AuthenticationError("x", status_code=401),
+        DeploymentNotFoundError("x", status_code=404),
+        AccountError("x", status_code=400),
+    ],
+    ids=["401", "404", "credit"],
+)
+def test_a_deployment_scoped_4xx_ejects_at_once_for_longer_each_time(
+    error: InterlockError,
+) -> None:
+    p = policy(
+        allowed_fails=1,
+        auth_cooldown=60.0,
+        cooldown_max=150.0,
+        max_ejected_share=0.5,
+        half_open_successes=1,
+    )
+    tracker, (s, other) = states(2, p)
+    # the other half of the pool is out already: the ejection cap is reached, and still
+    # the provider's word takes this one out too
+    assert tracker.failure(other, InternalServerError("x"), T0) == 10
+    now = T0
+    lengths = []
+    for _ in range(4):
+        lengths.append(tracker.failure(s, error, now))
+        assert not is_available(s, now)
+        now = s.cooldown_until
+        assert health_state(s, now) == "half_open"  # a trial decides whether it is fixed
+    assert lengths == [60, 120, 150, 150]  # auth_cooldown x n, up to cooldown_max
+    assert s.failures == 4
+    # a fixed deployment: one good trial closes it, and after cooldown_max the count
+    # starts over
+    assert tracker.begin_attempt(s, now)
+    tracker.end_trial(s)
+    tracker.success(s, 0.1, now)
+    assert health_state(s, now) == "healthy"
+    assert tracker.failure(s, error, now + 151) == 60
+
+
+def test_a_late_deployment_scoped_answer_does_not_stretch_the_ejection() -> None:
+    tracker, (s,) = states(1, policy(auth_cooldown=60.0))
+    assert tracker.failure(s, AuthenticationError("x", status_code=401), T0) == 60
+    # a request sent before the ejection comes back with the same 401
+    assert tracker.failure(s, AuthenticationError("x", status_code=401), T0 + 1) == 0
+    assert s.cooldown_until == T0 + 60
+    assert s.circuit.streak == 1
+
+
+def test_each_ejection_records_its_error_without_the_message() -> None:
+    tracker, (s,) = states(1, policy(allowed_fails=1, auth_cooldown=60.0))
+    assert s.ejected_by is None
+    tracker.failure(s, InternalServerError("boom sk-secret", status_code=502), T0)
+    assert s.ejected_by == Ejection(
+        "InternalServerError", 502, FailureKind.SERVER_ERROR, T0, T0 + 10
+    )
+    tracker.failure(s, AuthenticationError("bad key", status_code=401), T0 + 1)
+    assert s.ejected_by == Ejection(
+        "AuthenticationError", 401, FailureKind.BAD_CREDENTIALS, T0 + 1, T0 + 61
+    )
+    assert s.ejected_by is not None
+    assert s.ejected_by.describe() == "AuthenticationError (401)"
+    # a 429 whose cooldown ends earlier than the running one leaves the record alone
+    tracker.failure(s, RateLimitError("slow down", retry_after=5), T0 + 2)
+    assert (s.ejected_by.error_type, s.ejected_by.at) == ("AuthenticationError", T0 + 1)
+    # it outlives the cooldown: statistics still say what happened last
+    tracker.success(s, 0.1, T0 + 100)
+    assert (s.ejected_by.error_type, s.ejected_by.at) == ("AuthenticationError", T0 + 1)
 
 
 def test_half_open_limits_trials_and_needs_k_successes() -> None:

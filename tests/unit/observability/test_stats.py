@@ -7,6 +7,8 @@ import dataclasses
 import pytest
 
 from interlock import Deployment, HealthPolicy, InternalServerError, Router
+from interlock.failures import FailureKind
+from interlock.records.state import Ejection
 from interlock.testing import FakeClock, InstantTransport
 
 MSG = [{"role": "user", "content": "hi"}]
@@ -63,6 +65,11 @@ async def test_snapshot_is_frozen_and_reports_live_state() -> None:
         assert g1.ttft_ewma is not None  # the stream went to g-1
         assert g1.latency_ewma is not None
         assert g0.ttft_ewma is None
+        # the error that took g-0 out: class, status, kind and when; no message
+        assert g0.last_ejection == Ejection(
+            "InternalServerError", 500, FailureKind.SERVER_ERROR, clock.now(), clock.now() + 30
+        )
+        assert g1.last_ejection is None
         assert g1.spend == 0.0  # filled by the spend ledger once it tracks spend
         assert stats.in_flight == 0
         assert stats.requests == g0.requests + g1.requests
@@ -99,3 +106,24 @@ async def test_repr_is_one_line_live_summary_without_keys() -> None:
     assert "sk-stats" not in text
     await router.aclose()
     assert repr(router).endswith(" closed>")
+
+
+async def test_the_last_ejection_outlives_the_cooldown_and_holds_no_key() -> None:
+    clock, transport = FakeClock(), InstantTransport()
+    router = make(clock, transport)
+    try:
+        boom = InternalServerError("upstream said sk-stats-secret-0", status_code=500)
+        transport.fail("g-0", boom, always=True)
+        for _ in range(20):
+            await router.acompletion("g", MSG)
+            if router.statistics().by_id("g-0").failures:
+                break
+        transport.clear()
+        clock.advance(31)
+        g0 = router.statistics().by_id("g-0")
+        assert g0.state == "half_open"
+        assert g0.last_ejection is not None
+        assert g0.last_ejection.describe() == "InternalServerError (500)"
+        assert "sk-stats" not in repr(g0)
+    finally:
+        await router.aclose()
