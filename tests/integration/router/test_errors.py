@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import orjson
 import pytest
+from aiohttp import web
 
 from interlock import (
     AccountError,
@@ -319,3 +323,86 @@ async def test_a_deployment_scoped_4xx_moves_on_and_takes_the_deployment_out(
         assert (u0.state, u0.failures) == ("cooling", 1)
         assert u0.last_ejection is not None
         assert u0.last_ejection.error_type == error.__name__
+
+
+# --- context-window wording (issue 15, point 5) ---------------------------------------
+
+# Anthropic's current wording (Messages API, 400 invalid_request_error).
+ANTHROPIC_OVER_LIMIT = (
+    "input length and `max_tokens` exceed context limit: 197626 + 8192 > 200000, decrease "
+    "input length or `max_tokens` and try again"
+)
+# sglang's OpenAI server (srt/managers/tokenizer_manager.py), in its ErrorResponse shape.
+SGLANG_OVER_LIMIT = orjson.dumps(
+    {
+        "object": "error",
+        "message": "The input (43028 tokens) is longer than the model's context length "
+        "(40960 tokens).",
+        "type": "BadRequestError",
+        "param": None,
+        "code": 400,
+    }
+)
+
+
+@asynccontextmanager
+async def answering(status: int, body: bytes) -> AsyncIterator[str]:
+    """A server on loopback answering every chat completion with `status` and `body`
+    (the exact bytes a server sends); yields its ``/v1`` URL."""
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}/v1"
+    finally:
+        await runner.cleanup()
+
+
+async def test_current_context_window_wording_takes_the_context_window_fallbacks() -> None:
+    async with (
+        FakeAnthropic(name="claude") as claude,
+        answering(400, SGLANG_OVER_LIMIT) as sglang_url,
+        upstreams(1) as (big,),
+    ):
+        claude.always(Fault.status(400, ANTHROPIC_OVER_LIMIT))
+        sglang = Deployment(
+            group="qwen", model="qwen-32b", id="sglang", api_base=sglang_url, api_key=KEY
+        )
+        router = Router(
+            [
+                Deployment(
+                    group="claude",
+                    provider="anthropic",
+                    model="claude-x",
+                    id="claude",
+                    api_base=claude.url,
+                    api_key=KEY,
+                ),
+                sglang,
+                deployment(big, group="big"),
+            ],
+            context_window_fallbacks={"claude": ["big"], "qwen": ["big"]},
+            clock=FakeClock(),
+        )
+        async with router:
+            for group in ("claude", "qwen"):
+                r = await router.acompletion(group, MESSAGES)
+                assert r.deployment_id == "u0", group
+            stats = router.statistics()
+            assert (stats.by_id("claude").requests, stats.by_id("sglang").requests) == (1, 1)
+            assert stats.failures == 0  # the prompt's size is no fault of theirs
+        # without a bigger model to go to, the caller gets the typed error
+        alone = Router([sglang], clock=FakeClock())
+        async with alone:
+            with pytest.raises(ContextWindowExceededError) as exc:
+                await alone.acompletion("qwen", MESSAGES)
+            assert exc.value.deployment_id == "sglang"
