@@ -4,10 +4,17 @@ The pipeline asks only when a pool's strategy found nothing eligible. The answer
 decides what happens next (redirect to the context-window fallbacks, wait in the
 capacity queue, back off, or give the group up) and, when the call fails, what its
 error says: one line per deployment and the seconds until the first may be usable.
+
+A cooling deployment's line says until when and after which error, as wall-clock
+times: the router's clock is monotonic (its readings mean nothing to a person), so a
+time on it is shown as ``time.time()`` at the moment the line is written plus the
+seconds between it and the router's `now`, in UTC (``12:03:07 UTC``).
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -16,7 +23,9 @@ from interlock.limits.ledger import Ledger
 from interlock.records.budget import BudgetCounter
 from interlock.records.state import DeploymentState, is_available
 
-__all__ = ["Diagnosis", "DiagnosisKind", "diagnose"]
+__all__ = ["Diagnosis", "DiagnosisKind", "clock_time", "diagnose", "time_in"]
+
+_HALF_DAY = 43_200.0
 
 DiagnosisKind = Literal["free", "limits", "oversize", "context", "budget", "other"]
 
@@ -44,10 +53,13 @@ def diagnose(
     now: float,
     tags: frozenset[str] = frozenset(),
     exclude: Container[DeploymentState] = (),
+    wall: float | None = None,
 ) -> Diagnosis:
     """Classify why none of `states` can take a request of `tokens` carrying `tags`
     (the effective tags: see `DeploymentPool`), `exclude` being those already tried.
-    O(n)."""
+    `wall` is the wall-clock time (``time.time()``) at the router's `now`, for the
+    times the lines show (default: read now). O(n)."""
+    wall = time.time() if wall is None else wall
     kinds: set[str] = set()
     waits: list[float] = []
     reasons: list[str] = []
@@ -59,7 +71,7 @@ def diagnose(
         b = Ledger.block(s, tokens, now)
         available = is_available(s, now)
         excluded = s in exclude
-        line, wait = _reason(s, b.kind, b.why, b.wait, available, excluded, now)
+        line, wait = _reason(s, b.kind, b.why, b.wait, available, excluded, now, wall)
         reasons.append(line)
         if wait is not None:
             waits.append(wait)
@@ -84,20 +96,54 @@ def _reason(
     available: bool,
     excluded: bool,
     now: float,
+    wall: float,
 ) -> tuple[str, float | None]:
     """One deployment's line, and the seconds until it may take the request."""
     if s.cooldown_until > now and not available:
         wait = s.cooldown_until - now
         if block != "ok" and limit_wait is not None:
             wait = max(wait, limit_wait)  # usable once both have passed
-        return f"{s.id}: cooling down for {s.cooldown_until - now:.2f} s more", wait
+        return f"{s.id}: {_cooling(s, now, wall)}", wait
     if block != "ok":
         return f"{s.id}: {why}", limit_wait
     if not available:
-        return f"{s.id}: half-open, trial request in flight", None
+        e = s.ejected_by
+        after = f" after {e.describe()} at {clock_time(wall - (now - e.at))}" if e else ""
+        return f"{s.id}: half-open{after}, trial request in flight", None
     if excluded:
         return f"{s.id}: already tried", None
     return f"{s.id}: can take it now", None
+
+
+def _cooling(s: DeploymentState, now: float, wall: float) -> str:
+    """``cooling until 12:03:07 UTC (in 60.0 s) after AuthenticationError (401) at
+    12:02:07 UTC``: when the cooldown ends, and the ejection that set it."""
+    left = s.cooldown_until - now
+    if math.isfinite(left):
+        head = f"cooling until {time_in(left, wall)} (in {left:.1f} s)"
+    else:
+        head = "cooling with no end set"
+    e = s.ejected_by
+    if e is None or e.until < s.cooldown_until:
+        # Only a shared ledger sets a cooldown without an ejection here.
+        return f"{head}, a cooldown shared by another router"
+    return f"{head} after {e.describe()} at {clock_time(wall - (now - e.at))}"
+
+
+def time_in(seconds: float, wall: float) -> str:
+    """The wall-clock time `seconds` after `wall`, with its date when that is more than
+    half a day away."""
+    return clock_time(wall + seconds, date=seconds >= _HALF_DAY)
+
+
+def clock_time(wall: float, *, date: bool = False) -> str:
+    """A wall-clock time (seconds since the epoch) as ``HH:MM:SS UTC``, with the date
+    first when `date` (a time more than half a day away)."""
+    try:
+        t = time.gmtime(wall)
+    except (OverflowError, OSError, ValueError):
+        return "an unknown time"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC" if date else "%H:%M:%S UTC", t)
 
 
 def _kind(kinds: set[str]) -> DiagnosisKind:

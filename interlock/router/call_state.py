@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import time
+
 from interlock.errors import (
     AttemptRecord,
     BudgetExceededError,
@@ -12,7 +15,7 @@ from interlock.errors import (
 )
 from interlock.failures import FailureKind
 from interlock.health.retry_budget import RetryBudget
-from interlock.limits.diagnose import Diagnosis
+from interlock.limits.diagnose import Diagnosis, time_in
 from interlock.records.state import DeploymentState
 from interlock.types import Request
 
@@ -158,14 +161,17 @@ class Call:
         return self.visited[0] if self.visited else self.request.group
 
 
-def refusal_error(call: Call, now: float) -> InterlockError:
+def refusal_error(call: Call, now: float, wall: float | None = None) -> InterlockError:
     """The error for a call that no deployment could even be sent: over limits
-    (RateLimitError), over budget (BudgetExceededError), or else unavailable."""
+    (RateLimitError), over budget (BudgetExceededError), or else unavailable. Its
+    message has a line per deployment (`diagnose`) and, when known, when the first one
+    may be usable again, as a wall-clock time (`wall`: ``time.time()`` at `now`)."""
     request = call.request
     kinds = {ex.kind for ex in call.blocked}
+    why = " | ".join(call.unavailable) + _first_back(call.soonest, wall)
     if kinds and kinds <= {"limits", "oversize", "budget"} and kinds != {"budget"}:
         return RateLimitError(
-            f"no deployment of {request.requested!r} has capacity: " + " | ".join(call.unavailable),
+            f"no deployment of {request.requested!r} has capacity: {why}",
             retry_after=call.soonest,
             attempts=call.attempts,
         )
@@ -181,10 +187,17 @@ def refusal_error(call: Call, now: float) -> InterlockError:
             attempts=call.attempts,
         )
     return NoDeploymentAvailableError(
-        f"no deployment can serve {request.requested!r}: " + " | ".join(call.unavailable),
+        f"no deployment can serve {request.requested!r}: {why}",
         retry_after=call.soonest,
         attempts=call.attempts,
     )
+
+
+def _first_back(soonest: float | None, wall: float | None) -> str:
+    if soonest is None or not math.isfinite(soonest):
+        return ""
+    wall = time.time() if wall is None else wall
+    return f"; the first may be usable at {time_in(soonest, wall)} (in {soonest:.1f} s)"
 
 
 def deadline_error(call: Call) -> DeadlineExceededError:

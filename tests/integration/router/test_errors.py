@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,9 +25,11 @@ from interlock import (
     ContextWindowExceededError,
     Deployment,
     DeploymentNotFoundError,
+    HealthPolicy,
     InterlockError,
     InternalServerError,
     MalformedResponseError,
+    NoDeploymentAvailableError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -34,6 +38,7 @@ from interlock import (
     ServiceUnavailableError,
 )
 from interlock.failures import FailureKind
+from interlock.limits.diagnose import clock_time
 from interlock.testing import FakeAnthropic, FakeAzure, FakeClock, Fault
 from tests.integration.loopback import (
     KEY,
@@ -406,3 +411,38 @@ async def test_current_context_window_wording_takes_the_context_window_fallbacks
             with pytest.raises(ContextWindowExceededError) as exc:
                 await alone.acompletion("qwen", MESSAGES)
             assert exc.value.deployment_id == "sglang"
+
+
+# --- errors that say why (issue 15, point 6) -------------------------------------------
+
+
+async def test_after_a_401_the_next_call_says_which_error_when_and_until_when() -> None:
+    clock = FakeClock()
+    async with upstreams(1) as (up,):
+        up.always(Fault.status(401))
+        router = Router(
+            [Deployment(group="g", model="gpt-test", id="d1", api_base=up.url, api_key=KEY)],
+            clock=clock,
+            health=HealthPolicy(auth_cooldown=60.0),
+        )
+        async with router:
+            with pytest.raises(AuthenticationError):
+                await router.acompletion("g", MESSAGES)
+            clock.advance(20.0)
+            before = time.time()
+            with pytest.raises(NoDeploymentAvailableError) as exc:
+                await router.acompletion("g", MESSAGES)
+            after = time.time()
+    assert up.request_count == 1
+    text = exc.value.message
+    found = re.fullmatch(
+        r"no deployment can serve 'g': group 'g': d1: cooling until (\S+) UTC \(in 40\.0 s\) "
+        r"after AuthenticationError \(401\) at (\S+) UTC; the first may be usable at \1 UTC "
+        r"\(in 40\.0 s\)",
+        text,
+    )
+    assert found is not None, text
+    # wall-clock times: the message's moment plus the seconds left on the router's clock
+    assert found.group(1) in {clock_time(t)[:8] for t in (before + 40, after + 40)}
+    assert found.group(2) in {clock_time(t)[:8] for t in (before - 20, after - 20)}
+    assert exc.value.retry_after == 40.0

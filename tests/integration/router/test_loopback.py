@@ -154,7 +154,8 @@ async def test_every_deployment_down_gives_a_typed_error_fast() -> None:
                 await router.acompletion("g", MESSAGES)
             assert exc.value.retry_after == 120.0
             for u in ups:
-                assert f"{u.name}: cooling down for 120.00 s more" in str(exc.value)
+                assert f"{u.name}: cooling until " in str(exc.value)
+                assert "(in 120.0 s) after RateLimitError (429)" in str(exc.value)
             assert sum(u.request_count for u in ups) == 3  # the second call sent nothing
 
 

@@ -3,10 +3,15 @@ classifier the pipeline and its errors use)."""
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
+
 import pytest
 
-from interlock import Budget, Deployment
+from interlock import AuthenticationError, Budget, Deployment, HealthPolicy
+from interlock.health import HealthTracker
 from interlock.limits import Ledger, attach_budgets, diagnose
+from interlock.limits.diagnose import clock_time
 from interlock.records.state import DeploymentState
 
 
@@ -59,13 +64,64 @@ def test_budgets_name_the_counter_that_resets_first() -> None:
     assert d.budget is counters[1]  # resets in 8 s, before the other's 58 s
 
 
+# 2025-01-01 12:02:07 UTC, the wall-clock time the router's clock reads as `now`
+WALL = datetime(2025, 1, 1, 12, 2, 7, tzinfo=UTC).timestamp()
+
+
 def test_cooling_deployments_wait_for_their_cooldown_even_when_tried() -> None:
     s = state()
     s.cooldown_until = 7.0
-    d = diagnose([s], 10, 2.0, exclude={s})
+    d = diagnose([s], 10, 2.0, exclude={s}, wall=WALL)
     assert d.kind == "other"
     assert d.wait == pytest.approx(5.0)  # the pipeline may sleep until then
-    assert d.reasons == ("g-0: cooling down for 5.00 s more",)
+    # no ejection of this router's: another router instance shared the cooldown
+    assert d.reasons == (
+        "g-0: cooling until 12:02:12 UTC (in 5.0 s), a cooldown shared by another router",
+    )
+
+
+def test_a_cooling_deployment_says_after_which_error_and_when_it_comes_back() -> None:
+    s = state("d1")
+    tracker = HealthTracker(HealthPolicy(auth_cooldown=60.0, panic_threshold=0.0))
+    tracker.attach([s])
+    tracker.failure(s, AuthenticationError("bad key sk-not-shown", status_code=401), 100.0)
+    d = diagnose([s], 10, 100.0, wall=WALL)
+    assert d.reasons == (
+        "d1: cooling until 12:03:07 UTC (in 60.0 s) after AuthenticationError (401) at "
+        "12:02:07 UTC",
+    )
+    assert d.wait == pytest.approx(60.0)
+    # 20 s later, on both clocks
+    later = diagnose([s], 10, 120.0, wall=WALL + 20)
+    assert later.reasons == (
+        "d1: cooling until 12:03:07 UTC (in 40.0 s) after AuthenticationError (401) at "
+        "12:02:07 UTC",
+    )
+    # past the cooldown, a half-open deployment with its trial slot taken says why too
+    tracker.begin_attempt(s, 160.0)
+    half = diagnose([s], 10, 160.0, wall=WALL + 60)
+    assert half.reasons == (
+        "d1: half-open after AuthenticationError (401) at 12:02:07 UTC, trial request in flight",
+    )
+
+
+def test_wall_clock_times_render_in_utc() -> None:
+    assert clock_time(WALL) == "12:02:07 UTC"
+    assert clock_time(WALL + 0.999) == "12:02:07 UTC"
+    assert clock_time(WALL, date=True) == "2025-01-01 12:02:07 UTC"
+    assert clock_time(math.inf) == "an unknown time"
+
+
+def test_far_and_endless_cooldowns() -> None:
+    far, endless = state("far"), state("endless")
+    far.cooldown_until = 2.0 + 86_400.0
+    endless.cooldown_until = math.inf
+    d = diagnose([far, endless], 10, 2.0, wall=WALL)
+    assert d.reasons == (
+        "far: cooling until 2025-01-02 12:02:07 UTC (in 86400.0 s), a cooldown shared by "
+        "another router",
+        "endless: cooling with no end set, a cooldown shared by another router",
+    )
 
 
 def test_tags_leave_a_deployment_out_with_a_reason() -> None:

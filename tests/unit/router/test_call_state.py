@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from interlock import AuthenticationError, Deployment, HealthPolicy, NoDeploymentAvailableError
+from interlock.health import HealthTracker
 from interlock.health.retry_budget import RetryBudget
-from interlock.router.call_state import Call
+from interlock.limits import diagnose
+from interlock.records.state import DeploymentState
+from interlock.router.call_state import Call, refusal_error
 from interlock.types import Request
 
 
@@ -41,3 +47,25 @@ def test_a_redirect_switches_to_its_chain_from_the_start() -> None:
     assert c.next_group() == "big"
     assert c.chain_done
     assert c.next_group() is None
+
+
+def test_a_refusal_names_each_deployments_cause_and_when_the_first_is_back() -> None:
+    s = DeploymentState(Deployment(group="a", model="m", id="d1"), transport=None)  # type: ignore[arg-type]
+    tracker = HealthTracker(HealthPolicy(auth_cooldown=60.0, panic_threshold=0.0))
+    tracker.attach([s])
+    tracker.failure(s, AuthenticationError("no", status_code=401), 100.0)
+    wall = datetime(2025, 1, 1, 12, 2, 27, tzinfo=UTC).timestamp()  # the router's 120.0
+    c = call(("a",))
+    assert c.next_group() == "a"
+    diagnosis = diagnose([s], 10, 120.0, wall=wall)
+    c.blocked.append(diagnosis)
+    c.unavailable.append("group 'a': " + "; ".join(diagnosis.reasons))
+    c.soonest = diagnosis.wait
+    err = refusal_error(c, 120.0, wall)
+    assert isinstance(err, NoDeploymentAvailableError)
+    assert err.message == (
+        "no deployment can serve 'a': group 'a': d1: cooling until 12:03:07 UTC (in 40.0 s) "
+        "after AuthenticationError (401) at 12:02:07 UTC; the first may be usable at "
+        "12:03:07 UTC (in 40.0 s)"
+    )
+    assert err.retry_after == 40.0
