@@ -6,7 +6,8 @@ per successful request above DEBUG. Every line carries its facts as structured f
 ``error_type``, ``status_code``, ``error``, and per event ``to_group``,
 ``cooldown_seconds``, ``down_for``, ``wait_seconds``. Error text is passed through a
 `Redactor` holding every configured API key, so a key never reaches a log line even
-when a user's ``call`` function put one into an exception message.
+when a user's ``call`` function put one into an exception message; the router's own
+names in it (ids, groups, models, URLs) are never altered.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from interlock.errors import InterlockError
+from interlock.errors import MIN_SECRET_LENGTH, InterlockError, scrub
 
 __all__ = [
     "Redactor",
@@ -36,18 +37,26 @@ INFO = logging.INFO
 
 
 class Redactor:
-    """Replaces every configured secret in a text with ``[redacted]``."""
+    """Removes every configured secret from a text with ``[redacted]``.
 
-    __slots__ = ("_secrets",)
+    Keys shorter than `MIN_SECRET_LENGTH` are not looked for (placeholders such as
+    Ollama's ``"ollama"`` are ordinary words). An occurrence inside one of `keep`, the
+    router's own names (deployment ids, groups, models, URLs, provider names), is left
+    alone: those are never altered.
+    """
 
-    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+    __slots__ = ("_keep", "_secrets")
+
+    def __init__(self, secrets: Iterable[str | None] = (), keep: Iterable[str] = ()) -> None:
         # Longest first, so a key that contains another is replaced whole.
-        self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+        found = {s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}
+        self._secrets = tuple(sorted(found, key=len, reverse=True))
+        self._keep = tuple({k for k in keep if k})
 
     def __call__(self, text: str) -> str:
         for s in self._secrets:
             if s in text:
-                text = text.replace(s, "[redacted]")
+                text = scrub(text, s, self._keep)
         return text
 
     def __repr__(self) -> str:

@@ -66,6 +66,12 @@ _KIND: dict[FailureKind, FailureKindName] = {
 }
 
 
+def _own_names(s: DeploymentState) -> tuple[str, ...]:
+    """The router's own names for a deployment, which redaction never alters."""
+    d = s.deployment
+    return (s.id, s.group, d.model, d.provider, d.api_base or "")
+
+
 class Observer:
     """Dispatches router events to metrics, hooks and logs."""
 
@@ -128,7 +134,10 @@ class Observer:
             self.durations = metrics.pending_durations
         self.reports_success: bool = self._success.active
         self.success_hook: Callback | None = self._success.only
-        self.redact = logs.Redactor(s.deployment.api_key_value() for s in states)
+        self.redact = logs.Redactor(
+            (s.deployment.api_key_value() for s in states),
+            keep=(name for s in states for name in _own_names(s)),
+        )
         # Only request starts and successes are on the hot path; everything else is
         # reported from the failure side, and recoveries are watched for while a
         # deployment is cooling (see `_cooled_down`).

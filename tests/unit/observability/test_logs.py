@@ -14,6 +14,7 @@ from interlock import (
     RateLimitError,
     Router,
 )
+from interlock.errors import MIN_SECRET_LENGTH
 from interlock.observability.logs import Redactor
 from interlock.testing import FakeClock, InstantTransport
 
@@ -137,6 +138,29 @@ async def test_keys_never_reach_a_log_line(caplog: pytest.LogCaptureFixture) -> 
 
 
 def test_redactor_replaces_every_secret_longest_first() -> None:
-    r = Redactor(["abc", "abcdef", None, ""])
-    assert r("x abcdef y abc") == "x [redacted] y [redacted]"
+    r = Redactor(["sk-abcdefgh", "sk-abcdefgh-1234", None, ""])
+    assert r("x sk-abcdefgh-1234 y sk-abcdefgh") == "x [redacted] y [redacted]"
     assert "sk-hidden" not in repr(Redactor(["sk-hidden"]))
+
+
+def test_keys_shorter_than_eight_characters_are_not_secrets() -> None:
+    # Ollama's usual placeholder key is also its name, and vLLM's is a plain word.
+    r = Redactor(["ollama", "EMPTY"])
+    line = (
+        "ollama returned HTTP 500: something went wrong, please see the ollama server logs "
+        "for details (deployment=ollama-llama3-0, status=500) EMPTY"
+    )
+    assert r(line) == line
+    assert MIN_SECRET_LENGTH == 8
+    assert Redactor(["12345678"])("key 12345678") == "key [redacted]"
+
+
+def test_the_routers_own_names_are_never_altered() -> None:
+    key = "team-a-key-0001"
+    # a deployment named after its key (an odd choice, but the name is the router's)
+    r = Redactor([key], keep=["eu-team-a-key-0001", "http://127.0.0.1:8000/v1"])
+    assert r(f"upstream echoed {key} (deployment=eu-team-a-key-0001)") == (
+        "upstream echoed [redacted] (deployment=eu-team-a-key-0001)"
+    )
+    # outside the name, the same key is removed
+    assert r(f"{key}-east") == "[redacted]-east"
