@@ -79,7 +79,9 @@ class HealthPolicy(ConfigModel):
     """The longest Retry-After honoured (a broken header must not remove a deployment
     for a day)."""
     auth_cooldown: float = Field(default=60.0, ge=0)
-    """Seconds a 401/403 (a bad key) takes the deployment out."""
+    """Seconds a deployment-scoped 4xx (401/403 a bad key, 402, a missing model or
+    deployment, an account that cannot pay) takes the deployment out; the n-th in a row
+    lasts n times as long, up to ``max(cooldown_max, auth_cooldown)``."""
     cooldown_max: float = Field(default=300.0, gt=0)
     """The longest ejection: the n-th ejection in a row lasts ``min(cooldown * n,
     cooldown_max)``; the count starts again once the deployment has been healthy this
@@ -95,7 +97,7 @@ class HealthPolicy(ConfigModel):
     failure_rate_window: float = Field(default=30.0, gt=0)
     max_ejected_share: float = Field(default=0.5, gt=0, le=1)
     """At most this share of a pool (never less than one deployment) is out of rotation
-    for failures at once; 429 and bad-key cooldowns are always applied."""
+    for failures at once; 429 and deployment-scoped 4xx cooldowns are always applied."""
     panic_threshold: float = Field(default=0.5, ge=0, le=1)
     """When less than this share of a pool is healthy, route across all of it (except
     deployments whose 429 Retry-After or bad key is still running). 0 never panics."""
