@@ -1,6 +1,8 @@
-"""How provider error responses map onto the error tree (`interlock/providers/http.py`
-`error_from_response` and the native transports' `_error`), with each provider's own
-bodies and wording. docs/resilience.md renders the same table.
+"""Whose fault a provider's 4xx is (`interlock/providers/http.py` `error_from_response`
+and the native transports' `_error`; issue 15, point 4), with each provider's own
+bodies and wording: the deployment's (`DeploymentNotFoundError`, `AccountError`, a bad
+key) or the request's. docs/resilience.md renders the same table; the context-window
+wording is in test_context_window.py.
 
 Where each body comes from is said next to it: the provider's API reference, error
 guide or server source. Bodies as the provider sends them (no key is ever in them, so
@@ -9,8 +11,6 @@ the transports' scrubbing is not what these tests are about).
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 import pytest
 
@@ -18,268 +18,19 @@ from interlock import (
     AccountError,
     AuthenticationError,
     BadRequestError,
-    ContextWindowExceededError,
-    Deployment,
     DeploymentNotFoundError,
     InterlockError,
     NotFoundError,
     RateLimitError,
 )
 from interlock.failures import FailureKind, classify
-from interlock.providers import AnthropicTransport, GeminiTransport, HttpClient
-from interlock.providers.openai import openai_error
-
-KEY = "sk-unit-0123456789abcdef"
-
-
-def _openai_shape(message: str, type_: str | None, code: Any, param: str | None = None) -> bytes:
-    return orjson.dumps(
-        {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    )
-
-
-def _vllm_shape(message: str, type_: str = "BadRequestError", code: int = 400) -> bytes:
-    # vLLM and sglang's OpenAI server: ErrorResponse(object="error", message, type, param, code)
-    return orjson.dumps(
-        {"object": "error", "message": message, "type": type_, "param": None, "code": code}
-    )
-
-
-def _anthropic_shape(type_: str, message: str) -> bytes:
-    # https://docs.anthropic.com/en/api/errors: {"type": "error", "error": {"type", "message"}}
-    return orjson.dumps({"type": "error", "error": {"type": type_, "message": message}})
-
-
-def _google_shape(code: int, message: str, status: str) -> bytes:
-    # https://ai.google.dev/gemini-api/docs/troubleshooting (google.rpc.Status as JSON)
-    return orjson.dumps({"error": {"code": code, "message": message, "status": status}})
-
-
-def _map(provider: str, status: int, body: bytes) -> InterlockError:
-    """The error a deployment of `provider` raises for this response."""
-    d = Deployment(
-        group="g",
-        model="m",
-        id="d0",
-        provider=provider,
-        api_key=KEY,
-        api_base="http://127.0.0.1:9/v1",
-    )
-    if provider == "anthropic":
-        return AnthropicTransport(HttpClient())._error(d, status, {}, body, KEY)
-    if provider == "gemini":
-        return GeminiTransport(HttpClient())._error(d, status, {}, body, KEY)
-    return openai_error(d, status, {}, body, KEY)
-
-
-# --- context windows (issue 15, point 5) ----------------------------------------------
-
-CONTEXT: list[tuple[str, str, int, bytes]] = [
-    (
-        # OpenAI Chat Completions, code context_length_exceeded (platform.openai.com error codes)
-        "openai-chat",
-        "openai",
-        400,
-        _openai_shape(
-            "This model's maximum context length is 128000 tokens. However, your messages "
-            "resulted in 130506 tokens. Please reduce the length of the messages.",
-            "invalid_request_error",
-            "context_length_exceeded",
-            "messages",
-        ),
-    ),
-    (
-        # OpenAI's current wording (Responses API and recent chat models); the message
-        # alone must be enough, so the code is left out here
-        "openai-window",
-        "openai",
-        400,
-        _openai_shape(
-            "Your input exceeds the context window of this model. Please adjust your input "
-            "and try again.",
-            "invalid_request_error",
-            None,
-            "input",
-        ),
-    ),
-    (
-        # OpenAI, models with a configured input limit (gpt-5 family), code left out
-        "openai-configured",
-        "openai",
-        400,
-        _openai_shape(
-            "Input tokens exceed the configured limit of 272000 tokens. Your messages "
-            "resulted in 509178 tokens. Please reduce the length of the messages.",
-            "invalid_request_error",
-            None,
-            "messages",
-        ),
-    ),
-    (
-        # Azure OpenAI: OpenAI's body and code (learn.microsoft.com, Azure OpenAI quotas)
-        "azure",
-        "azure",
-        400,
-        _openai_shape(
-            "This model's maximum context length is 8192 tokens. However, your messages "
-            "resulted in 8306 tokens. Please reduce the length of the messages.",
-            "invalid_request_error",
-            "context_length_exceeded",
-            "messages",
-        ),
-    ),
-    (
-        # Anthropic's current wording (Messages API, 400 invalid_request_error)
-        "anthropic-limit",
-        "anthropic",
-        400,
-        _anthropic_shape(
-            "invalid_request_error",
-            "input length and `max_tokens` exceed context limit: 197626 + 8192 > 200000, "
-            "decrease input length or `max_tokens` and try again",
-        ),
-    ),
-    (
-        # Anthropic's other wording, for a prompt alone over the window
-        "anthropic-prompt",
-        "anthropic",
-        400,
-        _anthropic_shape(
-            "invalid_request_error", "prompt is too long: 208310 tokens > 200000 maximum"
-        ),
-    ),
-    (
-        # Gemini API, 400 INVALID_ARGUMENT
-        "gemini",
-        "gemini",
-        400,
-        _google_shape(
-            400,
-            "The input token count (1200000) exceeds the maximum number of tokens allowed "
-            "(1048576).",
-            "INVALID_ARGUMENT",
-        ),
-    ),
-    (
-        # Gemini's OpenAI-compatible endpoint wraps the same status in a list
-        "gemini-openai-compat",
-        "openai",
-        400,
-        b"["
-        + _google_shape(
-            400,
-            "The input token count (1200000) exceeds the maximum number of tokens allowed "
-            "(1048576).",
-            "INVALID_ARGUMENT",
-        )
-        + b"]",
-    ),
-    (
-        # Mistral La Plateforme (the body its SDK's SDKError carries)
-        "mistral",
-        "mistral",
-        400,
-        orjson.dumps(
-            {
-                "object": "error",
-                "message": "Prompt contains 159202 tokens and 0 draft tokens, too large for "
-                "model with 131072 maximum context length",
-                "type": "invalid_request_invalid_args",
-                "param": None,
-                "code": "3051",
-            }
-        ),
-    ),
-    (
-        # Groq (OpenAI-compatible; console.groq.com/docs/errors), code context_length_exceeded
-        "groq",
-        "groq",
-        400,
-        _openai_shape(
-            "Please reduce the length of the messages or completion.",
-            "invalid_request_error",
-            "context_length_exceeded",
-            "messages",
-        ),
-    ),
-    (
-        # vLLM OpenAI server (serving_engine.py, _validate_input)
-        "vllm",
-        "vllm",
-        400,
-        _vllm_shape(
-            "This model's maximum context length is 4096 tokens. However, you requested "
-            "5000 tokens (4000 in the messages, 1000 in the completion). Please reduce the "
-            "length of the messages or completion."
-        ),
-    ),
-    (
-        # vLLM V1 engine's input check (processor.py, _validate_model_input)
-        "vllm-v1",
-        "vllm",
-        400,
-        _vllm_shape(
-            "The decoder prompt (length 5000) is longer than the maximum model length of "
-            "4096. Make sure that `max_model_len` is no smaller than the number of text "
-            "tokens."
-        ),
-    ),
-    (
-        # sglang (srt/managers/tokenizer_manager.py, _validate_one_request)
-        "sglang",
-        "openai",
-        400,
-        _vllm_shape(
-            "The input (43028 tokens) is longer than the model's context length (40960 tokens)."
-        ),
-    ),
-    (
-        # sglang, prompt plus max_tokens over the window (same module)
-        "sglang-total",
-        "openai",
-        400,
-        _vllm_shape(
-            "Requested token count exceeds the model's maximum context length of 4096 "
-            "tokens. You requested a total of 5000 tokens: 4000 tokens from the input "
-            "messages and 1000 tokens for the completion. Please reduce the number of "
-            "tokens in the input messages or the completion to fit within the limit."
-        ),
-    ),
-    (
-        # Ollama's OpenAI-compatible /v1 (llm/llama_server.go; openai/openai.go NewError)
-        "ollama",
-        "ollama",
-        400,
-        orjson.dumps(
-            {
-                "error": {
-                    "message": "the prompt is longer than the context length currently "
-                    "available to the model; shorten the prompt, adjust the context length "
-                    "in settings, or use a model with a longer context length",
-                    "type": "invalid_request_error",
-                }
-            }
-        ),
-    ),
-    (
-        # Ollama, embeddings with truncate=false (server/routes.go, EmbedHandler)
-        "ollama-embed",
-        "ollama",
-        400,
-        orjson.dumps({"error": "the input length exceeds the context length"}),
-    ),
-]
-
-
-@pytest.mark.parametrize(
-    ("provider", "status", "body"), [c[1:] for c in CONTEXT], ids=[c[0] for c in CONTEXT]
+from tests.unit.providers.bodies import (
+    anthropic_shape,
+    google_shape,
+    map_error,
+    openai_shape,
+    vllm_shape,
 )
-def test_context_window_wording_of_every_provider(provider: str, status: int, body: bytes) -> None:
-    err = _map(provider, status, body)
-    assert type(err) is ContextWindowExceededError, repr(err)
-    assert classify(err) is FailureKind.CONTEXT_WINDOW
-    assert err.status_code == status
-
 
 # --- deployment-scoped 4xx (issue 15, point 4) ---------------------------------------
 
@@ -289,7 +40,7 @@ DEPLOYMENT: list[tuple[str, str, int, bytes, type[InterlockError]]] = [
         "openai-404-model",
         "openai",
         404,
-        _openai_shape(
+        openai_shape(
             "The model `gpt-4o-mini-2099` does not exist or you do not have access to it.",
             "invalid_request_error",
             "model_not_found",
@@ -301,7 +52,7 @@ DEPLOYMENT: list[tuple[str, str, int, bytes, type[InterlockError]]] = [
         "openai-429-quota",
         "openai",
         429,
-        _openai_shape(
+        openai_shape(
             "You exceeded your current quota, please check your plan and billing details. For "
             "more information on this error, read the docs: "
             "https://platform.openai.com/docs/guides/error-codes/api-errors.",
@@ -357,7 +108,7 @@ DEPLOYMENT: list[tuple[str, str, int, bytes, type[InterlockError]]] = [
         "anthropic-400-credit",
         "anthropic",
         400,
-        _anthropic_shape(
+        anthropic_shape(
             "invalid_request_error",
             "Your credit balance is too low to access the Anthropic API. Please go to Plans & "
             "Billing to upgrade or purchase credits.",
@@ -369,7 +120,7 @@ DEPLOYMENT: list[tuple[str, str, int, bytes, type[InterlockError]]] = [
         "anthropic-402-billing",
         "anthropic",
         402,
-        _anthropic_shape(
+        anthropic_shape(
             "billing_error", "There is an issue with your billing or payment information."
         ),
         AccountError,
@@ -379,7 +130,7 @@ DEPLOYMENT: list[tuple[str, str, int, bytes, type[InterlockError]]] = [
         "anthropic-404-model",
         "anthropic",
         404,
-        _anthropic_shape("not_found_error", "model: claude-3-opus-2099"),
+        anthropic_shape("not_found_error", "model: claude-3-opus-2099"),
         DeploymentNotFoundError,
     ),
     (
@@ -387,7 +138,7 @@ DEPLOYMENT: list[tuple[str, str, int, bytes, type[InterlockError]]] = [
         "gemini-404-model",
         "gemini",
         404,
-        _google_shape(
+        google_shape(
             404,
             "models/gemini-9.9-pro is not found for API version v1beta, or is not supported "
             "for generateContent. Call ListModels to see the list of available models and "
@@ -401,7 +152,7 @@ DEPLOYMENT: list[tuple[str, str, int, bytes, type[InterlockError]]] = [
         "gemini-400-precondition",
         "gemini",
         400,
-        _google_shape(
+        google_shape(
             400,
             "Gemini API free tier is not available in your country. Please enable billing on "
             "your project in Google AI Studio.",
@@ -414,7 +165,7 @@ DEPLOYMENT: list[tuple[str, str, int, bytes, type[InterlockError]]] = [
         "gemini-openai-compat-key",
         "openai",
         400,
-        b"[" + _google_shape(400, "Please pass a valid API key", "INVALID_ARGUMENT") + b"]",
+        b"[" + google_shape(400, "Please pass a valid API key", "INVALID_ARGUMENT") + b"]",
         AuthenticationError,
     ),
     (
@@ -422,7 +173,7 @@ DEPLOYMENT: list[tuple[str, str, int, bytes, type[InterlockError]]] = [
         "vllm-404-model",
         "vllm",
         404,
-        _vllm_shape("The model `llama-3-8b` does not exist.", "NotFoundError", 404),
+        vllm_shape("The model `llama-3-8b` does not exist.", "NotFoundError", 404),
         DeploymentNotFoundError,
     ),
     (
@@ -460,7 +211,7 @@ DEPLOYMENT: list[tuple[str, str, int, bytes, type[InterlockError]]] = [
 def test_deployment_scoped_4xx_count_against_the_deployment(
     provider: str, status: int, body: bytes, error: type[InterlockError]
 ) -> None:
-    err = _map(provider, status, body)
+    err = map_error(provider, status, body)
     assert type(err) is error, repr(err)
     expected = FailureKind.BAD_CREDENTIALS if error is AuthenticationError else FailureKind.UNUSABLE
     assert classify(err) is expected
@@ -474,7 +225,7 @@ CALLER: list[tuple[str, str, int, bytes, type[InterlockError]]] = [
         "openai-param",
         "openai",
         400,
-        _openai_shape(
+        openai_shape(
             "Invalid 'temperature': decimal above maximum value. Expected a value <= 2, but "
             "got 3 instead.",
             "invalid_request_error",
@@ -488,7 +239,7 @@ CALLER: list[tuple[str, str, int, bytes, type[InterlockError]]] = [
         "openai-schema",
         "openai",
         400,
-        _openai_shape(
+        openai_shape(
             "Invalid schema for response_format 'answer': In context=(), "
             "'additionalProperties' is required to be supplied and to be false.",
             "invalid_request_error",
@@ -502,7 +253,7 @@ CALLER: list[tuple[str, str, int, bytes, type[InterlockError]]] = [
         "openai-404-file",
         "openai",
         404,
-        _openai_shape("No such File object: file-abc123", "invalid_request_error", None, "id"),
+        openai_shape("No such File object: file-abc123", "invalid_request_error", None, "id"),
         NotFoundError,
     ),
     (
@@ -510,7 +261,7 @@ CALLER: list[tuple[str, str, int, bytes, type[InterlockError]]] = [
         "anthropic-field",
         "anthropic",
         400,
-        _anthropic_shape("invalid_request_error", "max_tokens: Field required"),
+        anthropic_shape("invalid_request_error", "max_tokens: Field required"),
         BadRequestError,
     ),
     (
@@ -518,7 +269,7 @@ CALLER: list[tuple[str, str, int, bytes, type[InterlockError]]] = [
         "gemini-argument",
         "gemini",
         400,
-        _google_shape(400, "Request contains an invalid argument.", "INVALID_ARGUMENT"),
+        google_shape(400, "Request contains an invalid argument.", "INVALID_ARGUMENT"),
         BadRequestError,
     ),
     (
@@ -526,7 +277,7 @@ CALLER: list[tuple[str, str, int, bytes, type[InterlockError]]] = [
         "vllm-param",
         "vllm",
         400,
-        _vllm_shape("temperature must be non-negative, got -1.0."),
+        vllm_shape("temperature must be non-negative, got -1.0."),
         BadRequestError,
     ),
     (
@@ -553,7 +304,7 @@ CALLER: list[tuple[str, str, int, bytes, type[InterlockError]]] = [
 def test_request_errors_stay_the_callers(
     provider: str, status: int, body: bytes, error: type[InterlockError]
 ) -> None:
-    err = _map(provider, status, body)
+    err = map_error(provider, status, body)
     assert type(err) is error, repr(err)
     assert classify(err) is FailureKind.CALLER
 
@@ -575,7 +326,7 @@ def test_a_quota_429_that_is_a_rate_limit_stays_a_rate_limit() -> None:
         }
     )
     for provider in ("gemini", "openai"):
-        err = _map(provider, 429, body)
+        err = map_error(provider, 429, body)
         assert type(err) is RateLimitError, (provider, err)
 
 
@@ -588,7 +339,7 @@ def test_the_error_text_names_the_providers_code() -> None:
             }
         }
     )
-    err = _map("azure", 404, body)
+    err = map_error("azure", 404, body)
     assert err.message == (
         "azure returned HTTP 404 (DeploymentNotFound): The API deployment for this resource "
         "does not exist."
