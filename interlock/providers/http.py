@@ -246,18 +246,20 @@ def error_from_response(
     text += f": {message}" if message else ""
     probe = f"{code} {etype} {message}".lower()
     kw: dict[str, Any] = {"status_code": status, "deployment_id": deployment_id}
+    request_error = status in (400, 413, 422)
+    # The most specific wording first: a context-window message may name the model.
+    if request_error and any(m in probe for m in _CONTEXT_MARKERS):
+        return ContextWindowExceededError(text, **kw)
+    if request_error and any(m in probe for m in _POLICY_MARKERS):
+        return ContentPolicyViolationError(text, **kw)
     fault = deployment_fault(status, probe, message) if 400 <= status < 500 else None
     if fault is not None:
         return fault(text, **kw)
     if status == 429:
         return RateLimitError(text, retry_after=parse_retry_after(headers), **kw)
-    if status in (400, 413, 422):
-        if status == 400 and any(m in probe for m in _KEY_MARKERS):
-            return AuthenticationError(text, **kw)
-        if any(m in probe for m in _CONTEXT_MARKERS):
-            return ContextWindowExceededError(text, **kw)
-        if any(m in probe for m in _POLICY_MARKERS):
-            return ContentPolicyViolationError(text, **kw)
+    if status == 400 and any(m in probe for m in _KEY_MARKERS):
+        return AuthenticationError(text, **kw)
+    if request_error:
         return BadRequestError(text, **kw)
     return _by_status(status, headers, text, kw)
 
