@@ -87,9 +87,18 @@ class OpenAITransport:
             payload.update(extra)
         return payload
 
+    def chat_body(self, d: Deployment, request: Request, stream: bool) -> dict[str, Any]:
+        """The chat completions body for `request` (streaming when `stream`)."""
+        payload = self._payload(d, {"messages": request.messages}, request.params)
+        if stream:
+            payload["stream"] = True
+            if d.stream_usage and "stream_options" not in payload:
+                payload["stream_options"] = {"include_usage": True}
+        return payload
+
     async def chat(self, d: Deployment, request: Request, timeout: float) -> ChatCompletion:
         ep = self._endpoints.get(d.id or "") or self._endpoint(d)
-        body = dumps_body(self._payload(d, {"messages": request.messages}, request.params))
+        body = dumps_body(self.chat_body(d, request, False))
         raw = await post_bytes(
             self._client, self._deadlines, d, ep.chat, body, ep.headers, ep.secret, timeout,
             openai_error,
@@ -101,9 +110,13 @@ class OpenAITransport:
         except _PARSE_ERRORS as exc:
             raise malformed(d, exc) from None
 
+    def embedding_body(self, d: Deployment, request: Request) -> dict[str, Any]:
+        """The embeddings body for `request`."""
+        return self._payload(d, {"input": request.input}, request.params)
+
     async def embed(self, d: Deployment, request: Request, timeout: float) -> EmbeddingResponse:
         ep = self._endpoint(d)
-        body = dumps_body(self._payload(d, {"input": request.input}, request.params))
+        body = dumps_body(self.embedding_body(d, request))
         raw = await post_bytes(
             self._client, self._deadlines, d, ep.embeddings, body, ep.headers, ep.secret,
             timeout, openai_error,
@@ -117,10 +130,7 @@ class OpenAITransport:
 
     async def open_stream(self, d: Deployment, request: Request, timeout: float) -> OpenAIStream:
         ep = self._endpoint(d)
-        payload = self._payload(d, {"messages": request.messages}, request.params)
-        payload["stream"] = True
-        if d.stream_usage and "stream_options" not in payload:
-            payload["stream_options"] = {"include_usage": True}
+        payload = self.chat_body(d, request, True)
         return await open_sse(
             self._client, self._deadlines, d, ep.chat, dumps_body(payload), ep.headers,
             ep.secret, timeout, openai_error, lambda resp: OpenAIStream(resp, d, ep.secret),
