@@ -69,6 +69,13 @@ class Deployment(ConfigModel):
     """Seconds one attempt may take (bounded further by the call's deadline)."""
     input_cost_per_token: float = Field(default=0.0, ge=0)
     output_cost_per_token: float = Field(default=0.0, ge=0)
+    cache_read_cost_per_token: float | None = Field(default=None, ge=0)
+    """Price of a prompt token read from the provider's prompt cache (OpenAI
+    ``cached_tokens``, Anthropic ``cache_read_input_tokens``, Gemini
+    ``cachedContentTokenCount``); None: `input_cost_per_token`."""
+    cache_write_cost_per_token: float | None = Field(default=None, ge=0)
+    """Price of a prompt token written to the prompt cache (Anthropic
+    ``cache_creation_input_tokens``); None: `input_cost_per_token`."""
     context_window: int | None = Field(default=None, gt=0)
     stream_usage: bool = True
     """Ask for usage in the final stream chunk (``stream_options.include_usage``)."""
