@@ -29,7 +29,7 @@ from interlock.providers.http import (
     post_bytes,
 )
 from interlock.providers.sse import SSEReader
-from interlock.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice, Usage
+from interlock.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice, ReasoningBlock, Usage
 
 __all__ = ["PARSE_ERRORS", "Endpoint", "NativeStream", "NativeTransport", "make_chunk"]
 
@@ -71,8 +71,12 @@ def delta_choice(
     content: str | None = None,
     tool_calls: list[dict[str, Any]] | None = None,
     finish: str | None = None,
+    reasoning_content: str | None = None,
+    reasoning_blocks: list[ReasoningBlock] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> ChunkChoice:
-    return ChunkChoice(index, ChoiceDelta(role, content, tool_calls), finish)
+    delta = ChoiceDelta(role, content, tool_calls, None, reasoning_content, reasoning_blocks)
+    return ChunkChoice(index, delta, finish, None, extra)
 
 
 class NativeTransport:

@@ -10,6 +10,7 @@ import pytest
 
 from interlock import (
     AuthenticationError,
+    BadRequestError,
     ChatCompletion,
     ContentPolicyViolationError,
     ContextWindowExceededError,
@@ -481,3 +482,83 @@ async def test_openai_down_falls_back_to_anthropic(anthropic: FakeAnthropic, str
         stats = {s.id: s for s in router.statistics().deployments}
         assert stats["gpt-4o-0"].failures >= 1
         assert stats["claude-0"].successes == 1
+
+
+# --- issue 16: reasoning round trip, caching, server-side errors --------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_anthropic_thinking_tool_loop_round_trip(
+    anthropic: FakeAnthropic, stream: bool
+) -> None:
+    # With thinking on, the turn after a tool call must carry that call's thinking
+    # block back, signed (the fake refuses it otherwise, as the API does).
+    params: dict[str, Any] = {"tools": [WEATHER_TOOL], "reasoning_effort": "low"}
+    async with router_for("anthropic", anthropic.url, "claude-x") as router:
+        if stream:
+            s = await router.acompletion(model="g", messages=USER, stream=True, **params)
+            _, chunks = await collect(s)
+            deltas = [c.choices[0].delta for c in chunks if c.choices]
+            calls = stream_tool_calls(chunks)
+            assistant: dict[str, Any] = {
+                "role": "assistant",
+                "content": None,
+                "reasoning_content": "".join(d.reasoning_content or "" for d in deltas),
+                "reasoning_blocks": [b for d in deltas for b in d.reasoning_blocks or ()],
+                "tool_calls": [
+                    {"id": c["id"], "type": "function",
+                     "function": {"name": c["name"], "arguments": c["arguments"]}}
+                    for c in calls.values()
+                ],
+            }  # fmt: skip
+        else:
+            r = await router.acompletion(model="g", messages=USER, **params)
+            assistant = r.choices[0].message.to_dict()
+        assert assistant["reasoning_content"] == "Thinking it over."
+        call_id = assistant["tool_calls"][0]["id"]
+        turns = [*USER, assistant, {"role": "tool", "tool_call_id": call_id, "content": "21C"}]
+        follow = await router.acompletion(model="g", messages=turns, **params)
+        assert follow.choices[0].finish_reason == "tool_calls"
+        # Dropping the reasoning is what the API refuses.
+        bare = {k: v for k, v in assistant.items() if not k.startswith("reasoning")}
+        with pytest.raises(BadRequestError, match="thinking"):
+            await router.acompletion(
+                model="g",
+                messages=[*USER, bare, {"role": "tool", "tool_call_id": call_id, "content": "x"}],
+                **params,
+            )
+
+
+async def test_anthropic_prompt_cache_usage_and_spend(anthropic: FakeAnthropic) -> None:
+    d = Deployment(
+        group="g", provider="anthropic", model="claude-x", api_base=anthropic.url, api_key=KEY,
+        input_cost_per_token=3e-6, output_cost_per_token=15e-6,
+        cache_read_cost_per_token=0.3e-6, cache_write_cost_per_token=3.75e-6,
+    )  # fmt: skip
+    manual = "A long manual. " * 400
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": [
+            {"type": "text", "text": manual, "cache_control": {"type": "ephemeral"}}]},
+        *USER,
+    ]  # fmt: skip
+    async with Router([d], retry=ONE_TRY, seed=1) as router:
+        first = await router.acompletion(model="g", messages=messages)
+        second = await router.acompletion(model="g", messages=messages)
+        spend = router.statistics().deployments[0]
+    assert first.usage is not None
+    assert second.usage is not None
+    assert first.usage.cache_creation_tokens > 0
+    assert second.usage.cached_tokens == first.usage.cache_creation_tokens
+    assert second.usage.prompt_tokens == first.usage.prompt_tokens
+    sent = anthropic.received[-1].body
+    assert sent is not None
+    assert sent["system"][0]["cache_control"] == {"type": "ephemeral"}
+    u = second.usage
+    cheap = (u.prompt_tokens - u.cached_tokens) * 3e-6 + u.cached_tokens * 0.3e-6
+    assert cheap < u.prompt_tokens * 3e-6 / 5  # the cache-heavy call costs far less
+    assert spend.spend == pytest.approx(
+        (first.usage.prompt_tokens - first.usage.cache_creation_tokens) * 3e-6
+        + first.usage.cache_creation_tokens * 3.75e-6
+        + cheap
+        + (first.usage.completion_tokens + u.completion_tokens) * 15e-6
+    )

@@ -160,7 +160,6 @@ CASES: dict[str, tuple[list[dict[str, Any]], dict[str, Any], bool]] = {
 
 # (case, provider) pairs whose body the SDK rejects before this fixes.
 BROKEN: set[tuple[str, str]] = {
-    ("tool_choice none, serial", "anthropic"),
     ("strict tool", "gemini"),
     ("json_schema", "gemini"),
     ("replayed reasoning", "openai"),
