@@ -22,6 +22,7 @@ from interlock.errors import (
     StreamInterruptedError,
 )
 from interlock.providers.http import (
+    ErrorMapper,
     HttpClient,
     dumps_body,
     malformed,
@@ -126,9 +127,14 @@ class NativeTransport:
         timeout: float,
         stream_cls: type[NativeStream],
     ) -> NativeStream:
+        def make(resp: aiohttp.ClientResponse) -> NativeStream:
+            stream = stream_cls(resp, d, ep.secret)
+            stream.error_mapper = self._error
+            return stream
+
         return await open_sse(
             self._client, self._deadlines, d, url, dumps_body(payload), ep.headers, ep.secret,
-            timeout, self._error, lambda resp: stream_cls(resp, d, ep.secret),
+            timeout, self._error, make,
         )  # fmt: skip
 
     async def aclose(self) -> None:
@@ -146,6 +152,8 @@ class NativeStream:
     """
 
     first: ChatCompletionChunk
+    error_mapper: ErrorMapper | None = None
+    """The transport's mapping of an error response, for errors sent as stream events."""
 
     def __init__(
         self,

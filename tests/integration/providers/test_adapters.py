@@ -323,19 +323,32 @@ async def test_gemini_tool_calls(gemini: FakeGemini) -> None:
         assert sent["toolConfig"] == {
             "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}
         }
+        # The assistant turn goes back as it came (to_dict), thought signature included.
         follow_up: list[dict[str, Any]] = [
             *USER,
-            {"role": "assistant", "content": None, "tool_calls": calls},
+            r.choices[0].message.to_dict(),
             {"role": "tool", "tool_call_id": calls[0]["id"], "content": '{"temp": 21}'},
         ]
         await router.acompletion(model="g", messages=follow_up)
         sent = gemini.received[-1].body
         assert sent is not None
-        assert sent["contents"][1]["parts"][0]["functionCall"]["name"] == "get_weather"
+        part = sent["contents"][1]["parts"][0]
+        assert part["functionCall"]["name"] == "get_weather"
+        assert part["functionCall"]["id"] == calls[0]["id"]
+        assert part["thoughtSignature"]
         assert sent["contents"][2]["parts"][0]["functionResponse"] == {
+            "id": calls[0]["id"],
             "name": "get_weather",
             "response": {"temp": 21},
         }
+        # Without the signature Gemini 3 refuses the turn (so does the fake).
+        bare: list[dict[str, Any]] = [
+            *USER,
+            {"role": "assistant", "content": None, "tool_calls": calls},
+            follow_up[2],
+        ]
+        with pytest.raises(BadRequestError, match="thought_signature"):
+            await router.acompletion(model="g", messages=bare)
         stream = await router.acompletion(
             model="g", messages=USER, tools=[WEATHER_TOOL], stream=True
         )

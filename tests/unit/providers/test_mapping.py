@@ -177,7 +177,7 @@ def test_gemini_json_schema_and_images() -> None:
             response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": schema}},
         ),
     )
-    assert body["generationConfig"]["responseSchema"] == schema
+    assert body["generationConfig"]["responseJsonSchema"] == schema
     assert body["contents"][0]["parts"][0] == {
         "fileData": {"mimeType": "image/png", "fileUri": "https://h/p.png?x=1"}
     }
