@@ -8,6 +8,8 @@ than the whole routing decision.
 
 from __future__ import annotations
 
+import base64
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypedDict
@@ -392,7 +394,8 @@ class EmbeddingResponse:
         cls, d: Mapping[str, Any], *, deployment_id: str = "", group: str = ""
     ) -> EmbeddingResponse:
         data = [
-            Embedding(int(e.get("index", i)), list(e["embedding"])) for i, e in enumerate(d["data"])
+            Embedding(int(e.get("index", i)), _vector(e["embedding"]))
+            for i, e in enumerate(d["data"])
         ]
         u = d.get("usage")
         return cls(
@@ -402,6 +405,17 @@ class EmbeddingResponse:
             deployment_id=deployment_id,
             group=group,
         )
+
+
+def _vector(value: Any) -> list[float]:
+    """An embedding as floats: ``encoding_format="base64"`` answers with the
+    little-endian float32 bytes in base64, decoded here as the openai SDK does."""
+    if isinstance(value, str):
+        raw = base64.b64decode(value, validate=True)
+        if len(raw) % 4:
+            raise ValueError("a base64 embedding must hold whole float32 values")
+        return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+    return list(value)
 
 
 class StrategyRef(Protocol):

@@ -575,3 +575,28 @@ async def test_anthropic_prompt_cache_usage_and_spend(anthropic: FakeAnthropic) 
         + cheap
         + (first.usage.completion_tokens + u.completion_tokens) * 15e-6
     )
+
+
+@pytest.mark.parametrize("provider", ["openai", "azure"])
+async def test_base64_embeddings_are_decoded_to_floats(azure: FakeAzure, provider: str) -> None:
+    # https://platform.openai.com/docs/api-reference/embeddings/create#encoding_format
+    async with FakeUpstream(api_key=KEY) as up:
+        url, model = (up.url, "text-embedding-3-small") if provider == "openai" else (
+            azure.url, "my-gpt4o")  # fmt: skip
+        async with router_for(provider, url, model) as router:
+            floats = await router.aembedding(model="g", input=["a", "b"])
+            packed = await router.aembedding(model="g", input=["a", "b"], encoding_format="base64")
+    for got, want in zip(packed.data, floats.data, strict=True):
+        assert got.embedding == pytest.approx(want.embedding, abs=1e-6)
+    assert all(isinstance(v, float) for v in packed.data[0].embedding)
+    assert len(packed.data[0].embedding) == 8
+
+
+async def test_openai_compatible_error_with_http_200() -> None:
+    # Some compatible servers and gateways answer 200 with an error object.
+    async with FakeUpstream(api_key=KEY) as up:
+        body = b'{"error": {"code": 429, "message": "Rate limit exceeded: free-models-per-min"}}'
+        up.push(Fault.malformed(body))
+        async with router_for("openrouter", up.url, "m") as router:
+            with pytest.raises(RateLimitError, match="free-models-per-min"):
+                await router.acompletion(model="g", messages=USER)

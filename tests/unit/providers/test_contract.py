@@ -159,10 +159,7 @@ CASES: dict[str, tuple[list[dict[str, Any]], dict[str, Any], bool]] = {
 }
 
 # (case, provider) pairs whose body the SDK rejects before this fixes.
-BROKEN: set[tuple[str, str]] = {
-    ("replayed reasoning", "openai"),
-    ("replayed reasoning", "azure"),
-}
+BROKEN: set[tuple[str, str]] = {}
 
 
 def request(messages: list[dict[str, Any]], params: dict[str, Any]) -> Request:
