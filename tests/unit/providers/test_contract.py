@@ -158,8 +158,9 @@ CASES: dict[str, tuple[list[dict[str, Any]], dict[str, Any], bool]] = {
     "replayed reasoning": (REPLAYED, {"tools": [WEATHER]}, True),
 }
 
-# (case, provider) pairs whose body the SDK rejects before this issue's fixes.
-BROKEN: set[tuple[str, str]] = {}
+# Before issue 16 the SDKs rejected five of these (tool_choice none with parallel calls
+# off for anthropic; strict schemas for gemini, as tools and as response_format;
+# replayed reasoning for openai and azure). Each is fixed; none is expected to fail.
 
 
 def request(messages: list[dict[str, Any]], params: dict[str, Any]) -> Request:
@@ -197,11 +198,8 @@ def _params() -> list[Any]:
             if provider in ("openai", "azure") and not openai_shaped:
                 continue
             for stream in (False, True):
-                marks = []
-                if (name, provider) in BROKEN:
-                    marks.append(pytest.mark.xfail(reason="issue 16", strict=True))
                 tag = f"{name}-{provider}-{'stream' if stream else 'plain'}"
-                out.append(pytest.param(name, provider, stream, id=tag, marks=marks))
+                out.append(pytest.param(name, provider, stream, id=tag))
     return out
 
 
