@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
@@ -43,6 +44,9 @@ __all__ = [
     "load_config_source",
     "validation_problems",
 ]
+
+
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
 
 class Deployment(ConfigModel):
@@ -85,6 +89,10 @@ class Deployment(ConfigModel):
     max_output_tokens: int | None = Field(default=None, gt=0)
     """``max_tokens`` sent to a provider that requires one (Anthropic) when the call
     sets none; defaults to 4096 there."""
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    """Extra HTTP headers sent with every request to this deployment (``anthropic-beta``,
+    ``OpenAI-Organization``, a gateway's routing headers); they win over the
+    transport's own. Kept out of every repr: a value may be a credential."""
 
     @model_validator(mode="before")
     @classmethod
@@ -107,6 +115,18 @@ class Deployment(ConfigModel):
         if parts.username or parts.password:
             raise ValueError("must not carry credentials; use api_key")
         return value.rstrip("/")
+
+    @field_validator("headers")
+    @classmethod
+    def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, header in value.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(
+                    "header names must be HTTP tokens (letters, digits, -_.!#$%&'*+^`|~)"
+                )
+            if "\r" in header or "\n" in header:
+                raise ValueError(f"header {name} must not hold a line break")
+        return value
 
     @field_validator("id")
     @classmethod

@@ -500,7 +500,8 @@ def _tail(
 class ChatParams(TypedDict, total=False):
     """Chat-completion parameters passed to the provider (only those set are sent).
 
-    Anything provider-specific goes in `extra_body`, merged into the request body.
+    Anything provider-specific goes in `extra_body`, merged into the request body;
+    `extra_headers` are sent as HTTP headers with this call only.
     """
 
     temperature: float
@@ -524,6 +525,7 @@ class ChatParams(TypedDict, total=False):
     reasoning_effort: str
     metadata: Mapping[str, str]
     extra_body: Mapping[str, Any]
+    extra_headers: Mapping[str, str]
 
 
 class EmbeddingParams(TypedDict, total=False):
@@ -533,6 +535,7 @@ class EmbeddingParams(TypedDict, total=False):
     encoding_format: str
     user: str
     extra_body: Mapping[str, Any]
+    extra_headers: Mapping[str, str]
 
 
 CHAT_PARAM_NAMES: frozenset[str] = frozenset(ChatParams.__annotations__)

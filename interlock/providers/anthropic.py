@@ -124,7 +124,7 @@ class AnthropicTransport(NativeTransport):
     async def chat(self, d: Deployment, request: Request, timeout: float) -> ChatCompletion:
         ep = self._endpoint(d)
         body = build_body(d, request, stream=False)
-        data = await self._post(d, ep, self._url(d), body, timeout)
+        data = await self._post(d, ep, self._url(d), body, timeout, request.params)
         if isinstance(data, dict) and data.get("type") == "error":
             raise self._error_body(d, data, ep.secret)
         try:
@@ -144,7 +144,7 @@ class AnthropicTransport(NativeTransport):
     async def open_stream(self, d: Deployment, request: Request, timeout: float) -> NativeStream:
         ep = self._endpoint(d)
         body = build_body(d, request, stream=True)
-        return await self._open(d, ep, self._url(d), body, timeout, AnthropicStream)
+        return await self._open(d, ep, self._url(d), body, timeout, AnthropicStream, request.params)
 
     async def embed(self, d: Deployment, request: Request, timeout: float) -> EmbeddingResponse:
         raise BadRequestError(

@@ -110,7 +110,8 @@ class GeminiTransport(NativeTransport):
     async def chat(self, d: Deployment, request: Request, timeout: float) -> ChatCompletion:
         ep = self._endpoint(d)
         body = build_body(d, request)
-        data = await self._post(d, ep, self._url(d, "generateContent"), body, timeout)
+        url = self._url(d, "generateContent")
+        data = await self._post(d, ep, url, body, timeout, request.params)
         if isinstance(data, dict) and isinstance(data.get("error"), dict):
             # An error body with HTTP 200 (from a gateway): mapped by its own code.
             code = data["error"].get("code")
@@ -125,7 +126,7 @@ class GeminiTransport(NativeTransport):
         ep = self._endpoint(d)
         body = build_body(d, request)
         url = self._url(d, "streamGenerateContent").with_query(alt="sse")
-        return await self._open(d, ep, url, body, timeout, GeminiStream)
+        return await self._open(d, ep, url, body, timeout, GeminiStream, request.params)
 
     async def embed(self, d: Deployment, request: Request, timeout: float) -> EmbeddingResponse:
         params, extra = split_extra(request.params)
@@ -149,8 +150,9 @@ class GeminiTransport(NativeTransport):
             requests.append(merge_extra(item, extra, deep=True))
         ep = self._endpoint(d)
         data = await self._post(
-            d, ep, self._url(d, "batchEmbedContents"), {"requests": requests}, timeout
-        )
+            d, ep, self._url(d, "batchEmbedContents"), {"requests": requests}, timeout,
+            request.params,
+        )  # fmt: skip
         try:
             vectors = [
                 Embedding(i, [float(v) for v in e["values"]])

@@ -29,6 +29,7 @@ from interlock.providers.http import (
     open_sse,
     post_bytes,
 )
+from interlock.providers.params import call_headers
 from interlock.providers.sse import SSEReader
 from interlock.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice, ReasoningBlock, Usage
 
@@ -95,7 +96,8 @@ class NativeTransport:
         ep = self._endpoints.get(d.id or "")
         if ep is None:
             key = d.api_key_value()
-            ep = self._endpoints[d.id or ""] = Endpoint(d.api_base, self._headers(d, key), key)
+            headers = {**self._headers(d, key), **d.headers}
+            ep = self._endpoints[d.id or ""] = Endpoint(d.api_base, headers, key)
         return ep
 
     def _headers(self, d: Deployment, key: str | None) -> dict[str, str]:
@@ -107,10 +109,12 @@ class NativeTransport:
         raise NotImplementedError
 
     async def _post(
-        self, d: Deployment, ep: Endpoint, url: URL, payload: dict[str, Any], timeout: float
-    ) -> Any:
+        self, d: Deployment, ep: Endpoint, url: URL, payload: dict[str, Any], timeout: float,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:  # fmt: skip
+        headers = call_headers(ep.headers, params) if params else ep.headers
         raw = await post_bytes(
-            self._client, self._deadlines, d, url, dumps_body(payload), ep.headers, ep.secret,
+            self._client, self._deadlines, d, url, dumps_body(payload), headers, ep.secret,
             timeout, self._error,
         )  # fmt: skip
         try:
@@ -126,14 +130,16 @@ class NativeTransport:
         payload: dict[str, Any],
         timeout: float,
         stream_cls: type[NativeStream],
+        params: Mapping[str, Any] | None = None,
     ) -> NativeStream:
         def make(resp: aiohttp.ClientResponse) -> NativeStream:
             stream = stream_cls(resp, d, ep.secret)
             stream.error_mapper = self._error
             return stream
 
+        headers = call_headers(ep.headers, params) if params else ep.headers
         return await open_sse(
-            self._client, self._deadlines, d, url, dumps_body(payload), ep.headers, ep.secret,
+            self._client, self._deadlines, d, url, dumps_body(payload), headers, ep.secret,
             timeout, self._error, make,
         )  # fmt: skip
 

@@ -29,6 +29,7 @@ from interlock.providers.http import (
     post_bytes,
     scrub,
 )
+from interlock.providers.params import call_headers
 from interlock.providers.sse import SSEReader
 from interlock.types import ChatCompletion, ChatCompletionChunk, EmbeddingResponse, Request
 
@@ -69,6 +70,7 @@ class OpenAITransport:
             headers = {"Content-Type": "application/json"}
             if key:
                 headers["Authorization"] = f"Bearer {key}"
+            headers.update(d.headers)
             ep = _Endpoint(
                 URL(f"{d.api_base}/chat/completions", encoded=True),
                 URL(f"{d.api_base}/embeddings", encoded=True),
@@ -83,6 +85,7 @@ class OpenAITransport:
     ) -> dict[str, Any]:
         # `extra_body` merges into the top level, after (and over) the common parameters.
         payload = {"model": d.model, **head, **params}
+        payload.pop("extra_headers", None)
         extra = payload.pop("extra_body", None)
         if extra:
             payload.update(extra)
@@ -106,7 +109,8 @@ class OpenAITransport:
         ep = self._endpoints.get(d.id or "") or self._endpoint(d)
         body = dumps_body(self.chat_body(d, request, False))
         raw = await post_bytes(
-            self._client, self._deadlines, d, ep.chat, body, ep.headers, ep.secret, timeout,
+            self._client, self._deadlines, d, ep.chat, body,
+            call_headers(ep.headers, request.params), ep.secret, timeout,
             openai_error,
         )  # fmt: skip
         try:
@@ -125,7 +129,8 @@ class OpenAITransport:
         ep = self._endpoint(d)
         body = dumps_body(self.embedding_body(d, request))
         raw = await post_bytes(
-            self._client, self._deadlines, d, ep.embeddings, body, ep.headers, ep.secret,
+            self._client, self._deadlines, d, ep.embeddings, body,
+            call_headers(ep.headers, request.params), ep.secret,
             timeout, openai_error,
         )  # fmt: skip
         try:
@@ -140,7 +145,8 @@ class OpenAITransport:
         ep = self._endpoint(d)
         payload = self.chat_body(d, request, True)
         return await open_sse(
-            self._client, self._deadlines, d, ep.chat, dumps_body(payload), ep.headers,
+            self._client, self._deadlines, d, ep.chat, dumps_body(payload),
+            call_headers(ep.headers, request.params),
             ep.secret, timeout, openai_error, lambda resp: OpenAIStream(resp, d, ep.secret),
         )  # fmt: skip
 

@@ -25,6 +25,7 @@ __all__ = [
     "REASONING_BUDGETS",
     "UNSUPPORTED_MODES",
     "UnsupportedParams",
+    "call_headers",
     "check_unsupported",
     "content_text",
     "merge_extra",
@@ -39,10 +40,30 @@ UNSUPPORTED_MODES: frozenset[str] = frozenset(("drop", "raise"))
 
 
 def split_extra(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(common parameters, extra_body)``."""
+    """``(common parameters, extra_body)``; ``extra_headers`` is neither (see
+    `call_headers`)."""
     common = dict(params)
     extra = common.pop("extra_body", None)
+    common.pop("extra_headers", None)
     return common, dict(extra) if extra else {}
+
+
+def call_headers(base: dict[str, str], params: Mapping[str, Any]) -> dict[str, str]:
+    """`base` (the deployment's headers) with the call's ``extra_headers`` over them."""
+    extra = params.get("extra_headers")
+    if not extra:
+        return base
+    if not isinstance(extra, Mapping):
+        raise BadRequestError("extra_headers must be a mapping of header names to strings")
+    for name, value in extra.items():
+        if (
+            not isinstance(name, str)
+            or not isinstance(value, str)
+            or "\n" in value
+            or ("\r" in value)
+        ):
+            raise BadRequestError(f"extra_headers: {name!r} must be a string without line breaks")
+    return {**base, **extra}
 
 
 MEANINGFUL_PARAMS: frozenset[str] = frozenset(("response_format", "n", "tools", "tool_choice"))

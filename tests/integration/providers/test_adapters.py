@@ -600,3 +600,38 @@ async def test_openai_compatible_error_with_http_200() -> None:
         async with router_for("openrouter", up.url, "m") as router:
             with pytest.raises(RateLimitError, match="free-models-per-min"):
                 await router.acompletion(model="g", messages=USER)
+
+
+# --- issue 16: extra headers, per deployment and per call -----------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_deployment_and_call_headers_reach_every_provider(
+    anthropic: FakeAnthropic, gemini: FakeGemini, azure: FakeAzure, stream: bool
+) -> None:
+    async with FakeUpstream(api_key=KEY) as openai:
+        fakes: list[tuple[str, FakeUpstream, str]] = [
+            ("openai", openai, "gpt-4o"), ("azure", azure, "my-gpt4o"),
+            ("anthropic", anthropic, "claude-x"), ("gemini", gemini, "gemini-x"),
+        ]  # fmt: skip
+        for provider, fake, model in fakes:
+            d = Deployment(
+                group="g", provider=provider, model=model, api_base=fake.url, api_key=KEY,
+                headers={"x-portkey-provider": "openai", "anthropic-beta": "b1"},
+            )  # fmt: skip
+            assert "portkey" not in repr(d)
+            async with Router([d], retry=ONE_TRY, seed=1) as router:
+                extra = {"anthropic-beta": "b2", "X-Title": "app"}
+                if stream:
+                    s = await router.acompletion(
+                        model="g", messages=USER, stream=True, extra_headers=extra
+                    )
+                    await collect(s)
+                else:
+                    await router.acompletion(model="g", messages=USER, extra_headers=extra)
+            seen = fake.received[-1]
+            assert seen.headers["x-portkey-provider"] == "openai"
+            assert seen.headers["anthropic-beta"] == "b2"  # the call's wins
+            assert seen.headers["X-Title"] == "app"
+            assert seen.body is not None
+            assert "extra_headers" not in seen.body
