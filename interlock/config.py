@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
@@ -45,6 +46,9 @@ __all__ = [
 ]
 
 
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+
 class Deployment(ConfigModel):
     """One endpoint that serves a group: a model at an `api_base` with a key and limits."""
 
@@ -69,6 +73,13 @@ class Deployment(ConfigModel):
     """Seconds one attempt may take (bounded further by the call's deadline)."""
     input_cost_per_token: float = Field(default=0.0, ge=0)
     output_cost_per_token: float = Field(default=0.0, ge=0)
+    cache_read_cost_per_token: float | None = Field(default=None, ge=0)
+    """Price of a prompt token read from the provider's prompt cache (OpenAI
+    ``cached_tokens``, Anthropic ``cache_read_input_tokens``, Gemini
+    ``cachedContentTokenCount``); None: `input_cost_per_token`."""
+    cache_write_cost_per_token: float | None = Field(default=None, ge=0)
+    """Price of a prompt token written to the prompt cache (Anthropic
+    ``cache_creation_input_tokens``); None: `input_cost_per_token`."""
     context_window: int | None = Field(default=None, gt=0)
     stream_usage: bool = True
     """Ask for usage in the final stream chunk (``stream_options.include_usage``)."""
@@ -78,6 +89,10 @@ class Deployment(ConfigModel):
     max_output_tokens: int | None = Field(default=None, gt=0)
     """``max_tokens`` sent to a provider that requires one (Anthropic) when the call
     sets none; defaults to 4096 there."""
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    """Extra HTTP headers sent with every request to this deployment (``anthropic-beta``,
+    ``OpenAI-Organization``, a gateway's routing headers); they win over the
+    transport's own. Kept out of every repr: a value may be a credential."""
 
     @model_validator(mode="before")
     @classmethod
@@ -100,6 +115,18 @@ class Deployment(ConfigModel):
         if parts.username or parts.password:
             raise ValueError("must not carry credentials; use api_key")
         return value.rstrip("/")
+
+    @field_validator("headers")
+    @classmethod
+    def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, header in value.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(
+                    "header names must be HTTP tokens (letters, digits, -_.!#$%&'*+^`|~)"
+                )
+            if "\r" in header or "\n" in header:
+                raise ValueError(f"header {name} must not hold a line break")
+        return value
 
     @field_validator("id")
     @classmethod

@@ -23,6 +23,11 @@ class ProviderPreset:
     api_base: str | None
     """Default `api_base`; None when the deployment must give one (Azure)."""
     needs_key: bool = True
+    stream_usage: bool = True
+    """Whether it accepts ``stream_options.include_usage`` (Mistral answers 422)."""
+    reasoning_content_in: bool = False
+    """Whether an assistant turn sent back may carry ``reasoning_content`` (DeepSeek's
+    thinking mode wants it back within a tool-call turn; others reject the field)."""
 
 
 _P = ProviderPreset
@@ -36,8 +41,8 @@ PRESETS: dict[str, ProviderPreset] = {
         _P("gemini", "gemini", "https://generativelanguage.googleapis.com/v1beta"),
         _P("groq", "openai", "https://api.groq.com/openai/v1"),
         _P("together", "openai", "https://api.together.xyz/v1"),
-        _P("mistral", "openai", "https://api.mistral.ai/v1"),
-        _P("deepseek", "openai", "https://api.deepseek.com/v1"),
+        _P("mistral", "openai", "https://api.mistral.ai/v1", stream_usage=False),
+        _P("deepseek", "openai", "https://api.deepseek.com/v1", reasoning_content_in=True),
         _P("fireworks", "openai", "https://api.fireworks.ai/inference/v1"),
         _P("openrouter", "openai", "https://openrouter.ai/api/v1"),
         _P("vllm", "openai", "http://127.0.0.1:8000/v1", needs_key=False),

@@ -8,9 +8,19 @@ than the whole routing decision.
 
 from __future__ import annotations
 
+import base64
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypedDict
+
+from interlock.result_parts import (
+    CompletionTokensDetails,
+    PromptTokensDetails,
+    ReasoningBlock,
+    extra_fields,
+    read_usage_details,
+)
 
 __all__ = [
     "CHAT_PARAM_NAMES",
@@ -22,9 +32,12 @@ __all__ = [
     "Choice",
     "ChoiceDelta",
     "ChunkChoice",
+    "CompletionTokensDetails",
     "Embedding",
     "EmbeddingParams",
     "EmbeddingResponse",
+    "PromptTokensDetails",
+    "ReasoningBlock",
     "Request",
     "RequestKind",
     "StrategyRef",
@@ -37,15 +50,57 @@ RequestKind = Literal["chat", "embedding", "call"]
 @dataclass(slots=True)
 class Usage:
     prompt_tokens: int = 0
+    """Every input token, cached or not (as OpenAI counts them)."""
     completion_tokens: int = 0
+    """Every output token, reasoning included."""
     total_tokens: int = 0
+    prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
+    extra: dict[str, Any] | None = None
+    """Other fields the provider sent with the usage."""
+
+    @property
+    def cached_tokens(self) -> int:
+        """Prompt tokens read from the prompt cache (0 when not reported)."""
+        d = self.prompt_tokens_details
+        return d.cached_tokens if d is not None else 0
+
+    @property
+    def cache_creation_tokens(self) -> int:
+        """Prompt tokens written to the prompt cache (0 when not reported)."""
+        d = self.prompt_tokens_details
+        return d.cache_creation_tokens if d is not None else 0
+
+    @property
+    def reasoning_tokens(self) -> int:
+        """Completion tokens spent reasoning (0 when not reported)."""
+        d = self.completion_tokens_details
+        return d.reasoning_tokens if d is not None else 0
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Usage:
         prompt = d.get("prompt_tokens") or 0
         completion = d.get("completion_tokens") or 0
         total = d.get("total_tokens")
-        return cls(prompt, completion, prompt + completion if total is None else total)
+        usage = cls(prompt, completion, prompt + completion if total is None else total)
+        if len(d) > 3:
+            read_usage_details(usage, d)
+        return usage
+
+    def to_dict(self) -> dict[str, Any]:
+        """OpenAI's ``usage`` object."""
+        out: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+        if self.prompt_tokens_details is not None:
+            out["prompt_tokens_details"] = self.prompt_tokens_details.to_dict()
+        if self.completion_tokens_details is not None:
+            out["completion_tokens_details"] = self.completion_tokens_details.to_dict()
+        if self.extra:
+            out.update(self.extra)
+        return out
 
 
 @dataclass(slots=True)
@@ -54,12 +109,23 @@ class ChatMessage:
     content: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     refusal: str | None = None
+    reasoning_content: str | None = None
+    """The model's reasoning as text (Anthropic thinking, Gemini thought summaries,
+    ``reasoning_content`` of OpenAI-compatible servers such as DeepSeek)."""
+    reasoning_blocks: list[ReasoningBlock] | None = None
+    """The reasoning as the provider signed it, to send back (see `ReasoningBlock`)."""
+    annotations: list[dict[str, Any]] | None = None
+    """OpenAI's ``annotations`` (``url_citation``); Anthropic web-search citations too."""
+    extra: dict[str, Any] | None = None
+    """Other fields the provider sent (e.g. Anthropic ``citations``)."""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ChatMessage:
-        return cls(
-            d.get("role") or "assistant", d.get("content"), d.get("tool_calls"), d.get("refusal")
-        )
+        return _message(d)
+
+    def to_dict(self) -> dict[str, Any]:
+        """OpenAI's message object; what to append to `messages` to go on."""
+        return _message_dict(self)
 
 
 @dataclass(slots=True)
@@ -68,6 +134,33 @@ class Choice:
     message: ChatMessage
     finish_reason: str | None = None
     logprobs: Any = None
+    extra: dict[str, Any] | None = None
+    """Other fields of the choice (Azure ``content_filter_results``, the provider's
+    own finish reason when it had to be translated: ``native_finish_reason``)."""
+
+
+_MESSAGE = frozenset(
+    ("role", "content", "tool_calls", "refusal", "reasoning_content", "reasoning_blocks",
+     "annotations")
+)  # fmt: skip
+_CHOICE = frozenset(("index", "message", "finish_reason", "logprobs"))
+_COMPLETION = frozenset(
+    ("id", "model", "choices", "usage", "created", "system_fingerprint", "object",
+     "service_tier")
+)  # fmt: skip
+
+
+def _message(m: Mapping[str, Any]) -> ChatMessage:
+    msg = ChatMessage(
+        m.get("role") or "assistant", m.get("content"), m.get("tool_calls"), m.get("refusal")
+    )
+    if len(m) > 2:
+        # Rarely more than role and content: the rest only when present.
+        msg.reasoning_content = m.get("reasoning_content")
+        msg.reasoning_blocks = m.get("reasoning_blocks")
+        msg.annotations = m.get("annotations")
+        msg.extra = extra_fields(m, _MESSAGE)
+    return msg
 
 
 @dataclass(slots=True)
@@ -87,6 +180,9 @@ class ChatCompletion:
     """The group (after aliases and fallbacks) that served it."""
     cached: bool = False
     """True when the response cache answered (no provider call of its own)."""
+    service_tier: str | None = None
+    extra: dict[str, Any] | None = None
+    """Other top-level fields the provider sent (Azure ``prompt_filter_results``, ...)."""
 
     @classmethod
     def from_dict(
@@ -97,20 +193,11 @@ class ChatCompletion:
         # response and is a visible share of the router's per-request cost.
         choices = []
         for i, c in enumerate(d["choices"]):
-            m = c["message"]
-            choices.append(
-                Choice(
-                    c.get("index", i),
-                    ChatMessage(
-                        m.get("role") or "assistant",
-                        m.get("content"),
-                        m.get("tool_calls"),
-                        m.get("refusal"),
-                    ),
-                    c.get("finish_reason"),
-                    c.get("logprobs"),
-                )
-            )
+            choice = Choice(c.get("index", i), _message(c["message"]), c.get("finish_reason"),
+                            c.get("logprobs"))  # fmt: skip
+            if len(c) > 4:
+                choice.extra = extra_fields(c, _CHOICE)
+            choices.append(choice)
         get = d.get
         u = get("usage")
         return cls(
@@ -123,6 +210,9 @@ class ChatCompletion:
             "chat.completion",
             deployment_id,
             group,
+            False,
+            get("service_tier"),
+            extra_fields(d, _COMPLETION),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,20 +223,19 @@ class ChatCompletion:
             "created": self.created,
             "model": self.model,
             "choices": [
-                {
-                    "index": c.index,
-                    "message": _message_dict(c.message),
-                    "finish_reason": c.finish_reason,
-                    "logprobs": c.logprobs,
-                }
+                _withextra_fields(
+                    {
+                        "index": c.index,
+                        "message": _message_dict(c.message),
+                        "finish_reason": c.finish_reason,
+                        "logprobs": c.logprobs,
+                    },
+                    c.extra,
+                )
                 for c in self.choices
             ],
         }
-        if self.usage is not None:
-            out["usage"] = _usage_dict(self.usage)
-        if self.system_fingerprint is not None:
-            out["system_fingerprint"] = self.system_fingerprint
-        return out
+        return _tail(out, self.usage, self.system_fingerprint, self.service_tier, self.extra)
 
 
 @dataclass(slots=True)
@@ -155,6 +244,12 @@ class ChoiceDelta:
     content: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     refusal: str | None = None
+    reasoning_content: str | None = None
+    """A piece of the reasoning text (join the pieces, as with `content`)."""
+    reasoning_blocks: list[ReasoningBlock] | None = None
+    """Whole reasoning blocks, each sent once when complete (append them)."""
+    annotations: list[dict[str, Any]] | None = None
+    extra: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -163,6 +258,17 @@ class ChunkChoice:
     delta: ChoiceDelta
     finish_reason: str | None = None
     logprobs: Any = None
+    extra: dict[str, Any] | None = None
+
+
+_DELTA = frozenset(
+    ("role", "content", "tool_calls", "refusal", "reasoning_content", "reasoning_blocks",
+     "annotations")
+)  # fmt: skip
+_CHUNK = frozenset(
+    ("id", "model", "choices", "usage", "created", "object", "system_fingerprint",
+     "service_tier")
+)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -179,6 +285,9 @@ class ChatCompletionChunk:
     group: str = ""
     cached: bool = False
     """True when replayed from the response cache."""
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
+    extra: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(
@@ -186,20 +295,11 @@ class ChatCompletionChunk:
     ) -> ChatCompletionChunk:
         choices = []
         for i, c in enumerate(d["choices"]):
-            delta = c.get("delta") or {}
-            choices.append(
-                ChunkChoice(
-                    int(c.get("index", i)),
-                    ChoiceDelta(
-                        delta.get("role"),
-                        delta.get("content"),
-                        delta.get("tool_calls"),
-                        delta.get("refusal"),
-                    ),
-                    c.get("finish_reason"),
-                    c.get("logprobs"),
-                )
-            )
+            choice = ChunkChoice(int(c.get("index", i)), _delta(c.get("delta") or {}),
+                                 c.get("finish_reason"), c.get("logprobs"))  # fmt: skip
+            if len(c) > 4:
+                choice.extra = extra_fields(c, _CHOICE | {"delta"})
+            choices.append(choice)
         u = d.get("usage")
         return cls(
             id=str(d.get("id", "")),
@@ -209,7 +309,51 @@ class ChatCompletionChunk:
             created=int(d.get("created") or 0),
             deployment_id=deployment_id,
             group=group,
+            system_fingerprint=d.get("system_fingerprint"),
+            service_tier=d.get("service_tier"),
+            extra=extra_fields(d, _CHUNK),
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """OpenAI's ``chat.completion.chunk`` JSON (without the routing fields)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "object": self.object,
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                _withextra_fields(
+                    {
+                        "index": c.index,
+                        "delta": _delta_dict(c.delta),
+                        "finish_reason": c.finish_reason,
+                        "logprobs": c.logprobs,
+                    },
+                    c.extra,
+                )
+                for c in self.choices
+            ],
+        }
+        return _tail(out, self.usage, self.system_fingerprint, self.service_tier, self.extra)
+
+
+def _delta(d: Mapping[str, Any]) -> ChoiceDelta:
+    delta = ChoiceDelta(d.get("role"), d.get("content"), d.get("tool_calls"), d.get("refusal"))
+    if len(d) > 1:
+        delta.reasoning_content = d.get("reasoning_content")
+        delta.reasoning_blocks = d.get("reasoning_blocks")
+        delta.annotations = d.get("annotations")
+        delta.extra = extra_fields(d, _DELTA)
+    return delta
+
+
+def _delta_dict(d: ChoiceDelta) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in _DELTA:
+        value = getattr(d, key)
+        if value is not None:
+            out[key] = value
+    return _withextra_fields(out, d.extra)
 
 
 @dataclass(slots=True)
@@ -229,13 +373,29 @@ class EmbeddingResponse:
     group: str = ""
     cached: bool = False
     """True when the response cache answered (no provider call of its own)."""
+    extra: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """OpenAI's embeddings JSON (without the routing fields); a provider that
+        reports no usage (Gemini) gets zeros, as the openai type requires one."""
+        usage = self.usage or Usage()
+        out: dict[str, Any] = {
+            "object": self.object,
+            "data": [
+                {"object": e.object, "index": e.index, "embedding": e.embedding} for e in self.data
+            ],
+            "model": self.model,
+            "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens},
+        }
+        return _withextra_fields(out, self.extra)
 
     @classmethod
     def from_dict(
         cls, d: Mapping[str, Any], *, deployment_id: str = "", group: str = ""
     ) -> EmbeddingResponse:
         data = [
-            Embedding(int(e.get("index", i)), list(e["embedding"])) for i, e in enumerate(d["data"])
+            Embedding(int(e.get("index", i)), _vector(e["embedding"]))
+            for i, e in enumerate(d["data"])
         ]
         u = d.get("usage")
         return cls(
@@ -245,6 +405,17 @@ class EmbeddingResponse:
             deployment_id=deployment_id,
             group=group,
         )
+
+
+def _vector(value: Any) -> list[float]:
+    """An embedding as floats: ``encoding_format="base64"`` answers with the
+    little-endian float32 bytes in base64, decoded here as the openai SDK does."""
+    if isinstance(value, str):
+        raw = base64.b64decode(value, validate=True)
+        if len(raw) % 4:
+            raise ValueError("a base64 embedding must hold whole float32 values")
+        return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+    return list(value)
 
 
 class StrategyRef(Protocol):
@@ -293,21 +464,44 @@ def _message_dict(m: ChatMessage) -> dict[str, Any]:
         out["tool_calls"] = m.tool_calls
     if m.refusal is not None:
         out["refusal"] = m.refusal
+    if m.reasoning_content is not None:
+        out["reasoning_content"] = m.reasoning_content
+    if m.reasoning_blocks is not None:
+        out["reasoning_blocks"] = m.reasoning_blocks
+    if m.annotations is not None:
+        out["annotations"] = m.annotations
+    return _withextra_fields(out, m.extra)
+
+
+def _withextra_fields(out: dict[str, Any], extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    # Unknown upstream fields never override the ones this module wrote.
+    if extra:
+        for key, value in extra.items():
+            out.setdefault(key, value)
     return out
 
 
-def _usage_dict(u: Usage) -> dict[str, int]:
-    return {
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.total_tokens,
-    }
+def _tail(
+    out: dict[str, Any],
+    usage: Usage | None,
+    fingerprint: str | None,
+    tier: str | None,
+    extra: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    if usage is not None:
+        out["usage"] = usage.to_dict()
+    if fingerprint is not None:
+        out["system_fingerprint"] = fingerprint
+    if tier is not None:
+        out["service_tier"] = tier
+    return _withextra_fields(out, extra)
 
 
 class ChatParams(TypedDict, total=False):
     """Chat-completion parameters passed to the provider (only those set are sent).
 
-    Anything provider-specific goes in `extra_body`, merged into the request body.
+    Anything provider-specific goes in `extra_body`, merged into the request body;
+    `extra_headers` are sent as HTTP headers with this call only.
     """
 
     temperature: float
@@ -331,6 +525,7 @@ class ChatParams(TypedDict, total=False):
     reasoning_effort: str
     metadata: Mapping[str, str]
     extra_body: Mapping[str, Any]
+    extra_headers: Mapping[str, str]
 
 
 class EmbeddingParams(TypedDict, total=False):
@@ -340,6 +535,7 @@ class EmbeddingParams(TypedDict, total=False):
     encoding_format: str
     user: str
     extra_body: Mapping[str, Any]
+    extra_headers: Mapping[str, str]
 
 
 CHAT_PARAM_NAMES: frozenset[str] = frozenset(ChatParams.__annotations__)

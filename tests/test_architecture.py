@@ -38,6 +38,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "interlock.policies",
             "interlock.config",
             "interlock.types",
+            "interlock.result_parts",
             "interlock.failures",
             "interlock.presets",
             "interlock.records.*",

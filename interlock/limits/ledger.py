@@ -168,7 +168,8 @@ class Ledger:
     ) -> float | None:
         """The call succeeded; reconcile the estimate with what the provider reported.
 
-        `usage` (prompt and completion tokens) prices the request: its cost is added
+        `usage` (prompt and completion tokens, cached reads and cache writes at their
+        own prices: `DeploymentState.cost_of`) prices the request: its cost is added
         to the deployment's spend and to every budget covering it, and returned (the
         router's success event reports it); None without usage or when `r` was
         settled already.
@@ -190,7 +191,7 @@ class Ledger:
         if usage is not None:
             s.input_tokens += usage.prompt_tokens
             s.output_tokens += usage.completion_tokens
-            cost = usage.prompt_tokens * s.input_cost + usage.completion_tokens * s.output_cost
+            cost = s.cost_of(usage)
             if cost:
                 s.spend += cost
                 for b in s.budgets:

@@ -211,7 +211,7 @@ class Observer:
                     tin = usage.prompt_tokens
                     tout = usage.completion_tokens
                     if cost is None:  # the ledger prices usage alike
-                        cost = state.input_cost * tin + state.output_cost * tout
+                        cost = state.cost_of(usage)
                     event = _new(
                         SuccessEvent,
                         (state.group, state.id, attempt, latency, ttft, tin, tout, cost, now),

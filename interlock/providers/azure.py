@@ -33,6 +33,7 @@ class AzureOpenAITransport(OpenAITransport):
             headers = {"Content-Type": "application/json", "Accept": "application/json"}
             if key:
                 headers["api-key"] = key
+            headers.update(d.headers)
             base = f"{d.api_base}/openai/deployments/{quote(d.model, safe='')}"
             query = {"api-version": d.api_version or DEFAULT_AZURE_API_VERSION}
             ep = _Endpoint(

@@ -22,14 +22,16 @@ from interlock.errors import (
     StreamInterruptedError,
 )
 from interlock.providers.http import (
+    ErrorMapper,
     HttpClient,
     dumps_body,
     malformed,
     open_sse,
     post_bytes,
 )
+from interlock.providers.params import call_headers
 from interlock.providers.sse import SSEReader
-from interlock.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice, Usage
+from interlock.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice, ReasoningBlock, Usage
 
 __all__ = ["PARSE_ERRORS", "Endpoint", "NativeStream", "NativeTransport", "make_chunk"]
 
@@ -71,8 +73,12 @@ def delta_choice(
     content: str | None = None,
     tool_calls: list[dict[str, Any]] | None = None,
     finish: str | None = None,
+    reasoning_content: str | None = None,
+    reasoning_blocks: list[ReasoningBlock] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> ChunkChoice:
-    return ChunkChoice(index, ChoiceDelta(role, content, tool_calls), finish)
+    delta = ChoiceDelta(role, content, tool_calls, None, reasoning_content, reasoning_blocks)
+    return ChunkChoice(index, delta, finish, None, extra)
 
 
 class NativeTransport:
@@ -90,7 +96,8 @@ class NativeTransport:
         ep = self._endpoints.get(d.id or "")
         if ep is None:
             key = d.api_key_value()
-            ep = self._endpoints[d.id or ""] = Endpoint(d.api_base, self._headers(d, key), key)
+            headers = {**self._headers(d, key), **d.headers}
+            ep = self._endpoints[d.id or ""] = Endpoint(d.api_base, headers, key)
         return ep
 
     def _headers(self, d: Deployment, key: str | None) -> dict[str, str]:
@@ -102,10 +109,12 @@ class NativeTransport:
         raise NotImplementedError
 
     async def _post(
-        self, d: Deployment, ep: Endpoint, url: URL, payload: dict[str, Any], timeout: float
-    ) -> Any:
+        self, d: Deployment, ep: Endpoint, url: URL, payload: dict[str, Any], timeout: float,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:  # fmt: skip
+        headers = call_headers(ep.headers, params) if params else ep.headers
         raw = await post_bytes(
-            self._client, self._deadlines, d, url, dumps_body(payload), ep.headers, ep.secret,
+            self._client, self._deadlines, d, url, dumps_body(payload), headers, ep.secret,
             timeout, self._error,
         )  # fmt: skip
         try:
@@ -121,10 +130,17 @@ class NativeTransport:
         payload: dict[str, Any],
         timeout: float,
         stream_cls: type[NativeStream],
+        params: Mapping[str, Any] | None = None,
     ) -> NativeStream:
+        def make(resp: aiohttp.ClientResponse) -> NativeStream:
+            stream = stream_cls(resp, d, ep.secret)
+            stream.error_mapper = self._error
+            return stream
+
+        headers = call_headers(ep.headers, params) if params else ep.headers
         return await open_sse(
-            self._client, self._deadlines, d, url, dumps_body(payload), ep.headers, ep.secret,
-            timeout, self._error, lambda resp: stream_cls(resp, d, ep.secret),
+            self._client, self._deadlines, d, url, dumps_body(payload), headers, ep.secret,
+            timeout, self._error, make,
         )  # fmt: skip
 
     async def aclose(self) -> None:
@@ -142,6 +158,8 @@ class NativeStream:
     """
 
     first: ChatCompletionChunk
+    error_mapper: ErrorMapper | None = None
+    """The transport's mapping of an error response, for errors sent as stream events."""
 
     def __init__(
         self,

@@ -3,7 +3,7 @@ against any server that speaks OpenAI's wire format at `api_base`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from interlock.errors import (
     InternalServerError,
     StreamInterruptedError,
 )
+from interlock.presets import preset_for
 from interlock.providers.http import (
     HttpClient,
     dumps_body,
@@ -28,10 +29,11 @@ from interlock.providers.http import (
     post_bytes,
     scrub,
 )
+from interlock.providers.params import call_headers
 from interlock.providers.sse import SSEReader
 from interlock.types import ChatCompletion, ChatCompletionChunk, EmbeddingResponse, Request
 
-__all__ = ["OpenAIStream", "OpenAITransport"]
+__all__ = ["OpenAIStream", "OpenAITransport", "error_in_200", "openai_error", "outgoing_messages"]
 
 _PARSE_ERRORS = (
     orjson.JSONDecodeError,
@@ -68,6 +70,7 @@ class OpenAITransport:
             headers = {"Content-Type": "application/json"}
             if key:
                 headers["Authorization"] = f"Bearer {key}"
+            headers.update(d.headers)
             ep = _Endpoint(
                 URL(f"{d.api_base}/chat/completions", encoded=True),
                 URL(f"{d.api_base}/embeddings", encoded=True),
@@ -82,47 +85,68 @@ class OpenAITransport:
     ) -> dict[str, Any]:
         # `extra_body` merges into the top level, after (and over) the common parameters.
         payload = {"model": d.model, **head, **params}
+        payload.pop("extra_headers", None)
         extra = payload.pop("extra_body", None)
         if extra:
             payload.update(extra)
         return payload
 
+    def chat_body(self, d: Deployment, request: Request, stream: bool) -> dict[str, Any]:
+        """The chat completions body for `request` (streaming when `stream`)."""
+        preset = preset_for(d.provider)
+        messages = outgoing_messages(
+            request.messages, preset is not None and preset.reasoning_content_in
+        )
+        payload = self._payload(d, {"messages": messages}, request.params)
+        if stream:
+            payload["stream"] = True
+            accepts = preset is None or preset.stream_usage
+            if d.stream_usage and accepts and "stream_options" not in payload:
+                payload["stream_options"] = {"include_usage": True}
+        return payload
+
     async def chat(self, d: Deployment, request: Request, timeout: float) -> ChatCompletion:
         ep = self._endpoints.get(d.id or "") or self._endpoint(d)
-        body = dumps_body(self._payload(d, {"messages": request.messages}, request.params))
+        body = dumps_body(self.chat_body(d, request, False))
         raw = await post_bytes(
-            self._client, self._deadlines, d, ep.chat, body, ep.headers, ep.secret, timeout,
+            self._client, self._deadlines, d, ep.chat, body,
+            call_headers(ep.headers, request.params), ep.secret, timeout,
             openai_error,
         )  # fmt: skip
         try:
-            return ChatCompletion.from_dict(
-                orjson.loads(raw), deployment_id=d.id or "", group=d.group
-            )
+            data = orjson.loads(raw)
+            if isinstance(data, dict) and "error" in data and "choices" not in data:
+                raise error_in_200(d, data, ep.secret)
+            return ChatCompletion.from_dict(data, deployment_id=d.id or "", group=d.group)
         except _PARSE_ERRORS as exc:
             raise malformed(d, exc) from None
 
+    def embedding_body(self, d: Deployment, request: Request) -> dict[str, Any]:
+        """The embeddings body for `request`."""
+        return self._payload(d, {"input": request.input}, request.params)
+
     async def embed(self, d: Deployment, request: Request, timeout: float) -> EmbeddingResponse:
         ep = self._endpoint(d)
-        body = dumps_body(self._payload(d, {"input": request.input}, request.params))
+        body = dumps_body(self.embedding_body(d, request))
         raw = await post_bytes(
-            self._client, self._deadlines, d, ep.embeddings, body, ep.headers, ep.secret,
+            self._client, self._deadlines, d, ep.embeddings, body,
+            call_headers(ep.headers, request.params), ep.secret,
             timeout, openai_error,
         )  # fmt: skip
         try:
-            return EmbeddingResponse.from_dict(
-                orjson.loads(raw), deployment_id=d.id or "", group=d.group
-            )
+            data = orjson.loads(raw)
+            if isinstance(data, dict) and "error" in data and "data" not in data:
+                raise error_in_200(d, data, ep.secret)
+            return EmbeddingResponse.from_dict(data, deployment_id=d.id or "", group=d.group)
         except _PARSE_ERRORS as exc:
             raise malformed(d, exc) from None
 
     async def open_stream(self, d: Deployment, request: Request, timeout: float) -> OpenAIStream:
         ep = self._endpoint(d)
-        payload = self._payload(d, {"messages": request.messages}, request.params)
-        payload["stream"] = True
-        if d.stream_usage and "stream_options" not in payload:
-            payload["stream_options"] = {"include_usage": True}
+        payload = self.chat_body(d, request, True)
         return await open_sse(
-            self._client, self._deadlines, d, ep.chat, dumps_body(payload), ep.headers,
+            self._client, self._deadlines, d, ep.chat, dumps_body(payload),
+            call_headers(ep.headers, request.params),
             ep.secret, timeout, openai_error, lambda resp: OpenAIStream(resp, d, ep.secret),
         )  # fmt: skip
 
@@ -197,6 +221,40 @@ class OpenAIStream:
         if not self._done:
             self._done = True
             self._resp.close()
+
+
+# Fields interlock's results carry that no OpenAI-style API takes back in a message.
+_OUTPUT_ONLY = frozenset(("reasoning_blocks", "reasoning_content", "annotations", "citations"))
+_STATUS_OF_TYPE = {"invalid_request_error": 400, "authentication_error": 401,
+                   "permission_error": 403, "not_found_error": 404, "rate_limit_error": 429,
+                   "rate_limit_exceeded": 429, "insufficient_quota": 429}  # fmt: skip
+
+
+def outgoing_messages(messages: Sequence[Any], keep_reasoning: bool) -> Sequence[Any]:
+    """`messages` without the output-only fields of replayed assistant turns (copied
+    only when one has any): an assistant message as `to_dict()` gives it goes back as
+    OpenAI takes it."""
+    drop = _OUTPUT_ONLY - {"reasoning_content"} if keep_reasoning else _OUTPUT_ONLY
+    if not any(isinstance(m, Mapping) and not drop.isdisjoint(m) for m in messages):
+        return messages
+    return [
+        {k: v for k, v in m.items() if k not in drop} if isinstance(m, Mapping) else m
+        for m in messages
+    ]
+
+
+def error_in_200(d: Deployment, data: Mapping[str, Any], secret: str | None) -> InterlockError:
+    """An ``{"error": ...}`` body that came with HTTP 200 (some gateways and compatible
+    servers do): mapped as if it had come with the status its ``code`` (or ``type``)
+    says, 500 when it says none."""
+    err = data.get("error")
+    code = err.get("code") if isinstance(err, Mapping) else None
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    if not (isinstance(code, int) and 400 <= code < 600):
+        etype = str(err.get("type") or err.get("code") or "") if isinstance(err, Mapping) else ""
+        code = _STATUS_OF_TYPE.get(etype, 500)
+    return openai_error(d, code, {}, orjson.dumps(data), secret)
 
 
 def openai_error(

@@ -21,12 +21,16 @@ import orjson
 from interlock.errors import BadRequestError, UnsupportedParamsError
 
 __all__ = [
+    "MEANINGFUL_PARAMS",
+    "REASONING_BUDGETS",
     "UNSUPPORTED_MODES",
     "UnsupportedParams",
+    "call_headers",
     "check_unsupported",
     "content_text",
     "merge_extra",
     "parse_data_url",
+    "reasoning_blocks_for",
     "split_extra",
     "tool_arguments",
 ]
@@ -36,24 +40,82 @@ UNSUPPORTED_MODES: frozenset[str] = frozenset(("drop", "raise"))
 
 
 def split_extra(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(common parameters, extra_body)``."""
+    """``(common parameters, extra_body)``; ``extra_headers`` is neither (see
+    `call_headers`)."""
     common = dict(params)
     extra = common.pop("extra_body", None)
+    common.pop("extra_headers", None)
     return common, dict(extra) if extra else {}
+
+
+def call_headers(base: dict[str, str], params: Mapping[str, Any]) -> dict[str, str]:
+    """`base` (the deployment's headers) with the call's ``extra_headers`` over them."""
+    extra = params.get("extra_headers")
+    if not extra:
+        return base
+    if not isinstance(extra, Mapping):
+        raise BadRequestError("extra_headers must be a mapping of header names to strings")
+    for name, value in extra.items():
+        if (
+            not isinstance(name, str)
+            or not isinstance(value, str)
+            or "\n" in value
+            or ("\r" in value)
+        ):
+            raise BadRequestError(f"extra_headers: {name!r} must be a string without line breaks")
+    return {**base, **extra}
+
+
+MEANINGFUL_PARAMS: frozenset[str] = frozenset(("response_format", "n", "tools", "tool_choice"))
+"""Parameters that change what the answer means: never dropped, whatever the mode."""
+
+REASONING_BUDGETS: dict[str, int] = {
+    "minimal": 1024,
+    "low": 2048,
+    "medium": 8192,
+    "high": 16384,
+    "xhigh": 24576,
+    "max": 32768,
+}
+"""``reasoning_effort`` -> thinking budget in tokens (Anthropic ``budget_tokens``,
+Gemini ``thinkingBudget``); ``"none"`` turns thinking off (docs/providers.md)."""
 
 
 def check_unsupported(
     provider: str, names: Iterable[str], mode: str, deployment_id: str | None
 ) -> None:
-    """Raise `UnsupportedParamsError` for `names` when `mode` is ``"raise"``."""
+    """Raise `UnsupportedParamsError` for `names` when `mode` is ``"raise"``, and for the
+    meaningful ones (`MEANINGFUL_PARAMS`) in any mode: a dropped ``n`` or
+    ``response_format`` would return an answer of another shape, silently."""
     found = sorted(names)
-    if found and mode == "raise":
+    if not found:
+        return
+    if mode == "raise":
         raise UnsupportedParamsError(
             f"{provider} has no equivalent for parameter(s) {', '.join(found)}; "
             "remove them, or pass unsupported_params='drop' to leave them out",
             params=found,
             deployment_id=deployment_id,
         )
+    meaningful = [name for name in found if name in MEANINGFUL_PARAMS]
+    if meaningful:
+        raise UnsupportedParamsError(
+            f"{provider} has no equivalent for parameter(s) {', '.join(meaningful)}, which "
+            "change the answer, so they are never dropped; remove them or route the call "
+            "to a provider that has them",
+            params=meaningful,
+            deployment_id=deployment_id,
+        )
+
+
+def reasoning_blocks_for(message: Mapping[str, Any], provider: str) -> list[Mapping[str, Any]]:
+    """The reasoning blocks of a replayed assistant message that `provider` produced
+    (blocks of another provider mean nothing to it; one without a provider is taken
+    as ours)."""
+    blocks = message.get("reasoning_blocks")
+    if not isinstance(blocks, list):
+        return []
+    return [b for b in blocks if isinstance(b, Mapping) and b.get("provider", provider) == provider]
 
 
 def merge_extra(body: dict[str, Any], extra: Mapping[str, Any], *, deep: bool) -> dict[str, Any]:

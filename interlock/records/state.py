@@ -23,6 +23,7 @@ from interlock.failures import FailureKind
 from interlock.records.budget import BudgetCounter
 from interlock.records.transport import Transport
 from interlock.records.window import RateWindow
+from interlock.types import Usage
 
 __all__ = [
     "CLOSED",
@@ -238,6 +239,8 @@ class DeploymentState(_Checked):
     """Live state of one deployment. Strategies receive these as candidates."""
 
     __slots__ = (
+        "cache_read_cost",
+        "cache_write_cost",
         "consecutive_failures",
         "deployment",
         "ejected_by",
@@ -284,6 +287,11 @@ class DeploymentState(_Checked):
         self.blocked_until = 0.0
         self.input_cost = deployment.input_cost_per_token
         self.output_cost = deployment.output_cost_per_token
+        # Prompt-cache prices; a deployment that gives none pays the input price.
+        read = deployment.cache_read_cost_per_token
+        write = deployment.cache_write_cost_per_token
+        self.cache_read_cost = self.input_cost if read is None else read
+        self.cache_write_cost = self.input_cost if write is None else write
         self.input_tokens = 0
         self.output_tokens = 0
         self.spend = 0.0
@@ -309,6 +317,17 @@ class DeploymentState(_Checked):
         """CLOSED (in rotation) or OPEN (ejected: cooling down, then half-open); set by
         the health tracker. Kept here rather than on `circuit`: every eligibility check
         reads it, and this object is already in the CPU's cache by then."""
+
+    def cost_of(self, usage: Usage) -> float:
+        """What `usage` costs at this deployment's prices: cached reads and cache
+        writes (parts of `prompt_tokens`) at their own prices, the rest at the input
+        price, completion tokens (reasoning included) at the output price."""
+        cost = usage.prompt_tokens * self.input_cost + usage.completion_tokens * self.output_cost
+        details = usage.prompt_tokens_details
+        if details is not None:
+            cost += details.cached_tokens * (self.cache_read_cost - self.input_cost)
+            cost += details.cache_creation_tokens * (self.cache_write_cost - self.input_cost)
+        return cost
 
     def __repr__(self) -> str:
         return (

@@ -4,7 +4,11 @@ Written from Anthropic's public API documentation: ``POST /v1/messages`` with
 ``x-api-key`` and ``anthropic-version`` headers; ``max_tokens`` required, roles
 ``user``/``assistant`` only, unknown fields rejected; SSE events ``message_start``,
 ``content_block_start``, ``ping``, ``content_block_delta`` (``text_delta``,
-``input_json_delta``), ``content_block_stop``, ``message_delta``, ``message_stop``;
+``input_json_delta``, ``thinking_delta``, ``signature_delta``), ``content_block_stop``,
+``message_delta``, ``message_stop``; with ``thinking`` on, a signed thinking block
+first, and the API's rule that the assistant turn of a tool call sent back starts
+with its thinking, signature intact; ``cache_control`` breakpoints answered with
+``cache_creation_input_tokens`` the first time and ``cache_read_input_tokens`` after;
 error bodies ``{"type": "error", "error": {"type", "message"}}``. Faults from the
 shared script answer in that shape (529 is ``overloaded_error``; a rate limit also
 sends ``anthropic-ratelimit-requests-*`` headers).
@@ -45,8 +49,10 @@ _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permi
           500: "api_error", 529: "overloaded_error"}  # fmt: skip
 _FIELDS = frozenset(("model", "messages", "max_tokens", "system", "temperature", "top_p",
                      "top_k", "stop_sequences", "stream", "tools", "tool_choice", "metadata",
-                     "thinking", "service_tier"))  # fmt: skip
-_BLOCKS = frozenset(("text", "image", "tool_use", "tool_result", "document", "thinking"))
+                     "thinking", "service_tier", "output_config", "cache_control"))  # fmt: skip
+_BLOCKS = frozenset(("text", "image", "tool_use", "tool_result", "document", "thinking",
+                     "redacted_thinking"))  # fmt: skip
+_THOUGHT = "Thinking it over."
 _NUMBERS = re.compile(r"\d+")
 
 
@@ -120,6 +126,50 @@ def _check_block(where: str, block: Any, role: str, seen_tools: set[str]) -> Non
             raise BadRequest(f"{where}.source: expected base64 or url")
 
 
+def _thinking_on(body: Json) -> bool:
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+
+
+def _check_thinking(messages: list[Any], signatures: set[str]) -> None:
+    """The rules https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking
+    states for tool use with thinking on: the last assistant turn, when it called a
+    tool, starts with its thinking block, unmodified."""
+    last = next((m for m in reversed(messages) if m.get("role") == "assistant"), None)
+    content = last.get("content") if last else None
+    if not isinstance(content, list) or not content:
+        return
+    kinds = [b.get("type") for b in content if isinstance(b, dict)]
+    if "tool_use" in kinds and kinds[0] not in ("thinking", "redacted_thinking"):
+        raise BadRequest(
+            "messages: Expected `thinking` or `redacted_thinking`, but found "
+            f"`{kinds[0]}`. When `thinking` is enabled, a final `assistant` message must "
+            "start with a thinking block."
+        )
+    for block in content:
+        thinking = isinstance(block, dict) and block.get("type") == "thinking"
+        if thinking and block.get("signature") not in signatures:
+            raise BadRequest("messages: Invalid `signature` in `thinking` block")
+
+
+def _cache_prefix(body: Json) -> int:
+    """Characters up to the last block marked with cache_control (system first, then
+    messages), or 0 when nothing is marked."""
+    chars, marked = 0, 0
+    system = body.get("system")
+    blocks = [*(system if isinstance(system, list) else [])]
+    chars += len(system) if isinstance(system, str) else 0
+    for m in body.get("messages") or ():
+        content = m.get("content") if isinstance(m, dict) else None
+        blocks += content if isinstance(content, list) else [{"text": content or ""}]
+    for block in blocks:
+        if isinstance(block, dict):
+            chars += _text_chars([block])
+            if block.get("cache_control"):
+                marked = chars
+    return marked
+
+
 class FakeAnthropic(FakeUpstream):
     """An Anthropic Messages API server on loopback; options as `FakeUpstream`, plus
     `tool_calls` (a `ToolReply`). `url` is the `api_base` (``http://host:port/v1``)."""
@@ -131,6 +181,8 @@ class FakeAnthropic(FakeUpstream):
         super().__init__(**options)
         self._tool_reply = tool_calls
         self._endpoints = {("POST", "/v1/messages"): (self._messages, True)}
+        self._signatures: set[str] = set()
+        self._cached: set[int] = set()
 
     def _api_key_of(self, request: Request) -> str | None:
         return request.headers.get("x-api-key")
@@ -175,6 +227,8 @@ class FakeAnthropic(FakeUpstream):
         if not isinstance(messages, list) or not messages:
             raise BadRequest("messages: Field required (a non-empty list)")
         _check_messages(messages)
+        if _thinking_on(body):
+            _check_thinking(messages, self._signatures)
         for i, tool in enumerate(body.get("tools") or ()):
             if not (isinstance(tool, dict) and tool.get("name") and "input_schema" in tool):
                 raise BadRequest(f"tools.{i}: name and input_schema are required")
@@ -193,14 +247,19 @@ class FakeAnthropic(FakeUpstream):
             for name, args in calls
         ]  # fmt: skip
         out_chars = len(text) + sum(len(orjson.dumps(t["input"])) for t in tools)
-        usage = {"input_tokens": tokens_for(chars), "output_tokens": tokens_for(out_chars)}
+        usage = self._usage(body, chars, out_chars)
         stop = "tool_use" if tools else "end_turn"
+        thought: list[dict[str, Any]] = []
+        if _thinking_on(body):
+            signature = f"sig-{self.name}-{next(self._ids)}"
+            self._signatures.add(signature)
+            thought = [{"type": "thinking", "thinking": _THOUGHT, "signature": signature}]
         message: dict[str, Any] = {
             "id": f"msg_{self.name}_{next(self._ids)}",
             "type": "message",
             "role": "assistant",
             "model": self._model_for(body),
-            "content": ([{"type": "text", "text": text}] if text else []) + tools,
+            "content": thought + ([{"type": "text", "text": text}] if text else []) + tools,
             "stop_reason": stop,
             "stop_sequence": None,
             "usage": usage,
@@ -209,17 +268,25 @@ class FakeAnthropic(FakeUpstream):
             record.status = 200
             return web.Response(body=orjson.dumps(message), headers=JSON_HEADERS)
         start = {**message, "content": [], "stop_reason": None,
-                 "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1}}  # fmt: skip
+                 "usage": {**usage, "output_tokens": 1}}  # fmt: skip
         frames = [_event("message_start", {"message": start}), _event("ping", {})]
         index = 0
-        if text:
-            block: dict[str, Any] = {"type": "text", "text": ""}
-            frames.append(_event("content_block_start", {"index": 0, "content_block": block}))
-            for piece in split_text(text, self._stream_chunks):
-                delta = {"type": "text_delta", "text": piece}
+        for thinking in thought:
+            empty = {"type": "thinking", "thinking": "", "signature": ""}
+            frames.append(_event("content_block_start", {"index": 0, "content_block": empty}))
+            for kind, key in (("thinking_delta", "thinking"), ("signature_delta", "signature")):
+                delta = {"type": kind, key: thinking[key]}
                 frames.append(_event("content_block_delta", {"index": 0, "delta": delta}))
             frames.append(_event("content_block_stop", {"index": 0}))
             index = 1
+        if text:
+            block: dict[str, Any] = {"type": "text", "text": ""}
+            frames.append(_event("content_block_start", {"index": index, "content_block": block}))
+            for piece in split_text(text, self._stream_chunks):
+                delta = {"type": "text_delta", "text": piece}
+                frames.append(_event("content_block_delta", {"index": index, "delta": delta}))
+            frames.append(_event("content_block_stop", {"index": index}))
+            index += 1
         for tool in tools:
             block = {**tool, "input": {}}
             frames.append(_event("content_block_start", {"index": index, "content_block": block}))
@@ -233,3 +300,17 @@ class FakeAnthropic(FakeUpstream):
                  "usage": {"output_tokens": usage["output_tokens"]}}  # fmt: skip
         frames += [_event("message_delta", final), _event("message_stop", {})]
         return await self._stream(request, record, frames)
+
+    def _usage(self, body: Json, chars: int, out_chars: int) -> dict[str, int]:
+        """Input tokens split as the API splits them: the cached prefix (written the
+        first time, read after) apart from the rest."""
+        prefix = _cache_prefix(body)
+        usage = {"input_tokens": tokens_for(chars), "output_tokens": tokens_for(out_chars)}
+        if prefix:
+            cached = tokens_for(prefix)
+            seen = prefix in self._cached
+            self._cached.add(prefix)
+            usage["input_tokens"] = max(1, usage["input_tokens"] - cached)
+            usage["cache_creation_input_tokens"] = 0 if seen else cached
+            usage["cache_read_input_tokens"] = cached if seen else 0
+        return usage

@@ -5,7 +5,11 @@ generateContent``, ``:streamGenerateContent?alt=sse`` (each SSE event a whole
 GenerateContentResponse, no end marker) and ``:batchEmbedContents``; the key in the
 ``x-goog-api-key`` header or ``?key=``. Turns are ``contents`` with roles ``user`` and
 ``model``, parts ``text``/``inlineData``/``fileData``/``functionCall``/
-``functionResponse``; unknown fields are rejected. Errors are
+``functionResponse``; unknown fields are rejected. Function calls come with an ``id``,
+the first of a turn signed with a ``thoughtSignature`` that must come back on that
+call (as Gemini 3 requires, https://ai.google.dev/gemini-api/docs/thought-signatures),
+and a ``functionResponse`` must name a call of the turn before it; with
+``thinkingConfig.includeThoughts`` the answer starts with a ``thought`` part. Errors are
 ``{"error": {"code", "message", "status"}}``; a scripted rate limit is
 ``RESOURCE_EXHAUSTED`` with a ``RetryInfo`` detail, a content-policy fault is a 200
 whose ``promptFeedback.blockReason`` is ``SAFETY``.
@@ -45,7 +49,8 @@ _FIELDS = frozenset(("contents", "systemInstruction", "tools", "toolConfig", "ge
                      "safetySettings", "cachedContent"))  # fmt: skip
 _CONFIG = frozenset(("temperature", "topP", "topK", "maxOutputTokens", "stopSequences",
                      "candidateCount", "presencePenalty", "frequencyPenalty", "seed",
-                     "responseMimeType", "responseSchema", "thinkingConfig"))  # fmt: skip
+                     "responseMimeType", "responseSchema", "responseJsonSchema",
+                     "thinkingConfig"))  # fmt: skip
 _PARTS = frozenset(("text", "inlineData", "fileData", "functionCall", "functionResponse"))
 _PATH = re.compile(r"^/v1beta/models/([^/:]+):([A-Za-z]+)$")
 _NUMBERS = re.compile(r"\d+")
@@ -81,6 +86,7 @@ class FakeGemini(FakeUpstream):
         options.setdefault("name", "gemini")
         super().__init__(**options)
         self._tool_reply = tool_calls
+        self._signatures: dict[str, str] = {}  # function call id -> its thoughtSignature
         self._methods: dict[str, tuple[Endpoint, bool]] = {
             "generateContent": (self._generate, True),
             "streamGenerateContent": (self._generate, True),
@@ -180,7 +186,22 @@ class FakeGemini(FakeUpstream):
                 raise BadRequest("* a part must hold exactly one of text, inlineData, "
                                   "fileData, functionCall, functionResponse")  # fmt: skip
             chars += len(str(part.get("text") or ""))
+        self._check_calls(contents)
         return chars
+
+    def _check_calls(self, contents: list[Any]) -> None:
+        calls: set[str] = set()
+        for c in contents:
+            for part in c["parts"]:
+                fc, fr = part.get("functionCall"), part.get("functionResponse")
+                if isinstance(fc, dict) and c["role"] == "model":
+                    calls.add(str(fc.get("id")))
+                    signed = self._signatures.get(str(fc.get("id")))
+                    if signed is not None and part.get("thoughtSignature") != signed:
+                        raise BadRequest("Function call is missing a thought_signature in "
+                                          "functionCall parts.")  # fmt: skip
+                if isinstance(fr, dict) and "id" in fr and str(fr["id"]) not in calls:
+                    raise BadRequest("* functionResponse.id: does not match a function call")
 
     async def _generate(self, request: Request, record: Record, body: Json) -> Response:
         if record.stream and request.query.get("alt") != "sse":
@@ -194,6 +215,11 @@ class FakeGemini(FakeUpstream):
         match = _PATH.match(request.path)
         head = {"modelVersion": self._model or (match.group(1) if match else "fake-model"),
                 "responseId": f"resp-{self.name}-{next(self._ids)}"}  # fmt: skip
+        thinking = (body.get("generationConfig") or {}).get("thinkingConfig") or {}
+        if thinking.get("includeThoughts"):
+            call_parts = [{"text": "Thinking it over.", "thought": True}, *call_parts]
+            usage["thoughtsTokenCount"] = 4
+            usage["totalTokenCount"] += 4
         if not record.stream:
             parts = ([{"text": text}] if text else []) + call_parts
             cands = [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP",
@@ -209,7 +235,15 @@ class FakeGemini(FakeUpstream):
         as functionCall parts."""
         calls = list(self._tool_reply(body)) if self._tool_reply is not None else []
         text = "" if calls else (self._reply if isinstance(self._reply, str) else self._reply(body))
-        return text, [{"functionCall": {"name": name, "args": dict(args)}} for name, args in calls]
+        parts: list[dict[str, Any]] = []
+        for k, (name, args) in enumerate(calls):
+            call_id = f"fc-{self.name}-{next(self._ids)}"
+            part: dict[str, Any] = {"functionCall": {"id": call_id, "name": name,
+                                                     "args": dict(args)}}  # fmt: skip
+            if k == 0:  # parallel calls: only the first carries the signature
+                part["thoughtSignature"] = self._signatures[call_id] = f"c2lnLXtjYWxsX2lkfQ{k}"
+            parts.append(part)
+        return text, parts
 
     def _frames(
         self,

@@ -434,3 +434,12 @@ def test_router_config_is_frozen() -> None:
     cfg = RouterConfig(deployments=[d()])
     with pytest.raises(Exception, match="frozen"):
         cfg.timeout = 3  # type: ignore[misc]
+
+
+def test_deployment_headers_are_checked_and_kept_out_of_repr() -> None:
+    d = Deployment(group="g", model="m", headers={"x-portkey-api-key": "pk-secret"})
+    assert "pk-secret" not in repr(d)
+    with pytest.raises(ConfigError, match="headers"):
+        Deployment(group="g", model="m", headers={"bad name": "x"})
+    with pytest.raises(ConfigError, match="line break"):
+        Deployment(group="g", model="m", headers={"x-a": "one\r\nInjected: yes"})

@@ -10,6 +10,7 @@ import pytest
 
 from interlock import (
     AuthenticationError,
+    BadRequestError,
     ChatCompletion,
     ContentPolicyViolationError,
     ContextWindowExceededError,
@@ -322,19 +323,32 @@ async def test_gemini_tool_calls(gemini: FakeGemini) -> None:
         assert sent["toolConfig"] == {
             "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}
         }
+        # The assistant turn goes back as it came (to_dict), thought signature included.
         follow_up: list[dict[str, Any]] = [
             *USER,
-            {"role": "assistant", "content": None, "tool_calls": calls},
+            r.choices[0].message.to_dict(),
             {"role": "tool", "tool_call_id": calls[0]["id"], "content": '{"temp": 21}'},
         ]
         await router.acompletion(model="g", messages=follow_up)
         sent = gemini.received[-1].body
         assert sent is not None
-        assert sent["contents"][1]["parts"][0]["functionCall"]["name"] == "get_weather"
+        part = sent["contents"][1]["parts"][0]
+        assert part["functionCall"]["name"] == "get_weather"
+        assert part["functionCall"]["id"] == calls[0]["id"]
+        assert part["thoughtSignature"]
         assert sent["contents"][2]["parts"][0]["functionResponse"] == {
+            "id": calls[0]["id"],
             "name": "get_weather",
             "response": {"temp": 21},
         }
+        # Without the signature Gemini 3 refuses the turn (so does the fake).
+        bare: list[dict[str, Any]] = [
+            *USER,
+            {"role": "assistant", "content": None, "tool_calls": calls},
+            follow_up[2],
+        ]
+        with pytest.raises(BadRequestError, match="thought_signature"):
+            await router.acompletion(model="g", messages=bare)
         stream = await router.acompletion(
             model="g", messages=USER, tools=[WEATHER_TOOL], stream=True
         )
@@ -481,3 +495,143 @@ async def test_openai_down_falls_back_to_anthropic(anthropic: FakeAnthropic, str
         stats = {s.id: s for s in router.statistics().deployments}
         assert stats["gpt-4o-0"].failures >= 1
         assert stats["claude-0"].successes == 1
+
+
+# --- issue 16: reasoning round trip, caching, server-side errors --------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_anthropic_thinking_tool_loop_round_trip(
+    anthropic: FakeAnthropic, stream: bool
+) -> None:
+    # With thinking on, the turn after a tool call must carry that call's thinking
+    # block back, signed (the fake refuses it otherwise, as the API does).
+    params: dict[str, Any] = {"tools": [WEATHER_TOOL], "reasoning_effort": "low"}
+    async with router_for("anthropic", anthropic.url, "claude-x") as router:
+        if stream:
+            s = await router.acompletion(model="g", messages=USER, stream=True, **params)
+            _, chunks = await collect(s)
+            deltas = [c.choices[0].delta for c in chunks if c.choices]
+            calls = stream_tool_calls(chunks)
+            assistant: dict[str, Any] = {
+                "role": "assistant",
+                "content": None,
+                "reasoning_content": "".join(d.reasoning_content or "" for d in deltas),
+                "reasoning_blocks": [b for d in deltas for b in d.reasoning_blocks or ()],
+                "tool_calls": [
+                    {"id": c["id"], "type": "function",
+                     "function": {"name": c["name"], "arguments": c["arguments"]}}
+                    for c in calls.values()
+                ],
+            }  # fmt: skip
+        else:
+            r = await router.acompletion(model="g", messages=USER, **params)
+            assistant = r.choices[0].message.to_dict()
+        assert assistant["reasoning_content"] == "Thinking it over."
+        call_id = assistant["tool_calls"][0]["id"]
+        turns = [*USER, assistant, {"role": "tool", "tool_call_id": call_id, "content": "21C"}]
+        follow = await router.acompletion(model="g", messages=turns, **params)
+        assert follow.choices[0].finish_reason == "tool_calls"
+        # Dropping the reasoning is what the API refuses.
+        bare = {k: v for k, v in assistant.items() if not k.startswith("reasoning")}
+        with pytest.raises(BadRequestError, match="thinking"):
+            await router.acompletion(
+                model="g",
+                messages=[*USER, bare, {"role": "tool", "tool_call_id": call_id, "content": "x"}],
+                **params,
+            )
+
+
+async def test_anthropic_prompt_cache_usage_and_spend(anthropic: FakeAnthropic) -> None:
+    d = Deployment(
+        group="g", provider="anthropic", model="claude-x", api_base=anthropic.url, api_key=KEY,
+        input_cost_per_token=3e-6, output_cost_per_token=15e-6,
+        cache_read_cost_per_token=0.3e-6, cache_write_cost_per_token=3.75e-6,
+    )  # fmt: skip
+    manual = "A long manual. " * 400
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": [
+            {"type": "text", "text": manual, "cache_control": {"type": "ephemeral"}}]},
+        *USER,
+    ]  # fmt: skip
+    async with Router([d], retry=ONE_TRY, seed=1) as router:
+        first = await router.acompletion(model="g", messages=messages)
+        second = await router.acompletion(model="g", messages=messages)
+        spend = router.statistics().deployments[0]
+    assert first.usage is not None
+    assert second.usage is not None
+    assert first.usage.cache_creation_tokens > 0
+    assert second.usage.cached_tokens == first.usage.cache_creation_tokens
+    assert second.usage.prompt_tokens == first.usage.prompt_tokens
+    sent = anthropic.received[-1].body
+    assert sent is not None
+    assert sent["system"][0]["cache_control"] == {"type": "ephemeral"}
+    u = second.usage
+    cheap = (u.prompt_tokens - u.cached_tokens) * 3e-6 + u.cached_tokens * 0.3e-6
+    assert cheap < u.prompt_tokens * 3e-6 / 5  # the cache-heavy call costs far less
+    assert spend.spend == pytest.approx(
+        (first.usage.prompt_tokens - first.usage.cache_creation_tokens) * 3e-6
+        + first.usage.cache_creation_tokens * 3.75e-6
+        + cheap
+        + (first.usage.completion_tokens + u.completion_tokens) * 15e-6
+    )
+
+
+@pytest.mark.parametrize("provider", ["openai", "azure"])
+async def test_base64_embeddings_are_decoded_to_floats(azure: FakeAzure, provider: str) -> None:
+    # https://platform.openai.com/docs/api-reference/embeddings/create#encoding_format
+    async with FakeUpstream(api_key=KEY) as up:
+        url, model = (up.url, "text-embedding-3-small") if provider == "openai" else (
+            azure.url, "my-gpt4o")  # fmt: skip
+        async with router_for(provider, url, model) as router:
+            floats = await router.aembedding(model="g", input=["a", "b"])
+            packed = await router.aembedding(model="g", input=["a", "b"], encoding_format="base64")
+    for got, want in zip(packed.data, floats.data, strict=True):
+        assert got.embedding == pytest.approx(want.embedding, abs=1e-6)
+    assert all(isinstance(v, float) for v in packed.data[0].embedding)
+    assert len(packed.data[0].embedding) == 8
+
+
+async def test_openai_compatible_error_with_http_200() -> None:
+    # Some compatible servers and gateways answer 200 with an error object.
+    async with FakeUpstream(api_key=KEY) as up:
+        body = b'{"error": {"code": 429, "message": "Rate limit exceeded: free-models-per-min"}}'
+        up.push(Fault.malformed(body))
+        async with router_for("openrouter", up.url, "m") as router:
+            with pytest.raises(RateLimitError, match="free-models-per-min"):
+                await router.acompletion(model="g", messages=USER)
+
+
+# --- issue 16: extra headers, per deployment and per call -----------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_deployment_and_call_headers_reach_every_provider(
+    anthropic: FakeAnthropic, gemini: FakeGemini, azure: FakeAzure, stream: bool
+) -> None:
+    async with FakeUpstream(api_key=KEY) as openai:
+        fakes: list[tuple[str, FakeUpstream, str]] = [
+            ("openai", openai, "gpt-4o"), ("azure", azure, "my-gpt4o"),
+            ("anthropic", anthropic, "claude-x"), ("gemini", gemini, "gemini-x"),
+        ]  # fmt: skip
+        for provider, fake, model in fakes:
+            d = Deployment(
+                group="g", provider=provider, model=model, api_base=fake.url, api_key=KEY,
+                headers={"x-portkey-provider": "openai", "anthropic-beta": "b1"},
+            )  # fmt: skip
+            assert "portkey" not in repr(d)
+            async with Router([d], retry=ONE_TRY, seed=1) as router:
+                extra = {"anthropic-beta": "b2", "X-Title": "app"}
+                if stream:
+                    s = await router.acompletion(
+                        model="g", messages=USER, stream=True, extra_headers=extra
+                    )
+                    await collect(s)
+                else:
+                    await router.acompletion(model="g", messages=USER, extra_headers=extra)
+            seen = fake.received[-1]
+            assert seen.headers["x-portkey-provider"] == "openai"
+            assert seen.headers["anthropic-beta"] == "b2"  # the call's wins
+            assert seen.headers["X-Title"] == "app"
+            assert seen.body is not None
+            assert "extra_headers" not in seen.body

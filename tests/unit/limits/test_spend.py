@@ -6,6 +6,7 @@ import pytest
 
 from interlock import Budget, ConfigError, Deployment, Router, Usage
 from interlock.limits import Ledger, attach_budgets
+from interlock.types import PromptTokensDetails
 from tests.unit.limits.helpers import state
 
 # --- budgets ------------------------------------------------------------------------------
@@ -41,3 +42,28 @@ def test_router_rejects_budgets_that_name_nothing() -> None:
         Router([d], budgets=[Budget(scope="group", name="nope", limit_usd=1, period="1d")])
     with pytest.raises(ConfigError, match=r"budgets\[0\]\.name: covers no deployment"):
         Router([d], budgets=[Budget(scope="deployment", name="x", limit_usd=1, period="1d")])
+
+
+# --- prompt-cache prices ------------------------------------------------------------------
+
+
+def test_cached_reads_and_cache_writes_are_priced_at_their_own_rates() -> None:
+    # A cache-heavy Claude call: 200 fresh input tokens, 9,000 read from the cache, 800
+    # written to it (Anthropic's prices: reads 0.1x input, 5-minute writes 1.25x;
+    # https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching#pricing).
+    usage = Usage(10_000, 100, 10_100, prompt_tokens_details=PromptTokensDetails(9_000, 800))
+    priced = state(
+        id="a",
+        input_cost_per_token=3e-6,
+        output_cost_per_token=15e-6,
+        cache_read_cost_per_token=0.3e-6,
+        cache_write_cost_per_token=3.75e-6,
+    )
+    cost = Ledger.settle(Ledger.reserve(priced, 0, 0.0), None, 1.0, usage)
+    expected = 200 * 3e-6 + 9_000 * 0.3e-6 + 800 * 3.75e-6 + 100 * 15e-6
+    assert cost == pytest.approx(expected)
+    assert priced.spend == pytest.approx(expected)
+    # Without cache prices every prompt token pays the input price, as before.
+    plain = state(id="b", input_cost_per_token=3e-6, output_cost_per_token=15e-6)
+    cost = Ledger.settle(Ledger.reserve(plain, 0, 0.0), None, 1.0, usage)
+    assert cost == pytest.approx(10_000 * 3e-6 + 100 * 15e-6)

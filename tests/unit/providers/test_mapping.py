@@ -152,10 +152,14 @@ def test_unsupported_rule_per_provider() -> None:
     msgs = [{"role": "user", "content": "hi"}]
     fmt = {"type": "json_object"}
     with pytest.raises(UnsupportedParamsError) as info:
-        anthropic_body(D, request(msgs, "raise", response_format=fmt, n=1), False)
-    assert info.value.params == ("response_format",)
+        anthropic_body(D, request(msgs, "raise", seed=3, n=1), False)
+    assert info.value.params == ("seed",)
     assert info.value.deployment_id == "g-0"
-    assert "response_format" not in anthropic_body(D, request(msgs, response_format=fmt), False)
+    assert "seed" not in anthropic_body(D, request(msgs, seed=3), False)
+    # A parameter that changes the answer is never dropped, whatever the mode.
+    with pytest.raises(UnsupportedParamsError, match="never dropped") as info:
+        anthropic_body(D, request(msgs, "drop", n=2, seed=3), False)
+    assert info.value.params == ("n",)
     # Gemini has JSON mode and seed, but no user field.
     body = gemini_body(G, request(msgs, "drop", response_format=fmt, seed=4, user="u"))
     assert body["generationConfig"] == {"responseMimeType": "application/json", "seed": 4}
@@ -173,7 +177,7 @@ def test_gemini_json_schema_and_images() -> None:
             response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": schema}},
         ),
     )
-    assert body["generationConfig"]["responseSchema"] == schema
+    assert body["generationConfig"]["responseJsonSchema"] == schema
     assert body["contents"][0]["parts"][0] == {
         "fileData": {"mimeType": "image/png", "fileUri": "https://h/p.png?x=1"}
     }

@@ -1,0 +1,135 @@
+"""The parts of results that providers report in their own ways: usage details
+(cached, cache-write and reasoning tokens), reasoning blocks to send back, and the
+capture of fields this package does not model so `to_dict()` can return them.
+
+Kept apart from `interlock.types` (which re-exports them) to keep each module small;
+it imports nothing from the rest of interlock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypedDict
+
+__all__ = [
+    "CompletionTokensDetails",
+    "PromptTokensDetails",
+    "ReasoningBlock",
+    "UsageLike",
+    "extra_fields",
+    "read_usage_details",
+]
+
+
+def extra_fields(d: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any] | None:
+    """The fields of `d` this module does not model, kept so `to_dict()` returns them."""
+    out: dict[str, Any] | None = None
+    for key in d:
+        if key not in known:
+            if out is None:
+                out = {}
+            out[key] = d[key]
+    return out
+
+
+@dataclass(slots=True)
+class PromptTokensDetails:
+    """What the prompt tokens were made of (OpenAI's ``prompt_tokens_details``).
+
+    Both counts are part of `Usage.prompt_tokens`, which counts every input token
+    whatever the provider calls them.
+    """
+
+    cached_tokens: int = 0
+    """Read from the provider's prompt cache (usually billed at a lower rate)."""
+    cache_creation_tokens: int = 0
+    """Written to the prompt cache (Anthropic bills these at a higher rate); on the
+    wire ``cache_write_tokens``, the openai SDK's name for it."""
+    extra: dict[str, Any] | None = None
+    """Other fields the provider sent (``audio_tokens``, ...)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"cached_tokens": self.cached_tokens}
+        if self.cache_creation_tokens:
+            out["cache_write_tokens"] = self.cache_creation_tokens
+        if self.extra:
+            out.update(self.extra)
+        return out
+
+
+_PROMPT_DETAILS = frozenset(("cached_tokens", "cache_write_tokens", "cache_creation_tokens"))
+
+
+@dataclass(slots=True)
+class CompletionTokensDetails:
+    """What the completion tokens were made of (``completion_tokens_details``)."""
+
+    reasoning_tokens: int = 0
+    """Spent thinking; part of `Usage.completion_tokens` (billed as output)."""
+    extra: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"reasoning_tokens": self.reasoning_tokens}
+        if self.extra:
+            out.update(self.extra)
+        return out
+
+
+class UsageLike(Protocol):
+    """What `read_usage_details` fills in (`interlock.types.Usage`)."""
+
+    prompt_tokens_details: PromptTokensDetails | None
+    completion_tokens_details: CompletionTokensDetails | None
+    extra: dict[str, Any] | None
+
+
+_USAGE = frozenset(
+    ("prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details",
+     "completion_tokens_details")
+)  # fmt: skip
+
+
+def read_usage_details(usage: UsageLike, d: Mapping[str, Any]) -> None:
+    """OpenAI's detail objects (and any other field) onto `usage`; a detail that is not
+    an object is left out rather than failing the response."""
+    prompt = d.get("prompt_tokens_details")
+    if isinstance(prompt, Mapping):
+        usage.prompt_tokens_details = PromptTokensDetails(
+            int(prompt.get("cached_tokens") or 0),
+            int(prompt.get("cache_write_tokens") or prompt.get("cache_creation_tokens") or 0),
+            extra_fields(prompt, _PROMPT_DETAILS),
+        )
+    completion = d.get("completion_tokens_details")
+    if isinstance(completion, Mapping):
+        usage.completion_tokens_details = CompletionTokensDetails(
+            int(completion.get("reasoning_tokens") or 0),
+            extra_fields(completion, _REASONING_DETAILS),
+        )
+    usage.extra = extra_fields(d, _USAGE)
+
+
+_REASONING_DETAILS = frozenset(("reasoning_tokens",))
+
+
+class ReasoningBlock(TypedDict, total=False):
+    """One piece of a model's reasoning, kept so it can be sent back.
+
+    Providers that sign their reasoning need it back, unchanged, when the
+    conversation goes on (Anthropic thinking blocks after a tool call; Gemini thought
+    signatures). Results carry these in `ChatMessage.reasoning_blocks`; replaying the
+    assistant message (as `to_dict()` gives it) sends each block back to the provider
+    named by `provider`, and other providers leave it out.
+    """
+
+    type: Literal["thinking", "redacted_thinking"]
+    thinking: str
+    """The reasoning text (``thinking``); may be empty when only a signature came."""
+    signature: str
+    """The provider's signature over the reasoning (opaque)."""
+    data: str
+    """``redacted_thinking``: the encrypted reasoning (opaque)."""
+    provider: str
+    """The wire format that produced it: ``anthropic`` or ``gemini``."""
+    tool_call_id: str
+    """Gemini: the tool call whose part carried the signature."""
