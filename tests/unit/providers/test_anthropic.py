@@ -330,11 +330,11 @@ def test_cache_reads_and_writes_are_usage_details() -> None:
 )
 def test_error_body_with_200_is_mapped_by_type(etype: str, cls: type[Exception]) -> None:
     # https://docs.anthropic.com/en/api/errors
-    data = {"type": "error", "error": {"type": etype, "message": "Overloaded sk-top"}}
-    err = AnthropicTransport(HttpClient())._error_body(D, data, "sk-top")
+    data = {"type": "error", "error": {"type": etype, "message": "Overloaded sk-top-secret"}}
+    err = AnthropicTransport(HttpClient())._error_body(D, data, "sk-top-secret")
     assert isinstance(err, cls)
     assert "Overloaded" in str(err)
-    assert "sk-top" not in str(err)
+    assert "sk-top-secret" not in str(err)
 
 
 # --- 13: stop reasons the openai SDK does not know ----------------------------------
