@@ -184,11 +184,13 @@ class DeploymentSeries:
         "outcomes",
         "output_before",
         "recoveries",
+        "spend_before",
         "state",
         "successes_before",
         "ttft",
         "unreported_input",
         "unreported_output",
+        "unreported_spend",
     )
 
     def __init__(self, state: DeploymentState, duration: _Histogram, ttft: _Histogram) -> None:
@@ -206,6 +208,10 @@ class DeploymentSeries:
         self.output_before = state.output_tokens
         self.unreported_input = 0
         self.unreported_output = 0
+        # Spend likewise: the ledger's `state.spend` (cached reads and cache writes at
+        # their own prices), less what it priced that no success reports.
+        self.spend_before = state.spend
+        self.unreported_spend = 0.0
         self.outcomes = dict.fromkeys(OUTCOMES[1:], 0)
         self.duration = duration
         self.ttft = ttft
@@ -307,6 +313,7 @@ class PrometheusMetrics:
         if s is not None:
             s.unreported_input += usage.prompt_tokens
             s.unreported_output += usage.completion_tokens
+            s.unreported_spend += state.cost_of(usage)
 
     def failure(self, state: DeploymentState, outcome: str) -> None:
         outcomes = self.series[state].outcomes
@@ -353,7 +360,6 @@ class PrometheusMetrics:
         now = self._clock.now() if self._clock is not None else 0.0
         for s in self.series.values():
             dl = [s.group, s.id]
-            d = s.state.deployment
             f.requests.add_metric([*dl, "success"], s.state.successes - s.successes_before)
             for outcome, n in s.outcomes.items():
                 f.requests.add_metric([*dl, outcome], n)
@@ -363,7 +369,7 @@ class PrometheusMetrics:
             tout = s.state.output_tokens - s.output_before - s.unreported_output
             f.tokens.add_metric([*dl, "input"], tin)
             f.tokens.add_metric([*dl, "output"], tout)
-            f.spend.add_metric(dl, tin * d.input_cost_per_token + tout * d.output_cost_per_token)
+            f.spend.add_metric(dl, s.state.spend - s.spend_before - s.unreported_spend)
             f.in_flight.add_metric(dl, s.state.in_flight)
             f.healthy.add_metric(dl, 1.0 if s.state.cooldown_until <= now else 0.0)
             f.cooldowns.add_metric(dl, s.cooldowns)

@@ -20,9 +20,11 @@ from interlock import (
     InternalServerError,
     NoDeploymentAvailableError,
     PrometheusMetrics,
+    PromptTokensDetails,
     RateLimitError,
     Request,
     Router,
+    Usage,
 )
 from interlock.errors import StreamInterruptedError
 from interlock.observability import METRIC_NAMES, Observer
@@ -382,3 +384,26 @@ def test_observations_appended_during_a_fold_are_kept() -> None:
         t.join()
     assert value(m.registry, "interlock_request_duration_seconds_count", group="a",
                  deployment="a-0") == n  # fmt: skip
+
+
+async def test_spend_prices_cached_reads_and_cache_writes_at_their_own_rates() -> None:
+    # The spend counter reads the ledger's priced spend, so a cached read costs its own
+    # (lower) price here too, not the input price.
+    clock, m = FakeClock(), PrometheusMetrics()
+    usage = Usage(100, 10, 110, prompt_tokens_details=PromptTokensDetails(60, 30))
+    router = Router(
+        [Deployment(group="p", model="m", provider="instant", id="p-0",
+                    input_cost_per_token=2e-6, output_cost_per_token=4e-6,
+                    cache_read_cost_per_token=2e-7, cache_write_cost_per_token=3e-6)],
+        transports={"instant": InstantTransport(usage=usage)},
+        clock=clock,
+        metrics=m,
+    )  # fmt: skip
+    try:
+        await router.acompletion("p", MSG)
+        expected = 10 * 2e-6 + 60 * 2e-7 + 30 * 3e-6 + 10 * 4e-6
+        spent = value(m.registry, "interlock_spend_usd_total", group="p", deployment="p-0")
+        assert spent == pytest.approx(expected)
+        assert router.spend().total_usd == pytest.approx(expected)
+    finally:
+        await router.aclose()
