@@ -13,6 +13,7 @@ from interlock.types import (
     Choice,
     ChoiceDelta,
     ChunkChoice,
+    ReasoningBlock,
     Usage,
 )
 
@@ -53,7 +54,9 @@ def replay_chunks(
 ) -> list[ChatCompletionChunk]:
     """`c` as the chunks a provider would stream: per choice a role chunk, the content
     in pieces (where the original stream split it, if it was recorded from one), tool
-    calls, refusal and a finish chunk; then a usage chunk if `c` has usage."""
+    calls, refusal and a finish chunk; reasoning (text and signed blocks) before the
+    content and annotations after it; then a usage chunk, details included, if `c` has
+    usage."""
 
     def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
         return ChatCompletionChunk(
@@ -72,6 +75,11 @@ def replay_chunks(
         m = ch.message
         first = "" if m.content is not None else None
         out.append(chunk([ChunkChoice(ch.index, ChoiceDelta(role=m.role, content=first))]))
+        if m.reasoning_content or m.reasoning_blocks:
+            delta = ChoiceDelta(
+                reasoning_content=m.reasoning_content, reasoning_blocks=m.reasoning_blocks
+            )
+            out.append(chunk([ChunkChoice(ch.index, delta)]))
         for piece in _split(m.content or "", (pieces or {}).get(ch.index)):
             out.append(chunk([ChunkChoice(ch.index, ChoiceDelta(content=piece))]))
         if m.tool_calls:
@@ -79,15 +87,27 @@ def replay_chunks(
             out.append(chunk([ChunkChoice(ch.index, ChoiceDelta(tool_calls=calls))]))
         if m.refusal:
             out.append(chunk([ChunkChoice(ch.index, ChoiceDelta(refusal=m.refusal))]))
+        if m.annotations:
+            out.append(chunk([ChunkChoice(ch.index, ChoiceDelta(annotations=m.annotations))]))
         out.append(chunk([ChunkChoice(ch.index, ChoiceDelta(), ch.finish_reason, ch.logprobs)]))
     if c.usage is not None:
-        u = c.usage
-        out.append(chunk([], Usage(u.prompt_tokens, u.completion_tokens, u.total_tokens)))
+        out.append(chunk([], c.usage))
     return out
 
 
 class _Choice:
-    __slots__ = ("content", "finish", "logprobs", "pieces", "refusal", "role", "tools")
+    __slots__ = (
+        "annotations",
+        "blocks",
+        "content",
+        "finish",
+        "logprobs",
+        "pieces",
+        "reasoning",
+        "refusal",
+        "role",
+        "tools",
+    )
 
     def __init__(self) -> None:
         self.role = "assistant"
@@ -97,6 +117,11 @@ class _Choice:
         self.tools: dict[int, dict[str, Any]] = {}
         self.finish: str | None = None
         self.logprobs: Any = None
+        # Reasoning is kept so that a replayed answer can be sent back as the provider
+        # signed it (the next turn of a tool loop needs it).
+        self.reasoning: list[str] | None = None
+        self.blocks: list[ReasoningBlock] = []
+        self.annotations: list[dict[str, Any]] = []
 
 
 class StreamRecorder:
@@ -129,6 +154,12 @@ class StreamRecorder:
                     st.pieces.append(len(d.content))
             if d.refusal:
                 st.refusal = [*(st.refusal or []), d.refusal]
+            if d.reasoning_content:
+                st.reasoning = [*(st.reasoning or []), d.reasoning_content]
+            if d.reasoning_blocks:
+                st.blocks.extend(d.reasoning_blocks)
+            if d.annotations:
+                st.annotations.extend(d.annotations)
             for tc in d.tool_calls or ():
                 _merge_tool_call(st.tools, tc)
             if cc.finish_reason is not None:
@@ -157,6 +188,9 @@ class StreamRecorder:
                 "".join(st.content) if st.content is not None else None,
                 tools,
                 "".join(st.refusal) if st.refusal else None,
+                reasoning_content="".join(st.reasoning) if st.reasoning else None,
+                reasoning_blocks=st.blocks or None,
+                annotations=st.annotations or None,
             )
             choices.append(Choice(i, msg, st.finish, st.logprobs))
         return ChatCompletion(

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from interlock.cache import CachedStream, StreamRecorder, replay_chunks
-from interlock.types import ChatCompletionChunk
+from interlock.types import ChatCompletion, ChatCompletionChunk
 from tests.unit.cache.helpers import completion
 
 # --- streams ----------------------------------------------------------------------------
@@ -28,6 +28,70 @@ def test_replay_then_record_reassembles_the_response() -> None:
     want = original.to_dict()
     want.pop("system_fingerprint")  # chunks do not carry it
     assert rebuilt.to_dict() == want
+
+
+def test_reasoning_annotations_and_usage_details_survive_record_and_replay() -> None:
+    # A cached answer replayed as a stream must still carry what the next turn sends
+    # back (signed reasoning) and what spend is priced by (usage details). Shapes: an
+    # Anthropic thinking block as interlock returns it, OpenAI's url_citation
+    # annotation (https://platform.openai.com/docs/api-reference/chat/object).
+    original = ChatCompletion.from_dict(
+        {
+            "id": "c2",
+            "model": "m",
+            "created": 7,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": "42",
+                        "reasoning_content": "Six times seven.",
+                        "reasoning_blocks": [
+                            {
+                                "type": "thinking",
+                                "thinking": "Six times seven.",
+                                "signature": "sig-1",
+                                "provider": "anthropic",
+                            }
+                        ],
+                        "annotations": [
+                            {
+                                "type": "url_citation",
+                                "url_citation": {
+                                    "url": "https://example.com",
+                                    "title": "Example",
+                                    "start_index": 0,
+                                    "end_index": 2,
+                                },
+                            }
+                        ],
+                    },
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": 100,
+                "completion_tokens": 20,
+                "total_tokens": 120,
+                "prompt_tokens_details": {"cached_tokens": 80},
+                "completion_tokens_details": {"reasoning_tokens": 12},
+            },
+        },
+        deployment_id="d-0",
+        group="g",
+    )
+    rec = StreamRecorder()
+    for c in replay_chunks(original):
+        rec.add(c)
+    rebuilt = rec.build()
+    message = rebuilt.choices[0].message
+    assert message.reasoning_content == "Six times seven."
+    assert message.reasoning_blocks == original.choices[0].message.reasoning_blocks
+    assert message.annotations == original.choices[0].message.annotations
+    assert rebuilt.usage is not None
+    assert original.usage is not None
+    assert rebuilt.usage.to_dict() == original.usage.to_dict()
 
 
 def test_replay_without_recorded_pieces_splits_long_text() -> None:
