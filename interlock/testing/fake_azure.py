@@ -68,6 +68,17 @@ class FakeAzure(FakeUpstream):
             return error_response(record, 400, message, code="MissingApiVersionParameter")
         return await super()._respond(request, record, target, authorized)
 
+    def _annotate(self, completion: dict[str, Any]) -> None:
+        # Azure's content filtering results on every completion: per prompt and per
+        # choice, one entry per category ("Chat completions" response in the Azure
+        # OpenAI REST reference, https://learn.microsoft.com/en-us/azure/ai-services/
+        # openai/reference#chat-completions).
+        completion["prompt_filter_results"] = [
+            {"prompt_index": 0, "content_filter_results": _safe()}
+        ]
+        for choice in completion["choices"]:
+            choice["content_filter_results"] = _safe()
+
     async def _missing(self, request: Request, record: Record, body: Json) -> Response:
         message = "The API deployment for this resource does not exist."
         return error_response(record, 404, message, code="DeploymentNotFound")
@@ -79,3 +90,10 @@ class FakeAzure(FakeUpstream):
                    "content management policy.")  # fmt: skip
         body = _error_body(message, "invalid_request_error", "prompt", "content_filter")
         return web.Response(body=body, status=400, headers={"Content-Type": "application/json"})
+
+
+def _safe() -> dict[str, Any]:
+    return {
+        category: {"filtered": False, "severity": "safe"}
+        for category in ("hate", "self_harm", "sexual", "violence")
+    }

@@ -373,8 +373,12 @@ class FakeUpstream(FaultScript):
         choice = {"message": {"role": "assistant", "content": text}, "logprobs": None}
         head["choices"] = [{"index": i, **choice, "finish_reason": "stop"} for i in range(n)]
         head["usage"] = usage
+        self._annotate(head)
         record.status = 200
         return web.Response(body=orjson.dumps(head), headers=JSON_HEADERS)
+
+    def _annotate(self, completion: dict[str, Any]) -> None:
+        """Add what a particular server adds to a plain completion (nothing here)."""
 
     async def _stream(self, request: Request, record: Record, frames: list[bytes]) -> Response:
         fault = record.fault

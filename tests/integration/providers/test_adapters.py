@@ -24,6 +24,7 @@ from interlock import (
     UnsupportedParamsError,
 )
 from interlock.testing import FakeAnthropic, FakeAzure, FakeGemini, FakeUpstream, Fault
+from tests import sdk_contract as sdk
 
 KEY = "sk-secret-key-123456"
 USER = [{"role": "user", "content": "What is the weather in Paris?"}]
@@ -431,6 +432,20 @@ async def test_azure_round_trips(azure: FakeAzure) -> None:
     assert "Authorization" not in seen.headers
     assert seen.body is not None
     assert "model" not in seen.body
+
+
+async def test_azure_content_filter_results_survive(azure: FakeAzure) -> None:
+    # Azure adds content filtering results to every completion (prompt_filter_results
+    # and per-choice content_filter_results; Azure OpenAI REST reference, "Chat
+    # completions"): a result keeps them in `to_dict()`, and the openai SDK's type still
+    # accepts it.
+    async with router_for("azure", azure.url, "my-gpt4o") as router:
+        r = await router.acompletion(model="g", messages=USER)
+    wire = r.to_dict()
+    [prompt] = wire["prompt_filter_results"]
+    assert prompt["content_filter_results"]["hate"] == {"filtered": False, "severity": "safe"}
+    assert wire["choices"][0]["content_filter_results"]["violence"]["severity"] == "safe"
+    assert sdk.openai_chat(wire).choices[0].message.content == r.choices[0].message.content
 
 
 async def test_azure_errors(azure: FakeAzure) -> None:
