@@ -161,6 +161,11 @@ class AnthropicStream(NativeStream):
         self._usage: dict[str, Any] = {}
         self._tools: dict[int, int] = {}  # content block index -> tool_calls index
         self._thinking: dict[int, dict[str, Any]] = {}  # content block index -> block so far
+        # Web-search citations of a text block arrive as citations_delta events; they
+        # become url_citation annotations over that block's span when it stops.
+        self._length = 0  # characters of content sent so far
+        self._text_start: dict[int, int] = {}
+        self._cited: dict[int, list[Any]] = {}
 
     def _chunk(self, **delta: Any) -> None:
         d = self.deployment
@@ -174,9 +179,7 @@ class AnthropicStream(NativeStream):
         elif kind == "content_block_start":
             self._start(event["index"], event["content_block"])
         elif kind == "content_block_stop":
-            block = self._thinking.pop(event.get("index", -1), None)
-            if block is not None:
-                self._chunk(reasoning_blocks=[_thinking_block(block)])
+            self._stop(event.get("index", -1))
         elif kind == "message_start":
             message = event["message"]
             self._id = str(message.get("id", ""))
@@ -201,6 +204,21 @@ class AnthropicStream(NativeStream):
             raise cls(f"anthropic sent an error mid-stream: {text}", deployment_id=d.id)
         # ping and unknown event types carry nothing for the caller.
 
+    def _text(self, text: str) -> None:
+        self._length += len(text)
+        self._chunk(content=text)
+
+    def _stop(self, index: int) -> None:
+        block = self._thinking.pop(index, None)
+        if block is not None:
+            self._chunk(reasoning_blocks=[_thinking_block(block)])
+        cited = self._cited.pop(index, None)
+        start = self._text_start.pop(index, None)
+        if cited and start is not None:
+            annotations = _annotations(cited, start, self._length)
+            if annotations:
+                self._chunk(annotations=annotations)
+
     def _start(self, index: int, block: Mapping[str, Any]) -> None:
         kind = block.get("type")
         if kind == "tool_use":
@@ -210,14 +228,18 @@ class AnthropicStream(NativeStream):
                                      "function": fn}])  # fmt: skip
         elif kind in ("thinking", "redacted_thinking"):
             self._thinking[index] = dict(block)
-        elif kind == "text" and block.get("text"):
-            self._chunk(content=str(block["text"]))
+        elif kind == "text":
+            self._text_start[index] = self._length
+            if block.get("text"):
+                self._text(str(block["text"]))
         # server_tool_use, web_search_tool_result, ...: the server's own business.
 
     def _delta(self, index: int, delta: Mapping[str, Any]) -> None:
         kind = delta.get("type")
         if kind == "text_delta":
-            self._chunk(content=delta["text"])
+            self._text(str(delta["text"]))
+        elif kind == "citations_delta":
+            self._cited.setdefault(index, []).append(delta.get("citation"))
         elif kind == "input_json_delta":
             n = self._tools.get(index)
             if n is not None:  # a server tool's input is not the caller's tool call

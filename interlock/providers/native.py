@@ -75,9 +75,12 @@ def delta_choice(
     finish: str | None = None,
     reasoning_content: str | None = None,
     reasoning_blocks: list[ReasoningBlock] | None = None,
+    annotations: list[dict[str, Any]] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> ChunkChoice:
-    delta = ChoiceDelta(role, content, tool_calls, None, reasoning_content, reasoning_blocks)
+    delta = ChoiceDelta(
+        role, content, tool_calls, None, reasoning_content, reasoning_blocks, annotations
+    )
     return ChunkChoice(index, delta, finish, None, extra)
 
 

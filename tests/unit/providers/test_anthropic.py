@@ -242,6 +242,45 @@ def test_web_search_citations_become_annotations() -> None:
     assert m["citations"] == [cite]
 
 
+def test_streamed_web_search_citations_become_annotations() -> None:
+    # https://docs.anthropic.com/en/docs/agents-and-tools/tool-use/web-search-tool#streaming
+    # (citations arrive as citations_delta events inside the cited text block).
+    cite = {"type": "web_search_result_location", "url": "https://w.example/p",
+            "title": "Paris weather", "encrypted_index": "Eo8BCioIAhgBIiQyYjQ0",
+            "cited_text": "Sunny, 21C"}  # fmt: skip
+    start = {**THINKING_TOOL_MESSAGE, "content": [], "stop_reason": None,
+             "usage": {"input_tokens": 50, "output_tokens": 1}}  # fmt: skip
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": start},
+        {"type": "content_block_start", "index": 0,
+         "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "text_delta", "text": "Paris: "}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1,
+         "content_block": {"type": "text", "text": "", "citations": []}},
+        {"type": "content_block_delta", "index": 1,
+         "delta": {"type": "citations_delta", "citation": cite}},
+        {"type": "content_block_delta", "index": 1,
+         "delta": {"type": "text_delta", "text": "sunny."}},
+        {"type": "content_block_stop", "index": 1},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+         "usage": {"output_tokens": 9}},
+        {"type": "message_stop"},
+    ]  # fmt: skip
+    for event in events:
+        sdk.anthropic_event(event)
+    chunks = stream_of(events)
+    for c in chunks:
+        sdk.openai_chunk(c.to_dict())
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert "".join(d.content or "" for d in deltas) == "Paris: sunny."
+    assert [a for d in deltas for a in d.annotations or ()] == [
+        {"type": "url_citation", "url_citation": {"url": "https://w.example/p",
+         "title": "Paris weather", "start_index": 7, "end_index": 13}}
+    ]  # fmt: skip
+
+
 # --- 5: structured output and strict tools; meaningful parameters -------------------
 
 
