@@ -13,16 +13,27 @@ import aiohttp
 
 from interlock.config import Deployment
 from interlock.deadline import DeadlineWheel
-from interlock.errors import APIConnectionError, APITimeoutError, InterlockError
+from interlock.errors import (
+    APIConnectionError,
+    APITimeoutError,
+    InterlockError,
+    UnknownModelError,
+)
 from interlock.providers.params import UNSUPPORTED_MODES, UnsupportedParams
 from interlock.records.state import DeploymentState
 from interlock.records.transport import ChunkSource
+from interlock.router.attempt import Attempt
+from interlock.router.stream import ChatStream
 from interlock.strategies.base import Strategy, StrategyLike
 from interlock.strategies.registry import as_strategy, strategy_factory
 from interlock.types import ChatCompletion, EmbeddingResponse, Request
 
 __all__ = [
     "NO_TAGS",
+    "complete_call",
+    "complete_response",
+    "group_of",
+    "open_stream",
     "provider_params",
     "request_strategy",
     "run_user_fn",
@@ -73,6 +84,18 @@ async def run_user_fn(
         ) from None
 
 
+def group_of(names: Mapping[str, str], model: str) -> str:
+    """The group `model` names (a group or an alias); UnknownModelError listing the
+    known names (the first 20) otherwise."""
+    group = names.get(model)
+    if group is None:
+        known = sorted(names)
+        shown = ", ".join(repr(k) for k in known[:20])
+        more = f" and {len(known) - 20} more" if len(known) > 20 else ""
+        raise UnknownModelError(f"unknown model {model!r}; known groups and aliases: {shown}{more}")
+    return group
+
+
 def request_strategy(spec: StrategyLike | None) -> str | Strategy | None:
     """Validate a per-call ``strategy=``: a known name (the pool makes its instance),
     a Strategy, or a callable."""
@@ -113,3 +136,27 @@ def tag_set(tags: str | Sequence[str]) -> frozenset[str]:
     if not tags:
         return frozenset()
     return frozenset((tags,)) if isinstance(tags, str) else frozenset(tags)
+
+
+# --- completion callbacks: run synchronously after a successful send (the pipeline's
+# `complete`); plain functions rather than Router methods for the same reason as above.
+
+R = TypeVar("R", ChatCompletion, EmbeddingResponse)
+
+
+def complete_response(result: R, attempt: Attempt) -> R:
+    """Settle with the provider's usage (chat and embeddings) and record success."""
+    u = result.usage
+    attempt.succeeded(u.total_tokens if u is not None else None, u)
+    return result
+
+
+def complete_call(result: T, attempt: Attempt) -> T:
+    """Settle a routed function's call (no usage: the estimate stands)."""
+    attempt.succeeded(None)
+    return result
+
+
+def open_stream(prompt_tokens: int, source: ChunkSource, attempt: Attempt) -> ChatStream:
+    """The caller's stream; it settles its attempt when it ends."""
+    return ChatStream(source, attempt, prompt_tokens)

@@ -22,7 +22,6 @@ from interlock.config import (
     SharedState,
     load_config_source,
 )
-from interlock.errors import UnknownModelError
 from interlock.limits.shared import SharedLedger
 from interlock.limits.spend import SpendReport, spend_report
 from interlock.limits.tokens import TokenCounter
@@ -32,10 +31,13 @@ from interlock.observability.stats import RouterStatistics, deployment_statistic
 from interlock.policies import CacheConfig
 from interlock.providers.params import UnsupportedParams
 from interlock.records.state import DeploymentState
-from interlock.records.transport import ChunkSource, Transport
-from interlock.router.attempt import Attempt
+from interlock.records.transport import Transport
 from interlock.router.calls import (
     NO_TAGS,
+    complete_call,
+    complete_response,
+    group_of,
+    open_stream,
     provider_params,
     request_strategy,
     run_user_fn,
@@ -61,7 +63,6 @@ from interlock.types import (
 __all__ = ["Router"]
 
 T = TypeVar("T")
-R = TypeVar("R", ChatCompletion, EmbeddingResponse)
 
 
 class Router:
@@ -237,15 +238,7 @@ class Router:
     # --- requests -------------------------------------------------------------------
 
     def _group_for(self, model: str) -> str:
-        group = self._names.get(model)
-        if group is None:
-            known = sorted(self._names)
-            shown = ", ".join(repr(k) for k in known[:20])
-            more = f" and {len(known) - 20} more" if len(known) > 20 else ""
-            raise UnknownModelError(
-                f"unknown model {model!r}; known groups and aliases: {shown}{more}"
-            )
-        return group
+        return group_of(self._names, model)
 
     def _deadline(self, timeout: float | None) -> float:
         if timeout is None:
@@ -354,7 +347,7 @@ class Router:
                         request,
                         call_timeout,
                         send_stream,
-                        partial(self._open_stream, request.est_input_tokens),
+                        partial(open_stream, request.est_input_tokens),
                     ),
                 )
             return await self._cache.fetch(
@@ -362,18 +355,16 @@ class Router:
                 request,
                 call_timeout,
                 ChatCompletion,
-                lambda: self._pipeline.run(
-                    request, call_timeout, send_chat, self._complete_response
-                ),
+                lambda: self._pipeline.run(request, call_timeout, send_chat, complete_response),
             )
         if stream:
             return await self._pipeline.run(
                 request,
                 call_timeout,
                 send_stream,
-                partial(self._open_stream, request.est_input_tokens),
+                partial(open_stream, request.est_input_tokens),
             )
-        return await self._pipeline.run(request, call_timeout, send_chat, self._complete_response)
+        return await self._pipeline.run(request, call_timeout, send_chat, complete_response)
 
     async def aembedding(
         self,
@@ -411,11 +402,9 @@ class Router:
                 request,
                 call_timeout,
                 EmbeddingResponse,
-                lambda: self._pipeline.run(
-                    request, call_timeout, send_embed, self._complete_response
-                ),
+                lambda: self._pipeline.run(request, call_timeout, send_embed, complete_response),
             )
-        return await self._pipeline.run(request, call_timeout, send_embed, self._complete_response)
+        return await self._pipeline.run(request, call_timeout, send_embed, complete_response)
 
     async def call(
         self,
@@ -452,28 +441,10 @@ class Router:
         def send(state: DeploymentState, req: Request, t: float) -> Awaitable[T]:
             return run_user_fn(fn, state, t, deadlines)
 
-        return await self._pipeline.run(request, call_timeout, send, self._complete_call)
+        return await self._pipeline.run(request, call_timeout, send, complete_call)
 
     def _unsupported_for(self, mode: UnsupportedParams | None) -> UnsupportedParams:
         return self._unsupported if mode is None else unsupported_mode(mode, "unsupported_params")
-
-    # --- completion callbacks (synchronous, after a successful send) -----------------
-
-    @staticmethod
-    def _complete_response(result: R, attempt: Attempt) -> R:
-        """Settle with the provider's usage (chat and embeddings) and record success."""
-        u = result.usage
-        attempt.succeeded(u.total_tokens if u is not None else None, u)
-        return result
-
-    @staticmethod
-    def _complete_call(result: T, attempt: Attempt) -> T:
-        attempt.succeeded(None)
-        return result
-
-    @staticmethod
-    def _open_stream(prompt_tokens: int, source: ChunkSource, attempt: Attempt) -> ChatStream:
-        return ChatStream(source, attempt, prompt_tokens)
 
     # --- introspection --------------------------------------------------------------
 
