@@ -127,7 +127,7 @@ class Observer:
             self.durations = metrics.pending_durations
         self.reports_success: bool = self._success.active
         self.success_hook: Callback | None = self._success.only
-        self.redact = logs.Redactor(s.deployment.api_key_value() for s in states)
+        self.redact = logs.Redactor(v for s in states for v in s.deployment.secret_values())
         # Only request starts and successes are on the hot path; everything else is
         # reported from the failure side, and recoveries are watched for while a
         # deployment is cooling (see `_cooled_down`).

@@ -27,4 +27,4 @@ def builtin_transports(client: HttpClient, deadlines: DeadlineWheel) -> dict[str
         "anthropic": AnthropicTransport(client, deadlines),
         "gemini": GeminiTransport(client, deadlines),
     }
-    return {name: by_wire[p.wire] for name, p in PRESETS.items()}
+    return {name: by_wire[p.wire] for name, p in PRESETS.items() if p.wire in by_wire}
