@@ -24,6 +24,7 @@ from interlock.providers.credentials import (
     AzureIdentityTokenProvider,
     CredentialCache,
     TokenCaches,
+    credential_within,
 )
 from interlock.providers.http import HttpClient
 from interlock.providers.openai import OpenAIStream, OpenAITransport, _Endpoint
@@ -87,13 +88,7 @@ class AzureOpenAITransport(OpenAITransport):
         """`send` with the deployment's current Entra ID token in the cached endpoint; a
         401 drops the token, so the next attempt fetches a new one."""
         cache = self._token_cache(d)
-        try:
-            with self._deadlines.timeout(timeout):
-                token = await cache.get(d.id)
-        except TimeoutError:
-            raise AuthenticationError(
-                f"{cache.what} did not arrive within {timeout:.3g} s", deployment_id=d.id
-            ) from None
+        token = await credential_within(cache, d, timeout, self._deadlines)
         ep = self._endpoints.get(d.id or "")
         if ep is None or ep.secret != token:
             self._endpoint(d, token)

@@ -25,6 +25,8 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
+from interlock.config import Deployment
+from interlock.deadline import DeadlineWheel
 from interlock.errors import AuthenticationError, ConfigError
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "CredentialCache",
     "Lease",
     "TokenCaches",
+    "credential_within",
     "describe_failure",
     "jwt_expiry",
     "require",
@@ -200,6 +203,20 @@ class CredentialCache(Generic[T]):
     def __repr__(self) -> str:
         state = "empty" if self._lease is None else repr(self._lease)
         return f"CredentialCache({self.what!r}, {state}, refreshing={self._task is not None})"
+
+
+async def credential_within(
+    cache: CredentialCache[T], d: Deployment, timeout: float, deadlines: DeadlineWheel
+) -> T:
+    """The deployment's credential within the attempt's `timeout`; a fetch that takes
+    longer is an AuthenticationError (it goes on for the next attempt)."""
+    try:
+        with deadlines.timeout(timeout):
+            return await cache.get(d.id)
+    except TimeoutError:
+        raise AuthenticationError(
+            f"{cache.what} did not arrive within {timeout:.3g} s", deployment_id=d.id
+        ) from None
 
 
 # --- bearer tokens from a callable (Azure Entra ID) ---------------------------------

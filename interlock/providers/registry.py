@@ -9,6 +9,7 @@ from interlock.providers.azure import AzureOpenAITransport
 from interlock.providers.gemini import GeminiTransport
 from interlock.providers.http import HttpClient
 from interlock.providers.openai import OpenAITransport
+from interlock.providers.vertex import VertexTransport
 from interlock.records.transport import Transport
 
 __all__ = ["builtin_transports"]
@@ -26,5 +27,6 @@ def builtin_transports(client: HttpClient, deadlines: DeadlineWheel) -> dict[str
         "azure": AzureOpenAITransport(client, deadlines),
         "anthropic": AnthropicTransport(client, deadlines),
         "gemini": GeminiTransport(client, deadlines),
+        "vertex": VertexTransport(client, deadlines),
     }
     return {name: by_wire[p.wire] for name, p in PRESETS.items() if p.wire in by_wire}
