@@ -6,6 +6,7 @@ from interlock.deadline import DeadlineWheel
 from interlock.presets import PRESETS
 from interlock.providers.anthropic import AnthropicTransport
 from interlock.providers.azure import AzureOpenAITransport
+from interlock.providers.bedrock import BedrockTransport
 from interlock.providers.gemini import GeminiTransport
 from interlock.providers.http import HttpClient
 from interlock.providers.openai import OpenAITransport
@@ -28,5 +29,6 @@ def builtin_transports(client: HttpClient, deadlines: DeadlineWheel) -> dict[str
         "anthropic": AnthropicTransport(client, deadlines),
         "gemini": GeminiTransport(client, deadlines),
         "vertex": VertexTransport(client, deadlines),
+        "bedrock": BedrockTransport(client, deadlines),
     }
-    return {name: by_wire[p.wire] for name, p in PRESETS.items() if p.wire in by_wire}
+    return {name: by_wire[p.wire] for name, p in PRESETS.items()}
