@@ -35,9 +35,10 @@ def ensure_env() -> None:
     if not (BIN / "python").exists():
         print("dev.py: creating .venv", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    print("dev.py: installing interlock[dev,redis,plot] into .venv", flush=True)
+    extras = "dev,redis,plot,bedrock,vertex,azure"
+    print(f"dev.py: installing interlock[{extras}] into .venv", flush=True)
     pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-e", f"{ROOT}[dev,redis,plot]"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[{extras}]"], check=True)
     STAMP.write_text(digest)
 
 

@@ -8,10 +8,11 @@ whose lines name the field and what is wrong with it (``deployments[2].rpm: must
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
@@ -32,6 +33,7 @@ from interlock.policies import (
 from interlock.presets import preset_for
 
 __all__ = [
+    "AzureADTokenProvider",
     "Budget",
     "Deployment",
     "HealthPolicy",
@@ -47,6 +49,35 @@ __all__ = [
 
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+AzureADTokenProvider = Callable[[], Any]
+"""A callable or async callable taking no arguments and returning a Microsoft Entra ID
+access token: a string, or an object with ``token`` and ``expires_on`` (epoch seconds),
+like azure-identity's ``AccessToken``. See docs/providers.md."""
+
+# Optional extras: (the module a provider needs, the extra that installs it).
+_EXTRAS: dict[str, tuple[str, str]] = {
+    "bedrock": ("botocore", "bedrock"),
+    "vertex": ("google.auth", "vertex"),
+    "azure-identity": ("azure.identity", "azure"),
+}
+_NAME = r"^[a-z0-9][a-z0-9-]*$"
+
+
+def _module_missing(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is None
+    except ImportError:  # a parent package is absent
+        return True
+
+
+def extra_missing(what: str) -> Problem | None:
+    """``(field, problem)`` when the optional extra `what` needs is not installed."""
+    module, extra = _EXTRAS[what]
+    if not _module_missing(module):
+        return None
+    field = "azure_ad_token_provider" if what == "azure-identity" else "provider"
+    return (field, f"{what!r} needs {module}: pip install 'interlock[{extra}]'")
 
 
 class Deployment(ConfigModel):
@@ -93,6 +124,28 @@ class Deployment(ConfigModel):
     """Extra HTTP headers sent with every request to this deployment (``anthropic-beta``,
     ``OpenAI-Organization``, a gateway's routing headers); they win over the
     transport's own. Kept out of every repr: a value may be a credential."""
+    aws_region: str | None = Field(default=None, pattern=_NAME)
+    """Bedrock: the AWS region (``us-east-1``); required for ``provider="bedrock"``."""
+    aws_profile: str | None = Field(default=None, min_length=1)
+    """Bedrock: a named profile of the AWS config files; None: botocore's default chain
+    (environment, config files, container and instance roles)."""
+    aws_access_key_id: str | None = Field(default=None, min_length=1, repr=False)
+    """Bedrock: explicit credentials, instead of the chain; with `aws_secret_access_key`."""
+    aws_secret_access_key: SecretStr | None = Field(default=None, repr=False)
+    aws_session_token: SecretStr | None = Field(default=None, repr=False)
+    vertex_project: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.:-]*$")
+    """Vertex AI: the Google Cloud project id; required for ``provider="vertex"``."""
+    vertex_location: str | None = Field(default=None, pattern=_NAME)
+    """Vertex AI: the region (``us-east5``) or ``global``; required for ``provider="vertex"``."""
+    vertex_credentials: str | None = Field(default=None, min_length=1)
+    """Vertex AI: the path of a credentials JSON file (a service account key); None:
+    application default credentials."""
+    azure_ad_token_provider: AzureADTokenProvider | Literal["azure-identity"] | None = Field(
+        default=None, repr=False, exclude=True
+    )
+    """Azure: authenticate with Microsoft Entra ID instead of `api_key`. A callable (in
+    Python only; a JSON config cannot hold one), or ``"azure-identity"`` for interlock's
+    own provider over azure-identity's ``DefaultAzureCredential``."""
 
     @model_validator(mode="before")
     @classmethod
@@ -101,10 +154,21 @@ class Deployment(ConfigModel):
         if isinstance(data, Mapping) and data.get("api_base") is None:
             preset = preset_for(str(data.get("provider") or "openai"))
             if preset is not None:
-                if preset.api_base is None:
-                    raise ConfigError([("api_base", f"is required for provider {preset.name!r}")])
-                data = {**data, "api_base": preset.api_base}
+                base = preset.base_for(data)
+                if base is None:
+                    missing = [f for f in preset.base_fields if not data.get(f)] or ["api_base"]
+                    raise ConfigError(
+                        [(f, f"is required for provider {preset.name!r}") for f in missing]
+                    )
+                data = {**data, "api_base": base}
         return data
+
+    @model_validator(mode="after")
+    def _check_cloud_fields(self) -> Self:
+        problems = _cloud_problems(self)
+        if problems:
+            raise ConfigError(problems)
+        return self
 
     @field_validator("api_base")
     @classmethod
@@ -138,6 +202,42 @@ class Deployment(ConfigModel):
     def api_key_value(self) -> str | None:
         """The key in clear text, for transports only."""
         return self.api_key.get_secret_value() if self.api_key is not None else None
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every configured secret in clear text (key, AWS secret key and session
+        token), for scrubbing them out of text."""
+        secrets = (self.api_key, self.aws_secret_access_key, self.aws_session_token)
+        return tuple(s.get_secret_value() for s in secrets if s is not None)
+
+
+def _cloud_problems(d: Deployment) -> list[Problem]:
+    """What is missing or contradictory in a deployment's cloud fields."""
+    problems: list[Problem] = []
+    if d.provider == "bedrock":
+        if d.aws_region is None:
+            problems.append(("aws_region", "is required for provider 'bedrock'"))
+        if (d.aws_access_key_id is None) != (d.aws_secret_access_key is None):
+            problems.append(
+                ("aws_secret_access_key", "aws_access_key_id and aws_secret_access_key go together")
+            )
+        if d.aws_session_token is not None and d.aws_access_key_id is None:
+            problems.append(("aws_session_token", "needs aws_access_key_id"))
+    if d.provider == "vertex":
+        for field in ("vertex_project", "vertex_location"):
+            if getattr(d, field) is None:
+                problems.append((field, "is required for provider 'vertex'"))
+    if d.azure_ad_token_provider is not None:
+        if d.provider != "azure":
+            problems.append(("azure_ad_token_provider", "is only for provider 'azure'"))
+        if d.api_key is not None:
+            problems.append(
+                ("azure_ad_token_provider", "give api_key or a token provider, not both")
+            )
+    needed = [d.provider] if d.provider in ("bedrock", "vertex") else []
+    if d.azure_ad_token_provider == "azure-identity":
+        needed.append("azure-identity")
+    problems += [p for p in map(extra_missing, needed) if p is not None]
+    return problems
 
 
 class RouterConfig(ConfigModel):

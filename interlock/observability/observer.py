@@ -135,7 +135,7 @@ class Observer:
         self.reports_success: bool = self._success.active
         self.success_hook: Callback | None = self._success.only
         self.redact = logs.Redactor(
-            (s.deployment.api_key_value() for s in states),
+            (v for s in states for v in s.deployment.secret_values()),
             keep=(name for s in states for name in _own_names(s)),
         )
         # Only request starts and successes are on the hot path; everything else is

@@ -3,18 +3,23 @@
 from interlock.presets import OPENAI_COMPATIBLE, PRESETS, ProviderPreset
 from interlock.providers.anthropic import AnthropicTransport
 from interlock.providers.azure import AzureOpenAITransport
+from interlock.providers.bedrock import BedrockTransport
+from interlock.providers.credentials import AzureIdentityTokenProvider
 from interlock.providers.gemini import GeminiTransport
 from interlock.providers.http import HttpClient, parse_retry_after
 from interlock.providers.openai import OpenAIStream, OpenAITransport
 from interlock.providers.params import UnsupportedParams
 from interlock.providers.registry import builtin_transports
+from interlock.providers.vertex import VertexTransport
 from interlock.records.transport import ChunkSource, Transport
 
 __all__ = [
     "OPENAI_COMPATIBLE",
     "PRESETS",
     "AnthropicTransport",
+    "AzureIdentityTokenProvider",
     "AzureOpenAITransport",
+    "BedrockTransport",
     "ChunkSource",
     "GeminiTransport",
     "HttpClient",
@@ -23,6 +28,7 @@ __all__ = [
     "ProviderPreset",
     "Transport",
     "UnsupportedParams",
+    "VertexTransport",
     "builtin_transports",
     "parse_retry_after",
 ]

@@ -1,24 +1,40 @@
 """Azure OpenAI: OpenAI's wire format at a per-deployment URL.
 
 ``POST {endpoint}/openai/deployments/{deployment}/chat/completions?api-version=...``
-(and ``/embeddings``) with an ``api-key`` header. The deployment name is the
-`Deployment.model`; the api-version is `Deployment.api_version` (default below).
-Bodies, streams and error bodies are OpenAI's, so everything else is inherited.
+(and ``/embeddings``) with an ``api-key`` header, or with
+``Authorization: Bearer <Microsoft Entra ID token>`` when the deployment has an
+`azure_ad_token_provider` (https://learn.microsoft.com/azure/ai-services/openai/reference).
+The deployment name is the `Deployment.model`; the api-version is
+`Deployment.api_version` (default below). Bodies, streams and error bodies are
+OpenAI's, so everything else is inherited.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from yarl import URL
 
 from interlock.config import Deployment
-from interlock.providers.openai import OpenAITransport, _Endpoint
+from interlock.deadline import DeadlineWheel
+from interlock.errors import AuthenticationError
+from interlock.providers.credentials import (
+    AzureIdentityTokenProvider,
+    CredentialCache,
+    TokenCaches,
+    credential_within,
+)
+from interlock.providers.http import HttpClient
+from interlock.providers.openai import OpenAIStream, OpenAITransport, _Endpoint
+from interlock.types import ChatCompletion, EmbeddingResponse, Request
 
 __all__ = ["DEFAULT_AZURE_API_VERSION", "AzureOpenAITransport"]
 
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
+
+R = TypeVar("R")
 
 
 class AzureOpenAITransport(OpenAITransport):
@@ -26,13 +42,20 @@ class AzureOpenAITransport(OpenAITransport):
 
     provider = "azure"
 
-    def _endpoint(self, d: Deployment) -> _Endpoint:
+    def __init__(self, client: HttpClient, deadlines: DeadlineWheel | None = None) -> None:
+        super().__init__(client, deadlines)
+        self._tokens = TokenCaches()
+        self._identity: AzureIdentityTokenProvider | None = None
+
+    def _endpoint(self, d: Deployment, token: str | None = None) -> _Endpoint:
         ep = self._endpoints.get(d.id or "")
-        if ep is None:
-            key = d.api_key_value()
+        if ep is None or token is not None:
+            secret = token or d.api_key_value()
             headers = {"Content-Type": "application/json", "Accept": "application/json"}
-            if key:
-                headers["api-key"] = key
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            elif secret:
+                headers["api-key"] = secret
             headers.update(d.headers)
             base = f"{d.api_base}/openai/deployments/{quote(d.model, safe='')}"
             query = {"api-version": d.api_version or DEFAULT_AZURE_API_VERSION}
@@ -40,7 +63,7 @@ class AzureOpenAITransport(OpenAITransport):
                 URL(f"{base}/chat/completions", encoded=True).with_query(query),
                 URL(f"{base}/embeddings", encoded=True).with_query(query),
                 headers,
-                key,
+                secret,
             )
             self._endpoints[d.id or ""] = ep
         return ep
@@ -52,6 +75,52 @@ class AzureOpenAITransport(OpenAITransport):
         payload = super()._payload(d, head, params)
         payload.pop("model", None)
         return payload
+
+    def _token_cache(self, d: Deployment) -> CredentialCache[str]:
+        provider = d.azure_ad_token_provider
+        if provider == "azure-identity":
+            provider = self._identity = self._identity or AzureIdentityTokenProvider()
+        assert callable(provider)
+        return self._tokens.for_provider(provider, "the azure_ad_token_provider's token")
+
+    async def _with_token(
+        self, d: Deployment, timeout: float, send: Callable[[], Awaitable[R]]
+    ) -> R:
+        """`send` with the deployment's current Entra ID token in the cached endpoint; a
+        401 drops the token, so the next attempt fetches a new one."""
+        cache = self._token_cache(d)
+        token = await credential_within(cache, d, timeout, self._deadlines)
+        ep = self._endpoints.get(d.id or "")
+        if ep is None or ep.secret != token:
+            self._endpoint(d, token)
+        try:
+            # No await between storing the endpoint and `send` reading it.
+            return await send()
+        except AuthenticationError:
+            cache.invalidate(token)
+            raise
+
+    async def chat(self, d: Deployment, request: Request, timeout: float) -> ChatCompletion:
+        if d.azure_ad_token_provider is None:
+            return await super().chat(d, request, timeout)
+        return await self._with_token(d, timeout, lambda: super(
+            AzureOpenAITransport, self).chat(d, request, timeout))  # fmt: skip
+
+    async def embed(self, d: Deployment, request: Request, timeout: float) -> EmbeddingResponse:
+        if d.azure_ad_token_provider is None:
+            return await super().embed(d, request, timeout)
+        return await self._with_token(d, timeout, lambda: super(
+            AzureOpenAITransport, self).embed(d, request, timeout))  # fmt: skip
+
+    async def open_stream(self, d: Deployment, request: Request, timeout: float) -> OpenAIStream:
+        if d.azure_ad_token_provider is None:
+            return await super().open_stream(d, request, timeout)
+        return await self._with_token(d, timeout, lambda: super(
+            AzureOpenAITransport, self).open_stream(d, request, timeout))  # fmt: skip
+
+    async def aclose(self) -> None:
+        self._tokens.close()
+        await super().aclose()
 
     def __repr__(self) -> str:
         return f"AzureOpenAITransport(open={self._client.is_open})"

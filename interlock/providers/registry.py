@@ -6,9 +6,11 @@ from interlock.deadline import DeadlineWheel
 from interlock.presets import PRESETS
 from interlock.providers.anthropic import AnthropicTransport
 from interlock.providers.azure import AzureOpenAITransport
+from interlock.providers.bedrock import BedrockTransport
 from interlock.providers.gemini import GeminiTransport
 from interlock.providers.http import HttpClient
 from interlock.providers.openai import OpenAITransport
+from interlock.providers.vertex import VertexTransport
 from interlock.records.transport import Transport
 
 __all__ = ["builtin_transports"]
@@ -26,5 +28,7 @@ def builtin_transports(client: HttpClient, deadlines: DeadlineWheel) -> dict[str
         "azure": AzureOpenAITransport(client, deadlines),
         "anthropic": AnthropicTransport(client, deadlines),
         "gemini": GeminiTransport(client, deadlines),
+        "vertex": VertexTransport(client, deadlines),
+        "bedrock": BedrockTransport(client, deadlines),
     }
     return {name: by_wire[p.wire] for name, p in PRESETS.items()}

@@ -1,7 +1,8 @@
 """`FakeAzure`: OpenAI's wire format at Azure OpenAI's paths.
 
 ``POST /openai/deployments/{deployment}/chat/completions?api-version=...`` (and
-``/embeddings``) with an ``api-key`` header; a missing ``api-version`` is a 400 and an
+``/embeddings``) with an ``api-key`` header (or ``Authorization: Bearer`` with a
+Microsoft Entra ID token); a missing ``api-version`` is a 400 and an
 unknown deployment a 404 ``DeploymentNotFound``. A content-policy fault answers with
 Azure's ``content_filter`` code.
 """
@@ -53,7 +54,9 @@ class FakeAzure(FakeUpstream):
             self._embeddings, True)  # fmt: skip
 
     def _api_key_of(self, request: Request) -> str | None:
-        return request.headers.get("api-key")
+        # A Microsoft Entra ID token comes as a bearer token instead of the key; `api_key`
+        # then names the token the fake accepts.
+        return request.headers.get("api-key") or super()._api_key_of(request)
 
     def _unauthorized(self, record: Record) -> Response:
         message = ("Access denied due to invalid subscription key or wrong API endpoint. Make "

@@ -255,7 +255,7 @@ class FakeUpstream(FaultScript):
         self._seq += 1
         self._log.append(record)
         target = self._route(method, path)
-        authorized = self._api_key is None or api_key == self._api_key
+        authorized = self._authorized(request, api_key)
         if target is not None and target[1] and authorized:
             record.fault = self.take()
         self._in_flight += 1
@@ -313,6 +313,10 @@ class FakeUpstream(FaultScript):
 
     def _route(self, method: str, path: str) -> tuple[Endpoint, bool] | None:
         return self._endpoints.get((method, path))
+
+    def _authorized(self, request: Request, api_key: str | None) -> bool:
+        # Decided on arrival, before the body is read (a rejected request takes no fault).
+        return self._api_key is None or api_key == self._api_key
 
     def _wants_stream(self, request: Request, body: Json) -> bool:
         return body.get("stream") is True

@@ -443,3 +443,47 @@ def test_deployment_headers_are_checked_and_kept_out_of_repr() -> None:
         Deployment(group="g", model="m", headers={"bad name": "x"})
     with pytest.raises(ConfigError, match="line break"):
         Deployment(group="g", model="m", headers={"x-a": "one\r\nInjected: yes"})
+
+
+# --- cloud providers ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "module", "extra"),
+    [
+        ({"provider": "bedrock", "aws_region": "us-east-1"}, "botocore", "bedrock"),
+        ({"provider": "vertex", "vertex_project": "p", "vertex_location": "us-east5"},
+         "google.auth", "vertex"),
+        ({"provider": "azure", "api_base": "https://r.openai.azure.com",
+          "azure_ad_token_provider": "azure-identity"}, "azure.identity", "azure"),
+    ],
+)  # fmt: skip
+def test_a_missing_extra_is_a_config_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, fields: dict[str, Any], module: str, extra: str
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a)
+    )
+    with pytest.raises(ConfigError, match=rf"pip install 'interlock\[{extra}\]'"):
+        Deployment(group="g", model="m", **fields)
+
+
+def test_cloud_fields_are_checked_and_secrets_hidden() -> None:
+    with pytest.raises(ConfigError, match="aws_region: is required for provider 'bedrock'"):
+        Deployment(group="g", model="m", provider="bedrock")
+    with pytest.raises(ConfigError, match="go together"):
+        Deployment(group="g", model="m", provider="bedrock", aws_region="us-east-1",
+                   aws_access_key_id="AKID")  # fmt: skip
+    with pytest.raises(ConfigError, match="vertex_project: is required"):
+        Deployment(group="g", model="m", provider="vertex", vertex_location="global")
+    d = Deployment(group="g", model="m", provider="bedrock", aws_region="eu-west-1",
+                   aws_access_key_id="AKID", aws_secret_access_key=KEY,
+                   aws_session_token=KEY + "-token")  # fmt: skip
+    assert d.api_base == "https://bedrock-runtime.eu-west-1.amazonaws.com"
+    assert d.secret_values() == (KEY, KEY + "-token")
+    assert KEY not in repr(d)
+    assert KEY not in str(d)
+    assert "AKID" not in repr(d)
