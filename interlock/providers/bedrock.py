@@ -53,7 +53,7 @@ from interlock.providers.http import (
     post_bytes,
 )
 from interlock.providers.native import PARSE_ERRORS
-from interlock.providers.params import check_unsupported, merge_extra, split_extra
+from interlock.providers.params import call_headers, check_unsupported, merge_extra, split_extra
 from interlock.types import ChatCompletion, Embedding, EmbeddingResponse, Request, Usage
 
 __all__ = ["BedrockTransport", "bedrock_error"]
@@ -164,11 +164,18 @@ class BedrockTransport:
         return signed, credentials, error
 
     async def _post(
-        self, d: Deployment, action: str, payload: dict[str, Any], timeout: float
+        self,
+        d: Deployment,
+        action: str,
+        payload: dict[str, Any],
+        timeout: float,
+        params: Mapping[str, Any],
     ) -> Any:
         url = self._url(d, action)
         body = dumps_body(payload)
-        headers, credentials, error = await self._signed(d, url, body, _JSON, timeout)
+        # The deployment's and the call's headers are signed with the rest.
+        wanted = call_headers({**_JSON, **d.headers}, params)
+        headers, credentials, error = await self._signed(d, url, body, wanted, timeout)
         raw = await post_bytes(
             self._client, self._deadlines, d, URL(url, encoded=True), body, headers,
             credentials.token, timeout, error,
@@ -179,7 +186,7 @@ class BedrockTransport:
             raise malformed(d, exc) from None
 
     async def chat(self, d: Deployment, request: Request, timeout: float) -> ChatCompletion:
-        data = await self._post(d, "converse", build_converse(d, request), timeout)
+        data = await self._post(d, "converse", build_converse(d, request), timeout, request.params)
         try:
             return parse_converse(data, d)
         except PARSE_ERRORS as exc:
@@ -188,7 +195,8 @@ class BedrockTransport:
     async def open_stream(self, d: Deployment, request: Request, timeout: float) -> BedrockStream:
         url = self._url(d, "converse-stream")
         body = dumps_body(build_converse(d, request))
-        headers, credentials, error = await self._signed(d, url, body, _STREAM, timeout)
+        wanted = call_headers({**_STREAM, **d.headers}, request.params)
+        headers, credentials, error = await self._signed(d, url, body, wanted, timeout)
         secrets = credentials.secrets
         return await open_sse(
             self._client, self._deadlines, d, URL(url, encoded=True), body, headers,
@@ -210,7 +218,9 @@ class BedrockTransport:
         bodies = _embedding_bodies(d, request, list(items), params, extra)
         # Titan embeds one text per call: the calls run side by side, each under the
         # attempt's timeout.
-        answers = await asyncio.gather(*(self._post(d, "invoke", b, timeout) for b in bodies))
+        answers = await asyncio.gather(
+            *(self._post(d, "invoke", b, timeout, request.params) for b in bodies)
+        )
         try:
             return _parse_embeddings(d, answers)
         except PARSE_ERRORS as exc:

@@ -176,6 +176,7 @@ class VertexTransport(NativeTransport):
                 "Content-Type": "application/json",
                 "Accept": "application/json",
                 "Authorization": f"Bearer {token}",
+                **d.headers,
             }
             ep = self._endpoints[d.id or ""] = Endpoint(_model_base(d), headers, token)
         return ep
@@ -200,11 +201,13 @@ class VertexTransport(NativeTransport):
         ep = await self._authorized(d, timeout)
         if is_claude(d):
             body = claude_body(d, request, stream=False)
-            data = await self._post(d, ep, self._url(ep, "rawPredict"), body, timeout)
+            url = self._url(ep, "rawPredict")
+            data = await self._post(d, ep, url, body, timeout, request.params)
             parse = anthropic.parse_message
         else:
             body = gemini.build_body(d, request)
-            data = await self._post(d, ep, self._url(ep, "generateContent"), body, timeout)
+            url = self._url(ep, "generateContent")
+            data = await self._post(d, ep, url, body, timeout, request.params)
             parse = gemini.parse_response
         try:
             return parse(data, d)
@@ -216,9 +219,10 @@ class VertexTransport(NativeTransport):
         if is_claude(d):
             body = claude_body(d, request, stream=True)
             url = self._url(ep, "streamRawPredict")
-            return await self._open(d, ep, url, body, timeout, AnthropicStream)
+            return await self._open(d, ep, url, body, timeout, AnthropicStream, request.params)
         url = self._url(ep, "streamGenerateContent").with_query(alt="sse")
-        return await self._open(d, ep, url, gemini.build_body(d, request), timeout, GeminiStream)
+        body = gemini.build_body(d, request)
+        return await self._open(d, ep, url, body, timeout, GeminiStream, request.params)
 
     async def embed(self, d: Deployment, request: Request, timeout: float) -> EmbeddingResponse:
         if is_claude(d):
@@ -228,7 +232,7 @@ class VertexTransport(NativeTransport):
             )
         body = _embedding_body(d, request)
         ep = await self._authorized(d, timeout)
-        data = await self._post(d, ep, self._url(ep, "predict"), body, timeout)
+        data = await self._post(d, ep, self._url(ep, "predict"), body, timeout, request.params)
         try:
             return _parse_embeddings(data, d)
         except PARSE_ERRORS as exc:

@@ -335,3 +335,26 @@ async def test_missing_credentials_are_an_authentication_error(
     assert "aws credentials could not be loaded" in str(info.value)
     assert info.value.__cause__ is None
     assert bedrock.request_count == 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_deployment_and_call_headers_are_sent_and_signed(
+    bedrock: FakeBedrock, stream: bool
+) -> None:
+    # Extra headers (a gateway's routing header, the call's own) go on the wire and
+    # into the SigV4 signature: the fake recomputes it over every header it received.
+    d = dep(bedrock, headers={"x-portkey-provider": "bedrock", "x-team": "a"})
+    async with Router([d], retry=ONE_TRY) as router:
+        extra = {"x-team": "b", "X-Title": "app"}
+        if stream:
+            s = await router.acompletion(model="g", messages=USER, stream=True, extra_headers=extra)
+            await collect(s)
+        else:
+            await router.acompletion(model="g", messages=USER, extra_headers=extra)
+    seen = bedrock.received[-1]
+    assert seen.status == 200
+    assert seen.headers["x-portkey-provider"] == "bedrock"
+    assert seen.headers["x-team"] == "b"  # the call's wins
+    assert seen.headers["X-Title"] == "app"
+    signed = seen.headers["Authorization"].split("SignedHeaders=")[1].split(",")[0]
+    assert {"x-portkey-provider", "x-team", "x-title"} <= set(signed.split(";"))

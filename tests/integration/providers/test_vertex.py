@@ -113,7 +113,8 @@ async def test_tools_plain_and_stream(vertex: FakeVertex, key_file: Path, model:
         assert call["function"]["name"] == "get_weather"
         follow: list[dict[str, Any]] = [
             *USER,
-            {"role": "assistant", "content": None, "tool_calls": [call]},
+            # The whole assistant turn goes back: Gemini needs its thought signatures.
+            r.choices[0].message.to_dict(),
             {"role": "tool", "tool_call_id": call["id"], "content": '{"temp": 21}'},
         ]
         stream = await router.acompletion(
@@ -232,3 +233,22 @@ async def test_tokens_never_leak(
     texts += [rec.getMessage() for rec in caplog.records]
     for text in texts:
         assert token not in text
+
+
+@pytest.mark.parametrize("model", [GEMINI, CLAUDE])
+async def test_deployment_and_call_headers_are_sent(
+    vertex: FakeVertex, key_file: Path, model: str
+) -> None:
+    d = dep(vertex, key_file, model, headers={"x-goog-user-project": "billing-p", "x-team": "a"})
+    async with Router([d], retry=ONE_TRY) as router:
+        await router.acompletion(model="g", messages=USER, extra_headers={"x-team": "b"})
+        stream = await router.acompletion(
+            model="g", messages=USER, stream=True, extra_headers={"X-Title": "app"}
+        )
+        await collect(stream)
+    plain, streamed = vertex.received[-2], vertex.received[-1]
+    assert plain.headers["x-goog-user-project"] == "billing-p"
+    assert plain.headers["x-team"] == "b"  # the call's wins
+    assert streamed.headers["x-team"] == "a"
+    assert streamed.headers["X-Title"] == "app"
+    assert plain.headers["Authorization"].startswith("Bearer ")

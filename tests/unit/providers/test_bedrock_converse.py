@@ -14,6 +14,7 @@ from interlock.errors import (
     UnsupportedParamsError,
 )
 from interlock.providers.bedrock_converse import build_converse, parse_converse
+from interlock.providers.params import MEANINGFUL_PARAMS
 from interlock.types import Request
 
 D = Deployment(group="g", id="b-0", provider="bedrock", model="m", aws_region="us-east-1")
@@ -60,8 +61,15 @@ def test_unsupported_params_drop_or_raise(params: dict[str, Any], names: list[st
     with pytest.raises(UnsupportedParamsError) as info:
         build_converse(D, req([{"role": "user", "content": "x"}], "raise", **params))
     assert sorted(info.value.params) == names
-    body = build_converse(D, req([{"role": "user", "content": "x"}], "drop", **params))
-    assert "seed" not in body
+    meaningful = MEANINGFUL_PARAMS.intersection(names)
+    if meaningful:
+        # A parameter that changes the answer is never dropped, whatever the mode.
+        with pytest.raises(UnsupportedParamsError) as info:
+            build_converse(D, req([{"role": "user", "content": "x"}], "drop", **params))
+        assert sorted(info.value.params) == sorted(meaningful)
+    else:
+        body = build_converse(D, req([{"role": "user", "content": "x"}], "drop", **params))
+        assert "seed" not in body
     ok = req([{"role": "user", "content": "x"}], "raise", n=1, response_format={"type": "text"},
              parallel_tool_calls=True, stream_options={"include_usage": True})  # fmt: skip
     build_converse(D, ok)
