@@ -8,18 +8,44 @@ from typing import Any
 import pytest
 
 from interlock import (
+    ChatCompletionChunk,
     ConfigError,
+    DeadlineExceededError,
     Deployment,
     RetryPolicy,
     Router,
 )
 from tests.integration.loopback import (
     MESSAGES,
+    drain_into,
     router_over,
     upstreams,
 )
 
 ONE_TRY = RetryPolicy(max_attempts=1, max_wait=0)
+
+
+# --- a stream that stalls after its first chunk ------------------------------------
+
+
+async def test_a_stream_stalled_after_its_first_chunk_ends_at_the_calls_deadline() -> None:
+    """The deployment allows 60 s between chunks; the call has 0.3 s. The upstream
+    sends its first chunk and then nothing for a minute: the call's deadline ends the
+    stream, and the stall is not held against the deployment (as for any attempt cut
+    by the call's own deadline). No timing is asserted: without the fix the read
+    outlives drain_into's 10 s guard and the test fails."""
+    async with (
+        upstreams(1, chunk_interval=60.0) as ups,
+        router_over(ups, timeout=0.3) as router,
+    ):
+        stream = await router.acompletion("g", MESSAGES, stream=True)
+        got: list[ChatCompletionChunk] = []
+        with pytest.raises(DeadlineExceededError) as exc:
+            await drain_into(stream, got)
+        assert len(got) == 1
+        assert exc.value.deployment_id == "u0"
+        u0 = router.statistics().by_id("u0")
+        assert (u0.in_flight, u0.failures, u0.successes, u0.state) == (0, 0, 0, "healthy")
 
 
 # --- configuration that is wrong in shape ----------------------------------------------
