@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol, TypedDict
 __all__ = [
     "CHAT_PARAM_NAMES",
     "EMBEDDING_PARAM_NAMES",
+    "MAX_COUNT",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatMessage",
@@ -25,13 +26,39 @@ __all__ = [
     "Embedding",
     "EmbeddingParams",
     "EmbeddingResponse",
+    "InvalidCount",
     "Request",
     "RequestKind",
     "StrategyRef",
     "Usage",
+    "token_count",
 ]
 
 RequestKind = Literal["chat", "embedding", "call"]
+
+
+MAX_COUNT = 2**53
+"""Counts from a provider are below this: integers a float holds exactly, so costs
+and JSON round trips stay exact (and an absurd number is refused, not priced)."""
+
+
+class InvalidCount(ValueError):
+    """A number from a provider is not a count (an integer in ``[0, MAX_COUNT)``). The
+    message names the field, never the value; a transport turns this into a
+    `MalformedResponseError`."""
+
+
+def token_count(value: object, name: str) -> int:
+    """`value` as a count of tokens (None is 0): an int, or a float with an integral
+    value; anything else (a string, a bool, a negative or fractional number) raises
+    `InvalidCount`."""
+    if value is None:
+        return 0
+    if type(value) is int and 0 <= value < MAX_COUNT:
+        return value
+    if type(value) is float and value.is_integer() and 0 <= value < MAX_COUNT:
+        return int(value)
+    raise InvalidCount(f"{name} is not a count (an integer >= 0)")
 
 
 @dataclass(slots=True)
@@ -42,9 +69,22 @@ class Usage:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Usage:
-        prompt = d.get("prompt_tokens") or 0
-        completion = d.get("completion_tokens") or 0
+        """From OpenAI's ``usage`` object; raises `InvalidCount` for a count that is
+        not one (accounting must never see it)."""
+        prompt = d.get("prompt_tokens")
+        completion = d.get("completion_tokens")
         total = d.get("total_tokens")
+        if not (
+            type(prompt) is int
+            and type(completion) is int
+            and 0 <= prompt < MAX_COUNT
+            and 0 <= completion < MAX_COUNT
+            and (total is None or (type(total) is int and 0 <= total < MAX_COUNT))
+        ):  # the slow path: missing fields, floats, or something to refuse
+            prompt = token_count(prompt, "usage.prompt_tokens")
+            completion = token_count(completion, "usage.completion_tokens")
+            if total is not None:
+                total = token_count(total, "usage.total_tokens")
         return cls(prompt, completion, prompt + completion if total is None else total)
 
 

@@ -59,6 +59,7 @@ from interlock.types import (
     EmbeddingResponse,
     Request,
     Usage,
+    token_count,
 )
 
 __all__ = ["DEFAULT_ANTHROPIC_VERSION", "AnthropicTransport", "anthropic_retry_after"]
@@ -276,11 +277,11 @@ def _usage(u: Mapping[str, Any] | None) -> Usage | None:
     if not u:
         return None
     prompt = (
-        int(u.get("input_tokens") or 0)
-        + int(u.get("cache_creation_input_tokens") or 0)
-        + int(u.get("cache_read_input_tokens") or 0)
+        token_count(u.get("input_tokens"), "usage.input_tokens")
+        + token_count(u.get("cache_creation_input_tokens"), "usage.cache_creation_input_tokens")
+        + token_count(u.get("cache_read_input_tokens"), "usage.cache_read_input_tokens")
     )
-    completion = int(u.get("output_tokens") or 0)
+    completion = token_count(u.get("output_tokens"), "usage.output_tokens")
     return Usage(prompt, completion, prompt + completion)
 
 

@@ -59,6 +59,7 @@ from interlock.types import (
     EmbeddingResponse,
     Request,
     Usage,
+    token_count,
 )
 
 __all__ = ["GeminiTransport", "gemini_error_details"]
@@ -270,10 +271,9 @@ def _calling_config(choice: Any) -> dict[str, Any]:
 def _usage(u: Mapping[str, Any] | None) -> Usage | None:
     if not u:
         return None
-    prompt = int(u.get("promptTokenCount") or 0)
-    completion = int(u.get("candidatesTokenCount") or 0) + int(u.get("thoughtsTokenCount") or 0)
-    total = u.get("totalTokenCount")
-    return Usage(prompt, completion, int(total) if total else prompt + completion)
+    names = ("promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount", "totalTokenCount")
+    prompt, out, thoughts, total = (token_count(u.get(k), f"usageMetadata.{k}") for k in names)
+    return Usage(prompt, out + thoughts, total or prompt + out + thoughts)
 
 
 def _check_blocked(data: Mapping[str, Any], d: Deployment) -> None:

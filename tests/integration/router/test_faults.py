@@ -15,12 +15,15 @@ from interlock import (
     RetryPolicy,
     Router,
 )
+from interlock.testing import FakeClock, Fault
 from tests.integration.loopback import (
     MESSAGES,
     drain_into,
+    first_candidate,
     router_over,
     upstreams,
 )
+from tests.integration.rawhttp import chat_body
 
 ONE_TRY = RetryPolicy(max_attempts=1, max_wait=0)
 
@@ -46,6 +49,42 @@ async def test_a_stream_stalled_after_its_first_chunk_ends_at_the_calls_deadline
         assert exc.value.deployment_id == "u0"
         u0 = router.statistics().by_id("u0")
         assert (u0.in_flight, u0.failures, u0.successes, u0.state) == (0, 0, 0, "healthy")
+
+
+# --- bad numbers from an upstream ------------------------------------------------------
+
+
+def completion_with(usage: Any) -> bytes:
+    return chat_body("hi", usage=usage)
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"prompt_tokens": "10", "completion_tokens": "5", "total_tokens": "15"},
+        {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": "15"},
+        {"prompt_tokens": -1000, "completion_tokens": -24_000, "total_tokens": -25_000},
+        {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": -1},
+        {"prompt_tokens": 1.5, "completion_tokens": 5},
+        {"prompt_tokens": True, "completion_tokens": 5},
+    ],
+    ids=["strings", "string-total", "negative", "negative-total", "float", "bool"],
+)
+async def test_bad_usage_numbers_are_malformed_and_leave_accounting_untouched(
+    usage: dict[str, Any],
+) -> None:
+    cost = {"input_cost_per_token": 0.01, "output_cost_per_token": 0.01, "tpm": 100_000}
+    async with upstreams(2) as ups:
+        ups[0].push(Fault.malformed(completion_with(usage)))
+        async with router_over(
+            ups, strategy=first_candidate, deployment=cost, clock=FakeClock()
+        ) as router:
+            r = await router.acompletion("g", MESSAGES)
+            assert r.deployment_id == "u1"
+            u0 = router.statistics().by_id("u0")
+            assert (u0.failures, u0.in_flight, u0.spend, u0.tpm_used) == (1, 0, 0.0, 0)
+            assert (u0.input_tokens, u0.output_tokens) == (0, 0)
+            assert router.statistics().by_id("u1").spend > 0
 
 
 # --- configuration that is wrong in shape ----------------------------------------------
