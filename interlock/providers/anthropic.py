@@ -360,7 +360,8 @@ class AnthropicTransport(NativeTransport):
         try:
             return parse_message(data, d)
         except PARSE_ERRORS as exc:
-            raise malformed(d, exc) from None
+            err = malformed(d, exc)
+        raise err  # off the chain: the parser's exception may quote the body
 
     async def open_stream(self, d: Deployment, request: Request, timeout: float) -> NativeStream:
         ep = self._endpoint(d)

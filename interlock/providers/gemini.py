@@ -386,7 +386,8 @@ class GeminiTransport(NativeTransport):
         try:
             return parse_response(data, d)
         except PARSE_ERRORS as exc:
-            raise malformed(d, exc) from None
+            err = malformed(d, exc)
+        raise err  # off the chain: the parser's exception may quote the body
 
     async def open_stream(self, d: Deployment, request: Request, timeout: float) -> NativeStream:
         ep = self._endpoint(d)
@@ -423,11 +424,12 @@ class GeminiTransport(NativeTransport):
                 Embedding(i, [float(v) for v in e["values"]])
                 for i, e in enumerate(data["embeddings"])
             ]
+            return EmbeddingResponse(
+                data=vectors, model=d.model, usage=None, deployment_id=d.id or "", group=d.group
+            )
         except PARSE_ERRORS as exc:
-            raise malformed(d, exc) from None
-        return EmbeddingResponse(
-            data=vectors, model=d.model, usage=None, deployment_id=d.id or "", group=d.group
-        )
+            err = malformed(d, exc)
+        raise err  # off the chain: the parser's exception may quote the body
 
 
 class GeminiStream(NativeStream):

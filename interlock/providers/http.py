@@ -1,15 +1,18 @@
 """HTTP plumbing shared by the aiohttp transports: the session, Retry-After, status
-codes to errors, and keeping keys out of messages."""
+codes and dependency exceptions to typed errors, and keeping keys and bodies out of
+them."""
 
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
 from yarl import URL
 
 from interlock.config import Deployment
@@ -32,8 +35,10 @@ from interlock.errors import (
     StreamInterruptedError,
 )
 from interlock.records.transport import ChunkSource
+from interlock.types import InvalidCount
 
 __all__ = [
+    "READ_BUFSIZE",
     "ErrorMapper",
     "HttpClient",
     "connection_error",
@@ -44,6 +49,7 @@ __all__ = [
     "parse_retry_after",
     "post_bytes",
     "scrub",
+    "typed_error",
 ]
 
 ErrorMapper = Callable[[Deployment, int, Mapping[str, str], bytes, "str | None"], InterlockError]
@@ -86,11 +92,14 @@ class HttpClient:
             )
             # No session-wide timeout: each attempt runs under its own deadline. No
             # skip_auto_headers either: aiohttp's slow path for it costs more per request
-            # than sending its default User-Agent.
+            # than sending its default User-Agent. read_bufsize is pinned because it sets
+            # the longest line a stream may send (twice this), which aiohttp's default
+            # changed across versions (docs/resilience.md#faults-and-bad-input).
             s = self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None),
                 raise_for_status=False,
+                read_bufsize=READ_BUFSIZE,
             )
         return s
 
@@ -109,6 +118,11 @@ class HttpClient:
             await s.close()
 
 
+READ_BUFSIZE = 2**18
+"""aiohttp's read buffer per response: a stream line longer than twice this (512 KiB)
+is refused (`MalformedResponseError`)."""
+
+
 def scrub(text: str, secret: str | None) -> str:
     """`text` with every occurrence of `secret` replaced."""
     if secret and secret in text:
@@ -117,20 +131,25 @@ def scrub(text: str, secret: str | None) -> str:
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms``, ``Retry-After`` (seconds or HTTP-date)."""
+    """Seconds to wait from ``retry-after-ms``, ``Retry-After`` (seconds or HTTP-date);
+    None when absent or not a finite number (``nan`` and ``inf`` parse as floats)."""
     ms = headers.get("retry-after-ms")
     if ms:
         try:
-            return max(0.0, float(ms) / 1000.0)
+            seconds = float(ms) / 1000.0
         except ValueError:
-            pass
+            seconds = math.nan
+        if math.isfinite(seconds):
+            return max(0.0, seconds)
     value = headers.get("retry-after")
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -212,19 +231,49 @@ def dumps_body(payload: dict[str, Any]) -> bytes:
     try:
         return orjson.dumps(payload)
     except TypeError as exc:
-        raise BadRequestError(f"the request is not JSON-serializable: {exc}") from None
+        err = BadRequestError(f"the request is not JSON-serializable: {exc}")
+    raise err  # off the chain: orjson's exception holds the request's values
 
 
-def malformed(d: Deployment, exc: BaseException) -> MalformedResponseError:
-    return MalformedResponseError(
-        f"unreadable response body ({type(exc).__name__})", deployment_id=d.id
-    )
+def malformed(d: Deployment, exc: BaseException | str) -> MalformedResponseError:
+    """The error for a body that is not what the API promises. `exc` (the parser's
+    exception) is named by its class alone, since its text may quote the body, unless
+    it is an `InvalidCount` (whose text names the field, never the value). Raise the
+    result outside the ``except`` block that caught `exc` (see `typed_error`)."""
+    if isinstance(exc, InvalidCount):
+        return MalformedResponseError(f"invalid response: {exc}", deployment_id=d.id)
+    what = exc if isinstance(exc, str) else type(exc).__name__
+    return MalformedResponseError(f"unreadable response body ({what})", deployment_id=d.id)
 
 
 def connection_error(d: Deployment, secret: str | None, exc: BaseException) -> APIConnectionError:
-    return APIConnectionError(
-        scrub(f"connection failed: {type(exc).__name__}: {exc}", secret), deployment_id=d.id
-    )
+    # An OS error's text names the address and the errno; other aiohttp errors may
+    # quote what the server sent, so only their class is named.
+    detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError) else type(exc).__name__
+    return APIConnectionError(scrub(f"connection failed: {detail}", secret), deployment_id=d.id)
+
+
+def typed_error(
+    d: Deployment, secret: str | None, exc: Exception, timeout: float, waiting_for: str
+) -> InterlockError | None:
+    """The `InterlockError` for an exception from aiohttp while sending a request or
+    reading its response; None for an exception that is not aiohttp's or the
+    socket's (a bug, to be raised as it is).
+
+    Callers raise the result outside their ``except`` block: raised inside it, the
+    dependency's exception would stay on its ``__context__``, and that exception may
+    hold the upstream's bytes.
+    """
+    if isinstance(exc, InterlockError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return APITimeoutError(f"no {waiting_for} within {timeout:.3g} s", deployment_id=d.id)
+    if isinstance(exc, aiohttp.ClientResponseError | HttpProcessingError):
+        # The server's bytes are not HTTP (a bad status line, oversized headers, ...).
+        return malformed(d, exc)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return connection_error(d, secret, exc)
+    return None
 
 
 async def post_bytes(
@@ -246,12 +295,11 @@ async def post_bytes(
                 if resp.status >= 400:
                     raise error(d, resp.status, resp.headers, raw, secret)
                 return raw
-    except InterlockError:
-        raise
-    except TimeoutError:
-        raise APITimeoutError(f"no response within {timeout:.3g} s", deployment_id=d.id) from None
-    except (aiohttp.ClientError, OSError) as exc:
-        raise connection_error(d, secret, exc) from None
+    except Exception as exc:  # typed below, or raised as it is
+        err = typed_error(d, secret, exc, timeout, "response")
+        if err is None or err is exc:
+            raise
+    raise err
 
 
 async def open_sse(
@@ -286,12 +334,9 @@ async def open_sse(
     except BaseException as exc:
         if resp is not None:
             resp.close()
-        if isinstance(exc, InterlockError) or not isinstance(exc, Exception):
+        if not isinstance(exc, Exception):
             raise
-        if isinstance(exc, TimeoutError):
-            raise APITimeoutError(
-                f"no first chunk within {timeout:.3g} s", deployment_id=d.id
-            ) from None
-        if isinstance(exc, (aiohttp.ClientError, OSError)):
-            raise connection_error(d, secret, exc) from None
-        raise
+        err = typed_error(d, secret, exc, timeout, "first chunk")
+        if err is None or err is exc:
+            raise
+    raise err

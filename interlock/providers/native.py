@@ -28,7 +28,7 @@ from interlock.providers.http import (
     open_sse,
     post_bytes,
 )
-from interlock.providers.sse import SSEReader
+from interlock.providers.sse import SSEReader, read_error
 from interlock.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice, Usage
 
 __all__ = ["PARSE_ERRORS", "Endpoint", "NativeStream", "NativeTransport", "make_chunk"]
@@ -111,7 +111,8 @@ class NativeTransport:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise malformed(d, exc) from None
+            err = malformed(d, exc)
+        raise err  # off the chain: the decoder's exception holds the body
 
     async def _open(
         self,
@@ -166,41 +167,40 @@ class NativeStream:
         self._pending.append(chunk)
 
     async def next(self) -> ChatCompletionChunk | None:
-        d = self.deployment
         while not self._pending:
             if self._done or self.finished:
                 self.close()
                 return None
-            try:
-                data = await self._reader.read()
-            except TimeoutError:
+            err = await self._read()
+            if err is not None:
                 self.close()
-                raise StreamInterruptedError(
-                    f"no event for {d.timeout:.3g} s after {self.chunks} chunk(s)",
-                    deployment_id=d.id,
-                ) from None
-            except (aiohttp.ClientError, OSError) as exc:
-                self.close()
-                raise StreamInterruptedError(
-                    f"stream cut after {self.chunks} chunk(s): {type(exc).__name__}",
-                    deployment_id=d.id,
-                ) from None
-            if data is None:
-                self.close()
-                raise StreamInterruptedError(
-                    f"stream ended before the message was complete, after {self.chunks} chunk(s)",
-                    deployment_id=d.id,
-                )
-            try:
-                self._feed(data)
-            except InterlockError:
-                self.close()
-                raise
-            except PARSE_ERRORS as exc:
-                self.close()
-                raise malformed(d, exc) from None
+                raise err
         self.chunks += 1
         return self._pending.popleft()
+
+    async def _read(self) -> InterlockError | None:
+        """Read and feed one event; the error that ends the stream, if it ends."""
+        d = self.deployment
+        try:
+            data = await self._reader.read()
+        except Exception as exc:  # typed below, or raised as it is
+            err = read_error(d, exc, self.chunks)
+            if err is None:
+                self.close()
+                raise
+            return err
+        if data is None:
+            return StreamInterruptedError(
+                f"stream ended before the message was complete, after {self.chunks} chunk(s)",
+                deployment_id=d.id,
+            )
+        try:
+            self._feed(data)
+        except InterlockError as exc:
+            return exc
+        except PARSE_ERRORS as exc:
+            return malformed(d, exc)
+        return None
 
     def close(self) -> None:
         if not self._done:

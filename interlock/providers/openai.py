@@ -28,7 +28,7 @@ from interlock.providers.http import (
     post_bytes,
     scrub,
 )
-from interlock.providers.sse import SSEReader
+from interlock.providers.sse import SSEReader, read_error
 from interlock.types import ChatCompletion, ChatCompletionChunk, EmbeddingResponse, Request
 
 __all__ = ["OpenAIStream", "OpenAITransport"]
@@ -99,7 +99,8 @@ class OpenAITransport:
                 orjson.loads(raw), deployment_id=d.id or "", group=d.group
             )
         except _PARSE_ERRORS as exc:
-            raise malformed(d, exc) from None
+            err = malformed(d, exc)
+        raise err  # off the chain: the decoder's exception holds the body
 
     async def embed(self, d: Deployment, request: Request, timeout: float) -> EmbeddingResponse:
         ep = self._endpoint(d)
@@ -113,7 +114,8 @@ class OpenAITransport:
                 orjson.loads(raw), deployment_id=d.id or "", group=d.group
             )
         except _PARSE_ERRORS as exc:
-            raise malformed(d, exc) from None
+            err = malformed(d, exc)
+        raise err  # off the chain: the decoder's exception holds the body
 
     async def open_stream(self, d: Deployment, request: Request, timeout: float) -> OpenAIStream:
         ep = self._endpoint(d)
@@ -156,24 +158,24 @@ class OpenAIStream:
         d = self.deployment
         try:
             data = await self._reader.read()
-        except TimeoutError:
+        except Exception as exc:  # typed below, or raised as it is
             self.close()
-            raise StreamInterruptedError(
-                f"no chunk for {d.timeout:.3g} s after {self.chunks} chunk(s)", deployment_id=d.id
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
+            err = read_error(d, exc, self.chunks)
+            if err is None:
+                raise
+        else:
+            if data is not None and data != b"[DONE]":
+                return self._chunk(data)
             self.close()
-            raise StreamInterruptedError(
-                f"stream cut after {self.chunks} chunk(s): {type(exc).__name__}", deployment_id=d.id
-            ) from None
-        if data is None:
-            self.close()
-            raise StreamInterruptedError(
+            if data is not None:
+                return None
+            err = StreamInterruptedError(
                 f"stream ended without [DONE] after {self.chunks} chunk(s)", deployment_id=d.id
             )
-        if data == b"[DONE]":
-            self.close()
-            return None
+        raise err
+
+    def _chunk(self, data: bytes) -> ChatCompletionChunk:
+        d = self.deployment
         try:
             obj = orjson.loads(data)
             if isinstance(obj, dict) and "error" in obj and "choices" not in obj:
@@ -181,17 +183,18 @@ class OpenAIStream:
             else:
                 chunk = ChatCompletionChunk.from_dict(obj, deployment_id=d.id or "", group=d.group)
         except _PARSE_ERRORS as exc:
-            self.close()
-            raise malformed(d, exc) from None
-        if obj is None:
-            self.close()
+            err: InterlockError = malformed(d, exc)
+        else:
+            if obj is not None:
+                self.chunks += 1
+                return chunk
             message, _, _ = error_body_fields(data)
-            raise InternalServerError(
+            err = InternalServerError(
                 f"{d.provider} sent an error mid-stream: {scrub(message, self._secret)}",
                 deployment_id=d.id,
             )
-        self.chunks += 1
-        return chunk
+        self.close()
+        raise err
 
     def close(self) -> None:
         if not self._done:

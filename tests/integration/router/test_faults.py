@@ -12,12 +12,15 @@ from interlock import (
     ConfigError,
     DeadlineExceededError,
     Deployment,
+    MalformedResponseError,
     RetryPolicy,
     Router,
 )
 from interlock.testing import FakeClock, Fault
 from tests.integration.loopback import (
+    KEY,
     MESSAGES,
+    assert_clean,
     drain_into,
     first_candidate,
     router_over,
@@ -85,6 +88,46 @@ async def test_bad_usage_numbers_are_malformed_and_leave_accounting_untouched(
             assert (u0.failures, u0.in_flight, u0.spend, u0.tpm_used) == (1, 0, 0.0, 0)
             assert (u0.input_tokens, u0.output_tokens) == (0, 0)
             assert router.statistics().by_id("u1").spend > 0
+
+
+async def test_an_sse_line_longer_than_the_read_limit_is_a_typed_error() -> None:
+    reply = "x" * 600_000  # one SSE data line of ~600 KB, past the 512 KiB limit
+    async with (
+        upstreams(1, reply=reply, stream_chunks=1) as ups,
+        router_over(ups, retry=ONE_TRY) as router,
+    ):
+        stream = await router.acompletion("g", MESSAGES, stream=True)
+        with pytest.raises(MalformedResponseError) as exc:
+            await drain_into(stream, [])
+        assert exc.value.deployment_id == "u0"
+        assert_clean(exc.value, "x" * 100)
+        u0 = router.statistics().by_id("u0")
+        assert (u0.in_flight, u0.failures) == (0, 1)
+
+
+# --- the upstream's body on the exception chain ----------------------------------------
+
+
+ECHO = b'{"id": "chatcmpl-1", "echo": "Bearer ' + KEY.encode() + b'", "choices": [{'
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_a_malformed_body_leaves_nothing_of_itself_on_the_exception_chain(
+    stream: bool,
+) -> None:
+    async with upstreams(1) as ups:
+        body = b"data: " + ECHO + b"\n\n" if stream else ECHO
+        ctype = "text/event-stream" if stream else "application/json"
+        ups[0].push(Fault.malformed(body, content_type=ctype))
+        async with router_over(ups, retry=ONE_TRY) as router:
+            call = (
+                router.acompletion("g", MESSAGES, stream=True)
+                if stream
+                else router.acompletion("g", MESSAGES)
+            )
+            with pytest.raises(MalformedResponseError) as exc:
+                await call
+            assert_clean(exc.value, KEY, "chatcmpl-1")
 
 
 # --- configuration that is wrong in shape ----------------------------------------------
