@@ -1,17 +1,21 @@
-"""HTTP plumbing shared by the aiohttp transports: the session, Retry-After, status
-codes and dependency exceptions to typed errors, and keeping keys and bodies out of
-them."""
+"""HTTP plumbing shared by the aiohttp transports: the session (and the one resend of
+a request whose pooled connection the server had closed), Retry-After, status codes
+and dependency exceptions to typed errors, and keeping keys and bodies out of them."""
 
 from __future__ import annotations
 
 import email.utils
 import math
 import time
+import weakref
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import aiohttp
 import orjson
+from aiohttp import ClientRequest
+from aiohttp.connector import Connection
 from aiohttp.http_exceptions import HttpProcessingError
 from yarl import URL
 
@@ -44,11 +48,13 @@ __all__ = [
     "connection_error",
     "dumps_body",
     "error_from_response",
+    "is_stale_connection",
     "malformed",
     "open_sse",
     "parse_retry_after",
     "post_bytes",
     "scrub",
+    "send",
     "typed_error",
 ]
 
@@ -58,11 +64,37 @@ ErrorMapper = Callable[[Deployment, int, Mapping[str, str], bytes, "str | None"]
 S = TypeVar("S", bound=ChunkSource)
 
 
-class HttpClient:
-    """Owns the one `aiohttp.ClientSession` a router uses: keep-alive, pooled, created
-    on first use inside the running loop and closed by `aclose()`."""
+_reused: ContextVar[bool] = ContextVar("interlock_connection_reused", default=False)
+"""Whether the sending task's last request went out on a connection used before."""
 
-    __slots__ = ("_closed", "_limit", "_session")
+
+class _PoolConnector(aiohttp.TCPConnector):
+    """aiohttp's pooled connector, telling `send` (through `_reused`, a context
+    variable of the sending task) whether a request went out on a connection an
+    earlier request had used: one taken from the keep-alive pool."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._used: weakref.WeakSet[object] = weakref.WeakSet()
+
+    async def connect(self, req: ClientRequest, *args: Any, **kwargs: Any) -> Connection:
+        conn = await super().connect(req, *args, **kwargs)
+        protocol, used = conn.protocol, self._used
+        if protocol is not None:
+            _reused.set(protocol in used)
+            used.add(protocol)
+        return conn
+
+
+class HttpClient:
+    """Owns the `aiohttp.ClientSession` a router uses: keep-alive, pooled, created on
+    first use inside the running loop and closed by `aclose()`.
+
+    A second session, without keep-alive, is made only when needed: `send` re-sends
+    there a request whose pooled connection turned out to be closed (see `send`).
+    """
+
+    __slots__ = ("_closed", "_fresh", "_limit", "_session")
 
     def __init__(self, *, connection_limit: int = 1000) -> None:
         if (
@@ -75,32 +107,46 @@ class HttpClient:
             )
         self._limit = connection_limit
         self._session: aiohttp.ClientSession | None = None
+        self._fresh: aiohttp.ClientSession | None = None
         self._closed = False
+
+    def _open(self, *, keepalive: bool) -> aiohttp.ClientSession:
+        if self._closed:
+            # A session made now would never be closed: refuse instead of leaking.
+            raise RuntimeError(
+                "this Router was closed with aclose(); enter `async with router:` again "
+                "to reopen it"
+            )
+        connector = (
+            _PoolConnector(limit=self._limit, limit_per_host=0, keepalive_timeout=30.0)
+            if keepalive
+            else aiohttp.TCPConnector(limit=self._limit, limit_per_host=0, force_close=True)
+        )
+        # No session-wide timeout: each attempt runs under its own deadline. No
+        # skip_auto_headers either: aiohttp's slow path for it costs more per request
+        # than sending its default User-Agent. read_bufsize is pinned because it sets
+        # the longest line a stream may send (twice this), which aiohttp's default
+        # changed across versions (docs/resilience.md#faults-and-bad-input).
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None),
+            raise_for_status=False,
+            read_bufsize=READ_BUFSIZE,
+        )
 
     @property
     def session(self) -> aiohttp.ClientSession:
         s = self._session
         if s is None or s.closed:
-            if self._closed:
-                # A session made now would never be closed: refuse instead of leaking.
-                raise RuntimeError(
-                    "this Router was closed with aclose(); enter `async with router:` again "
-                    "to reopen it"
-                )
-            connector = aiohttp.TCPConnector(
-                limit=self._limit, limit_per_host=0, keepalive_timeout=30.0
-            )
-            # No session-wide timeout: each attempt runs under its own deadline. No
-            # skip_auto_headers either: aiohttp's slow path for it costs more per request
-            # than sending its default User-Agent. read_bufsize is pinned because it sets
-            # the longest line a stream may send (twice this), which aiohttp's default
-            # changed across versions (docs/resilience.md#faults-and-bad-input).
-            s = self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=None),
-                raise_for_status=False,
-                read_bufsize=READ_BUFSIZE,
-            )
+            s = self._session = self._open(keepalive=True)
+        return s
+
+    @property
+    def fresh_session(self) -> aiohttp.ClientSession:
+        """A session whose every request opens a new connection (and closes it after)."""
+        s = self._fresh
+        if s is None or s.closed:
+            s = self._fresh = self._open(keepalive=False)
         return s
 
     @property
@@ -113,14 +159,47 @@ class HttpClient:
 
     async def aclose(self) -> None:
         self._closed = True
-        s, self._session = self._session, None
-        if s is not None and not s.closed:
-            await s.close()
+        for s in (self._session, self._fresh):
+            if s is not None and not s.closed:
+                await s.close()
+        self._session = self._fresh = None
 
 
 READ_BUFSIZE = 2**18
 """aiohttp's read buffer per response: a stream line longer than twice this (512 KiB)
 is refused (`MalformedResponseError`)."""
+
+
+def is_stale_connection(exc: BaseException) -> bool:
+    """Whether `exc` says the connection was closed or reset after it was made and
+    before the response began: what a pooled connection that the server closed while
+    idle looks like to the request sent on it (a refused connection or a timeout is
+    something else)."""
+    return isinstance(
+        exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionResetError)
+    ) and not isinstance(exc, (aiohttp.ClientConnectorError, TimeoutError))
+
+
+async def send(
+    client: HttpClient, url: URL, body: bytes, headers: Mapping[str, str]
+) -> aiohttp.ClientResponse:
+    """POST `body` and wait for the response's status and headers.
+
+    A request sent on a pooled keep-alive connection that is closed or reset before
+    any of the response arrives is sent once more, on a new connection: the server
+    closed the idle connection as it was reused, which says nothing about the
+    deployment (aiohttp does the same for idempotent methods; a chat completion that
+    produced no answer can be asked again). On a new connection the same failure is
+    the deployment's, and is not repeated.
+    """
+    _reused.set(False)
+    try:
+        return await client.session.post(url, data=body, headers=headers)
+    except aiohttp.ClientError as exc:
+        if not (_reused.get() and is_stale_connection(exc)):
+            raise
+    # Outside the except block, so a second failure does not carry the first.
+    return await client.fresh_session.post(url, data=body, headers=headers)
 
 
 def scrub(text: str, secret: str | None) -> str:
@@ -290,7 +369,7 @@ async def post_bytes(
     """POST `body` within `timeout`; the response body, or a typed error."""
     try:
         with deadlines.timeout(timeout):
-            async with client.session.post(url, data=body, headers=headers) as resp:
+            async with await send(client, url, body, headers) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise error(d, resp.status, resp.headers, raw, secret)
@@ -319,7 +398,7 @@ async def open_sse(
     resp: aiohttp.ClientResponse | None = None
     try:
         with deadlines.timeout(timeout):
-            resp = await client.session.post(url, data=body, headers=headers)
+            resp = await send(client, url, body, headers)
             if resp.status >= 400:
                 raw = await resp.read()
                 raise error(d, resp.status, resp.headers, raw, secret)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from interlock import (
+    APIConnectionError,
     ChatCompletionChunk,
     ConfigError,
     DeadlineExceededError,
@@ -26,9 +28,94 @@ from tests.integration.loopback import (
     router_over,
     upstreams,
 )
-from tests.integration.rawhttp import chat_body
+from tests.integration.rawhttp import Conn, chat_body, raw_server, sse_body
 
 ONE_TRY = RetryPolicy(max_attempts=1, max_wait=0)
+
+
+# --- a stale keep-alive connection ---------------------------------------------------
+
+
+def keepalive_then(action: str) -> Any:
+    """Answer each connection's first request, then close (FIN) or reset (RST) it when
+    the client sends another one on it: a pooled connection the server has just
+    closed, as the client reuses it."""
+
+    async def script(conn: Conn) -> None:
+        while (body := await conn.request()) is not None:
+            if conn.requests > 1:
+                conn.close() if action == "close" else conn.reset()
+                return
+            stream = orjson.loads(body).get("stream") is True
+            if stream:
+                await conn.send(sse_body("hi"), content_type="text/event-stream")
+            else:
+                await conn.send(chat_body("hi"))
+
+    return script
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("action", ["close", "reset"])
+async def test_a_stale_keep_alive_connection_is_retried_once_on_a_fresh_one(
+    action: str, stream: bool
+) -> None:
+    async with raw_server(keepalive_then(action)) as server:
+        d = Deployment(group="g", model="m", id="u0", api_base=server.url, api_key=KEY)
+        async with Router([d], seed=1) as router:
+            for _ in range(4):
+                if stream:
+                    s = await router.acompletion("g", MESSAGES, stream=True)
+                    got: list[ChatCompletionChunk] = []
+                    await drain_into(s, got)
+                    assert "".join(c.choices[0].delta.content or "" for c in got) == "hi"
+                else:
+                    r = await router.acompletion("g", MESSAGES)
+                    assert r.choices[0].message.content == "hi"
+            u0 = router.statistics().by_id("u0")
+            assert (u0.requests, u0.successes, u0.failures, u0.in_flight) == (4, 4, 0, 0)
+            assert u0.state == "healthy"  # one attempt per call: no retry, no failure
+        # Calls 2 and 4 met the connection the call before had left in the pool (the
+        # server closed it on them) and went through on a new one: 1 + 2 + 1 + 2.
+        assert server.requests == 6
+
+
+async def test_a_new_connection_dropped_is_the_deployments_failure_and_is_not_resent() -> None:
+    async def drop_everything(conn: Conn) -> None:
+        await conn.request()
+        conn.close()
+
+    async with raw_server(drop_everything) as server:
+        d = Deployment(group="g", model="m", id="u0", api_base=server.url, api_key=KEY)
+        async with Router([d], retry=ONE_TRY, seed=1) as router:
+            with pytest.raises(APIConnectionError) as exc:
+                await router.acompletion("g", MESSAGES)
+            assert exc.value.deployment_id == "u0"
+            assert router.statistics().by_id("u0").failures == 1
+        assert server.requests == 1
+
+
+async def test_a_stale_connection_resent_and_dropped_again_fails_once() -> None:
+    """The first connection answers once and is closed when reused; every later
+    connection is dropped: the reused one is resent once, on a new connection, and
+    that failure is the deployment's (one attempt, one failure, no third request)."""
+
+    async def first_then_drop(conn: Conn) -> None:
+        while await conn.request() is not None:
+            if conn.server.connections > 1 or conn.requests > 1:
+                conn.close()
+                return
+            await conn.send(chat_body("hi"))
+
+    async with raw_server(first_then_drop) as server:
+        d = Deployment(group="g", model="m", id="u0", api_base=server.url, api_key=KEY)
+        async with Router([d], retry=ONE_TRY, seed=1) as router:
+            await router.acompletion("g", MESSAGES)
+            with pytest.raises(APIConnectionError):
+                await router.acompletion("g", MESSAGES)
+            u0 = router.statistics().by_id("u0")
+            assert (u0.requests, u0.failures, u0.in_flight) == (2, 1, 0)
+        assert (server.connections, server.requests) == (2, 3)
 
 
 # --- a stream that stalls after its first chunk ------------------------------------

@@ -1,5 +1,5 @@
-"""The HTTP plumbing's pure parts: what each dependency exception becomes, and
-Retry-After values that are not numbers."""
+"""The HTTP plumbing's pure parts: which failures are a stale pooled connection, what
+each dependency exception becomes, and Retry-After values that are not numbers."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from interlock import (
 )
 from interlock.providers.http import (
     dumps_body,
+    is_stale_connection,
     malformed,
     parse_retry_after,
     typed_error,
@@ -24,6 +25,24 @@ from interlock.types import InvalidCount
 
 KEY = "sk-http-secret-31337"
 D = Deployment(group="g", model="m", id="g-0", api_key=KEY)
+
+
+@pytest.mark.parametrize(
+    ("exc", "stale"),
+    [
+        (aiohttp.ServerDisconnectedError(), True),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), True),
+        (ConnectionResetError(104, "reset"), True),
+        (aiohttp.ClientConnectorError(None, OSError(111, "refused")), False),  # type: ignore[arg-type]
+        (aiohttp.ServerTimeoutError("read"), False),
+        (aiohttp.ClientPayloadError("cut"), False),
+        (TimeoutError(), False),
+    ],
+)
+def test_which_failures_look_like_a_closed_pooled_connection(
+    exc: BaseException, stale: bool
+) -> None:
+    assert is_stale_connection(exc) is stale
 
 
 @pytest.mark.parametrize(
