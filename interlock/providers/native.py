@@ -28,7 +28,7 @@ from interlock.providers.http import (
     open_sse,
     post_bytes,
 )
-from interlock.providers.sse import SSEReader, read_error
+from interlock.providers.sse import OpenChoices, SSEReader, read_error
 from interlock.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice, Usage
 
 __all__ = ["PARSE_ERRORS", "Endpoint", "NativeStream", "NativeTransport", "make_chunk"]
@@ -139,7 +139,8 @@ class NativeStream:
     """An SSE stream whose events `_feed` turns into zero or more chunks.
 
     Subclasses set `finished` when the provider said the message is complete; a clean
-    end of the body before that is a cut stream.
+    end of the body before that is a cut stream, unless every choice has already sent
+    its finish_reason (the answer is complete; only the end marker is missing).
     """
 
     first: ChatCompletionChunk
@@ -154,6 +155,7 @@ class NativeStream:
         self._reader = SSEReader(resp, idle_timeout=deployment.timeout)
         self._secret = secret
         self._pending: deque[ChatCompletionChunk] = deque()
+        self._choices = OpenChoices()
         self._done = False
         self.finished = False
         self.deployment = deployment
@@ -164,6 +166,7 @@ class NativeStream:
         raise NotImplementedError
 
     def _emit(self, chunk: ChatCompletionChunk) -> None:
+        self._choices.note(chunk)
         self._pending.append(chunk)
 
     async def next(self) -> ChatCompletionChunk | None:
@@ -190,6 +193,9 @@ class NativeStream:
                 raise
             return err
         if data is None:
+            if self._choices.complete:
+                self.finished = True
+                return None
             return StreamInterruptedError(
                 f"stream ended before the message was complete, after {self.chunks} chunk(s)",
                 deployment_id=d.id,

@@ -28,7 +28,7 @@ from interlock.providers.http import (
     post_bytes,
     scrub,
 )
-from interlock.providers.sse import SSEReader, read_error
+from interlock.providers.sse import OpenChoices, SSEReader, read_error
 from interlock.types import ChatCompletion, ChatCompletionChunk, EmbeddingResponse, Request
 
 __all__ = ["OpenAIStream", "OpenAITransport"]
@@ -138,7 +138,16 @@ class OpenAITransport:
 class OpenAIStream:
     """An open SSE stream of `chat.completion.chunk` events."""
 
-    __slots__ = ("_done", "_reader", "_resp", "_secret", "chunks", "deployment", "first")
+    __slots__ = (
+        "_choices",
+        "_done",
+        "_reader",
+        "_resp",
+        "_secret",
+        "chunks",
+        "deployment",
+        "first",
+    )
 
     first: ChatCompletionChunk
 
@@ -149,6 +158,7 @@ class OpenAIStream:
         self._reader = SSEReader(resp, idle_timeout=deployment.timeout)
         self._secret = secret
         self._done = False
+        self._choices = OpenChoices()
         self.deployment = deployment
         self.chunks = 0
 
@@ -167,7 +177,7 @@ class OpenAIStream:
             if data is not None and data != b"[DONE]":
                 return self._chunk(data)
             self.close()
-            if data is not None:
+            if data is not None or self._choices.complete:
                 return None
             err = StreamInterruptedError(
                 f"stream ended without [DONE] after {self.chunks} chunk(s)", deployment_id=d.id
@@ -186,6 +196,7 @@ class OpenAIStream:
             err: InterlockError = malformed(d, exc)
         else:
             if obj is not None:
+                self._choices.note(chunk)
                 self.chunks += 1
                 return chunk
             message, _, _ = error_body_fields(data)

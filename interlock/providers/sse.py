@@ -1,4 +1,5 @@
-"""Server-sent events over an aiohttp response."""
+"""Server-sent events over an aiohttp response, and what a stream of chat chunks
+says about its own end."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 from interlock.config import Deployment
 from interlock.errors import InterlockError, StreamInterruptedError
 from interlock.providers.http import READ_BUFSIZE, malformed
+from interlock.types import ChatCompletionChunk
 
-__all__ = ["EventTooLong", "SSEReader", "read_error"]
+__all__ = ["EventTooLong", "OpenChoices", "SSEReader", "read_error"]
 
 MAX_LINE = 2 * READ_BUFSIZE
 """The longest line `SSEReader` takes (aiohttp's limit for the session's buffer)."""
@@ -82,3 +84,32 @@ def read_error(d: Deployment, exc: Exception, chunks: int) -> InterlockError | N
             f"stream cut after {chunks} chunk(s): {type(exc).__name__}", deployment_id=d.id
         )
     return None
+
+
+class OpenChoices:
+    """The choices of a chat stream that have not sent their `finish_reason` yet.
+
+    Once every choice has sent one the answer is complete: a body that then ends
+    without the provider's end marker (OpenAI's ``data: [DONE]``, Anthropic's
+    ``message_stop``) lost nothing the caller needs.
+    """
+
+    __slots__ = ("_open", "finished")
+
+    def __init__(self) -> None:
+        self._open: set[int] = set()
+        self.finished = False
+        """Some choice has finished."""
+
+    def note(self, chunk: ChatCompletionChunk) -> None:
+        for c in chunk.choices:
+            if c.finish_reason is None:
+                self._open.add(c.index)
+            else:
+                self._open.discard(c.index)
+                self.finished = True
+
+    @property
+    def complete(self) -> bool:
+        """Every choice seen so far has finished."""
+        return self.finished and not self._open

@@ -18,6 +18,7 @@ import pytest
 from interlock import (
     APIConnectionError,
     APITimeoutError,
+    ChatCompletionChunk,
     Deployment,
     InterlockError,
     MalformedResponseError,
@@ -279,3 +280,30 @@ async def test_native_malformed_bodies_are_typed_clean_and_never_accounted(case:
         assert_clean(exc.value, KEY)
         u0 = r.statistics().by_id("u0")
         assert (u0.failures, u0.spend, u0.input_tokens, u0.output_tokens) == (1, 0.0, 0, 0)
+
+
+class EndsEarly(FakeAnthropic):
+    """Ends its streams cleanly after their first `keep` events (negative: all but the
+    last ones), whatever comes after them."""
+
+    keep = -1
+
+    async def _stream(self, request: Any, record: Any, frames: list[bytes]) -> Any:
+        return await super()._stream(request, record, frames[: self.keep])
+
+
+async def test_an_anthropic_stream_without_message_stop_after_its_stop_reason_is_complete() -> None:
+    async with EndsEarly(api_key=KEY, reply="one two") as up:
+        async with native_router("anthropic", up.url) as r:
+            stream = await r.acompletion("g", MESSAGES, stream=True)
+            got: list[ChatCompletionChunk] = []
+            await drain_into(stream, got)  # every event but message_stop
+            assert "".join(c.choices[0].delta.content or "" for c in got if c.choices) == "one two"
+            assert r.statistics().by_id("u0").successes == 1
+        # message_start, ping, content_block_start, one text delta: no stop reason yet
+        up.keep = 4
+        async with native_router("anthropic", up.url) as r:
+            stream = await r.acompletion("g", MESSAGES, stream=True)
+            with pytest.raises(StreamInterruptedError, match="before the message was complete"):
+                await drain_into(stream, [])
+            assert r.statistics().by_id("u0").failures == 1

@@ -11,18 +11,21 @@ import pytest
 from interlock import (
     APIConnectionError,
     ChatCompletionChunk,
+    ChatStream,
     ConfigError,
     DeadlineExceededError,
     Deployment,
     MalformedResponseError,
     RetryPolicy,
     Router,
+    StreamInterruptedError,
 )
-from interlock.testing import FakeClock, Fault
+from interlock.testing import FakeClock, FakeUpstream, Fault
 from tests.integration.loopback import (
     KEY,
     MESSAGES,
     assert_clean,
+    deployment,
     drain_into,
     first_candidate,
     router_over,
@@ -139,6 +142,54 @@ async def test_a_stream_stalled_after_its_first_chunk_ends_at_the_calls_deadline
         assert exc.value.deployment_id == "u0"
         u0 = router.statistics().by_id("u0")
         assert (u0.in_flight, u0.failures, u0.successes, u0.state) == (0, 0, 0, "healthy")
+
+
+# --- a stream whose final chunk carries finish_reason, and no [DONE] follows ---------
+
+
+class NoDoneUpstream(FakeUpstream):
+    """An OpenAI-compatible server that ends its streams without ``data: [DONE]``."""
+
+    _stream_end = ()
+
+
+@pytest.mark.parametrize("usage", [True, False], ids=["with-usage", "without-usage"])
+async def test_a_stream_ending_after_its_finish_reason_without_done_is_complete(
+    usage: bool,
+) -> None:
+    async with NoDoneUpstream(name="u0", reply="one two three", stream_chunks=3) as up:
+        d = deployment(up, stream_usage=usage)
+        async with Router([d], retry=ONE_TRY, seed=1) as router:
+            stream = await router.acompletion("g", MESSAGES, stream=True)
+            got: list[ChatCompletionChunk] = []
+            await drain_into(stream, got)
+            text = "".join(c.choices[0].delta.content or "" for c in got if c.choices)
+            assert text == "one two three"
+            assert [c.choices[0].finish_reason for c in got if c.choices][-1] == "stop"
+            assert isinstance(stream, ChatStream)
+            assert (stream.usage is not None) is usage
+            u0 = router.statistics().by_id("u0")
+            assert (u0.in_flight, u0.successes, u0.failures) == (0, 1, 0)
+
+
+async def test_a_stream_ending_cleanly_before_its_finish_reason_is_still_interrupted() -> None:
+    """The body ends cleanly (its whole Content-Length sent) after a content chunk,
+    before any finish_reason: a cut, not an answer."""
+    unfinished = sse_body("one two", done=False).rsplit(b"data: ", 1)[0]  # no finish chunk
+
+    async def script(conn: Conn) -> None:
+        while await conn.request() is not None:
+            await conn.send(unfinished, content_type="text/event-stream")
+
+    async with raw_server(script) as server:
+        d = Deployment(group="g", model="m", id="u0", api_base=server.url, api_key=KEY)
+        async with Router([d], retry=ONE_TRY, seed=1) as router:
+            stream = await router.acompletion("g", MESSAGES, stream=True)
+            got: list[ChatCompletionChunk] = []
+            with pytest.raises(StreamInterruptedError, match=r"without \[DONE\]"):
+                await drain_into(stream, got)
+            assert [c.choices[0].delta.content for c in got] == ["", "one two"]
+            assert router.statistics().by_id("u0").failures == 1
 
 
 # --- bad numbers from an upstream ------------------------------------------------------
