@@ -18,10 +18,13 @@ from contextlib import asynccontextmanager
 import orjson
 
 __all__ = [
+    "HELLO_REPLY",
     "Conn",
     "RawServer",
     "chat_body",
     "raw_server",
+    "redis_answering",
+    "resp_command",
     "sse_body",
 ]
 
@@ -159,3 +162,37 @@ def sse_body(text: str = "hi", *, done: bool = True) -> bytes:
     if done:
         frames.append(b"data: [DONE]\n\n")
     return b"".join(frames)
+
+
+async def resp_command(conn: Conn) -> list[bytes] | None:
+    """One RESP command (an array of bulk strings) from a Redis client, or None at EOF."""
+    try:
+        head = await conn.reader.readuntil(b"\r\n")
+        args = []
+        for _ in range(int(head[1:-2])):
+            size = await conn.reader.readuntil(b"\r\n")
+            args.append((await conn.reader.readexactly(int(size[1:-2]) + 2))[:-2])
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    return args
+
+
+HELLO_REPLY = b"%1\r\n$5\r\nproto\r\n:3\r\n"
+"""What Redis answers to ``HELLO 3`` (a RESP3 map; redis-py asks for RESP3)."""
+
+
+def redis_answering(reply: bytes, hello: bytes = HELLO_REPLY) -> Script:
+    """A server that takes Redis commands and answers ``HELLO`` with `hello`, the other
+    handshake commands with ``+OK`` and every other command with `reply`: a Redis (or
+    a proxy) whose answers are not what the client asked for."""
+
+    async def script(conn: Conn) -> None:
+        while (args := await resp_command(conn)) is not None:
+            name = args[0].upper() if args else b""
+            if name == b"HELLO":
+                conn.writer.write(hello)
+            else:
+                conn.writer.write(b"+OK\r\n" if name in (b"AUTH", b"CLIENT", b"SELECT") else reply)
+            await conn.writer.drain()
+
+    return script
