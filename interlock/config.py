@@ -396,47 +396,73 @@ def expand_wildcard(
 
 
 def _find_cycle(graph: Mapping[str, Sequence[str]]) -> list[str] | None:
-    """A cycle in the fallback graph as a path that returns to its start, or None."""
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    path: list[str] = []
+    """A cycle in the fallback graph as a path that returns to its start, or None.
 
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for nxt in graph.get(node, ()):
-            if state.get(nxt) == 1:
-                return [*path[path.index(nxt) :], nxt]
-            if nxt not in state:
-                found = visit(nxt)
-                if found:
-                    return found
-        path.pop()
-        state[node] = 2
-        return None
-
+    Depth-first with an explicit stack, so a chain of any length is walked without
+    recursion."""
+    done: set[str] = set()
     for start in graph:
-        if start not in state:
-            found = visit(start)
-            if found:
-                return found
+        if start in done:
+            continue
+        path = [start]
+        on_path = {start}
+        todo = [iter(graph.get(start, ()))]
+        while todo:
+            nxt = next(todo[-1], None)
+            if nxt is None:
+                node = path.pop()
+                on_path.discard(node)
+                done.add(node)
+                todo.pop()
+            elif nxt in on_path:
+                return [*path[path.index(nxt) :], nxt]
+            elif nxt not in done:
+                path.append(nxt)
+                on_path.add(nxt)
+                todo.append(iter(graph.get(nxt, ())))
     return None
 
 
-def load_config_source(source: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
-    """A config mapping, or the path of a JSON file holding one."""
+def load_config_source(source: object) -> dict[str, Any]:
+    """A config mapping, or the path of a JSON file holding one, as keyword arguments
+    of `RouterConfig`; a `ConfigError` for anything else."""
     if isinstance(source, Mapping):
-        return dict(source)
-    path = Path(source)
+        data = dict(source)
+    elif isinstance(source, str | os.PathLike):
+        data = _read_json(Path(source))
+    else:
+        what = "must be a mapping, a RouterConfig or a JSON file's path"
+        raise ConfigError([("", f"{what}, not a {_kind(source)}")])
+    keys = [k for k in data if not isinstance(k, str)]
+    if keys:
+        # The key itself is not shown: a config may hold secrets.
+        raise ConfigError([("", f"keys must be field names (strings), not a {_kind(keys[0])}")])
+    return data
+
+
+def _kind(value: object) -> str:
+    return type(value).__name__
+
+
+def _read_json(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([(str(path), f"cannot be read ({exc.strerror or exc})")]) from None
+        problem = f"cannot be read ({exc.strerror or exc})"
+    except ValueError:  # not UTF-8, or a NUL in the path
+        problem = "cannot be read as UTF-8 text"
+    else:
+        problem = ""
+    if problem:
+        raise ConfigError([(str(path), problem)])
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(
-            [(str(path), f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})")]
-        ) from None
+        problem = f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+    except RecursionError:
+        problem = "nested too deeply"
+    if problem:
+        raise ConfigError([(str(path), problem)])
     if not isinstance(data, dict):
         raise ConfigError([(str(path), "must hold a JSON object at the top level")])
     return data

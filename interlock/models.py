@@ -7,6 +7,7 @@ key cannot leak through an error.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -14,7 +15,7 @@ from pydantic_core import ErrorDetails
 
 from interlock.errors import ConfigError, join_path
 
-__all__ = ["ConfigModel", "validation_problems"]
+__all__ = ["ConfigModel", "non_string_key", "validation_problems"]
 
 
 def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
@@ -69,7 +70,11 @@ class ConfigModel(BaseModel):
     """Frozen, strict about unknown fields, and raising ConfigError instead of pydantic's
     ValidationError (whose text would include the offending input, keys included)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    # allow_inf_nan: an infinite or NaN number of seconds (or anything else) is never
+    # meant, and would fail later, in every call, instead of here.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False
+    )
     _where: ClassVar[str | None] = None
     """Where the model sits, for error lines; None: the class name."""
 
@@ -78,8 +83,35 @@ class ConfigModel(BaseModel):
             super().__init__(**data)
         except ValidationError as exc:
             problems = validation_problems(exc)
+        except TypeError:
+            # pydantic builds a nested model by calling its __init__ with the mapping
+            # it was given as keywords, so a key that is not a string fails there, as
+            # a bare TypeError, before any validator runs.
+            where = non_string_key(data)
+            if where is None:
+                raise
+            problems = [(where, "keys must be strings")]
         else:
             return
         # Raised outside the except block so the ValidationError, which holds the
         # input values (keys included), is not kept as __context__.
         raise ConfigError(problems, type(self).__name__ if self._where is None else self._where)
+
+
+def non_string_key(data: object) -> str | None:
+    """The path of the first mapping inside `data` with a key that is not a string
+    (``""`` for `data` itself), or None. Iterative, and safe on cyclic input."""
+    todo: list[tuple[str, object]] = [("", data)]
+    seen: set[int] = set()
+    while todo:
+        path, value = todo.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, Mapping):
+            if not all(isinstance(k, str) for k in value):
+                return path
+            todo.extend((join_path(path, k), v) for k, v in value.items())
+        elif isinstance(value, list | tuple):
+            todo.extend((join_path(path, f"[{i}]"), v) for i, v in enumerate(value))
+    return None

@@ -244,14 +244,28 @@ class SharedState(ConfigModel):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        problem = redis_url_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 
-# --- the response cache (docs/caching.md): off by default, on per router or per group
-
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def redis_url_problem(url: str) -> str | None:
+    """What is wrong with a Redis URL, without quoting it (it may hold a password)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return "is not a valid URL (not shown: it may hold a password)"
+    if parts.scheme not in _REDIS_SCHEMES:
+        return "must be a redis://, rediss:// or unix:// URL"
+    return None
+
+
+# --- the response cache (docs/caching.md): off by default, on per router or per group
 
 
 class GroupCachePolicy(ConfigModel):
@@ -296,12 +310,9 @@ class CacheConfig(ConfigModel):
     @model_validator(mode="after")
     def _check_redis(self) -> Self:
         if self.redis_url is not None:
-            scheme = urlsplit(self.redis_url.get_secret_value()).scheme
-            if scheme not in _REDIS_SCHEMES:
-                raise ValueError(
-                    "redis_url must start with redis://, rediss:// or unix:// "
-                    "(the URL itself is not shown: it may hold a password)"
-                )
+            problem = redis_url_problem(self.redis_url.get_secret_value())
+            if problem:
+                raise ConfigError([("redis_url", problem)])
         if self.backend == "redis" and self.redis_url is None:
             raise ValueError("backend 'redis' needs redis_url")
         return self

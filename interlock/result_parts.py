@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypedDict
 
 __all__ = [
+    "MAX_COUNT",
     "CompletionTokensDetails",
+    "InvalidCount",
     "PromptTokensDetails",
     "ReasoningBlock",
     "UsageLike",
     "extra_fields",
     "read_usage_details",
+    "token_count",
 ]
 
 
@@ -90,20 +93,51 @@ _USAGE = frozenset(
 )  # fmt: skip
 
 
+MAX_COUNT = 2**53
+"""Counts from a provider are below this: integers a float holds exactly, so costs
+and JSON round trips stay exact (and an absurd number is refused, not priced)."""
+
+
+class InvalidCount(ValueError):
+    """A number from a provider is not a count (an integer in ``[0, MAX_COUNT)``). The
+    message names the field, never the value; a transport turns this into a
+    `MalformedResponseError`."""
+
+
+def token_count(value: object, name: str) -> int:
+    """`value` as a count of tokens (None is 0): an int, or a float with an integral
+    value; anything else (a string, a bool, a negative or fractional number) raises
+    `InvalidCount`."""
+    if value is None:
+        return 0
+    if type(value) is int and 0 <= value < MAX_COUNT:
+        return value
+    if type(value) is float and value.is_integer() and 0 <= value < MAX_COUNT:
+        return int(value)
+    raise InvalidCount(f"{name} is not a count (an integer >= 0)")
+
+
 def read_usage_details(usage: UsageLike, d: Mapping[str, Any]) -> None:
     """OpenAI's detail objects (and any other field) onto `usage`; a detail that is not
-    an object is left out rather than failing the response."""
+    an object is left out rather than failing the response, a count that is not one
+    raises `InvalidCount` (as the main counts do)."""
     prompt = d.get("prompt_tokens_details")
     if isinstance(prompt, Mapping):
         usage.prompt_tokens_details = PromptTokensDetails(
-            int(prompt.get("cached_tokens") or 0),
-            int(prompt.get("cache_write_tokens") or prompt.get("cache_creation_tokens") or 0),
+            token_count(prompt.get("cached_tokens"), "usage.prompt_tokens_details.cached_tokens"),
+            token_count(
+                prompt.get("cache_write_tokens") or prompt.get("cache_creation_tokens"),
+                "usage.prompt_tokens_details.cache_write_tokens",
+            ),
             extra_fields(prompt, _PROMPT_DETAILS),
         )
     completion = d.get("completion_tokens_details")
     if isinstance(completion, Mapping):
         usage.completion_tokens_details = CompletionTokensDetails(
-            int(completion.get("reasoning_tokens") or 0),
+            token_count(
+                completion.get("reasoning_tokens"),
+                "usage.completion_tokens_details.reasoning_tokens",
+            ),
             extra_fields(completion, _REASONING_DETAILS),
         )
     usage.extra = extra_fields(d, _USAGE)

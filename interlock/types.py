@@ -15,16 +15,20 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypedDict
 
 from interlock.result_parts import (
+    MAX_COUNT,
     CompletionTokensDetails,
+    InvalidCount,
     PromptTokensDetails,
     ReasoningBlock,
     extra_fields,
     read_usage_details,
+    token_count,
 )
 
 __all__ = [
     "CHAT_PARAM_NAMES",
     "EMBEDDING_PARAM_NAMES",
+    "MAX_COUNT",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatMessage",
@@ -36,12 +40,14 @@ __all__ = [
     "Embedding",
     "EmbeddingParams",
     "EmbeddingResponse",
+    "InvalidCount",
     "PromptTokensDetails",
     "ReasoningBlock",
     "Request",
     "RequestKind",
     "StrategyRef",
     "Usage",
+    "token_count",
 ]
 
 RequestKind = Literal["chat", "embedding", "call"]
@@ -79,11 +85,25 @@ class Usage:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Usage:
-        prompt = d.get("prompt_tokens") or 0
-        completion = d.get("completion_tokens") or 0
+        """From OpenAI's ``usage`` object; raises `InvalidCount` for a count that is
+        not one (accounting must never see it)."""
+        prompt = d.get("prompt_tokens")
+        completion = d.get("completion_tokens")
         total = d.get("total_tokens")
+        if not (
+            type(prompt) is int
+            and type(completion) is int
+            and 0 <= prompt < MAX_COUNT
+            and 0 <= completion < MAX_COUNT
+            and (total is None or (type(total) is int and 0 <= total < MAX_COUNT))
+        ):  # the slow path: missing fields, floats, or something to refuse
+            prompt = token_count(prompt, "usage.prompt_tokens")
+            completion = token_count(completion, "usage.completion_tokens")
+            if total is not None:
+                total = token_count(total, "usage.total_tokens")
         usage = cls(prompt, completion, prompt + completion if total is None else total)
-        if len(d) > 3:
+        # Anything beyond the three counts (details, other fields) is read apart.
+        if len(d) > 3 or (total is None and len(d) > 2):
             read_usage_details(usage, d)
         return usage
 

@@ -10,15 +10,19 @@ costs one connection timeout per interval rather than one per request.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 from urllib.parse import urlsplit
 
 from interlock.clock import Clock
+from interlock.errors import ConfigError
 
 __all__ = ["RedisStore"]
 
 log = logging.getLogger("interlock.cache")
+
+_REFUSED = "is not a URL redis accepts (not shown: it may hold a password)"
 
 
 def _where(url: str) -> str:
@@ -39,7 +43,6 @@ class RedisStore:
         "_client",
         "_clock",
         "_down_until",
-        "_errors",
         "_outage",
         "_where",
         "retry_interval",
@@ -58,22 +61,26 @@ class RedisStore:
             import redis.asyncio as aioredis
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
-            from redis.exceptions import RedisError
         except ImportError:
             raise ImportError(
                 "the redis cache backend needs the redis extra: pip install 'interlock[redis]'"
             ) from None
-        self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
         if client is None:
-            client = aioredis.Redis.from_url(
-                url,
-                socket_connect_timeout=timeout,
-                socket_timeout=timeout,
-                retry_on_timeout=False,
-                # A cache must not add retries with backoff to a request: one failure
-                # is enough to go uncached (and to skip Redis for retry_interval).
-                retry=Retry(NoBackoff(), 0),
-            )
+            try:
+                client = aioredis.Redis.from_url(
+                    url,
+                    socket_connect_timeout=timeout,
+                    socket_timeout=timeout,
+                    retry_on_timeout=False,
+                    # A cache must not add retries with backoff to a request: one failure
+                    # is enough to go uncached (and to skip Redis for retry_interval).
+                    retry=Retry(NoBackoff(), 0),
+                )
+            except ValueError:  # e.g. an option in the query string redis does not take
+                client = None
+            if client is None:
+                # Raised here, off the chain: redis' message may quote the URL.
+                raise ConfigError([("cache.redis_url", _REFUSED)])
         self._client = client
         self._clock = clock
         self._where = _where(url)
@@ -111,7 +118,10 @@ class RedisStore:
             return None
         try:
             value = await self._client.get(key)
-        except self._errors as exc:  # connection refused, timeouts, server errors
+        except Exception as exc:
+            # Refused, timed out, a server error, or a server (or proxy) whose replies
+            # redis-py cannot read, which it may report with any exception: all an
+            # outage. A cache never fails a request.
             self._failed(exc)
             return None
         self._succeeded()
@@ -122,7 +132,7 @@ class RedisStore:
             return False
         try:
             await self._client.set(key, data, px=max(1, int(ttl * 1000)))
-        except self._errors as exc:
+        except Exception as exc:  # an outage, as in `get`
             self._failed(exc)
             return False
         self._succeeded()
@@ -133,7 +143,9 @@ class RedisStore:
         return None, None
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        # Closing a connection Redis already dropped can fail; the router is closing.
+        with contextlib.suppress(Exception):
+            await self._client.aclose()
 
     def __repr__(self) -> str:
         state = "down" if self._outage else "up"

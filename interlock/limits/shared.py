@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from interlock.clock import Clock
 from interlock.config import SharedState
+from interlock.errors import ConfigError
 from interlock.limits.ledger import Reservation
 
 if TYPE_CHECKING:
@@ -200,12 +201,21 @@ class RedisLedger:
         self._states = tuple(states)
         u = urlsplit(config.url)
         self._where = f"{u.hostname or 'localhost'}:{u.port or 6379}"  # never the password
-        self._client: Any = Redis.from_url(
-            config.url,
-            socket_timeout=config.timeout,
-            socket_connect_timeout=config.timeout,
-            retry=Retry(NoBackoff(), 0),  # an outage must not stall the hot path
-        )
+        try:
+            client: Any = Redis.from_url(
+                config.url,
+                socket_timeout=config.timeout,
+                socket_connect_timeout=config.timeout,
+                retry=Retry(NoBackoff(), 0),  # an outage must not stall the hot path
+            )
+        except ValueError:  # e.g. an option in the query string redis does not take
+            client = None
+        if client is None:
+            # Raised here, off the chain: redis' message may quote the URL.
+            raise ConfigError(
+                [("shared.url", "is not a URL redis accepts (not shown: it may hold a password)")]
+            )
+        self._client = client
         p = config.prefix
         self._keys = {
             s.id: [f"{p}:{{{s.id}}}:rpm", f"{p}:{{{s.id}}}:tpm", f"{p}:{{{s.id}}}:cool"]
@@ -245,17 +255,19 @@ class RedisLedger:
         args = (1000, _BUCKETS, d.rpm or 0, d.tpm or 0, r.tokens)
         try:
             reply = await self._scripts["admit"](keys=keys, args=args)
+            # Read inside the try: a reply of another shape (not our script's, say a
+            # proxy's) is an outage too, not an error for the caller.
+            admitted, code, ms = int(reply[0]) == 1, int(reply[1]), int(reply[-1])
         except Exception as exc:
             self._lost(exc)
             return True
         self.round_trips += 1
-        if int(reply[0]) == 1:
+        if admitted:
             if d.tpm is not None:
-                r.remote = _Ticket(self, keys, int(reply[1]))
+                r.remote = _Ticket(self, keys, code)
             return True
-        ms = max(int(reply[2]), 1)
-        until = self._clock.now() + ms / 1000.0
-        if int(reply[1]) == 1:
+        until = self._clock.now() + max(ms, 1) / 1000.0
+        if code == 1:
             s.cooldown_until = max(s.cooldown_until, until)
         else:
             s.blocked_until = max(s.blocked_until, until)
@@ -277,13 +289,13 @@ class RedisLedger:
     async def _flush(self) -> None:
         while self._pending and self._active:
             batch, self._pending = self._pending, []
-            pipe = self._client.pipeline(transaction=False)
-            for name, keys, args in batch:
-                script = self._scripts[name]
-                if name == "adjust":
-                    args = [1000, _BUCKETS, *args]
-                await script(keys=keys, args=args, client=pipe)
             try:
+                pipe = self._client.pipeline(transaction=False)
+                for name, keys, args in batch:
+                    script = self._scripts[name]
+                    if name == "adjust":
+                        args = [1000, _BUCKETS, *args]
+                    await script(keys=keys, args=args, client=pipe)
                 await pipe.execute()
             except Exception as exc:
                 self._lost(exc)
@@ -299,13 +311,16 @@ class RedisLedger:
         """Read every shared cooldown now (the background task does it periodically)."""
         try:
             ttls = await self._scripts["sync"](keys=self._cool_keys)
+            ms_left = [int(ms) for ms in ttls]
+            if len(ms_left) != len(self._states):
+                raise ValueError("a reply of another shape")
         except Exception as exc:
             self._lost(exc)
             return
         now = self._clock.now()
-        for s, ms in zip(self._states, ttls, strict=True):
-            if int(ms) > 0:
-                s.cooldown_until = max(s.cooldown_until, now + int(ms) / 1000.0)
+        for s, ms in zip(self._states, ms_left, strict=True):
+            if ms > 0:
+                s.cooldown_until = max(s.cooldown_until, now + ms / 1000.0)
 
     async def _background(self) -> None:
         cfg = self.config
@@ -361,7 +376,9 @@ class RedisLedger:
         if self._flusher is not None and not self._flusher.done():
             with contextlib.suppress(Exception):
                 await self._flusher
-        await self._client.aclose()
+        # Closing a connection Redis already dropped can fail; the router is closing.
+        with contextlib.suppress(Exception):
+            await self._client.aclose()
 
     def __repr__(self) -> str:
         state = "active" if self._active else "local-only"

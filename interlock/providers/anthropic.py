@@ -133,7 +133,8 @@ class AnthropicTransport(NativeTransport):
         try:
             return parse_message(data, d)
         except PARSE_ERRORS as exc:
-            raise malformed(d, exc) from None
+            err = malformed(d, exc)
+        raise err  # off the chain: the parser's exception may quote the body
 
     def _error_body(
         self, d: Deployment, data: dict[str, Any], secret: str | None

@@ -27,6 +27,7 @@ from interlock.types import (
     PromptTokensDetails,
     ReasoningBlock,
     Usage,
+    token_count,
 )
 
 __all__ = ["STOP_REASONS", "AnthropicStream", "finish_reason", "parse_message", "usage_of"]
@@ -61,16 +62,18 @@ def usage_of(u: Mapping[str, Any] | None) -> Usage | None:
     writes within it are in `prompt_tokens_details`, so they can be priced apart."""
     if not u:
         return None
-    read = int(u.get("cache_read_input_tokens") or 0)
-    written = int(u.get("cache_creation_input_tokens") or 0)
-    prompt = int(u.get("input_tokens") or 0) + read + written
-    completion = int(u.get("output_tokens") or 0)
+    # Every count goes through token_count: accounting must never see a non-count.
+    read = token_count(u.get("cache_read_input_tokens"), "usage.cache_read_input_tokens")
+    written = token_count(u.get("cache_creation_input_tokens"), "usage.cache_creation_input_tokens")
+    prompt = token_count(u.get("input_tokens"), "usage.input_tokens") + read + written
+    completion = token_count(u.get("output_tokens"), "usage.output_tokens")
     usage = Usage(prompt, completion, prompt + completion)
     if "cache_read_input_tokens" in u or "cache_creation_input_tokens" in u:
         usage.prompt_tokens_details = PromptTokensDetails(read, written)
     details = u.get("output_tokens_details")
     if isinstance(details, Mapping) and details.get("thinking_tokens") is not None:
-        usage.completion_tokens_details = CompletionTokensDetails(int(details["thinking_tokens"]))
+        thinking = token_count(details["thinking_tokens"], "usage.output_tokens_details")
+        usage.completion_tokens_details = CompletionTokensDetails(thinking)
     return usage
 
 
@@ -108,7 +111,9 @@ class _Content:
     def add(self, block: Mapping[str, Any]) -> None:
         kind = block.get("type")
         if kind == "text":
-            text = str(block["text"])
+            text = block["text"]
+            if not isinstance(text, str):  # not what the API sends: a malformed body
+                raise TypeError("a text block's text is not a string")
             cited = block.get("citations")
             if isinstance(cited, list) and cited:
                 self.citations += cited

@@ -183,14 +183,16 @@ class BedrockTransport:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise malformed(d, exc) from None
+            err = malformed(d, exc)
+        raise err  # off the chain: the parser's exception may quote the body
 
     async def chat(self, d: Deployment, request: Request, timeout: float) -> ChatCompletion:
         data = await self._post(d, "converse", build_converse(d, request), timeout, request.params)
         try:
             return parse_converse(data, d)
         except PARSE_ERRORS as exc:
-            raise malformed(d, exc) from None
+            err = malformed(d, exc)
+        raise err  # off the chain: the parser's exception may quote the body
 
     async def open_stream(self, d: Deployment, request: Request, timeout: float) -> BedrockStream:
         url = self._url(d, "converse-stream")
@@ -224,7 +226,8 @@ class BedrockTransport:
         try:
             return _parse_embeddings(d, answers)
         except PARSE_ERRORS as exc:
-            raise malformed(d, exc) from None
+            err = malformed(d, exc)
+        raise err  # off the chain: the parser's exception may quote the body
 
     async def aclose(self) -> None:
         self._aws.close()

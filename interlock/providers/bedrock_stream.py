@@ -116,6 +116,7 @@ class BedrockStream:
                     f"stream ended before messageStop, after {self.chunks} chunk(s)",
                     deployment_id=self.deployment.id,
                 )
+            failure: InterlockError | None = None
             try:
                 self._feed(message)
             except InterlockError:
@@ -123,7 +124,9 @@ class BedrockStream:
                 raise
             except PARSE_ERRORS as exc:
                 self.close()
-                raise malformed(self.deployment, exc) from None
+                failure = malformed(self.deployment, exc)
+            if failure is not None:
+                raise failure  # off the chain: the parser's exception may quote the body
         self.chunks += 1
         return self._pending.popleft()
 
@@ -131,13 +134,16 @@ class BedrockStream:
         """The next complete event-stream message; None at a clean end of the body."""
         d = self.deployment
         while True:
+            failure: InterlockError | None = None
             try:
                 return next(self._buffer)
             except StopIteration:
                 pass
             except Exception as exc:  # botocore's ParserError family: bad CRC, lengths
                 self.close()
-                raise malformed(d, exc) from None
+                failure = malformed(d, exc)
+            if failure is not None:
+                raise failure  # off the chain: the parser's exception may quote the body
             try:
                 async with asyncio.timeout(d.timeout):
                     data = await self._resp.content.readany()

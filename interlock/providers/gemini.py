@@ -123,7 +123,8 @@ class GeminiTransport(NativeTransport):
         try:
             return parse_response(data, d)
         except PARSE_ERRORS as exc:
-            raise malformed(d, exc) from None
+            err = malformed(d, exc)
+        raise err  # off the chain: the parser's exception may quote the body
 
     async def open_stream(self, d: Deployment, request: Request, timeout: float) -> NativeStream:
         ep = self._endpoint(d)
@@ -162,7 +163,9 @@ class GeminiTransport(NativeTransport):
                 for i, e in enumerate(data["embeddings"])
             ]
         except PARSE_ERRORS as exc:
-            raise malformed(d, exc) from None
-        return EmbeddingResponse(
-            data=vectors, model=d.model, usage=None, deployment_id=d.id or "", group=d.group
-        )
+            err = malformed(d, exc)
+        else:
+            return EmbeddingResponse(
+                data=vectors, model=d.model, usage=None, deployment_id=d.id or "", group=d.group
+            )
+        raise err  # off the chain: the parser's exception may quote the body

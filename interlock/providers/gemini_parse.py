@@ -33,6 +33,7 @@ from interlock.types import (
     PromptTokensDetails,
     ReasoningBlock,
     Usage,
+    token_count,
 )
 
 __all__ = ["FINISH_REASONS", "GeminiStream", "parse_response", "usage_of"]
@@ -53,13 +54,13 @@ _REQUEST_FAULTS = frozenset(("UNEXPECTED_TOOL_CALL", "MISSING_THOUGHT_SIGNATURE"
 def usage_of(u: Mapping[str, Any] | None) -> Usage | None:
     if not u:
         return None
-    prompt = int(u.get("promptTokenCount") or 0)
-    thoughts = int(u.get("thoughtsTokenCount") or 0)
-    completion = int(u.get("candidatesTokenCount") or 0) + thoughts
-    total = u.get("totalTokenCount")
-    usage = Usage(prompt, completion, int(total) if total else prompt + completion)
+    names = ("promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount", "totalTokenCount")
+    prompt, out, thoughts, total = (token_count(u.get(k), f"usageMetadata.{k}") for k in names)
+    completion = out + thoughts
+    usage = Usage(prompt, completion, total or prompt + completion)
     if "cachedContentTokenCount" in u:
-        usage.prompt_tokens_details = PromptTokensDetails(int(u["cachedContentTokenCount"] or 0))
+        cached = token_count(u["cachedContentTokenCount"], "usageMetadata.cachedContentTokenCount")
+        usage.prompt_tokens_details = PromptTokensDetails(cached)
     if "thoughtsTokenCount" in u:
         usage.completion_tokens_details = CompletionTokensDetails(thoughts)
     return usage
@@ -99,7 +100,10 @@ class _Parts:
         if part.get("thought"):
             self.thought.append(str(part.get("text") or ""))
         elif "text" in part:
-            self.text.append(str(part["text"]))
+            text = part["text"]
+            if not isinstance(text, str):  # not what the API sends: a malformed body
+                raise TypeError("a part's text is not a string")
+            self.text.append(text)
         if sig or part.get("thought"):
             thought = str(part.get("text") or "") if part.get("thought") else ""
             block: ReasoningBlock = {"type": "thinking", "thinking": thought, "provider": "gemini"}

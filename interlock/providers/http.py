@@ -1,15 +1,22 @@
-"""HTTP plumbing shared by the aiohttp transports: the session, Retry-After, status
-codes to errors, and keeping keys out of messages."""
+"""HTTP plumbing shared by the aiohttp transports: the session (and the one resend of
+a request whose pooled connection the server had closed), Retry-After, status codes
+and dependency exceptions to typed errors, and keeping keys and bodies out of them."""
 
 from __future__ import annotations
 
 import email.utils
+import math
 import time
+import weakref
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import aiohttp
 import orjson
+from aiohttp import ClientRequest
+from aiohttp.connector import Connection
+from aiohttp.http_exceptions import HttpProcessingError
 from yarl import URL
 
 from interlock.config import Deployment
@@ -35,8 +42,10 @@ from interlock.errors import (
 )
 from interlock.errors import scrub as scrub_secret
 from interlock.records.transport import ChunkSource
+from interlock.types import InvalidCount
 
 __all__ = [
+    "READ_BUFSIZE",
     "ErrorMapper",
     "HttpClient",
     "connection_error",
@@ -44,11 +53,14 @@ __all__ = [
     "dumps_body",
     "error_body_fields",
     "error_from_response",
+    "is_stale_connection",
     "malformed",
     "open_sse",
     "parse_retry_after",
     "post_bytes",
     "scrub",
+    "send",
+    "typed_error",
 ]
 
 ErrorMapper = Callable[[Deployment, int, Mapping[str, str], bytes, "str | None"], InterlockError]
@@ -57,11 +69,37 @@ ErrorMapper = Callable[[Deployment, int, Mapping[str, str], bytes, "str | None"]
 S = TypeVar("S", bound=ChunkSource)
 
 
-class HttpClient:
-    """Owns the one `aiohttp.ClientSession` a router uses: keep-alive, pooled, created
-    on first use inside the running loop and closed by `aclose()`."""
+_reused: ContextVar[bool] = ContextVar("interlock_connection_reused", default=False)
+"""Whether the sending task's last request went out on a connection used before."""
 
-    __slots__ = ("_closed", "_limit", "_session")
+
+class _PoolConnector(aiohttp.TCPConnector):
+    """aiohttp's pooled connector, telling `send` (through `_reused`, a context
+    variable of the sending task) whether a request went out on a connection an
+    earlier request had used: one taken from the keep-alive pool."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._used: weakref.WeakSet[object] = weakref.WeakSet()
+
+    async def connect(self, req: ClientRequest, *args: Any, **kwargs: Any) -> Connection:
+        conn = await super().connect(req, *args, **kwargs)
+        protocol, used = conn.protocol, self._used
+        if protocol is not None:
+            _reused.set(protocol in used)
+            used.add(protocol)
+        return conn
+
+
+class HttpClient:
+    """Owns the `aiohttp.ClientSession` a router uses: keep-alive, pooled, created on
+    first use inside the running loop and closed by `aclose()`.
+
+    A second session, without keep-alive, is made only when needed: `send` re-sends
+    there a request whose pooled connection turned out to be closed (see `send`).
+    """
+
+    __slots__ = ("_closed", "_fresh", "_limit", "_session")
 
     def __init__(self, *, connection_limit: int = 1000) -> None:
         if (
@@ -74,29 +112,46 @@ class HttpClient:
             )
         self._limit = connection_limit
         self._session: aiohttp.ClientSession | None = None
+        self._fresh: aiohttp.ClientSession | None = None
         self._closed = False
+
+    def _open(self, *, keepalive: bool) -> aiohttp.ClientSession:
+        if self._closed:
+            # A session made now would never be closed: refuse instead of leaking.
+            raise RuntimeError(
+                "this Router was closed with aclose(); enter `async with router:` again "
+                "to reopen it"
+            )
+        connector = (
+            _PoolConnector(limit=self._limit, limit_per_host=0, keepalive_timeout=30.0)
+            if keepalive
+            else aiohttp.TCPConnector(limit=self._limit, limit_per_host=0, force_close=True)
+        )
+        # No session-wide timeout: each attempt runs under its own deadline. No
+        # skip_auto_headers either: aiohttp's slow path for it costs more per request
+        # than sending its default User-Agent. read_bufsize is pinned because it sets
+        # the longest line a stream may send (twice this), which aiohttp's default
+        # changed across versions (docs/resilience.md#faults-and-bad-input).
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None),
+            raise_for_status=False,
+            read_bufsize=READ_BUFSIZE,
+        )
 
     @property
     def session(self) -> aiohttp.ClientSession:
         s = self._session
         if s is None or s.closed:
-            if self._closed:
-                # A session made now would never be closed: refuse instead of leaking.
-                raise RuntimeError(
-                    "this Router was closed with aclose(); enter `async with router:` again "
-                    "to reopen it"
-                )
-            connector = aiohttp.TCPConnector(
-                limit=self._limit, limit_per_host=0, keepalive_timeout=30.0
-            )
-            # No session-wide timeout: each attempt runs under its own deadline. No
-            # skip_auto_headers either: aiohttp's slow path for it costs more per request
-            # than sending its default User-Agent.
-            s = self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=None),
-                raise_for_status=False,
-            )
+            s = self._session = self._open(keepalive=True)
+        return s
+
+    @property
+    def fresh_session(self) -> aiohttp.ClientSession:
+        """A session whose every request opens a new connection (and closes it after)."""
+        s = self._fresh
+        if s is None or s.closed:
+            s = self._fresh = self._open(keepalive=False)
         return s
 
     @property
@@ -109,9 +164,47 @@ class HttpClient:
 
     async def aclose(self) -> None:
         self._closed = True
-        s, self._session = self._session, None
-        if s is not None and not s.closed:
-            await s.close()
+        for s in (self._session, self._fresh):
+            if s is not None and not s.closed:
+                await s.close()
+        self._session = self._fresh = None
+
+
+READ_BUFSIZE = 2**18
+"""aiohttp's read buffer per response: a stream line longer than twice this (512 KiB)
+is refused (`MalformedResponseError`)."""
+
+
+def is_stale_connection(exc: BaseException) -> bool:
+    """Whether `exc` says the connection was closed or reset after it was made and
+    before the response began: what a pooled connection that the server closed while
+    idle looks like to the request sent on it (a refused connection or a timeout is
+    something else)."""
+    return isinstance(
+        exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionResetError)
+    ) and not isinstance(exc, (aiohttp.ClientConnectorError, TimeoutError))
+
+
+async def send(
+    client: HttpClient, url: URL, body: bytes, headers: Mapping[str, str]
+) -> aiohttp.ClientResponse:
+    """POST `body` and wait for the response's status and headers.
+
+    A request sent on a pooled keep-alive connection that is closed or reset before
+    any of the response arrives is sent once more, on a new connection: the server
+    closed the idle connection as it was reused, which says nothing about the
+    deployment (aiohttp does the same for idempotent methods; a chat completion that
+    produced no answer can be asked again). On a new connection the same failure is
+    the deployment's, and is not repeated.
+    """
+    _reused.set(False)
+    try:
+        return await client.session.post(url, data=body, headers=headers)
+    except aiohttp.ClientError as exc:
+        if not (_reused.get() and is_stale_connection(exc)):
+            raise
+    # Outside the except block, so a second failure does not carry the first.
+    return await client.fresh_session.post(url, data=body, headers=headers)
 
 
 def scrub(text: str, secret: str | None) -> str:
@@ -121,20 +214,25 @@ def scrub(text: str, secret: str | None) -> str:
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms``, ``Retry-After`` (seconds or HTTP-date)."""
+    """Seconds to wait from ``retry-after-ms``, ``Retry-After`` (seconds or HTTP-date);
+    None when absent or not a finite number (``nan`` and ``inf`` parse as floats)."""
     ms = headers.get("retry-after-ms")
     if ms:
         try:
-            return max(0.0, float(ms) / 1000.0)
+            seconds = float(ms) / 1000.0
         except ValueError:
-            pass
+            seconds = math.nan
+        if math.isfinite(seconds):
+            return max(0.0, seconds)
     value = headers.get("retry-after")
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -287,20 +385,52 @@ def dumps_body(payload: dict[str, Any]) -> bytes:
     try:
         return orjson.dumps(payload)
     except TypeError as exc:
-        raise BadRequestError(f"the request is not JSON-serializable: {exc}") from None
+        err = BadRequestError(f"the request is not JSON-serializable: {exc}")
+    raise err  # off the chain: orjson's exception holds the request's values
 
 
-def malformed(d: Deployment, exc: BaseException) -> MalformedResponseError:
-    return MalformedResponseError(
-        f"unreadable response body ({type(exc).__name__})", deployment_id=d.id
-    )
+def malformed(d: Deployment, exc: BaseException | str) -> MalformedResponseError:
+    """The error for a body that is not what the API promises. `exc` (the parser's
+    exception) is named by its class alone, since its text may quote the body, unless
+    it is an `InvalidCount` (whose text names the field, never the value). Raise the
+    result outside the ``except`` block that caught `exc` (see `typed_error`)."""
+    if isinstance(exc, InvalidCount):
+        return MalformedResponseError(f"invalid response: {exc}", deployment_id=d.id)
+    what = exc if isinstance(exc, str) else type(exc).__name__
+    return MalformedResponseError(f"unreadable response body ({what})", deployment_id=d.id)
 
 
 def connection_error(d: Deployment, secret: str | None, exc: BaseException) -> APIConnectionError:
-    # The exception's text names the deployment's own host, which is never altered.
+    # An OS error's text names the address and the errno; other aiohttp errors may
+    # quote what the server sent, so only their class is named.
+    detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError) else type(exc).__name__
+    # The text names the deployment's own host, which is never altered.
     own = (d.api_base or "", d.id or "", d.model, d.group)
-    text = scrub_secret(f"connection failed: {type(exc).__name__}: {exc}", secret, own)
+    text = scrub_secret(f"connection failed: {detail}", secret, own)
     return APIConnectionError(text, deployment_id=d.id)
+
+
+def typed_error(
+    d: Deployment, secret: str | None, exc: Exception, timeout: float, waiting_for: str
+) -> InterlockError | None:
+    """The `InterlockError` for an exception from aiohttp while sending a request or
+    reading its response; None for an exception that is not aiohttp's or the
+    socket's (a bug, to be raised as it is).
+
+    Callers raise the result outside their ``except`` block: raised inside it, the
+    dependency's exception would stay on its ``__context__``, and that exception may
+    hold the upstream's bytes.
+    """
+    if isinstance(exc, InterlockError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return APITimeoutError(f"no {waiting_for} within {timeout:.3g} s", deployment_id=d.id)
+    if isinstance(exc, aiohttp.ClientResponseError | HttpProcessingError):
+        # The server's bytes are not HTTP (a bad status line, oversized headers, ...).
+        return malformed(d, exc)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return connection_error(d, secret, exc)
+    return None
 
 
 async def post_bytes(
@@ -317,17 +447,16 @@ async def post_bytes(
     """POST `body` within `timeout`; the response body, or a typed error."""
     try:
         with deadlines.timeout(timeout):
-            async with client.session.post(url, data=body, headers=headers) as resp:
+            async with await send(client, url, body, headers) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise error(d, resp.status, resp.headers, raw, secret)
                 return raw
-    except InterlockError:
-        raise
-    except TimeoutError:
-        raise APITimeoutError(f"no response within {timeout:.3g} s", deployment_id=d.id) from None
-    except (aiohttp.ClientError, OSError) as exc:
-        raise connection_error(d, secret, exc) from None
+    except Exception as exc:  # typed below, or raised as it is
+        err = typed_error(d, secret, exc, timeout, "response")
+        if err is None or err is exc:
+            raise
+    raise err
 
 
 async def open_sse(
@@ -347,7 +476,7 @@ async def open_sse(
     resp: aiohttp.ClientResponse | None = None
     try:
         with deadlines.timeout(timeout):
-            resp = await client.session.post(url, data=body, headers=headers)
+            resp = await send(client, url, body, headers)
             if resp.status >= 400:
                 raw = await resp.read()
                 raise error(d, resp.status, resp.headers, raw, secret)
@@ -362,12 +491,9 @@ async def open_sse(
     except BaseException as exc:
         if resp is not None:
             resp.close()
-        if isinstance(exc, InterlockError) or not isinstance(exc, Exception):
+        if not isinstance(exc, Exception):
             raise
-        if isinstance(exc, TimeoutError):
-            raise APITimeoutError(
-                f"no first chunk within {timeout:.3g} s", deployment_id=d.id
-            ) from None
-        if isinstance(exc, (aiohttp.ClientError, OSError)):
-            raise connection_error(d, secret, exc) from None
-        raise
+        err = typed_error(d, secret, exc, timeout, "first chunk")
+        if err is None or err is exc:
+            raise
+    raise err

@@ -30,7 +30,7 @@ from interlock.providers.http import (
     post_bytes,
 )
 from interlock.providers.params import call_headers
-from interlock.providers.sse import SSEReader
+from interlock.providers.sse import OpenChoices, SSEReader, read_error
 from interlock.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice, ReasoningBlock, Usage
 
 __all__ = ["PARSE_ERRORS", "Endpoint", "NativeStream", "NativeTransport", "make_chunk"]
@@ -123,7 +123,8 @@ class NativeTransport:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise malformed(d, exc) from None
+            err = malformed(d, exc)
+        raise err  # off the chain: the decoder's exception holds the body
 
     async def _open(
         self,
@@ -157,7 +158,8 @@ class NativeStream:
     """An SSE stream whose events `_feed` turns into zero or more chunks.
 
     Subclasses set `finished` when the provider said the message is complete; a clean
-    end of the body before that is a cut stream.
+    end of the body before that is a cut stream, unless every choice has already sent
+    its finish_reason (the answer is complete; only the end marker is missing).
     """
 
     first: ChatCompletionChunk
@@ -174,6 +176,7 @@ class NativeStream:
         self._reader = SSEReader(resp, idle_timeout=deployment.timeout)
         self._secret = secret
         self._pending: deque[ChatCompletionChunk] = deque()
+        self._choices = OpenChoices()
         self._done = False
         self.finished = False
         self.deployment = deployment
@@ -184,44 +187,47 @@ class NativeStream:
         raise NotImplementedError
 
     def _emit(self, chunk: ChatCompletionChunk) -> None:
+        self._choices.note(chunk)
         self._pending.append(chunk)
 
     async def next(self) -> ChatCompletionChunk | None:
-        d = self.deployment
         while not self._pending:
             if self._done or self.finished:
                 self.close()
                 return None
-            try:
-                data = await self._reader.read()
-            except TimeoutError:
+            err = await self._read()
+            if err is not None:
                 self.close()
-                raise StreamInterruptedError(
-                    f"no event for {d.timeout:.3g} s after {self.chunks} chunk(s)",
-                    deployment_id=d.id,
-                ) from None
-            except (aiohttp.ClientError, OSError) as exc:
-                self.close()
-                raise StreamInterruptedError(
-                    f"stream cut after {self.chunks} chunk(s): {type(exc).__name__}",
-                    deployment_id=d.id,
-                ) from None
-            if data is None:
-                self.close()
-                raise StreamInterruptedError(
-                    f"stream ended before the message was complete, after {self.chunks} chunk(s)",
-                    deployment_id=d.id,
-                )
-            try:
-                self._feed(data)
-            except InterlockError:
-                self.close()
-                raise
-            except PARSE_ERRORS as exc:
-                self.close()
-                raise malformed(d, exc) from None
+                raise err
         self.chunks += 1
         return self._pending.popleft()
+
+    async def _read(self) -> InterlockError | None:
+        """Read and feed one event; the error that ends the stream, if it ends."""
+        d = self.deployment
+        try:
+            data = await self._reader.read()
+        except Exception as exc:  # typed below, or raised as it is
+            err = read_error(d, exc, self.chunks)
+            if err is None:
+                self.close()
+                raise
+            return err
+        if data is None:
+            if self._choices.complete:
+                self.finished = True
+                return None
+            return StreamInterruptedError(
+                f"stream ended before the message was complete, after {self.chunks} chunk(s)",
+                deployment_id=d.id,
+            )
+        try:
+            self._feed(data)
+        except InterlockError as exc:
+            return exc
+        except PARSE_ERRORS as exc:
+            return malformed(d, exc)
+        return None
 
     def close(self) -> None:
         if not self._done:

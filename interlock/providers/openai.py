@@ -30,7 +30,7 @@ from interlock.providers.http import (
     scrub,
 )
 from interlock.providers.params import call_headers
-from interlock.providers.sse import SSEReader
+from interlock.providers.sse import OpenChoices, SSEReader, read_error
 from interlock.types import ChatCompletion, ChatCompletionChunk, EmbeddingResponse, Request
 
 __all__ = ["OpenAIStream", "OpenAITransport", "error_in_200", "openai_error", "outgoing_messages"]
@@ -119,7 +119,8 @@ class OpenAITransport:
                 raise error_in_200(d, data, ep.secret)
             return ChatCompletion.from_dict(data, deployment_id=d.id or "", group=d.group)
         except _PARSE_ERRORS as exc:
-            raise malformed(d, exc) from None
+            err = malformed(d, exc)
+        raise err  # off the chain: the decoder's exception holds the body
 
     def embedding_body(self, d: Deployment, request: Request) -> dict[str, Any]:
         """The embeddings body for `request`."""
@@ -139,7 +140,8 @@ class OpenAITransport:
                 raise error_in_200(d, data, ep.secret)
             return EmbeddingResponse.from_dict(data, deployment_id=d.id or "", group=d.group)
         except _PARSE_ERRORS as exc:
-            raise malformed(d, exc) from None
+            err = malformed(d, exc)
+        raise err  # off the chain: the decoder's exception holds the body
 
     async def open_stream(self, d: Deployment, request: Request, timeout: float) -> OpenAIStream:
         ep = self._endpoint(d)
@@ -160,7 +162,16 @@ class OpenAITransport:
 class OpenAIStream:
     """An open SSE stream of `chat.completion.chunk` events."""
 
-    __slots__ = ("_done", "_reader", "_resp", "_secret", "chunks", "deployment", "first")
+    __slots__ = (
+        "_choices",
+        "_done",
+        "_reader",
+        "_resp",
+        "_secret",
+        "chunks",
+        "deployment",
+        "first",
+    )
 
     first: ChatCompletionChunk
 
@@ -171,6 +182,7 @@ class OpenAIStream:
         self._reader = SSEReader(resp, idle_timeout=deployment.timeout)
         self._secret = secret
         self._done = False
+        self._choices = OpenChoices()
         self.deployment = deployment
         self.chunks = 0
 
@@ -180,24 +192,24 @@ class OpenAIStream:
         d = self.deployment
         try:
             data = await self._reader.read()
-        except TimeoutError:
+        except Exception as exc:  # typed below, or raised as it is
             self.close()
-            raise StreamInterruptedError(
-                f"no chunk for {d.timeout:.3g} s after {self.chunks} chunk(s)", deployment_id=d.id
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
+            err = read_error(d, exc, self.chunks)
+            if err is None:
+                raise
+        else:
+            if data is not None and data != b"[DONE]":
+                return self._chunk(data)
             self.close()
-            raise StreamInterruptedError(
-                f"stream cut after {self.chunks} chunk(s): {type(exc).__name__}", deployment_id=d.id
-            ) from None
-        if data is None:
-            self.close()
-            raise StreamInterruptedError(
+            if data is not None or self._choices.complete:
+                return None
+            err = StreamInterruptedError(
                 f"stream ended without [DONE] after {self.chunks} chunk(s)", deployment_id=d.id
             )
-        if data == b"[DONE]":
-            self.close()
-            return None
+        raise err
+
+    def _chunk(self, data: bytes) -> ChatCompletionChunk:
+        d = self.deployment
         try:
             obj = orjson.loads(data)
             if isinstance(obj, dict) and "error" in obj and "choices" not in obj:
@@ -205,17 +217,19 @@ class OpenAIStream:
             else:
                 chunk = ChatCompletionChunk.from_dict(obj, deployment_id=d.id or "", group=d.group)
         except _PARSE_ERRORS as exc:
-            self.close()
-            raise malformed(d, exc) from None
-        if obj is None:
-            self.close()
+            err: InterlockError = malformed(d, exc)
+        else:
+            if obj is not None:
+                self._choices.note(chunk)
+                self.chunks += 1
+                return chunk
             message, _, _ = error_body_fields(data)
-            raise InternalServerError(
+            err = InternalServerError(
                 f"{d.provider} sent an error mid-stream: {scrub(message, self._secret)}",
                 deployment_id=d.id,
             )
-        self.chunks += 1
-        return chunk
+        self.close()
+        raise err
 
     def close(self) -> None:
         if not self._done:

@@ -1,20 +1,35 @@
-"""Server-sent events over an aiohttp response."""
+"""Server-sent events over an aiohttp response, and what a stream of chat chunks
+says about its own end."""
 
 from __future__ import annotations
 
 import asyncio
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 
-__all__ = ["SSEReader"]
+from interlock.config import Deployment
+from interlock.errors import InterlockError, StreamInterruptedError
+from interlock.providers.http import READ_BUFSIZE, malformed
+from interlock.types import ChatCompletionChunk
+
+__all__ = ["EventTooLong", "OpenChoices", "SSEReader", "read_error"]
+
+MAX_LINE = 2 * READ_BUFSIZE
+"""The longest line `SSEReader` takes (aiohttp's limit for the session's buffer)."""
+
+
+class EventTooLong(Exception):
+    """A line of the stream is longer than `MAX_LINE` bytes."""
 
 
 class SSEReader:
     """Yields the `data` of each event; an event's several data lines are joined with
     newlines, comments and other fields are skipped.
 
-    `read()` returns None at a clean end of the body; transport failures propagate as
-    aiohttp/OS errors for the caller to map.
+    `read()` returns None at a clean end of the body and raises `EventTooLong` for a
+    line over `MAX_LINE`; transport failures propagate as aiohttp/OS errors (and a
+    stall as TimeoutError) for `read_error` to map.
     """
 
     __slots__ = ("_content", "_idle_timeout")
@@ -33,7 +48,12 @@ class SSEReader:
         data: list[bytes] = []
         readline = self._content.readline
         while True:
-            line = await readline()
+            try:
+                line = await readline()
+            except (HttpProcessingError, ValueError):
+                # aiohttp's "line too long" (LineTooLong; a ValueError before 3.10)
+                # quotes the line: raised below, off the chain.
+                break
             if not line:
                 return b"\n".join(data) if data else None
             line = line.rstrip(b"\r\n")
@@ -45,3 +65,51 @@ class SSEReader:
                 value = line[5:]
                 data.append(value[1:] if value.startswith(b" ") else value)
             # "event:", "id:", "retry:" and ":" comments carry nothing we use.
+        raise EventTooLong(f"a line of the stream is longer than {MAX_LINE} bytes")
+
+
+def read_error(d: Deployment, exc: Exception, chunks: int) -> InterlockError | None:
+    """The error for an exception from `SSEReader.read` after `chunks` chunks; None for
+    one that is neither aiohttp's nor the socket's. Raise it outside the ``except``
+    block, so the dependency's exception (which may quote the stream) is not kept on
+    its ``__context__``."""
+    if isinstance(exc, TimeoutError):
+        return StreamInterruptedError(
+            f"no chunk for {d.timeout:.3g} s after {chunks} chunk(s)", deployment_id=d.id
+        )
+    if isinstance(exc, EventTooLong):
+        return malformed(d, str(exc))
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return StreamInterruptedError(
+            f"stream cut after {chunks} chunk(s): {type(exc).__name__}", deployment_id=d.id
+        )
+    return None
+
+
+class OpenChoices:
+    """The choices of a chat stream that have not sent their `finish_reason` yet.
+
+    Once every choice has sent one the answer is complete: a body that then ends
+    without the provider's end marker (OpenAI's ``data: [DONE]``, Anthropic's
+    ``message_stop``) lost nothing the caller needs.
+    """
+
+    __slots__ = ("_open", "finished")
+
+    def __init__(self) -> None:
+        self._open: set[int] = set()
+        self.finished = False
+        """Some choice has finished."""
+
+    def note(self, chunk: ChatCompletionChunk) -> None:
+        for c in chunk.choices:
+            if c.finish_reason is None:
+                self._open.add(c.index)
+            else:
+                self._open.discard(c.index)
+                self.finished = True
+
+    @property
+    def complete(self) -> bool:
+        """Every choice seen so far has finished."""
+        return self.finished and not self._open

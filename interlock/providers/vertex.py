@@ -212,7 +212,8 @@ class VertexTransport(NativeTransport):
         try:
             return parse(data, d)
         except PARSE_ERRORS as exc:
-            raise malformed(d, exc) from None
+            err = malformed(d, exc)
+        raise err  # off the chain: the parser's exception may quote the body
 
     async def open_stream(self, d: Deployment, request: Request, timeout: float) -> NativeStream:
         ep = await self._authorized(d, timeout)
@@ -236,7 +237,8 @@ class VertexTransport(NativeTransport):
         try:
             return _parse_embeddings(data, d)
         except PARSE_ERRORS as exc:
-            raise malformed(d, exc) from None
+            err = malformed(d, exc)
+        raise err  # off the chain: the parser's exception may quote the body
 
     async def aclose(self) -> None:
         for cache in self._tokens.values():

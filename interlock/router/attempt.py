@@ -41,10 +41,13 @@ class Attempt(Reservation):
     what it needs to end itself. One object per attempt (the reservation is the
     attempt), since it is made for every request."""
 
-    __slots__ = ("attempts", "cut_by_deadline", "started", "timeout", "trial")
+    __slots__ = ("attempts", "cut_by_deadline", "deadline", "started", "timeout", "trial")
 
     attempts: Attempts
     started: float
+    deadline: float
+    """The call's deadline (on the attempts' clock): it also bounds the reading of a
+    stream after its first chunk, when the attempt's own timeout no longer applies."""
     timeout: float
     """Seconds the send may take: the deployment's timeout or what is left of the
     call's deadline, whichever is shorter."""
@@ -109,6 +112,7 @@ class Attempts:
         )
         attempt.attempts = self
         attempt.started = now
+        attempt.deadline = call.deadline
         timeout = call.deadline - now
         if state.deployment.timeout < timeout:
             attempt.timeout = state.deployment.timeout

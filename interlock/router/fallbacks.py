@@ -51,14 +51,16 @@ class FallbackTable:
 
 
 def _flatten(group: str, graph: Mapping[str, Sequence[str]], max_depth: int) -> tuple[str, ...]:
+    """`group`, then its fallbacks depth-first, each once, at most `max_depth` of them.
+    An explicit stack (children pushed in reverse, so the first is walked first), so a
+    chain of any length needs no recursion."""
     out: list[str] = []
-
-    def walk(g: str) -> None:
-        if g in out or len(out) > max_depth:
-            return
-        out.append(g)
-        for fb in graph.get(g, ()):
-            walk(fb)
-
-    walk(group)
-    return tuple(out[: max_depth + 1])
+    seen: set[str] = set()
+    todo = [group]
+    while todo and len(out) <= max_depth:
+        g = todo.pop()
+        if g not in seen:
+            seen.add(g)
+            out.append(g)
+            todo.extend(reversed(graph.get(g, ())))
+    return tuple(out)

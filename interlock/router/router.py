@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
@@ -123,7 +124,7 @@ class Router:
             fallbacks=fallbacks,
             context_window_fallbacks=context_window_fallbacks,
             content_policy_fallbacks=content_policy_fallbacks,
-            aliases=dict(aliases or {}),
+            aliases=aliases,
             retry=retry,
             health=health,
             timeout=timeout,
@@ -131,8 +132,8 @@ class Router:
             unsupported_params=unsupported_params,
             cache=cache,
             max_fallback_depth=max_fallback_depth,
-            hedging=dict(hedging or {}),
-            budgets=tuple(budgets),
+            hedging=hedging,
+            budgets=budgets,
             queue=queue,
             shared=shared,
         )
@@ -243,8 +244,8 @@ class Router:
     def _deadline(self, timeout: float | None) -> float:
         if timeout is None:
             return self._timeout
-        if not timeout > 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        if not 0 < timeout < math.inf:
+            raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
         return float(timeout)
 
     @overload

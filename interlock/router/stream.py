@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from types import TracebackType
 
-from interlock.errors import InterlockError
+from interlock.errors import DeadlineExceededError, InterlockError
 from interlock.limits.ledger import Ledger
 from interlock.records.transport import ChunkSource
 from interlock.router.attempt import Attempt
@@ -19,17 +21,27 @@ class ChatStream:
     The reservation taken for the request is settled exactly once: when the stream
     ends (with the provider's usage, or an estimate when it sent none), when it is cut
     (the failure counts against the deployment and a `StreamInterruptedError` reaches
-    the caller), or when the caller stops early (`aclose()`, leaving an ``async with``
-    block, or dropping the object).
+    the caller), when the call's deadline passes before its end (a
+    `DeadlineExceededError`, not held against the deployment), or when the caller
+    stops early (`aclose()`, leaving an ``async with`` block, or dropping the object).
+
+    The source bounds each wait for a chunk by the deployment's timeout; the call's
+    deadline is one loop timer per stream, which cancels a read in progress when it
+    fires (a timer per chunk would cost more than the rest of a chunk's handling).
     """
 
     __slots__ = (
+        "__weakref__",
         "_attempt",
+        "_cancelled",
         "_chars",
+        "_expired",
         "_first",
         "_prompt_tokens",
+        "_reader",
         "_reservation",
         "_source",
+        "_timer",
         "chunks",
         "deployment_id",
         "group",
@@ -59,6 +71,13 @@ class ChatStream:
         self.usage: Usage | None = None
         """The provider's usage, once the final chunk has carried it."""
         self.chunks = 0
+        self._reader: asyncio.Task[object] | None = None
+        """The task waiting for a chunk, while one does."""
+        self._expired = self._cancelled = False
+        left = attempt.deadline - attempt.attempts.clock.now()
+        self._timer = asyncio.get_running_loop().call_later(
+            max(left, 0.0), _deadline_passed, weakref.ref(self)
+        )  # a weak reference, so a stream the caller dropped can still be collected
 
     def __aiter__(self) -> ChatStream:
         return self
@@ -72,14 +91,26 @@ class ChatStream:
         else:
             if not self._reservation.open:
                 raise StopAsyncIteration
+            attempt = self._attempt
+            if self._expired or attempt.deadline <= attempt.attempts.clock.now():
+                raise self._cut_by_deadline()
+            task = self._reader = asyncio.current_task()
+            cut = False
             try:
                 chunk = await self._source.next()
             except InterlockError as exc:
+                self._reader = None
                 self._finish_failed(exc)
                 raise
-            except BaseException:
-                self._abandon()
-                raise
+            except BaseException as exc:
+                self._reader = None
+                cut = self._cancelled and isinstance(exc, asyncio.CancelledError)
+                if not (cut and task is not None and task.uncancel() == 0):
+                    self._abandon()
+                    raise
+            self._reader = None
+            if cut:  # raised outside the except block: no CancelledError on its chain
+                raise self._cut_by_deadline()
             if chunk is None:
                 self._finish_ok()
                 raise StopAsyncIteration
@@ -106,7 +137,37 @@ class ChatStream:
     # the tokens metric counts what providers reported for successful attempts, so
     # the observer is told what the ledger counted beyond that (`unreported`).
 
+    def _on_deadline(self) -> None:
+        self._expired = True
+        task = self._reader
+        # Only when nothing else is cancelling the task: a cancellation of the
+        # caller's own must reach it as such.
+        if task is not None and not task.cancelling():
+            self._cancelled = True
+            task.cancel()
+
+    def _cut_by_deadline(self) -> DeadlineExceededError:
+        """The call's deadline passed while the stream was open: settle, and record an
+        outcome that says nothing about the deployment's health."""
+        self._timer.cancel()
+        self._source.close()
+        err = DeadlineExceededError(
+            f"the call's deadline passed after {self.chunks} chunk(s) of the stream",
+            deployment_id=self.deployment_id,
+        )
+        r = self._reservation
+        if r.open:
+            attempts = self._attempt.attempts
+            now = attempts.clock.now()
+            usage = self._usage()
+            Ledger.settle(r, self._tokens(), now, usage)
+            attempts.observer.unreported(r.state, usage)
+            started = self._attempt.started
+            attempts.observer.failure(r.state, err, started, now, r.attempt, counted=False)
+        return err
+
     def _finish_ok(self) -> None:
+        self._timer.cancel()
         r = self._reservation
         if r.open:
             attempts = self._attempt.attempts
@@ -120,6 +181,7 @@ class ChatStream:
             )
 
     def _finish_failed(self, exc: InterlockError) -> None:
+        self._timer.cancel()
         r = self._reservation
         if r.open:
             attempts = self._attempt.attempts
@@ -130,6 +192,7 @@ class ChatStream:
             attempts.failure(r.state, exc, self._attempt.started, now, r.attempt)
 
     def _abandon(self) -> None:
+        self._timer.cancel()
         self._source.close()
         r = self._reservation
         if r.open:
@@ -164,3 +227,9 @@ class ChatStream:
     def __repr__(self) -> str:
         state = "open" if self._reservation.open else "closed"
         return f"<ChatStream {self.deployment_id} chunks={self.chunks} {state}>"
+
+
+def _deadline_passed(ref: weakref.ref[ChatStream]) -> None:
+    stream = ref()
+    if stream is not None:
+        stream._on_deadline()

@@ -31,7 +31,7 @@ from interlock.limits.queue import WaitQueue
 from interlock.limits.shared import RedisLedger, SharedLedger
 from interlock.limits.spend import attach_budgets
 from interlock.limits.tokens import TokenCounter
-from interlock.observability.hooks import Hook
+from interlock.observability.hooks import HOOK_METHODS, Hook
 from interlock.observability.metrics import PrometheusMetrics
 from interlock.observability.observer import Observer
 from interlock.providers.http import HttpClient
@@ -51,7 +51,7 @@ from interlock.strategies.registry import resolve_strategy
 # uses it, so typing.get_type_hints(Router.__init__) needs Request here.
 from interlock.types import Request  # noqa: F401
 
-__all__ = ["RouterParts", "build_parts", "router_config"]
+__all__ = ["RouterParts", "build_parts", "object_problems", "router_config"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -86,32 +86,36 @@ class RouterParts:
 
 
 def router_config(
-    deployments: Sequence[Deployment | Mapping[str, Any]],
+    deployments: object,
     *,
     strategy: StrategyLike,
-    strategies: Mapping[str, StrategyLike] | None,
-    fallbacks: Mapping[str, Sequence[str]] | None,
-    context_window_fallbacks: Mapping[str, Sequence[str]] | None,
-    content_policy_fallbacks: Mapping[str, Sequence[str]] | None,
+    strategies: object,
     **settings: Any,
 ) -> RouterConfig:
     """The `RouterConfig` of ``Router(...)``'s keywords (validated once, here).
-    Strategies given as instances or functions stay out of it: a config holds names."""
+    Strategies given as instances or functions stay out of it: a config holds names.
+
+    Values are handed to validation as they were given (a list where a mapping
+    belongs, None where a list does): converting them here would fail with the
+    converter's TypeError instead of a `ConfigError` naming the field.
+    """
     return RouterConfig(
-        deployments=tuple(deployments),
+        deployments=deployments,
         strategy=strategy if isinstance(strategy, str) else "p2c-ewma",
-        strategies={g: v for g, v in (strategies or {}).items() if isinstance(v, str)},
-        fallbacks=_chains(fallbacks),
-        context_window_fallbacks=_chains(context_window_fallbacks),
-        content_policy_fallbacks=_chains(content_policy_fallbacks),
+        strategies=_strategy_names(strategies),
         **{k: v for k, v in settings.items() if v is not None},
     )
 
 
-def _chains(mapping: Mapping[str, Sequence[str]] | None) -> dict[str, Any]:
-    # A bare string is passed on as is, so validation rejects it instead of
-    # splitting it into one-letter group names.
-    return {k: v if isinstance(v, str) else tuple(v) for k, v in (mapping or {}).items()}
+def _strategy_names(strategies: object) -> object:
+    """The names among a ``strategies=`` mapping (its instances and functions are built
+    by `build_parts`); anything but a mapping keyed by strings is passed on as it is,
+    for validation to refuse."""
+    if strategies is None:
+        return {}
+    if not isinstance(strategies, Mapping) or not all(isinstance(k, str) for k in strategies):
+        return strategies
+    return {g: v for g, v in strategies.items() if isinstance(v, str)}
 
 
 def build_parts(
@@ -129,6 +133,9 @@ def build_parts(
 ) -> RouterParts:
     """Build a router's parts from a validated config. `strategy` and `strategies`
     may hold instances and functions beside the config's names (they win over it)."""
+    problems = object_problems(clock, transports, seed, hooks, metrics, tokenizer)
+    if problems:
+        raise ConfigError(problems)
     clock = clock or MonotonicClock()
     rng = random.Random(seed)
     http = HttpClient(connection_limit=connection_limit)
@@ -193,6 +200,63 @@ def build_parts(
         tokens=tokenizer or TokenCounter(),
         budget_counters=tuple(budget_counters),
     )
+
+
+def object_problems(
+    clock: object,
+    transports: object,
+    seed: object,
+    hooks: object,
+    metrics: object,
+    tokenizer: object,
+) -> list[tuple[str, str]]:
+    """What is wrong with the keywords a config file cannot hold (objects), checked
+    before anything is built from them: otherwise the first use would fail with an
+    AttributeError or TypeError far from the keyword."""
+    problems = [
+        (name, f"must be {what} or None, not a {type(value).__name__}")
+        for name, value, ok, what in (
+            ("clock", clock, isinstance(clock, Clock), "a Clock (now() and sleep())"),
+            ("seed", seed, isinstance(seed, int), "an int"),
+            ("metrics", metrics, isinstance(metrics, PrometheusMetrics), "a PrometheusMetrics"),
+            ("tokenizer", tokenizer, isinstance(tokenizer, TokenCounter), "a TokenCounter"),
+        )
+        if value is not None and not ok
+    ]
+    return problems + _transport_problems(transports) + _hook_problems(hooks)
+
+
+def _transport_problems(transports: object) -> list[tuple[str, str]]:
+    if transports is None:
+        return []
+    if not isinstance(transports, Mapping):
+        return [("transports", f"must be a mapping of provider names to transports, not a "
+                 f"{type(transports).__name__}")]  # fmt: skip
+    problems = []
+    for name, t in transports.items():
+        if not isinstance(name, str):
+            problems.append(("transports", "keys must be provider names (strings)"))
+        elif not isinstance(t, Transport):
+            problems.append(
+                (f"transports.{name}", "must be a Transport (chat, open_stream, embed, aclose)")
+            )
+    return problems
+
+
+def _hook_problems(hooks: object) -> list[tuple[str, str]]:
+    if hooks is None:
+        return []
+    if not isinstance(hooks, Sequence) or isinstance(hooks, str | bytes):
+        return [("hooks", f"must be a list of hooks, not a {type(hooks).__name__}")]
+    return [
+        (f"hooks[{i}].{name}", "is not callable")
+        for i, hook in enumerate(hooks)
+        for name in HOOK_METHODS
+        if not callable(getattr(hook, name, _no_hook))
+    ]
+
+
+def _no_hook() -> None: ...
 
 
 def _resolve(spec: StrategyLike, rng: random.Random, where: str) -> Strategy:

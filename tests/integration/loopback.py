@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+import traceback
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -13,6 +14,7 @@ from interlock import (
     ChatStream,
     Deployment,
     DeploymentState,
+    InterlockError,
     Request,
     Router,
 )
@@ -21,6 +23,7 @@ from interlock.testing import FakeUpstream
 __all__ = [
     "KEY",
     "MESSAGES",
+    "assert_clean",
     "deployment",
     "drain_into",
     "eventually",
@@ -71,3 +74,30 @@ async def eventually(predicate: Callable[[], bool], limit: float = 5.0) -> None:
     async with asyncio.timeout(limit):
         while not predicate():  # noqa: ASYNC110 - the condition changes on a socket's far side
             await asyncio.sleep(0.005)
+
+
+def chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and everything on its __cause__/__context__ chain."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo += [e.__cause__, e.__context__]
+
+
+def assert_clean(exc: BaseException, *secrets: str) -> None:
+    """Only interlock errors on the chain of `exc` (nothing of aiohttp's, orjson's or
+    redis', which may hold what the upstream sent), and no secret in any of them or in
+    the rendered traceback."""
+    for e in chain(exc):
+        assert isinstance(e, InterlockError), f"{type(e).__name__} on the chain of {exc!r}"
+        for s in secrets:
+            assert s not in repr(e.args)
+            assert s not in str(e)
+    text = "".join(traceback.format_exception(exc))
+    for s in secrets:
+        assert s not in text

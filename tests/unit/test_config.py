@@ -4,13 +4,17 @@ or a JSON file."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from interlock import (
     CacheConfig,
@@ -22,8 +26,28 @@ from interlock import (
     Router,
     RouterConfig,
 )
+from interlock.config import _find_cycle
+from interlock.models import non_string_key
+from interlock.policies import (
+    Budget,
+    GroupCachePolicy,
+    HedgePolicy,
+    QueuePolicy,
+    SharedState,
+)
 from interlock.testing import FakeClock
 from tests.unit.scripted_transport import MESSAGES, ScriptedTransport
+
+POLICIES = (
+    RetryPolicy,
+    HealthPolicy,
+    HedgePolicy,
+    Budget,
+    QueuePolicy,
+    SharedState,
+    CacheConfig,
+    GroupCachePolicy,
+)
 
 KEY = "sk-config-secret-7Q2v9XWmZ"
 
@@ -487,3 +511,179 @@ def test_cloud_fields_are_checked_and_secrets_hidden() -> None:
     assert KEY not in repr(d)
     assert KEY not in str(d)
     assert "AKID" not in repr(d)
+
+
+# --- configuration that is wrong in shape (issue 15 point 8) --------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"fallbacks": [{}]}, "fallbacks: input should be a valid dictionary"),
+        ({"fallbacks": {"g": None}}, "fallbacks.g: input should be a valid tuple"),
+        ({"aliases": ["x"]}, "aliases: input should be a valid dictionary"),
+        ({"hedging": 3}, "hedging: input should be a valid dictionary"),
+        ({"budgets": 5}, "budgets: input should be a valid tuple"),
+        ({"strategies": ["weighted"]}, "strategies: input should be a valid dictionary"),
+        ({"timeout": float("inf")}, "timeout: input should be a finite number"),
+        ({"timeout": float("nan")}, "timeout: input should be a finite number"),
+        (
+            {"retry": {"backoff_max": float("inf")}},
+            "retry.backoff_max: input should be a finite number",
+        ),
+        ({"queue": {10: 1}}, "queue: keys must be strings"),
+        (
+            {"health": {"allowed_fails_by_kind": {1: 2}}},
+            "health.allowed_fails_by_kind[1][key]: input should be a valid string",
+        ),
+    ],
+)
+def test_options_of_the_wrong_shape_are_config_errors(
+    options: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ConfigError) as exc:
+        build([d()], **options)
+    assert problem in exc.value.problems
+
+
+def test_deployments_of_the_wrong_shape_are_config_errors() -> None:
+    for deployments in (None, 5, "g", [None], [{1: "x", "group": "g", "model": "m"}]):
+        with pytest.raises(ConfigError):
+            Router(deployments)  # type: ignore[arg-type]
+
+
+NON_STRING_KEY: dict[Any, Any] = {"deployments": [d()], 1: "x"}
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        (5, ": must be a mapping, a RouterConfig or a JSON file's path, not a int"),
+        (NON_STRING_KEY, "keys must be field names (strings), not a int"),
+        ({"deployments": [dict([*d().items(), (2, "x")])]}, "deployments[0]: keys must be strings"),
+    ],
+)
+def test_from_config_sources_of_the_wrong_shape(source: Any, problem: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        Router.from_config(source)
+    assert any(p.endswith(problem.lstrip(": ")) for p in exc.value.problems), exc.value.problems
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"\xff\xfe{}", "cannot be read as UTF-8 text"),
+        (b"[" * 100_000, "nested too deeply"),
+        (b'{"deployments": [], "timeout": Infinity}', "timeout: input should be a finite number"),
+    ],
+)
+def test_from_config_files_of_the_wrong_shape(tmp_path: Path, content: bytes, problem: str) -> None:
+    path = tmp_path / "router.json"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as exc:
+        Router.from_config(path)
+    assert any(problem in p for p in exc.value.problems), exc.value.problems
+    assert exc.value.__context__ is None
+
+
+def reference_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    """The recursive search `_find_cycle` replaced, as the reference it must match."""
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in graph.get(node, ()):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in graph:
+        if start not in state:
+            found = visit(start)
+            if found:
+                return found
+    return None
+
+
+GROUPS = [f"g{i}" for i in range(6)]
+graphs = st.dictionaries(
+    st.sampled_from(GROUPS), st.lists(st.sampled_from(GROUPS), max_size=4), max_size=6
+)
+
+
+# max_examples=300, derandomize=True: small graphs cover every shape of cycle and
+# shared subtree; a fixed seed keeps the run the same everywhere (< 1 s).
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(graphs)
+def test_find_cycle_matches_the_recursive_search(graph: dict[str, list[str]]) -> None:
+    assert _find_cycle(graph) == reference_cycle(graph)
+
+
+def test_find_cycle_walks_a_chain_longer_than_the_recursion_limit() -> None:
+    n = sys.getrecursionlimit() * 3
+    chain = {f"g{i}": [f"g{i + 1}"] for i in range(n)}
+    assert _find_cycle(chain) is None
+    chain[f"g{n}"] = ["g0"]
+    cycle = _find_cycle(chain)
+    assert cycle is not None
+    assert (cycle[0], cycle[-1], len(cycle)) == ("g0", "g0", n + 2)
+
+
+def test_non_string_key_names_where_it_is() -> None:
+    assert non_string_key({"a": [{"b": {}}, {"c": {3: 1}}]}) == "a[1].c"
+    assert non_string_key({1: 2}) == ""
+    assert non_string_key({"a": [1, "x", {"b": None}]}) is None
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    assert non_string_key(loop) is None
+
+
+# --- only ConfigError comes out of from_config ---------------------------------------
+
+FIELD_NAMES = sorted(
+    {name for m in (RouterConfig, Deployment, *POLICIES) for name in m.model_fields}
+    | {"g", "h", "*", "timeout", "connection"}
+)
+WORDS = ["g", "h", "*", "openai", "anthropic", "azure", "gemini", "weighted", "p2c-ewma",
+         "http://127.0.0.1:9/v1", "redis://127.0.0.1:1/0", "redis://:pw@h:x/0", "1d", "1h",
+         "memory", "redis", "drop", "raise", "group", "tag", "deployment", "nan", "-1"]  # fmt: skip
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**30), 10**30),
+    st.floats(),
+    st.text(max_size=6),
+    st.sampled_from(WORDS),
+)
+keys = st.one_of(st.sampled_from(FIELD_NAMES), st.text(max_size=4), st.integers(0, 2))
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=5)),
+    max_leaves=20,
+)
+deployment_docs = st.fixed_dictionaries(
+    {"group": st.sampled_from(["g", "h"]), "model": st.just("m")},
+    optional={name: values for name in Deployment.model_fields if name not in ("group", "model")},
+)
+documents = st.fixed_dictionaries(
+    {"deployments": st.one_of(st.lists(deployment_docs, min_size=1, max_size=3), values)},
+    optional={name: values for name in RouterConfig.model_fields if name != "deployments"},
+)
+
+
+# max_examples=300, derandomize=True: documents built from the real field names (and
+# some others), with values of every JSON shape and odd Python ones (non-string keys,
+# NaN, huge ints); a fixed seed makes a failure reproducible (~3 s).
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(st.one_of(documents, values))
+def test_from_config_raises_only_config_errors(document: Any) -> None:
+    with contextlib.suppress(ConfigError):  # anything else fails the test
+        Router.from_config(document)

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from interlock import CachedStream, ChatStream, Deployment, Router
+from interlock import CachedStream, ChatStream, ConfigError, Deployment, Router
 from interlock.testing import FakeUpstream, RedisServer, RedisServerError
+from tests.integration.rawhttp import HELLO_REPLY, raw_server, redis_answering
 
 pytestmark = pytest.mark.redis
 
@@ -138,3 +139,36 @@ async def test_outage_and_recovery(up: FakeUpstream, caplog: pytest.LogCaptureFi
     assert calls(up) == 4
     levels = [r.levelno for r in caplog.records if r.name == "interlock.cache"]
     assert levels == [logging.WARNING, logging.INFO]
+
+
+@pytest.mark.parametrize(
+    ("reply", "hello"),
+    [
+        (b":1\r\n", HELLO_REPLY),
+        (b"HELLO " + b"x" * 20 + b"\r\n", HELLO_REPLY),
+        (b":1\r\n", b"+OK\r\n"),
+    ],
+    ids=["wrong-shape", "not-resp", "bad-handshake"],
+)
+async def test_a_redis_answering_nonsense_means_uncached(
+    up: FakeUpstream, reply: bytes, hello: bytes
+) -> None:
+    async with raw_server(redis_answering(reply, hello)) as fake:
+        url = f"redis://:pw-9f3c@127.0.0.1:{fake.port}/0"
+        async with make_router(up, url, redis_retry_interval=0) as router:
+            for _ in range(2):
+                assert not (await router.acompletion("gpt", MESSAGES)).cached
+    assert calls(up) == 2
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://:pw-9f3c@h:port/0", "redis://:pw-9f3c@h:6379/0?socket_timeout=x"]
+)
+def test_a_redis_url_redis_refuses_is_a_config_error_that_never_shows_it(
+    up: FakeUpstream, url: str
+) -> None:
+    with pytest.raises(ConfigError) as exc:
+        make_router(up, url)
+    assert exc.value.problems[0].startswith("cache.redis_url: ")
+    assert exc.value.__context__ is None
+    assert "pw-9f3c" not in str(exc.value)

@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from interlock import Deployment, Router
+from interlock import ConfigError, Deployment, Router
 from interlock.limits import RedisLedger
 from interlock.testing import FakeUpstream, Fault, RedisServer, RedisServerError
+from tests.integration.rawhttp import HELLO_REPLY, raw_server, redis_answering
 
 pytestmark = pytest.mark.redis
 
@@ -172,3 +173,42 @@ async def test_killing_redis_loses_no_request_and_routers_rejoin(
     assert int(total) == 20
     for router in routers:
         await router.aclose()
+
+
+@pytest.mark.parametrize(
+    ("reply", "hello"),
+    [
+        (b":1\r\n", HELLO_REPLY),
+        (b"HELLO " + b"x" * 20 + b"\r\n", HELLO_REPLY),
+        (b":1\r\n", b"+OK\r\n"),
+    ],
+    ids=["wrong-shape", "not-resp", "bad-handshake"],
+)
+async def test_a_redis_answering_nonsense_is_an_outage_not_an_error(
+    upstream: FakeUpstream, reply: bytes, hello: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Redis (or a proxy in front of it) whose answers are not our scripts' replies:
+    no redis or parsing exception reaches the caller; the router serves on local
+    accounting, as in any outage, and closes cleanly."""
+    async with raw_server(redis_answering(reply, hello)) as fake:
+        url = f"redis://:pw-9f3c@127.0.0.1:{fake.port}/0"
+        router = shared_router([upstream.url], url)
+        ledger = router.shared
+        assert isinstance(ledger, RedisLedger)
+        r = await router.acompletion("g", MSG)
+        assert r.deployment_id == "d0"
+        assert (ledger.active, ledger.outages) == (False, 1)
+        await ledger.sync_once()  # another bad reply: still nothing raised
+        await router.aclose()
+    assert "pw-9f3c" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://:pw-9f3c@h:port/0", "redis://:pw-9f3c@h:6379/0?socket_timeout=x"]
+)
+def test_a_redis_url_redis_refuses_is_a_config_error_that_never_shows_it(url: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        shared_router(["http://127.0.0.1:1/v1"], url)
+    assert exc.value.problems[0].startswith("shared.url: ")
+    assert exc.value.__context__ is None
+    assert "pw-9f3c" not in str(exc.value)
