@@ -164,6 +164,6 @@ class ReasoningBlock(TypedDict, total=False):
     data: str
     """``redacted_thinking``: the encrypted reasoning (opaque)."""
     provider: str
-    """The wire format that produced it: ``anthropic`` or ``gemini``."""
+    """The wire format that produced it: ``anthropic``, ``gemini`` or ``bedrock``."""
     tool_call_id: str
     """Gemini: the tool call whose part carried the signature."""

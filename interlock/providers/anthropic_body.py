@@ -28,7 +28,7 @@ from interlock.providers.params import (
 )
 from interlock.types import Request
 
-__all__ = ["DEFAULT_MAX_TOKENS", "build_body"]
+__all__ = ["DEFAULT_MAX_TOKENS", "build_body", "thinking_for"]
 
 DEFAULT_MAX_TOKENS = 4096
 
@@ -190,9 +190,13 @@ def _output_format(fmt: Any) -> dict[str, Any] | None:
     return {"type": "json_schema", "schema": dict(schema)}
 
 
-def _thinking(effort: Any, max_tokens: int, explicit: bool) -> tuple[dict[str, Any], int]:
+def thinking_for(
+    effort: Any, max_tokens: int, explicit: bool, provider: str = "anthropic"
+) -> tuple[dict[str, Any], int]:
     """``thinking`` for a ``reasoning_effort``, and the ``max_tokens`` to send: the
-    budget is part of ``max_tokens``, which must stay above it."""
+    budget is part of ``max_tokens``, which must stay above it. Shared with Claude on
+    Bedrock (`provider` names the transport in the error), which takes the same
+    object."""
     if effort == "none":
         return {"type": "disabled"}, max_tokens
     budget = REASONING_BUDGETS.get(str(effort))
@@ -205,7 +209,7 @@ def _thinking(effort: Any, max_tokens: int, explicit: bool) -> tuple[dict[str, A
     budget = min(budget, max_tokens - 1)
     if budget < _MIN_BUDGET:
         raise BadRequestError(
-            f"reasoning_effort on anthropic needs max_tokens > {_MIN_BUDGET} (the smallest "
+            f"reasoning_effort on {provider} needs max_tokens > {_MIN_BUDGET} (the smallest "
             "thinking budget)"
         )
     return {"type": "enabled", "budget_tokens": budget}, max_tokens
@@ -223,7 +227,7 @@ def build_body(d: Deployment, request: Request, stream: bool) -> dict[str, Any]:
     max_tokens = int(given or d.max_output_tokens or DEFAULT_MAX_TOKENS)
     body: dict[str, Any] = {"model": d.model, "messages": messages}
     if params.get("reasoning_effort") is not None:
-        body["thinking"], max_tokens = _thinking(
+        body["thinking"], max_tokens = thinking_for(
             params["reasoning_effort"], max_tokens, given is not None
         )
     body["max_tokens"] = max_tokens

@@ -10,10 +10,20 @@ source: {bytes | s3Location}}``, ``toolUse {toolUseId, name, input}``, ``toolRes
 {toolUseId, content: [{text}], status}``; response ``output.message``, ``stopReason``,
 ``usage {inputTokens, outputTokens, totalTokens, cacheReadInputTokens,
 cacheWriteInputTokens}``). In JSON, image bytes are base64 text.
+
+Reasoning (https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ReasoningContentBlock.html):
+a ``reasoningContent`` ContentBlock holds one of ``reasoningText {text, signature}``
+or ``redactedContent`` (bytes, so base64 text in JSON). Responses carry them before
+the answer; an assistant turn sent back carries them first, unchanged, which Claude
+requires of a turn that called a tool while thinking is on. Claude's extended thinking
+is switched on through ``additionalModelRequestFields: {"thinking": {"type":
+"enabled", "budget_tokens": N}}``, the Anthropic Messages API's own field, which
+Bedrock passes to the model.
 """
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from collections.abc import Mapping
@@ -27,6 +37,7 @@ from interlock.errors import (
     ContentPolicyViolationError,
     MalformedResponseError,
 )
+from interlock.providers.anthropic_body import DEFAULT_MAX_TOKENS, thinking_for
 from interlock.providers.params import (
     check_unsupported,
     content_text,
@@ -34,12 +45,30 @@ from interlock.providers.params import (
     image_url_of,
     merge_extra,
     parse_data_url,
+    reasoning_blocks_for,
     split_extra,
     tool_arguments,
 )
-from interlock.types import ChatCompletion, ChatMessage, Choice, Request, Usage
+from interlock.types import (
+    ChatCompletion,
+    ChatMessage,
+    Choice,
+    PromptTokensDetails,
+    ReasoningBlock,
+    Request,
+    Usage,
+)
 
-__all__ = ["STOP_REASONS", "build_converse", "finish_reason", "parse_converse", "usage_of"]
+__all__ = [
+    "STOP_REASONS",
+    "build_converse",
+    "finish_reason",
+    "is_claude",
+    "join_redacted",
+    "parse_converse",
+    "reasoning_block",
+    "usage_of",
+]
 
 STOP_REASONS = {
     "end_turn": "stop",
@@ -95,9 +124,53 @@ def _user_blocks(content: Any) -> list[dict[str, Any]]:
     return blocks
 
 
+def is_claude(d: Deployment) -> bool:
+    """Whether the deployment's model is Claude: a model id, an inference profile
+    (``us.anthropic.claude-…``) or a foundation-model ARN all name it. An application
+    inference profile's ARN names no model; it takes thinking through ``extra_body``."""
+    return "anthropic.claude" in d.model
+
+
+def reasoning_block(text: str, signature: str, redacted: str) -> ReasoningBlock | None:
+    """The block to keep for one ``reasoningContent``: what Bedrock signed or redacted.
+    Unsigned reasoning text (models that do not sign theirs) is only text: there is
+    nothing the model needs back."""
+    if redacted:
+        return {"type": "redacted_thinking", "data": redacted, "provider": "bedrock"}
+    if signature:
+        return {"type": "thinking", "thinking": text, "signature": signature,
+                "provider": "bedrock"}  # fmt: skip
+    return None
+
+
+def join_redacted(pieces: list[str]) -> str:
+    """Base64 pieces of one ``redactedContent`` (a stream sends it in parts) as one
+    base64 text: the bytes are joined, since padded base64 texts do not concatenate."""
+    if len(pieces) == 1:
+        return pieces[0]
+    return base64.b64encode(b"".join(base64.b64decode(p) for p in pieces)).decode()
+
+
+def _reasoning_out(m: Mapping[str, Any]) -> list[dict[str, Any]]:
+    # Only Bedrock's own blocks: another provider's signatures mean nothing here.
+    blocks: list[dict[str, Any]] = []
+    for b in reasoning_blocks_for(m, "bedrock"):
+        if b.get("type") == "redacted_thinking":
+            blocks.append({"reasoningContent": {"redactedContent": str(b.get("data") or "")}})
+            continue
+        text: dict[str, Any] = {"text": str(b.get("thinking") or "")}
+        if b.get("signature"):
+            text["signature"] = str(b["signature"])
+        blocks.append({"reasoningContent": {"reasoningText": text}})
+    return blocks
+
+
 def _assistant_blocks(m: Mapping[str, Any]) -> list[dict[str, Any]]:
     text = content_text(m.get("content"))
-    blocks: list[dict[str, Any]] = [{"text": text}] if text else []
+    # Reasoning first: Claude refuses a tool-calling turn whose thinking does not lead.
+    blocks = _reasoning_out(m)
+    if text:
+        blocks.append({"text": text})
     for call in m.get("tool_calls") or ():
         fn = call.get("function") or {}
         use = {"toolUseId": call.get("id"), "name": fn.get("name"),
@@ -175,12 +248,37 @@ def _tool_config(params: Mapping[str, Any], unsupported: list[str]) -> dict[str,
     return config
 
 
+def _inference(params: Mapping[str, Any], d: Deployment) -> dict[str, Any]:
+    inference = {theirs: params[ours] for ours, theirs in _INFERENCE.items()
+                 if params.get(ours) is not None}  # fmt: skip
+    if "maxTokens" not in inference and d.max_output_tokens:
+        inference["maxTokens"] = d.max_output_tokens
+    stop = params.get("stop")
+    if stop:
+        inference["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+    return inference
+
+
+def _thinking(effort: Any, inference: dict[str, Any], explicit: bool) -> dict[str, Any]:
+    """Claude's ``thinking`` for a ``reasoning_effort``, with the Anthropic transport's
+    budgets and rule: the budget is part of ``maxTokens``; a maximum the caller gave is
+    kept (the budget cut to fit), otherwise the budget is added to the deployment's
+    maximum or Anthropic's default."""
+    base = int(inference.get("maxTokens") or DEFAULT_MAX_TOKENS)
+    thinking, max_tokens = thinking_for(effort, base, explicit, "bedrock")
+    if thinking["type"] == "enabled":
+        inference["maxTokens"] = max_tokens
+    return thinking
+
+
 def build_converse(d: Deployment, request: Request) -> dict[str, Any]:
     """The Converse (and ConverseStream) body for an OpenAI-shaped chat request."""
     params, extra = split_extra(request.params)
+    # reasoning_effort is Claude's thinking; other families have no common field.
+    mapped = _MAPPED | {"reasoning_effort"} if is_claude(d) else _MAPPED
     unsupported = [
         k for k, v in params.items()
-        if k not in _MAPPED and k != "response_format" and not (k in _NOOP and v == _NOOP[k])
+        if k not in mapped and k != "response_format" and not (k in _NOOP and v == _NOOP[k])
     ]  # fmt: skip
     fmt = params.get("response_format")
     if fmt is not None and not (isinstance(fmt, Mapping) and fmt.get("type") == "text"):
@@ -191,31 +289,33 @@ def build_converse(d: Deployment, request: Request) -> dict[str, Any]:
     body: dict[str, Any] = {"messages": messages}
     if system:
         body["system"] = system
-    inference = {theirs: params[ours] for ours, theirs in _INFERENCE.items()
-                 if params.get(ours) is not None}  # fmt: skip
-    if "maxTokens" not in inference and d.max_output_tokens:
-        inference["maxTokens"] = d.max_output_tokens
-    stop = params.get("stop")
-    if stop:
-        inference["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+    inference = _inference(params, d)
+    if "reasoning_effort" in mapped and params.get("reasoning_effort") is not None:
+        explicit = any(params.get(k) is not None for k in ("max_tokens", "max_completion_tokens"))
+        thinking = _thinking(params["reasoning_effort"], inference, explicit)
+        body["additionalModelRequestFields"] = {"thinking": thinking}
     if inference:
         body["inferenceConfig"] = inference
     if tool_config is not None:
         body["toolConfig"] = tool_config
-    # e.g. {"additionalModelRequestFields": {"top_k": 50}, "guardrailConfig": {...}}
+    # e.g. {"additionalModelRequestFields": {"top_k": 50}, "guardrailConfig": {...}},
+    # merged one level down so it adds to the mapped thinking.
     return merge_extra(body, extra, deep=True)
 
 
 def usage_of(u: Mapping[str, Any] | None) -> Usage | None:
+    """`prompt_tokens` counts every input token, as OpenAI does; the cache reads and
+    writes within it are in `prompt_tokens_details`, so they can be priced apart."""
     if not u:
         return None
-    prompt = (
-        int(u.get("inputTokens") or 0)
-        + int(u.get("cacheReadInputTokens") or 0)
-        + int(u.get("cacheWriteInputTokens") or 0)
-    )
+    read = int(u.get("cacheReadInputTokens") or 0)
+    written = int(u.get("cacheWriteInputTokens") or 0)
+    prompt = int(u.get("inputTokens") or 0) + read + written
     completion = int(u.get("outputTokens") or 0)
-    return Usage(prompt, completion, prompt + completion)
+    usage = Usage(prompt, completion, prompt + completion)
+    if "cacheReadInputTokens" in u or "cacheWriteInputTokens" in u:
+        usage.prompt_tokens_details = PromptTokensDetails(read, written)
+    return usage
 
 
 def finish_reason(reason: Any, d: Deployment) -> str:
@@ -235,11 +335,22 @@ def finish_reason(reason: Any, d: Deployment) -> str:
     return STOP_REASONS.get(reason, "stop")
 
 
+def _reasoning_of(content: Mapping[str, Any]) -> tuple[str, ReasoningBlock | None]:
+    """``(text, block to keep)`` of one ``reasoningContent`` ContentBlock."""
+    if "redactedContent" in content:
+        return "", reasoning_block("", "", str(content["redactedContent"]))
+    r = content.get("reasoningText") or {}
+    text = str(r.get("text") or "")
+    return text, reasoning_block(text, str(r.get("signature") or ""), "")
+
+
 def parse_converse(data: Any, d: Deployment) -> ChatCompletion:
     """A Converse response as a `ChatCompletion`."""
     finish = finish_reason(data["stopReason"], d)
     text: list[str] = []
     calls: list[dict[str, Any]] = []
+    thought: list[str] = []
+    blocks: list[ReasoningBlock] = []
     for block in data["output"]["message"]["content"]:
         if "text" in block:
             text.append(block["text"])
@@ -248,8 +359,14 @@ def parse_converse(data: Any, d: Deployment) -> ChatCompletion:
             args = orjson.dumps(use.get("input") or {}).decode()
             calls.append({"id": use["toolUseId"], "type": "function",
                           "function": {"name": use["name"], "arguments": args}})  # fmt: skip
-        # reasoningContent, citations and other blocks have no OpenAI field here.
+        elif "reasoningContent" in block:
+            piece, kept = _reasoning_of(block["reasoningContent"])
+            thought.append(piece)
+            blocks += [kept] if kept is not None else []
+        # citations and other blocks have no OpenAI field here.
     message = ChatMessage("assistant", "".join(text) if text or not calls else None, calls or None)
+    message.reasoning_content = "".join(thought) or None
+    message.reasoning_blocks = blocks or None
     return ChatCompletion(
         id=f"chatcmpl-bedrock-{uuid.uuid4().hex}",
         model=d.model,

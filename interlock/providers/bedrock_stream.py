@@ -10,8 +10,15 @@ decodes them here (checksums included). Each message's ``:message-type`` header 
 Events (https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html):
 ``messageStart {role}``, ``contentBlockStart {contentBlockIndex, start: {toolUse:
 {toolUseId, name}}}``, ``contentBlockDelta {contentBlockIndex, delta: {text} |
-{toolUse: {input}}}``, ``contentBlockStop``, ``messageStop {stopReason}``, ``metadata
-{usage, metrics}`` (the last one).
+{toolUse: {input}} | {reasoningContent: ...}}``, ``contentBlockStop
+{contentBlockIndex}``, ``messageStop {stopReason}``, ``metadata {usage, metrics}`` (the
+last one).
+
+A reasoning block has no start event: its deltas
+(https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ReasoningContentBlockDelta.html)
+each hold one of ``text``, ``signature`` or ``redactedContent`` (base64 in the JSON
+payload). The text pieces are passed on as they come; the block is gathered and sent
+whole, once, at its ``contentBlockStop``, since only a whole block can be sent back.
 """
 
 from __future__ import annotations
@@ -36,7 +43,12 @@ from interlock.errors import (
     ServiceUnavailableError,
     StreamInterruptedError,
 )
-from interlock.providers.bedrock_converse import finish_reason, usage_of
+from interlock.providers.bedrock_converse import (
+    finish_reason,
+    join_redacted,
+    reasoning_block,
+    usage_of,
+)
 from interlock.providers.credentials import require
 from interlock.providers.http import malformed
 from interlock.providers.native import PARSE_ERRORS, delta_choice, make_chunk
@@ -94,10 +106,13 @@ class BedrockStream:
         self.created = int(time.time())
         self._id = f"chatcmpl-bedrock-{id(self):x}{self.created:x}"
         self._tools: dict[int, int] = {}  # contentBlockIndex -> tool_calls index
+        # contentBlockIndex -> the block's text, signature and redactedContent pieces
+        self._reasoning: dict[int, tuple[list[str], list[str], list[str]]] = {}
         self._handlers: dict[str, Callable[[Any], None]] = {
             "messageStart": self._message_start,
             "contentBlockStart": self._block_start,
             "contentBlockDelta": self._block_delta,
+            "contentBlockStop": self._block_stop,
             "messageStop": self._message_stop,
             "metadata": self._metadata,
         }
@@ -174,7 +189,7 @@ class BedrockStream:
         handler = self._handlers.get(str(headers.get(":event-type")))
         if handler is not None:
             handler(orjson.loads(message.payload))
-        # contentBlockStop and unknown events carry nothing for the caller.
+        # Unknown events carry nothing for the caller.
 
     def _chunk(self, **delta: Any) -> None:
         d = self.deployment
@@ -201,7 +216,29 @@ class BedrockStream:
             index = self._tools[int(event["contentBlockIndex"])]
             args = {"arguments": delta["toolUse"].get("input") or ""}
             self._chunk(tool_calls=[{"index": index, "function": args}])
-        # reasoningContent deltas have no OpenAI chunk field.
+        elif "reasoningContent" in delta:
+            self._reasoning_delta(int(event["contentBlockIndex"]), delta["reasoningContent"])
+
+    def _reasoning_delta(self, index: int, piece: Any) -> None:
+        text, signature, redacted = self._reasoning.setdefault(index, ([], [], []))
+        if piece.get("text"):
+            text.append(str(piece["text"]))
+            self._chunk(reasoning_content=text[-1])
+        if piece.get("signature"):
+            signature.append(str(piece["signature"]))
+        if piece.get("redactedContent"):
+            redacted.append(str(piece["redactedContent"]))
+
+    def _block_stop(self, event: Any) -> None:
+        parts = self._reasoning.pop(int(event.get("contentBlockIndex", -1)), None)
+        if parts is None:
+            return  # a text or toolUse block: its pieces are already out
+        text, signature, redacted = parts
+        block = reasoning_block(
+            "".join(text), "".join(signature), join_redacted(redacted) if redacted else ""
+        )
+        if block is not None:
+            self._chunk(reasoning_blocks=[block])
 
     def _message_stop(self, event: Any) -> None:
         self._stopped = True

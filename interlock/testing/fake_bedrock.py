@@ -11,6 +11,12 @@ script render as Bedrock's: a rate limit is ``ThrottlingException`` (429), 503 i
 ``stopReason`` is ``guardrail_intervened``; ``Fault.status(429,
 error_type="ModelNotReadyException")`` names the exception type.
 
+With Claude's thinking on (``additionalModelRequestFields.thinking``), the answer
+starts with a signed ``reasoningContent`` block (streamed as ``text`` and ``signature``
+deltas), and a final assistant turn that called a tool must come back starting with
+a reasoning block, its signature one the fake issued: what Claude on Bedrock requires
+(https://docs.aws.amazon.com/bedrock/latest/userguide/claude-messages-thinking-encryption.html).
+
 Every request must be signed for service ``bedrock`` in `region` with the fake's
 access key (and session token, if it has one): the fake recomputes the signature with
 botocore over the path exactly as received and rejects a wrong one with a 403
@@ -32,6 +38,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from interlock.testing.converse_checks import check_converse, check_thinking, thinking_on
 from interlock.testing.eventstream import event_frame
 from interlock.testing.fake_anthropic import ToolReply
 from interlock.testing.fake_upstream import FakeUpstream
@@ -58,34 +65,6 @@ _AUTH = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, "
     r"SignedHeaders=([^,]+), Signature=([0-9a-f]{64})$"
 )
-_FIELDS = frozenset(
-    (
-        "messages",
-        "system",
-        "inferenceConfig",
-        "toolConfig",
-        "guardrailConfig",
-        "additionalModelRequestFields",
-        "additionalModelResponseFieldPaths",
-        "promptVariables",
-        "requestMetadata",
-        "performanceConfig",
-    )
-)
-_INFERENCE = frozenset(("maxTokens", "temperature", "topP", "stopSequences"))
-_BLOCKS = frozenset(
-    (
-        "text",
-        "image",
-        "document",
-        "video",
-        "toolUse",
-        "toolResult",
-        "guardContent",
-        "reasoningContent",
-        "cachePoint",
-    )
-)
 _BY_STATUS = {
     400: "ValidationException",
     403: "AccessDeniedException",
@@ -104,6 +83,7 @@ _MISMATCH = (
     "Check your AWS Secret Access Key and signing method."
 )
 GUARDRAIL_MESSAGE = "Sorry, the model cannot answer this question."
+THOUGHT = "Thinking it over."
 
 
 def bedrock_error(status: int, kind: str, message: str) -> web.Response:
@@ -140,6 +120,7 @@ class FakeBedrock(FakeUpstream):
             "invoke": self._invoke,
         }
         self._rejected = 0
+        self._signatures: set[str] = set()
 
     @property
     def url(self) -> str:
@@ -277,69 +258,18 @@ class FakeBedrock(FakeUpstream):
 
     # -- endpoints ------------------------------------------------------------------
 
-    def _check(self, body: Json) -> int:
-        """Validates a Converse body as the API would; the prompt's character count."""
-        for key in body:
-            if key not in _FIELDS:
-                raise BadRequest(
-                    f"Malformed input request: extraneous key [{key}] is not permitted"
-                )
-        for key in body.get("inferenceConfig") or {}:
-            if key not in _INFERENCE:
-                raise BadRequest(f"inferenceConfig: extraneous key [{key}] is not permitted")
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise BadRequest("A conversation must start with a user message.")
-        chars = sum(len(str(b.get("text") or "")) for b in body.get("system") or ())
-        seen_tools: set[str] = set()
-        for i, m in enumerate(messages):
-            role = m.get("role") if isinstance(m, dict) else None
-            expected = "user" if i % 2 == 0 else "assistant"
-            if role != expected:
-                raise BadRequest(
-                    "A conversation must alternate between user and assistant "
-                    "roles, starting with a user message."
-                )
-            content = m.get("content")
-            if not isinstance(content, list) or not content:
-                raise BadRequest(f"messages.{i}.content: must be a non-empty list")
-            for block in content:
-                chars += self._check_block(block, role, seen_tools, body)
-        return chars
-
-    def _check_block(self, block: Any, role: str, seen_tools: set[str], body: Json) -> int:
-        keys = block.keys() & _BLOCKS if isinstance(block, dict) else set()
-        if len(keys) != 1 or len(block) != 1:
-            raise BadRequest("A content block must hold exactly one member.")
-        kind = next(iter(keys))
-        if kind in ("toolUse", "toolResult") and "toolConfig" not in body:
-            raise BadRequest(
-                "The toolConfig field must be defined when using toolUse and "
-                "toolResult content blocks."
-            )
-        if kind == "toolUse" and role == "assistant":
-            seen_tools.add(str(block["toolUse"].get("toolUseId")))
-        elif kind == "toolResult" and block["toolResult"].get("toolUseId") not in seen_tools:
-            raise BadRequest("toolResult blocks must answer a toolUse of the previous turn.")
-        elif kind == "image":
-            image = block["image"]
-            if image.get("format") not in ("png", "jpeg", "gif", "webp") or not (
-                image.get("source") or {}
-            ).keys() & {"bytes", "s3Location"}:
-                raise BadRequest("image: format must be png, jpeg, gif or webp, with a source")
-        elif kind == "text":
-            if not block["text"]:
-                raise BadRequest("The text field in the ContentBlock object is blank.")
-            return len(block["text"])
-        return 0
-
     async def _converse(self, request: Request, record: Record, body: Json) -> Response:
-        chars = self._check(body)
+        chars = check_converse(body)
+        thought: Json | None = None
+        if thinking_on(body):
+            check_thinking(body["messages"], self._signatures)
+            thought = {"text": THOUGHT, "signature": f"sig-{self.name}-{next(self._ids)}"}
+            self._signatures.add(thought["signature"])
         calls = list(self._tool_reply(body)) if self._tool_reply is not None else []
         text = "" if calls else (self._reply if isinstance(self._reply, str) else self._reply(body))
         guarded = record.fault is not None and record.fault.kind == "content_policy"
         if guarded:
-            text, calls = GUARDRAIL_MESSAGE, []
+            text, calls, thought = GUARDRAIL_MESSAGE, [], None
         uses = [
             {
                 "toolUseId": f"tooluse_{self.name}_{next(self._ids)}",
@@ -348,12 +278,18 @@ class FakeBedrock(FakeUpstream):
             }
             for name, args in calls
         ]
-        out = tokens_for(len(text) + sum(len(orjson.dumps(u["input"])) for u in uses))
+        thought_chars = len(THOUGHT) if thought else 0
+        out = tokens_for(
+            thought_chars + len(text) + sum(len(orjson.dumps(u["input"])) for u in uses)
+        )
         prompt = tokens_for(chars)
         usage = {"inputTokens": prompt, "outputTokens": out, "totalTokens": prompt + out}
         stop = "guardrail_intervened" if guarded else "tool_use" if uses else "end_turn"
         if not record.stream:
-            content = ([{"text": text}] if text else []) + [{"toolUse": u} for u in uses]
+            content: list[Json] = (
+                [{"reasoningContent": {"reasoningText": thought}}] if thought else []
+            )
+            content += ([{"text": text}] if text else []) + [{"toolUse": u} for u in uses]
             answer = {
                 "output": {"message": {"role": "assistant", "content": content}},
                 "stopReason": stop,
@@ -364,20 +300,29 @@ class FakeBedrock(FakeUpstream):
             return web.Response(
                 body=orjson.dumps(answer), headers={"Content-Type": "application/json"}
             )
-        return await self._send_events(request, record, self._frames(text, uses, stop, usage))
+        return await self._send_events(
+            request, record, self._frames(thought, text, uses, stop, usage)
+        )
 
-    def _frames(self, text: str, uses: list[dict[str, Any]], stop: str, usage: Json) -> list[bytes]:
+    def _frames(
+        self, thought: Json | None, text: str, uses: list[dict[str, Any]], stop: str, usage: Json
+    ) -> list[bytes]:
         frames = [event_frame("messageStart", {"role": "assistant"})]
         index = 0
-        if text:
-            for piece in split_text(text, self._stream_chunks):
+        pieces: list[Json] = []
+        if thought:  # reasoning text in pieces, then its signature
+            pieces = [{"reasoningContent": {"text": p}} for p in split_text(thought["text"], 2)]
+            pieces.append({"reasoningContent": {"signature": thought["signature"]}})
+        texts = [{"text": p} for p in split_text(text, self._stream_chunks)] if text else []
+        for deltas in (pieces, texts):  # one content block each, when there is one
+            if not deltas:
+                continue
+            for delta in deltas:
                 frames.append(
-                    event_frame(
-                        "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}}
-                    )
+                    event_frame("contentBlockDelta", {"contentBlockIndex": index, "delta": delta})
                 )
-            frames.append(event_frame("contentBlockStop", {"contentBlockIndex": 0}))
-            index = 1
+            frames.append(event_frame("contentBlockStop", {"contentBlockIndex": index}))
+            index += 1
         for use in uses:
             start = {"toolUse": {"toolUseId": use["toolUseId"], "name": use["name"]}}
             frames.append(

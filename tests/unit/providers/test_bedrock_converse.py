@@ -13,7 +13,7 @@ from interlock.errors import (
     MalformedResponseError,
     UnsupportedParamsError,
 )
-from interlock.providers.bedrock_converse import build_converse, parse_converse
+from interlock.providers.bedrock_converse import build_converse, parse_converse, usage_of
 from interlock.providers.params import MEANINGFUL_PARAMS
 from interlock.types import Request
 
@@ -121,3 +121,102 @@ def test_refusals_are_content_policy_errors(stop: str) -> None:
 def test_malformed_model_output_is_malformed() -> None:
     with pytest.raises(MalformedResponseError):
         parse_converse(answer("malformed_tool_use"), D)
+
+
+CLAUDE_D = D.model_copy(update={"model": "us.anthropic.claude-sonnet-4-20250514-v1:0"})
+SIGNED = {"reasoningContent": {"reasoningText": {"text": "Think.", "signature": "sig-1"}}}
+REDACTED = {"reasoningContent": {"redactedContent": "ZW5jcnlwdGVk"}}
+
+
+def test_reasoning_content_blocks_become_reasoning() -> None:
+    use = {"toolUse": {"toolUseId": "t", "name": "f", "input": {}}}
+    unsigned = {"reasoningContent": {"reasoningText": {"text": " More."}}}
+    r = parse_converse(answer("tool_use", SIGNED, REDACTED, unsigned, {"text": "ok"}, use), D)
+    message = r.choices[0].message
+    assert message.content == "ok"
+    assert message.reasoning_content == "Think. More."
+    # Only what Bedrock signed (or redacted) is kept to send back; unsigned reasoning
+    # text (models that do not sign theirs) is the text alone.
+    assert message.reasoning_blocks == [
+        {"type": "thinking", "thinking": "Think.", "signature": "sig-1", "provider": "bedrock"},
+        {"type": "redacted_thinking", "data": "ZW5jcnlwdGVk", "provider": "bedrock"},
+    ]
+    assert message.to_dict()["reasoning_blocks"] == message.reasoning_blocks
+    plain = parse_converse(answer("end_turn", {"text": "x"}), D).choices[0].message
+    assert (plain.reasoning_content, plain.reasoning_blocks) == (None, None)
+
+
+def test_reasoning_blocks_go_back_first_in_their_assistant_turn() -> None:
+    call = {"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    blocks = [
+        {"type": "thinking", "thinking": "Think.", "signature": "sig-1", "provider": "bedrock"},
+        {"type": "thinking", "thinking": "theirs", "signature": "a", "provider": "anthropic"},
+        {"type": "redacted_thinking", "data": "ZW5jcnlwdGVk", "provider": "bedrock"},
+    ]
+    body = build_converse(D, req([
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "let me see", "tool_calls": [call],
+         "reasoning_blocks": blocks, "reasoning_content": "Think."},
+        {"role": "tool", "tool_call_id": "t1", "content": "one"},
+    ], tools=[TOOL]))  # fmt: skip
+    assert body["messages"][1]["content"] == [
+        SIGNED,
+        REDACTED,
+        {"text": "let me see"},
+        {"toolUse": {"toolUseId": "t1", "name": "f", "input": {}}},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("effort", "params", "thinking", "max_tokens"),
+    [
+        ("low", {}, {"type": "enabled", "budget_tokens": 2048}, 4096 + 2048),
+        ("high", {"max_tokens": 20000}, {"type": "enabled", "budget_tokens": 16384}, 20000),
+        ("max", {"max_completion_tokens": 5000}, {"type": "enabled", "budget_tokens": 4999}, 5000),
+        ("none", {}, {"type": "disabled"}, None),
+    ],
+)
+def test_reasoning_effort_is_claude_thinking(
+    effort: str, params: dict[str, Any], thinking: dict[str, Any], max_tokens: int | None
+) -> None:
+    extra = {"additionalModelRequestFields": {"top_k": 5}}
+    messages = [{"role": "user", "content": "x"}]
+    body = build_converse(
+        CLAUDE_D, req(messages, "raise", reasoning_effort=effort, extra_body=extra, **params)
+    )
+    assert body["additionalModelRequestFields"] == {"thinking": thinking, "top_k": 5}
+    assert body.get("inferenceConfig", {}).get("maxTokens") == max_tokens
+
+
+def test_reasoning_effort_budget_is_added_to_the_deployments_max_output_tokens() -> None:
+    d = CLAUDE_D.model_copy(update={"max_output_tokens": 1000})
+    body = build_converse(d, req([{"role": "user", "content": "x"}], reasoning_effort="minimal"))
+    assert body["inferenceConfig"]["maxTokens"] == 1000 + 1024
+    with pytest.raises(BadRequestError, match="max_tokens > 1024"):
+        build_converse(CLAUDE_D, req([{"role": "user", "content": "x"}], reasoning_effort="low",
+                                     max_tokens=1024))  # fmt: skip
+    with pytest.raises(BadRequestError, match="reasoning_effort must be"):
+        build_converse(CLAUDE_D, req([{"role": "user", "content": "x"}], reasoning_effort="lots"))
+
+
+def test_reasoning_effort_is_unsupported_for_other_model_families() -> None:
+    llama = D.model_copy(update={"model": "meta.llama3-1-70b-instruct-v1:0"})
+    with pytest.raises(UnsupportedParamsError) as info:
+        build_converse(llama, req([{"role": "user", "content": "x"}], "raise",
+                                  reasoning_effort="low"))  # fmt: skip
+    assert list(info.value.params) == ["reasoning_effort"]
+    body = build_converse(llama, req([{"role": "user", "content": "x"}], reasoning_effort="low"))
+    assert "additionalModelRequestFields" not in body
+    assert "inferenceConfig" not in body
+
+
+def test_cache_tokens_are_prompt_token_details() -> None:
+    u = {"inputTokens": 3, "outputTokens": 2, "cacheReadInputTokens": 4,
+         "cacheWriteInputTokens": 5}  # fmt: skip
+    usage = usage_of(u)
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.cached_tokens, usage.cache_creation_tokens) == (12, 4, 5)
+    assert usage.to_dict()["prompt_tokens_details"] == {"cached_tokens": 4, "cache_write_tokens": 5}
+    bare = usage_of({"inputTokens": 3, "outputTokens": 2})
+    assert bare is not None
+    assert bare.prompt_tokens_details is None
