@@ -3,13 +3,38 @@
 Without a budget, three attempts per call triple the load on providers exactly when
 they are failing. Calls and retries are counted over a sliding window (two buckets,
 the older one weighted by how much of it still overlaps the window), O(1) per event.
+
+A retry to a deployment that is healthy now (`is_healthy`) is not what the budget
+guards against: it adds load only where load is being served. A call's first such
+retry is free (`add_free`): it is counted with the others, so it uses up budget
+that later retries would need, but it is never refused. When every deployment is
+failing none is healthy, so no retry is free and the budget's bound holds.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-__all__ = ["RetryBudget"]
+from interlock.records.state import CLOSED
+
+if TYPE_CHECKING:
+    from interlock.records.state import DeploymentState
+
+__all__ = ["RetryBudget", "is_healthy"]
+
+
+def is_healthy(s: DeploymentState, now: float) -> bool:
+    """Whether `s` is in rotation and not failing: its circuit closed, not cooling down,
+    and no failure counted against it since its latest success (or since the router
+    started). A 429's cooldown, once over, leaves it healthy: a rate limit is not a
+    failure of health."""
+    return (
+        s.circuit_mode == CLOSED
+        and s.cooldown_until <= now
+        and s.consecutive_failures == 0
+        and not s.circuit.kind_fails
+    )
 
 
 class _Counter:
@@ -42,15 +67,18 @@ class _Counter:
 class RetryBudget:
     """``retries <= floor + ratio * calls`` over the last `window` seconds."""
 
-    __slots__ = ("_calls", "_retries", "denied", "floor", "ratio")
+    __slots__ = ("_calls", "_retries", "denied", "floor", "free", "ratio", "window")
 
     def __init__(self, ratio: float, floor: int, window: float) -> None:
         self.ratio = ratio
         self.floor = floor
+        self.window = window
         self._calls = _Counter(window)
         self._retries = _Counter(window)
         self.denied = 0
-        """Retries refused so far (for statistics)."""
+        """Retries (and hedges) refused so far (for statistics)."""
+        self.free = 0
+        """Free retries so far: a call's first retry to a healthy deployment."""
 
     def record_call(self, now: float) -> None:
         self._calls.add(now)
@@ -66,8 +94,29 @@ class RetryBudget:
         self._retries.add(now)
         return True
 
+    def add_free(self, now: float) -> None:
+        """Count a retry the budget may not refuse (see the module's docstring)."""
+        self.free += 1
+        self._retries.add(now)
+
+    def deny(self) -> None:
+        """Count a retry refused without asking `try_acquire` (the router checked
+        `can_retry` before waiting for one)."""
+        self.denied += 1
+
+    def describe(self, now: float) -> str:
+        """The budget's state in words, for errors and logs."""
+        retries = self._retries.total(now)
+        calls = self._calls.total(now)
+        return (
+            f"{retries:.0f} retries in the last {self.window:g} s, where "
+            f"{self.floor} + {self.ratio:g} x {calls:.0f} calls allow "
+            f"{self.floor + self.ratio * calls:.0f}"
+        )
+
     def __repr__(self) -> str:
         return (
             f"<RetryBudget ratio={self.ratio} floor={self.floor} "
-            f"calls={self._calls.cur} retries={self._retries.cur} denied={self.denied}>"
+            f"calls={self._calls.cur} retries={self._retries.cur} free={self.free} "
+            f"denied={self.denied}>"
         )

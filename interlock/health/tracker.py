@@ -1,13 +1,15 @@
 """Ejection and recovery: when a deployment leaves rotation and how it comes back.
 
 Synchronous and O(1) per event. Triggers: consecutive failures (per-kind allowances),
-failure rate over a window (with a minimum count), a 429 (for its Retry-After) and a
-deployment-scoped 4xx (a bad key, an unknown model or deployment, an account that
-cannot pay). The n-th ejection in a row lasts ``cooldown * n`` (``auth_cooldown * n``
-for a deployment-scoped 4xx; capped); a cooldown is never shortened by a later one.
-Failure ejections stop at `max_ejected_share` of a pool. After its cooldown a
-deployment is half-open: trial requests, `k` successes close it, a failure re-opens it
-for longer. Each ejection records its error on the state (`DeploymentState.ejected_by`).
+failure rate over a window (with a minimum count) and a deployment-scoped 4xx (a bad
+key, an unknown model or deployment, an account that cannot pay). The n-th ejection
+in a row lasts ``cooldown * n`` (``auth_cooldown * n`` for a deployment-scoped 4xx;
+capped); a cooldown is never shortened by a later one. Failure ejections stop at
+`max_ejected_share` of a pool. After its cooldown an ejected deployment is half-open:
+trial requests, `k` successes close it, a failure re-opens it for longer. A 429 is a
+rate signal, not ill health: it cools the deployment for its Retry-After without
+opening its circuit, so when that is over the deployment takes its full share at once.
+Each cooldown records the error that started it on the state (`DeploymentState.ejected_by`).
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ class HealthTracker:
         if kind is FailureKind.RATE_LIMITED:
             ra = error.retry_after
             seconds = p.rate_limit_cooldown if ra is None else min(max(ra, 0.0), p.max_retry_after)
-            return self._eject(s, now, seconds, error, kind, hard=True)
+            return self._rate_limited(s, now, seconds, error, kind)
         if kind is FailureKind.BAD_CREDENTIALS or kind is FailureKind.UNUSABLE:
             return self._take_out(s, error, kind, now)
         if cooling:
@@ -224,6 +226,29 @@ class HealthTracker:
         s.consecutive_failures = 0
         c.kind_fails.clear()
         c.cur_ok = c.cur_fail = c.prev_ok = c.prev_fail = 0
+        return seconds
+
+    @staticmethod
+    def _rate_limited(
+        s: DeploymentState, now: float, seconds: float, error: InterlockError, kind: FailureKind
+    ) -> float:
+        """A 429: cool `s` for `seconds`, binding even in panic mode, without opening
+        its circuit. A rate limit is not ill health: when the cooldown is over `s`
+        takes its full share at once (no half-open trials, no slow start), and its
+        failure counts and trial state are left as they were."""
+        if seconds <= 0:
+            return 0.0
+        c = s.circuit
+        s.ejections += 1
+        until = now + seconds
+        # A re-cooldown never shortens one that is running.
+        if until > s.cooldown_until:
+            s.cooldown_until = until
+            c.pool.cooling_started(s)
+            # Errors and statistics say why it is cooling, as for an ejection.
+            s.ejected_by = Ejection(type(error).__name__, error.status_code, kind, now, until)
+        if until > c.hard_until:
+            c.hard_until = until
         return seconds
 
     @staticmethod

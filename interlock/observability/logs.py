@@ -34,6 +34,7 @@ hooks_logger = logging.getLogger("interlock.hooks")
 """Hooks that raised or timed out."""
 
 INFO = logging.INFO
+WARNING = logging.WARNING
 
 
 class Redactor:
@@ -93,6 +94,37 @@ def log_retry(
         deployment,
         _describe(f),
         extra={"event": "retry", "group": group, "deployment": deployment, "attempt": attempt} | f,
+    )
+
+
+def log_retry_refused(
+    budget_group: str,
+    group: str,
+    deployment: str | None,
+    attempts: int,
+    error: InterlockError | None,
+    redact: Redactor,
+) -> None:
+    """WARNING: a retry the call could have made was not sent (the retry budget of
+    `budget_group` is spent); the call moves on to its fallbacks or fails."""
+    if not router_logger.isEnabledFor(WARNING):
+        return
+    f = _error_fields(error, redact)
+    router_logger.warning(
+        "retry refused: the retry budget of group %s is spent; no attempt %d in group %s%s%s",
+        budget_group,
+        attempts + 1,
+        group,
+        f" (on {deployment})" if deployment else "",
+        _describe(f),
+        extra={
+            "event": "retry_refused",
+            "group": group,
+            "budget_group": budget_group,
+            "deployment": deployment,
+            "attempt": attempts + 1,
+        }
+        | f,
     )
 
 

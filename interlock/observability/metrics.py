@@ -81,6 +81,7 @@ METRIC_NAMES = (
     "cooldowns_total",
     "recoveries_total",
     "retries_total",
+    "retries_refused_total",
     "fallbacks_total",
     "requests_refused_total",
     "hedges_total",
@@ -220,10 +221,19 @@ class DeploymentSeries:
 
 
 class _GroupSeries:
-    __slots__ = ("fallbacks", "hedges", "refused", "retries", "wait_seconds", "waits")
+    __slots__ = (
+        "fallbacks",
+        "hedges",
+        "refused",
+        "retries",
+        "retries_refused",
+        "wait_seconds",
+        "waits",
+    )
 
     def __init__(self) -> None:
         self.retries = 0
+        self.retries_refused = 0
         self.hedges = 0
         self.waits = 0
         self.wait_seconds = 0.0
@@ -334,6 +344,9 @@ class PrometheusMetrics:
     def retry(self, group: str) -> None:
         self._group(group).retries += 1
 
+    def retry_refused(self, group: str) -> None:
+        self._group(group).retries_refused += 1
+
     def fallback(self, group: str, to_group: str) -> None:
         f = self._group(group).fallbacks
         f[to_group] = f.get(to_group, 0) + 1
@@ -376,6 +389,7 @@ class PrometheusMetrics:
             f.recoveries.add_metric(dl, s.recoveries)
         for name, g in self._groups.items():
             f.retries.add_metric([name], g.retries)
+            f.retries_refused.add_metric([name], g.retries_refused)
             f.hedges.add_metric([name], g.hedges)
             f.waits.add_metric([name], g.waits)
             f.wait_seconds.add_metric([name], g.wait_seconds)
@@ -445,6 +459,12 @@ class _Families:
         self.retries = CounterMetricFamily(
             f"{ns}_retries", "Further attempts in a group after a failure.", labels=g
         )
+        self.retries_refused = CounterMetricFamily(
+            f"{ns}_retries_refused",
+            "Retries the group's retry budget refused (the call moved on to its "
+            "fallbacks or failed).",
+            labels=g,
+        )
         self.fallbacks = CounterMetricFamily(
             f"{ns}_fallbacks",
             "Requests moved from a group to its fallback group.",
@@ -474,7 +494,7 @@ class _Families:
     def all(self) -> list[Metric]:
         return [
             self.requests, self.duration, self.ttft, self.tokens, self.spend, self.in_flight,
-            self.healthy, self.cooldowns, self.recoveries, self.retries, self.fallbacks,
-            self.refused, self.hedges, self.waits, self.wait_seconds, self.hook_errors,
-            self.hook_dropped,
+            self.healthy, self.cooldowns, self.recoveries, self.retries,
+            self.retries_refused, self.fallbacks, self.refused, self.hedges, self.waits,
+            self.wait_seconds, self.hook_errors, self.hook_dropped,
         ]  # fmt: skip

@@ -340,6 +340,33 @@ class Observer:
         except Exception as exc:
             self.internal_error("retry", exc)
 
+    def retry_refused(
+        self,
+        budget_group: str,
+        group: str,
+        state: DeploymentState | None,
+        attempts: int,
+        error: InterlockError | None,
+        now: float,
+    ) -> None:
+        """The retry budget of `budget_group` (the group the call asked for) refused a
+        retry in `group` (to `state`, when one was chosen) after `attempts` attempts
+        whose last failed with `error`: a WARNING line and the `retries_refused`
+        metric."""
+        try:
+            logs.log_retry_refused(
+                budget_group,
+                group,
+                state.id if state is not None else None,
+                attempts,
+                error,
+                self.redact,
+            )
+            if self.metrics is not None:
+                self.metrics.retry_refused(budget_group)
+        except Exception as exc:
+            self.internal_error("retry_refused", exc)
+
     def fallback(
         self, group: str, to_group: str, attempts: int, error: InterlockError | None, now: float
     ) -> None:

@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from interlock.clock import Clock
 from interlock.errors import APITimeoutError, AttemptRecord, InterlockError
+from interlock.failures import FailureKind, classify
 from interlock.health.tracker import HealthTracker
 from interlock.limits.ledger import Ledger, Reservation
 from interlock.limits.shared import SharedLedger
@@ -204,12 +205,14 @@ class Attempts:
         now: float,
         attempt: int = 1,
     ) -> None:
-        """Record a failed attempt (health, shared cooldown, strategy feedback, observer)."""
+        """Record a failed attempt (health, shared cooldown, strategy feedback, observer).
+        A rate limit is not fed to the strategy: it says nothing about the deployment's
+        speed, and when its cooldown ends the deployment should take its full share."""
         cooldown = self.health.failure(state, error, now)
         if cooldown and self.shared is not None:
             self.shared.publish_cooldown(state, state.cooldown_until - now)
         feedback = self._pools[state.group].feedback
-        if feedback is not None:
+        if feedback is not None and classify(error) is not FailureKind.RATE_LIMITED:
             feedback(state, False, now - started, None)
         self.observer.failure(state, error, started, now, attempt, cooldown)
 

@@ -25,6 +25,7 @@ __all__ = [
     "Redirect",
     "deadline_error",
     "describe",
+    "note_refusal",
     "refusal_error",
 ]
 
@@ -62,11 +63,13 @@ class Call:
         "max_depth",
         "previous",
         "queued_at",
+        "refused",
+        "refused_at",
         "request",
         "retry_budget",
         "sent",
         "soonest",
-        "stopped",
+        "spare",
         "timeout",
         "tried",
         "unavailable",
@@ -89,7 +92,8 @@ class Call:
         self.timeout = timeout
         self.retry_budget = retry_budget
         """The retry budget of the group the call started at (it pays for every
-        attempt after the first, hedges and fallback attempts included)."""
+        attempt after the first, hedges and fallback attempts included, but the
+        call's first retry to a healthy deployment: see `spare`)."""
         self.attempts: list[AttemptRecord] = []
         self.last_error: InterlockError | None = None
         self.unavailable: list[str] = []
@@ -98,7 +102,13 @@ class Call:
         self.sent = 0
         """Attempts sent, every group together."""
         self.free_retry = False
-        self.stopped = False
+        """The next attempt is routing, not a retry (after a redirect): it is free."""
+        self.spare = True
+        """The call's one free retry to a healthy untried deployment is unused."""
+        self.refused: str | None = None
+        """Why the retry budget refused one of this call's retries (None: it did not)."""
+        self.refused_at: tuple[str, str] = ("", "")
+        """The group and deployment (id, "" when none was chosen) of that retry."""
         # the route: `chain` is the fallback chain of the group asked for (it starts
         # with that group), or the special chain a `Redirect` switched to
         self.chain = chain
@@ -198,6 +208,19 @@ def _first_back(soonest: float | None, wall: float | None) -> str:
         return ""
     wall = time.time() if wall is None else wall
     return f"; the first may be usable at {time_in(soonest, wall)} (in {soonest:.1f} s)"
+
+
+def note_refusal(error: InterlockError, call: Call) -> InterlockError:
+    """`error` as the call's final error, saying that the retry budget refused one of
+    its retries (when it did): in its message, and as the last of its `attempts`, a
+    record of the attempt that was not sent (duration 0)."""
+    error.attempts = tuple(call.attempts)
+    if call.refused is not None:
+        error.message = f"{error.message}; {call.refused}"
+        error.args = (error.message,)
+        group, deployment = call.refused_at
+        error.attempts = (*error.attempts, AttemptRecord(group, deployment, call.refused, 0.0))
+    return error
 
 
 def deadline_error(call: Call) -> DeadlineExceededError:

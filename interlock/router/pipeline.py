@@ -4,10 +4,12 @@ One loop serves every kind of request. The decision (eligibility, strategy,
 reservation) is synchronous; the only await per attempt on the hot path is the send.
 `run` keeps that path inline and hands every cold branch to a named method: nothing
 eligible (`_nothing_eligible`: redirect, queue, back off or give up), the shared
-ledger's admission (`_admit_shared`), paying for a retry (`_pay_for_retry`), hedging
-(`hedge.race`), a failed attempt (`_give_up`), a redirect (`_redirect`) and the final
-error (`_final_error`). Every attempt after a call's first draws on the retry budget
-of the group it started at, and everything happens before the call's one deadline.
+ledger's admission (`_admit_shared`), choosing and paying for a retry
+(`_choose_retry`, `_pay_for_retry`), hedging (`hedge.race`), a failed attempt
+(`_give_up`), a redirect (`_redirect`) and the final error (`_final_error`). Every
+attempt after a call's first draws on the retry budget of the group it started at,
+except the call's first retry to a deployment that is healthy now, and everything
+happens before the call's one deadline.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from interlock.clock import Clock
 from interlock.config import RetryPolicy
 from interlock.errors import ContextWindowExceededError, InterlockError
 from interlock.failures import TREATMENTS, classify
-from interlock.health.retry_budget import RetryBudget
+from interlock.health.retry_budget import RetryBudget, is_healthy
 from interlock.health.tracker import HealthTracker
 from interlock.limits.diagnose import Diagnosis
 from interlock.limits.ledger import Ledger
@@ -33,6 +35,7 @@ from interlock.router.call_state import (
     GroupDone,
     Redirect,
     deadline_error,
+    note_refusal,
     refusal_error,
 )
 from interlock.router.fallbacks import FallbackTable
@@ -137,7 +140,7 @@ class Pipeline:
             obs.request_start(request, now)
         attempts = self.attempts
         max_attempts = self.retry.max_attempts
-        while not call.stopped and (group := call.next_group()) is not None:
+        while (group := call.next_group()) is not None:
             pool, hedger, queue = self._enter(call, group)
             try:
                 while call.group_attempts < max_attempts:
@@ -202,6 +205,8 @@ class Pipeline:
         eligible. Raises `GroupDone` when the retry budget refuses the attempt."""
         if queue is not None and queue.waiting and not call.woken:
             return None  # FIFO: nobody overtakes the requests in line
+        if call.sent:
+            return self._choose_retry(call, pool, now)
         state = pool.select(call.request, now, call.tried)
         if state is None:
             return None
@@ -209,7 +214,24 @@ class Pipeline:
         if self._slow_start and not self.health.admit(state, now):
             # A ramping deployment turned this one away: pick another if any.
             state = pool.select(call.request, now, {*call.tried, state}) or state
-        if call.sent and not self._pay_for_retry(call, now):
+        call.sent += 1
+        call.group_attempts += 1
+        return state
+
+    def _choose_retry(self, call: Call, pool: DeploymentPool, now: float) -> DeploymentState | None:
+        """`_choose` for every attempt after a call's first (a retry, a fallback group's
+        first try): an untried deployment that is healthy now when there is one (see
+        `is_healthy`), else any untried eligible one; then paid for (`_pay_for_retry`)."""
+        request = call.request
+        state = pool.select(request, now, _TriedOrUnhealthy(call.tried, now))
+        if state is None:
+            state = pool.select(request, now, call.tried)
+            if state is None:
+                return None
+        call.woken = False
+        if self._slow_start and not self.health.admit(state, now):
+            state = pool.select(request, now, {*call.tried, state}) or state
+        if not self._pay_for_retry(call, state, now):
             raise GroupDone
         call.sent += 1
         call.group_attempts += 1
@@ -295,8 +317,6 @@ class Pipeline:
         retry = self.retry
         if call.has_next or call.waits >= retry.max_attempts:
             return None
-        if call.sent and not call.retry_budget.can_retry(now):
-            return None
         if call.tried and pool.eligible(call.request, now):
             cap = min(retry.backoff_max, retry.backoff_base * (2**call.waits))
             delay = self.rng.uniform(0.0, cap)
@@ -305,7 +325,19 @@ class Pipeline:
             if wait is None or wait > retry.max_wait:
                 return None
             delay = wait
-        return delay if now + delay < call.deadline else None
+        if now + delay >= call.deadline:
+            return None
+        # The attempt after the wait would be a retry the budget cannot pay for, unless
+        # it may be the call's free one (some deployment is healthy now).
+        if (
+            call.sent
+            and not call.retry_budget.can_retry(now)
+            and not (call.spare and any(is_healthy(s, now) for s in pool.states))
+        ):
+            call.retry_budget.deny()
+            self._refuse(call, pool.group, None, now)
+            return None
+        return delay
 
     @staticmethod
     def _note_unavailable(call: Call, group: str, diagnosis: Diagnosis) -> None:
@@ -315,18 +347,39 @@ class Pipeline:
         if wait is not None and (call.soonest is None or wait < call.soonest):
             call.soonest = wait
 
-    @staticmethod
-    def _pay_for_retry(call: Call, now: float) -> bool:
-        """Whether the call may send another attempt: the first after a redirect is
-        free (it is routing, not a retry); others draw on the retry budget, and a
-        refusal stops the whole call (its error then says so)."""
+    def _pay_for_retry(self, call: Call, state: DeploymentState, now: float) -> bool:
+        """Whether the call may send another attempt, to `state`. Free: the first after
+        a redirect (it is routing, not a retry) and the call's first retry to a
+        deployment that is healthy now (it adds load only where load is served; it
+        still counts against the budget). Others draw on the retry budget; a refusal
+        ends the group (the call moves on to its fallbacks, where only a free attempt
+        can still be sent) and the final error says so."""
         if call.free_retry:
             call.free_retry = False
             return True
-        if call.retry_budget.try_acquire(now):
+        budget = call.retry_budget
+        if call.spare and is_healthy(state, now):
+            call.spare = False
+            budget.add_free(now)
             return True
-        call.stopped = True
+        if budget.try_acquire(now):
+            return True
+        self._refuse(call, state.group, state, now)
         return False
+
+    def _refuse(self, call: Call, group: str, state: DeploymentState | None, now: float) -> None:
+        """The retry budget refused a retry of `call` (to `state`, when one was chosen):
+        note it for the final error, and log and count it, once per call."""
+        if call.refused is not None:
+            return
+        call.refused = (
+            f"a retry was refused by the retry budget of group {call.first_group!r} "
+            f"({call.retry_budget.describe(now)})"
+        )
+        call.refused_at = (group, state.id if state is not None else "")
+        self.attempts.observer.retry_refused(
+            call.first_group, group, state, len(call.attempts), call.last_error, now
+        )
 
     async def _hedged(
         self,
@@ -412,12 +465,26 @@ class Pipeline:
         call.free_retry = True
 
     def _final_error(self, call: Call) -> InterlockError:
-        """The last attempt's error; when nothing was sent, why not (refusal_error)."""
+        """The last attempt's error; when nothing was sent, why not (refusal_error).
+        Either says whether the retry budget refused a retry (`note_refusal`)."""
         if call.last_error is not None:
-            call.last_error.attempts = tuple(call.attempts)
-            return call.last_error
+            return note_refusal(call.last_error, call)
         now = self.clock.now()
-        refused = refusal_error(call, now)
+        refused = note_refusal(refusal_error(call, now), call)
         started = call.deadline - call.timeout
         self.attempts.observer.refused(call.first_group, len(call.attempts), started, now, refused)
         return refused
+
+
+class _TriedOrUnhealthy:
+    """What a retry avoids while it can: the deployments the call tried, and those
+    that are not healthy now (`is_healthy`)."""
+
+    __slots__ = ("now", "tried")
+
+    def __init__(self, tried: set[DeploymentState], now: float) -> None:
+        self.tried = tried
+        self.now = now
+
+    def __contains__(self, s: object) -> bool:
+        return s in self.tried or not is_healthy(s, self.now)  # type: ignore[arg-type]

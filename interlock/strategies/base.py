@@ -28,12 +28,12 @@ class Strategy(Protocol):
     `candidates` is a `Candidates` view of one order tier (tags already applied) with
     at least one eligible deployment, `candidates.first`. It is a `Sequence` of the
     eligible deployments (materialized on first use, O(n)), and offers O(1) helpers
-    for large pools: `ok(state)`, `another(state)`, `sample_from(states)`, the
-    tier's fixed `tier.states`, `now` and the `rng`. `choose` must not await and must
-    return an eligible deployment. A class attribute ``lazy_candidates = True`` skips
-    the pool's initial probe: the view may then be empty, and `choose` signals that
-    by letting `NoEligible` (raised by `first` and `require()`) propagate. A strategy
-    may also define
+    for large pools: `ok(state)`, `another(state)`, `weighted()`,
+    `sample_from(states)`, the tier's fixed `tier.states`, `now` and the `rng`.
+    `choose` must not await and must return an eligible deployment. A class
+    attribute ``lazy_candidates = True`` skips the pool's initial probe: the view may
+    then be empty, and `choose` signals that by letting `NoEligible` (raised by
+    `first` and `require()`) propagate. A strategy may also define
     ``record(state, ok, latency, ttft)`` (see `Feedback`) to learn from outcomes.
     """
 
@@ -43,7 +43,8 @@ class Strategy(Protocol):
 class Feedback(Protocol):
     """``record(state, ok, latency, ttft)``: an optional method of a strategy, called
     after every attempt in the strategy's group with whether it succeeded, its
-    latency in seconds and, for streams, the time to first chunk."""
+    latency in seconds and, for streams, the time to first chunk. Attempts answered
+    with a rate limit (429) are not reported: they say nothing about speed."""
 
     def __call__(
         self, state: DeploymentState, ok: bool, latency: float, ttft: float | None

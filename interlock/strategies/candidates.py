@@ -45,7 +45,7 @@ class Tier:
     from it once (alias tables, price orderings), keyed by the strategy instance.
     """
 
-    __slots__ = ("cache", "members", "n", "order", "states", "uniform")
+    __slots__ = ("_alias", "cache", "mean_weight", "members", "n", "order", "states", "uniform")
 
     def __init__(self, states: Sequence[DeploymentState], order: int) -> None:
         if not states:
@@ -57,7 +57,18 @@ class Tier:
         first = self.states[0].weight
         self.uniform = all(s.weight == first for s in self.states)
         """Every deployment has the same share (weighted choice is a uniform one)."""
+        self.mean_weight = first if self.uniform else sum(s.weight for s in self.states) / self.n
+        """The tier's mean `weight` (exactly each one's when they are all equal)."""
         self.cache: dict[object, Any] = {}
+        self._alias: AliasTable | None = None
+
+    @property
+    def alias(self) -> AliasTable:
+        """An alias table over the deployments' `weight` (built on first use)."""
+        table = self._alias
+        if table is None:
+            table = self._alias = AliasTable([s.weight for s in self.states])
+        return table
 
     def __repr__(self) -> str:
         return f"<Tier order={self.order} deployments={self.n}>"
@@ -190,6 +201,35 @@ class Candidates(Sequence["DeploymentState"]):
         """Whether `eligible()` has been built already (then it is free to use)."""
         return self._list is not None
 
+    def weighted(self) -> DeploymentState:
+        """An eligible deployment drawn with probability proportional to its `weight`
+        (the share `weighted` uses); raises `NoEligible` when there is none.
+
+        Equal weights: `first`. Otherwise draws from an alias table built once per tier
+        and rejects ineligible draws, which leaves the distribution over the eligible
+        ones exact; after `PROBES` rejections it draws from the eligible list (O(n),
+        only when most of the tier is out). O(1) expected."""
+        tier = self.tier
+        if tier.uniform:
+            return self.first
+        table = tier._alias
+        if table is None:
+            table = tier.alias
+        states = tier.states
+        n = tier.n
+        prob = table._prob
+        alias = table._alias
+        rnd = self.rng.random
+        ok = self.ok
+        for _ in range(PROBES if n > PROBES else n):
+            u = rnd() * n
+            i = int(u)
+            s = states[i if u - i < prob[i] else alias[i]]
+            if ok(s):
+                return s
+        lst = self.require()
+        return self.rng.choices(lst, weights=[s.weight for s in lst])[0]
+
     def sample_from(
         self, states: Sequence[DeploymentState], tries: int | None = None
     ) -> DeploymentState | None:
@@ -240,6 +280,35 @@ class Candidates(Sequence["DeploymentState"]):
             return a, self.another(a)
         # Uniform over the others in one draw: n - 1 slots, the last deployment standing
         # in for `a` when `a` is drawn.
+        t = states[int(rnd() * (n - 1))]
+        if t is a:
+            t = states[n - 1]
+        if self.ok(t):
+            return a, t
+        return a, self._another_probing(a, (PROBES if n > PROBES else n) - 1)
+
+    def weighted_pair(self) -> tuple[DeploymentState, DeploymentState | None]:
+        """``(weighted(), another(it))`` in one call: the first drawn in proportion to
+        weight, the second uniformly among the other eligible deployments (None when
+        the first is the only one). Raises `NoEligible` when there is none. Equal
+        weights: `pair()`."""
+        tier = self.tier
+        if tier.uniform:
+            return self.pair()
+        states = tier.states
+        n = tier.n
+        table = tier._alias
+        if table is None:
+            table = tier.alias
+        rnd = self.rng.random
+        u = rnd() * n
+        i = int(u)
+        a = states[i if u - i < table._prob[i] else table._alias[i]]
+        if not self.ok(a):
+            a = self.weighted()
+        # n >= 2 here (a tier of one is uniform). Uniform over the others in one draw.
+        if self._list is not None:
+            return a, self.another(a)
         t = states[int(rnd() * (n - 1))]
         if t is a:
             t = states[n - 1]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from math import log2
 from typing import TYPE_CHECKING
 
 from interlock.strategies.candidates import Candidates
@@ -14,50 +15,68 @@ if TYPE_CHECKING:
 
 __all__ = ["LatencyStrategy"]
 
-_UNKNOWN = float("inf")  # no sample yet (and a probe in flight): never "near the best"
+_INF = float("inf")
 
 _Table = tuple[dict["DeploymentState", float], dict["DeploymentState", float]]
-"""Estimates of one kind (plain or stream): state -> estimate, state -> time of the
-latest sample."""
+"""Estimates of one kind (plain or stream): state -> ``log2(e)`` of its estimate `e`;
+state -> its key ``log2(e) + c``, `c` the deployment's halvings clock at its latest
+sample (see `LatencyStrategy._stamp`).
+
+An estimate's decayed value is ``e·2^(c − clock)``, so its log is ``key − clock``: a
+read is one lookup and a subtraction, and a pick computes no power."""
 
 
 class LatencyStrategy:
-    """The eligible deployment with the lowest recent latency.
+    """The eligible deployment with the lowest recent latency, or one near it.
 
     Two estimates per deployment, each an EWMA: seconds per output token for plain
     requests (the attempt's latency divided by the completion tokens the provider
     reported; the plain latency for embeddings and `call`), and seconds to the first
     chunk for streams. A request is judged by the estimate of its kind.
 
-    - Update: ``e ← e + a·(x − e)`` with ``a = 1 − (1 − alpha)·2^(−age/half_life)``,
-      so a stale estimate is replaced rather than blended. A failed attempt counts as
-      twice the current estimate (a fast error is not a fast deployment).
-    - Decay: an estimate is read as ``e·2^(−age/half_life)`` where age is the time
-      since its last sample, so a deployment that lost all traffic looks better and
-      better until it gets a request again: a recovered deployment wins traffic back,
-      a still-slow one is measured again and drops back.
-    - Choice: best = the lowest estimate; pick at random among the deployments
-      within ``(1 + buffer)·best`` (buffer=0: the best, ties at random).
+    - Age: the seconds since the estimate's latest sample over `half_life`, plus its
+      rounds since then over `stale_half_life`: ``k = Δt/half_life +
+      rounds/stale_half_life``. A deployment's rounds are the picks since that sample
+      times its share of the tier's weight (with equal weights, picks ÷ deployments:
+      the picks it would have had).
+    - Update: ``e ← e + a·(x − e)`` with ``a = 1 − (1 − alpha)·2^(−k)``, so a stale
+      estimate is replaced rather than blended. A failed attempt counts as twice the
+      current estimate (a fast error is not a fast deployment).
+    - Decay: while nothing is in flight to it, a deployment's estimate is read as
+      ``e·2^(−k)``, so a deployment that lost its traffic looks better and better
+      until it gets a request again (then it is read as is until the answer comes,
+      so it is tried one request at a time): a recovered deployment wins traffic
+      back, a still-slow one is measured again and drops back.
+    - Choice: best = the lowest estimate; every deployment within
+      ``(1 + buffer)·best`` counts as equal, and the pick among those is random in
+      proportion to `weight` (buffer 0: the best, ties by weight).
     - Exploration: an eligible deployment with no sample yet and nothing in flight is
       picked first (one probe at a time), so a new deployment is never starved.
 
     Tiers of up to `exact_limit` deployments are compared in full. Larger tiers
-    compare the group's best-known deployment (the leader) with one random eligible
-    deployment, or two random ones while the leader is not eligible: O(1), and only
-    the random one is a new memory location (the leader is read on every pick).
-    Time is the clock reading of the latest pick (`Candidates.now`).
+    draw one eligible deployment by weight and compare it with the group's
+    best-known deployment (the leader), or with one random eligible deployment while
+    the leader is not eligible; the other wins only when it is outside the band:
+    O(1), and only the drawn one is a new memory location (the leader is read on
+    every pick). Time is the clock reading of the latest pick (`Candidates.now`).
     """
 
     __slots__ = (
         "_leaders",
+        "_log_band",
+        "_mean_weight",
+        "_n",
         "_now",
+        "_per_pick",
         "_plain",
         "_rng",
+        "_rounds",
         "_stream",
         "alpha",
         "buffer",
         "exact_limit",
         "half_life",
+        "stale_half_life",
     )
     name = "latency"
     lazy_candidates = True
@@ -66,9 +85,10 @@ class LatencyStrategy:
         self,
         rng: random.Random | None = None,
         *,
-        buffer: float = 0.0,
+        buffer: float = 0.5,
         alpha: float = 0.3,
         half_life: float = 30.0,
+        stale_half_life: float = 2.0,
         exact_limit: int = 8,
     ) -> None:
         if not buffer >= 0:
@@ -77,126 +97,173 @@ class LatencyStrategy:
             raise ValueError(f"LatencyStrategy: alpha must be in (0, 1], got {alpha!r}")
         if not half_life > 0:
             raise ValueError(f"LatencyStrategy: half_life must be > 0, got {half_life!r}")
+        if not stale_half_life > 0:
+            raise ValueError(
+                f"LatencyStrategy: stale_half_life must be > 0 rounds, got {stale_half_life!r}"
+            )
         if exact_limit < 1:
             raise ValueError(f"LatencyStrategy: exact_limit must be >= 1, got {exact_limit}")
         self._rng = rng or random.Random()
         self.buffer = float(buffer)
         self.alpha = float(alpha)
         self.half_life = float(half_life)
+        self.stale_half_life = float(stale_half_life)
         self.exact_limit = exact_limit
-        # Per kind: state -> estimate, and state -> time of its latest sample. Flat
-        # dicts of floats, so reading a candidate's estimate is one lookup and one
-        # float (in a pool of 10,000 each object dereferenced is likely a cache miss).
+        self._log_band = log2(1.0 + self.buffer)
+        # Per kind: flat dicts of floats (see `_Table`), so reading a candidate is one
+        # lookup (in a pool of 10,000 each object dereferenced is likely a cache miss).
         self._plain: _Table = ({}, {})
         self._stream: _Table = ({}, {})
         # Per kind (plain, stream): group -> the deployment with the lowest estimate.
         self._leaders: tuple[dict[str, DeploymentState], dict[str, DeploymentState]] = ({}, {})
-        self._now = float("-inf")
+        self._now = 0.0
+        self._rounds = 0.0  # each pick adds 1 / (n · stale_half_life)
+        self._n = 1  # deployments in the tier of the latest pick (the length of a round)
+        self._per_pick = 1.0 / self.stale_half_life
+        self._mean_weight = 1.0  # of the tier of the latest pick
+
+    def _stamp(self, s: DeploymentState) -> float:
+        """`s`'s halvings clock now: ``now/half_life + w/w̄ · rounds``, w its weight and
+        w̄ the tier's mean (a deployment ages with the picks it would have had)."""
+        return self._now / self.half_life + s.weight / self._mean_weight * self._rounds
+
+    def _log(self, table: _Table, s: DeploymentState) -> float | None:
+        """log2 of the estimate `choose` reads for `s` (None before its first sample):
+        decayed while nothing is in flight to it."""
+        if s.in_flight:
+            return table[0].get(s)
+        key = table[1].get(s)
+        return None if key is None else key - self._stamp(s)
 
     def estimate(self, state: DeploymentState, stream: bool = False) -> float | None:
-        """The decayed estimate for `state` (None before its first sample)."""
-        est, at = self._stream if stream else self._plain
-        e = est.get(state)
-        return None if e is None else self._read(e, at[state], self._now)
-
-    def _read(self, e: float, then: float, now: float) -> float:
-        age = now - then
-        return e if age <= 0 else e * 0.5 ** (age / self.half_life)
+        """The estimate `choose` reads for `state` now (None before its first sample):
+        decayed while nothing is in flight to it."""
+        lg = self._log(self._stream if stream else self._plain, state)
+        return None if lg is None else float(2.0**lg)
 
     def choose(self, candidates: Candidates, request: Request) -> DeploymentState:
         now = candidates.now
         if now > self._now:
             self._now = now
+        tier = candidates.tier
+        n = tier.n
+        if n != self._n:
+            self._n = n
+            self._per_pick = 1.0 / (n * self.stale_half_life)
+        self._rounds += self._per_pick
+        self._mean_weight = tier.mean_weight
         stream = request.stream
         table = self._stream if stream else self._plain
-        if candidates.tier.n <= self.exact_limit:
-            if self.buffer == 0.0:
-                # With no buffer the pick over the whole tier, when eligible, is the
-                # pick over the eligible ones (ties stay uniform, as in least-busy).
-                s = self._pick(candidates.tier.states, table, now)
-                if candidates.ok(s):
-                    return s
-            return self._pick(candidates.require(), table, now)
-        tier = candidates.tier
+        if n <= self.exact_limit:
+            return self._exact(candidates, table)
+        # Large tier: a weighted draw against the leader (or a random challenger); the
+        # other wins only when it is clearly better.
+        a = candidates.weighted()
+        ga = self._log(table, a)
+        if ga is None:
+            if a.in_flight == 0:
+                return a  # explore: one probe at a time
+            ga = _INF
         lead = self._leaders[stream].get(tier.states[0].group)
-        if lead is not None and lead in tier.members and candidates.ok(lead):
-            other = candidates.another(lead)
-            return lead if other is None else self._pick((lead, other), table, now)
-        a, b = candidates.pair()
-        return a if b is None else self._pick((a, b), table, now)
+        if lead is None or lead is a or lead not in tier.members or not candidates.ok(lead):
+            lead = candidates.another(a)
+            if lead is None:
+                return a
+        gl = self._log(table, lead)
+        if gl is None:
+            return lead if lead.in_flight == 0 else a
+        return lead if gl + self._log_band < ga else a
 
-    def _pick(
-        self,
-        pool: Sequence[DeploymentState],
-        table: _Table,
-        now: float,
-    ) -> DeploymentState:
-        rnd = self._rng.random
-        half_life = self.half_life
-        exact = self.buffer == 0.0
-        best = _UNKNOWN
-        pick = pool[0]
-        n_best = 0  # ties at `best` seen so far (buffer 0: reservoir over them)
+    def _exact(self, candidates: Candidates, table: _Table) -> DeploymentState:
+        """The pick over a small tier. One eligible deployment is drawn by weight and
+        kept when it is within the band, which is set by the tier's best (eligible or
+        not); otherwise the pick is drawn by weight among the eligible deployments in
+        the band (the two steps together are proportional to weight within the
+        band), or, when none is eligible, within the band of the best eligible one."""
+        tier = candidates.tier
+        states = tier.states
+        lgs, keys = table
+        uniform = tier.uniform
+        t = self._now / self.half_life
+        rounds = self._rounds
+        shift = t + rounds
+        per_weight = rounds / tier.mean_weight
+        a = candidates.weighted()
+        best = ga = _INF
         fresh: DeploymentState | None = None
-        n_fresh = 0
-        values: list[float] = []
-        est, at = table
-        for s in pool:
-            e = est.get(s)
-            if e is None:
-                if s.in_flight == 0:
-                    n_fresh += 1
-                    if rnd() * n_fresh < 1.0:
-                        fresh = s
-                if not exact:
-                    values.append(_UNKNOWN)
-                continue
-            age = now - at[s]
-            v = e if age <= 0 else e * 0.5 ** (age / half_life)
-            if exact:
-                if v < best:
-                    best, pick, n_best = v, s, 1
-                elif v == best:
-                    n_best += 1
-                    if rnd() * n_best < 1.0:
-                        pick = s
+        w_fresh = 0.0
+        for s in states:
+            if s.in_flight:
+                g = lgs.get(s)
+                if g is None:
+                    continue
             else:
-                values.append(v)
-                if v < best:
-                    best = v
+                g = keys.get(s)
+                if g is None:
+                    # No sample, nothing in flight: explore it (by weight among such).
+                    w_fresh += s.weight
+                    if self._rng.random() * w_fresh < s.weight:
+                        fresh = s
+                    continue
+                g -= shift if uniform else t + s.weight * per_weight
+            if g < best:
+                best = g
+            if s is a:
+                ga = g
         if fresh is not None:
-            return fresh
-        if best == _UNKNOWN:
-            return pool[int(rnd() * len(pool))]
-        if exact:
-            return pick
-        limit = best * (1.0 + self.buffer)
-        n_near = 0
-        for s, v in zip(pool, values, strict=True):
-            if v <= limit:
-                n_near += 1
-                if rnd() * n_near < 1.0:
-                    pick = s
-        return pick
+            if candidates.ok(fresh):
+                return fresh
+            return self._over_eligible(candidates.require(), table)
+        limit = best + self._log_band
+        if ga <= limit:
+            return a
+        near = []
+        for s in states:
+            g = self._log(table, s)
+            if g is not None and g <= limit:
+                near.append(s)
+        rnd = self._rng.random
+        while near:
+            s = _draw(near, uniform, rnd)
+            if candidates.ok(s):
+                return s
+            near.remove(s)
+        return self._over_eligible(candidates.require(), table)
+
+    def _over_eligible(self, eligible: Sequence[DeploymentState], table: _Table) -> DeploymentState:
+        """`_exact` over the eligible list (the tier's best or its new deployment is
+        not eligible)."""
+        rnd = self._rng.random
+        values: list[float] = []
+        fresh: list[DeploymentState] = []
+        for s in eligible:
+            g = self._log(table, s)
+            if g is None and s.in_flight == 0:
+                fresh.append(s)
+            values.append(_INF if g is None else g)
+        if fresh:
+            return _draw(fresh, False, rnd)
+        best = min(values)
+        if best == _INF:
+            return _draw(eligible, False, rnd)
+        limit = best + self._log_band
+        return _draw([s for s, g in zip(eligible, values, strict=True) if g <= limit], False, rnd)
 
     def record(self, state: DeploymentState, ok: bool, latency: float, ttft: float | None) -> None:
         """Feed one attempt's outcome (called by the router after every attempt)."""
-        now = self._now
         if ttft is not None:
-            self._update(self._stream, state, ttft, ok, now, True)
+            self._update(self._stream, state, ttft, ok, True)
             return
         if not ok:
             # Unknown kind: penalize whichever estimates exist.
             for stream, table in ((False, self._plain), (True, self._stream)):
                 if state in table[0]:
-                    self._update(table, state, latency, False, now, stream)
+                    self._update(table, state, latency, False, stream)
             if state not in self._plain[0]:
-                self._update(self._plain, state, latency, False, now, False)
+                self._update(self._plain, state, latency, False, False)
             return
         tokens = state.last_output_tokens
-        self._update(
-            self._plain, state, latency / tokens if tokens > 0 else latency, ok, now, False
-        )
+        self._update(self._plain, state, latency / tokens if tokens > 0 else latency, ok, False)
 
     def _update(
         self,
@@ -204,36 +271,63 @@ class LatencyStrategy:
         state: DeploymentState,
         x: float,
         ok: bool,
-        now: float,
         stream: bool,
     ) -> None:
-        est, at = table
-        e = est.get(state)
-        if e is None:
-            e = est[state] = x if ok else 2.0 * x
-            then = at[state] = now
+        lgs, keys = table
+        rounds = self._rounds
+        t = self._now / self.half_life
+        mw = self._mean_weight
+        stamp = t + (rounds if state.weight == mw else state.weight / mw * rounds)
+        lg = lgs.get(state)
+        if lg is None:
+            e = x if ok else 2.0 * x
         else:
-            then = at[state]
+            e = 2.0**lg
+            age = stamp - (keys[state] - lg)
+            fade = 0.5**age if age > 0 else 1.0
             if not ok:
-                x = 2.0 * max(x, self._read(e, then, now))
-            age = now - then
-            keep = 1.0 - self.alpha
-            if age > 0:
-                keep *= 0.5 ** (age / self.half_life)
-            e = est[state] = x + keep * (e - x)
-            if now > then:
-                then = at[state] = now
-        # `state` was just sampled (its age is 0 unless the sample is older than its
-        # estimate): it leads if it beats the leader's decayed estimate.
+                x = 2.0 * max(x, e * fade)
+            e = x + (1.0 - self.alpha) * fade * (e - x)
+            if age < 0:
+                stamp -= age  # a sample older than the estimate: keep the estimate's age
+        lg = lgs[state] = log2(e) if e > 0 else -_INF
+        keys[state] = lg + stamp
+        # `state` was just sampled: it leads if it beats the leader's decayed estimate.
         leaders = self._leaders[stream]
         group = state.group
         lead = leaders.get(group)
         if lead is None or lead is state:
             leaders[group] = state
             return
-        le = est.get(lead)
-        if le is None or self._read(e, then, now) < self._read(le, at[lead], now):
+        if lead.in_flight:
+            gl = lgs.get(lead)
+        else:
+            gl = keys.get(lead)
+            if gl is not None:
+                gl -= t + (rounds if lead.weight == mw else lead.weight / mw * rounds)
+        if gl is None or lg < gl:
             leaders[group] = state
 
     def __repr__(self) -> str:
-        return f"LatencyStrategy(buffer={self.buffer})"
+        return f"LatencyStrategy(buffer={self.buffer}, stale_half_life={self.stale_half_life})"
+
+
+def _draw(
+    near: Sequence[DeploymentState], uniform: bool, rnd: Callable[[], float]
+) -> DeploymentState:
+    """One of `near` (not empty) at random in proportion to weight (`uniform`: the
+    weights are known to be equal)."""
+    n = len(near)
+    if n == 1:
+        return near[0]
+    if uniform:
+        return near[int(rnd() * n)]
+    total = 0.0
+    for s in near:
+        total += s.weight
+    u = rnd() * total
+    for s in near:
+        u -= s.weight
+        if u < 0:
+            return s
+    return near[-1]

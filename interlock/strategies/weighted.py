@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
-from interlock.strategies.candidates import PROBES, AliasTable, Candidates
+from interlock.strategies.candidates import Candidates
 
 if TYPE_CHECKING:
     from interlock.records.state import DeploymentState
@@ -22,10 +22,11 @@ class WeightedStrategy:
     1); otherwise `rpm`, then `tpm`, when any deployment sets those; otherwise every
     deployment counts the same. The pool computes shares once, at start-up.
 
-    Cost: O(1). Equal shares reuse the pool's uniform eligible probe; unequal ones
-    draw from an alias table built once per tier and reject ineligible draws, which
-    leaves the distribution over the eligible ones exact. After `PROBES` rejections
-    it draws from the eligible list (O(n), only when most of the tier is out).
+    Cost: O(1) (`Candidates.weighted`). Equal shares reuse the pool's uniform
+    eligible probe; unequal ones draw from an alias table built once per tier and
+    reject ineligible draws, which leaves the distribution over the eligible ones
+    exact. After `PROBES` rejections it draws from the eligible list (O(n), only when
+    most of the tier is out).
     """
 
     __slots__ = ("_rng",)
@@ -36,21 +37,7 @@ class WeightedStrategy:
         self._rng = rng or random.Random()
 
     def choose(self, candidates: Candidates, request: Request) -> DeploymentState:
-        tier = candidates.tier
-        if tier.n == 1 or tier.uniform:
-            return candidates.first
-        table = tier.cache.get(self)
-        if table is None:
-            table = tier.cache[self] = AliasTable([s.weight for s in tier.states])
-        states = tier.states
-        rng = self._rng
-        ok = candidates.ok
-        for _ in range(PROBES if tier.n > PROBES else tier.n):
-            s = states[table.draw(rng)]
-            if ok(s):
-                return s
-        lst = candidates.require()
-        return rng.choices(lst, weights=[s.weight for s in lst])[0]
+        return candidates.weighted()
 
     def __repr__(self) -> str:
         return "WeightedStrategy()"

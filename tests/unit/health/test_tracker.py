@@ -260,3 +260,46 @@ def test_probe_success_ends_failure_ejection_but_not_a_retry_after() -> None:
     tracker.probe_success(b, T0 + 1)
     assert health_state(a, T0 + 1) == "healthy"
     assert health_state(b, T0 + 1) == "cooling"
+
+
+def test_a_429_cools_without_opening_the_circuit_and_ends_at_full_share() -> None:
+    # A rate limit is not ill health (docs/resilience.md): the deployment cools for its
+    # Retry-After, binding even in panic mode, and is back at once when that is over:
+    # no half-open trial, nothing counted against its health, the pool's health counts
+    # untouched.
+    tracker, (s, other) = states(2, policy(allowed_fails=3, panic_threshold=0.9, slow_start=100))
+    pool = tracker.pools["g"]
+    tracker.failure(s, InternalServerError("x"), T0)  # one failure of its allowance
+    assert tracker.failure(s, RateLimitError("x", retry_after=2), T0) == 2
+    assert health_state(s, T0 + 1) == "cooling"
+    assert not is_available(s, T0 + 1)
+    assert pool.unhealthy == 0
+    assert not pool.panic
+    assert pool.cooling_now(T0 + 1) == 1  # out of rotation for the ejection cap
+    assert s.ejections == 1
+    assert s.consecutive_failures == 1  # the 500 still counts, the 429 does not
+    now = T0 + 2
+    assert health_state(s, now) == "healthy"
+    assert is_available(s, now)
+    assert not tracker.begin_attempt(s, now)  # not a trial: any number may be in flight
+    assert is_available(s, now)
+    assert tracker.admit(s, now)  # no slow start either
+    # A 5xx ejection is still recovered through half-open trials.
+    tracker.failure(other, InternalServerError("x"), T0)
+    tracker.failure(other, InternalServerError("x"), T0)
+    assert tracker.failure(other, InternalServerError("x"), T0) == 10
+    assert health_state(other, T0 + 10) == "half_open"
+    assert pool.unhealthy == 1
+
+
+def test_a_429_during_a_half_open_trial_keeps_the_circuit_open() -> None:
+    tracker, (s,) = states(1, policy(allowed_fails=1))
+    tracker.failure(s, InternalServerError("x"), T0)
+    now = T0 + 10
+    assert health_state(s, now) == "half_open"
+    assert tracker.begin_attempt(s, now)
+    tracker.end_trial(s)
+    tracker.failure(s, RateLimitError("x", retry_after=5), now)
+    assert health_state(s, now + 1) == "cooling"
+    # The health question is still open: after the Retry-After it is half-open again.
+    assert health_state(s, now + 5) == "half_open"

@@ -140,9 +140,9 @@ async def test_retry_after_cools_exactly_that_deployment_for_exactly_that_long()
     assert r.deployment_id == "b"  # a is still out
     assert t.served("a") == 1
     clock.advance(0.01)
-    # Back exactly at the end of its Retry-After, through half-open trial requests
-    # (docs/resilience.md).
-    assert router.statistics().by_id("a").state == "half_open"
+    # Back exactly at the end of its Retry-After, in rotation at once: a rate limit
+    # is not ill health, so no half-open trials (docs/resilience.md).
+    assert router.statistics().by_id("a").state == "healthy"
     r = await router.acompletion("g", MESSAGES)
     assert r.deployment_id == "a"
 

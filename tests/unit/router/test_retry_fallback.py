@@ -4,10 +4,12 @@ driven on a FakeClock (no sockets: the routed function is local)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 from interlock import (
     ConfigError,
@@ -21,6 +23,7 @@ from interlock import (
     Router,
 )
 from interlock.errors import BadRequestError, DeadlineExceededError, InterlockError
+from interlock.observability import PrometheusMetrics
 from interlock.router.hedge import Hedger
 from interlock.testing import FakeClock
 
@@ -254,3 +257,95 @@ def test_hedger_percentile() -> None:
     for i in range(1, 161):  # recomputed every 16 samples: 160 is a recompute point
         h.record(i / 160)
     assert h.delay() == pytest.approx(0.90)
+
+
+def first(candidates: Any, request: Any) -> Any:
+    """Always the first eligible deployment, so a test knows which one is tried."""
+    return candidates[0]
+
+
+NO_BUDGET = RetryPolicy(budget_ratio=0.0, budget_floor=0, budget_window=100)
+"""A retry budget that pays for nothing: only free retries are sent."""
+
+
+async def test_first_retry_to_a_healthy_deployment_is_free() -> None:
+    # a0 always fails and is tried first; a1 is healthy. With a budget that pays for
+    # nothing every call still succeeds: its one retry goes to a healthy deployment.
+    clock = FakeClock()
+    r = router(clock, {"a": 2}, retry=NO_BUDGET, strategy=first)
+    fn = failing({"a0"})
+    for _ in range(20):
+        assert await r.call("a", fn) == "a1"
+    budget = r.parts.pipeline.retry_budget("a")
+    assert (budget.free, budget.denied) == (20, 0)
+
+
+async def test_a_retry_prefers_a_healthy_untried_deployment() -> None:
+    # a0 and a1 fail, a2 works. The first call learns that a1 fails (its free retry
+    # goes there, as nothing is known against a1 yet); from then on a retry skips a1
+    # for the healthy a2, though the strategy lists a1 first.
+    clock = FakeClock()
+    r = router(clock, {"a": 3}, retry=RetryPolicy(budget_floor=1000), strategy=first)
+    fn = failing({"a0", "a1"})
+    assert await r.call("a", fn) == "a2"
+    assert fn.calls == ["a0", "a1", "a2"]
+    fn.calls.clear()
+    assert await r.call("a", fn) == "a2"
+    assert fn.calls == ["a0", "a2"]
+
+
+async def test_a_refused_retry_moves_on_to_a_fallback_and_the_error_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    metrics = PrometheusMetrics()
+    r = router(
+        clock,
+        {"a": 2, "b": 1},
+        retry=NO_BUDGET,
+        strategy=first,
+        fallbacks={"a": ["b"]},
+        metrics=metrics,
+    )
+    fn = failing({"a0", "a1"})
+    # First call: a0 fails, the free retry goes to a1 (nothing known against it yet)
+    # and fails; the fallback's first try would be a paid retry: refused.
+    with (
+        caplog.at_level(logging.WARNING, logger="interlock.router"),
+        pytest.raises(InternalServerError) as info,
+    ):
+        await r.call("a", fn)
+    assert fn.calls == ["a0", "a1"]
+    err = info.value
+    assert "a retry was refused by the retry budget of group 'a'" in str(err)
+    assert "0 + 0 x 1 calls allow 0" in str(err)
+    *sent, refused = err.attempts
+    assert [a.deployment_id for a in sent] == ["a0", "a1"]
+    assert (refused.group, refused.deployment_id, refused.duration) == ("b", "b0", 0.0)
+    assert refused.error.startswith("a retry was refused by the retry budget")
+    [line] = [rec for rec in caplog.records if getattr(rec, "event", None) == "retry_refused"]
+    assert line.levelno == logging.WARNING
+    assert "retry refused" in line.getMessage()
+    assert (line.group, line.budget_group, line.deployment) == ("b", "a", "b0")  # type: ignore[attr-defined]
+    # Second call: a1 is known to fail now, so the retry after a0 goes to... nothing
+    # healthy in a: paid, refused; the call moves on to b, where its free retry applies.
+    fn.calls.clear()
+    assert await r.call("a", fn) == "b0"
+    assert fn.calls == ["a0", "b0"]
+    budget = r.parts.pipeline.retry_budget("a")
+    assert (budget.free, budget.denied) == (2, 2)
+    text = generate_latest(metrics.registry).decode()
+    assert 'interlock_retries_refused_total{group="a"} 2.0' in text
+
+
+async def test_a_backoff_the_budget_cannot_pay_for_is_refused_and_said() -> None:
+    # One deployment that fails: the retry would have to wait and go back to it.
+    clock = FakeClock()
+    r = router(clock, {"a": 1}, retry=NO_BUDGET)
+    fn = failing({"a0"})
+    with pytest.raises(InternalServerError) as info:
+        await r.call("a", fn)
+    assert fn.calls == ["a0"]
+    assert [(a.group, a.deployment_id) for a in info.value.attempts] == [("a", "a0"), ("a", "")]
+    assert "refused by the retry budget" in str(info.value)
+    assert clock.sleepers == 0

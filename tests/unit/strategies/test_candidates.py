@@ -68,3 +68,30 @@ def test_ok_agrees_with_health_exclusion_and_has_headroom() -> None:
             agreed[expected] += 1
     # Both verdicts are common, so the comparison exercised every branch.
     assert min(agreed.values()) > CASES
+
+
+def test_weighted_and_weighted_pair_draw_in_proportion_to_weight() -> None:
+    # Weights 1, 2, 3, 4 with d3 cooling: the first draw is proportional to weight
+    # over the eligible three (1/6, 2/6, 3/6); the second is another eligible one.
+    # Seed 7; 12,000 draws each; +-2 points (binomial sd < 0.5).
+    pool, _, clock = make_pool([{"weight": float(w)} for w in (1, 2, 3, 4)], "weighted", seed=7)
+    pool.states[3].cooldown_until = float("inf")
+    req = request()
+    tier = pool._tiers_for(req.tags)[0]
+    view = Candidates(tier, req, clock.now(), (), pool.rng)
+    firsts: dict[str, int] = {}
+    singles: dict[str, int] = {}
+    for _ in range(12_000):
+        view.reset(tier, req, clock.now(), ())
+        a, b = view.weighted_pair()
+        assert b is not None
+        assert b is not a
+        assert b.id != "d3"
+        firsts[a.id] = firsts.get(a.id, 0) + 1
+        view.reset(tier, req, clock.now(), ())
+        s = view.weighted()
+        singles[s.id] = singles.get(s.id, 0) + 1
+    for counts in (firsts, singles):
+        assert "d3" not in counts
+        for i, share in enumerate((1 / 6, 2 / 6, 3 / 6)):
+            assert abs(counts[f"d{i}"] / 12_000 - share) <= 0.02, counts
