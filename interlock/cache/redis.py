@@ -62,9 +62,18 @@ class RedisStore:
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
         except ImportError:
-            raise ImportError(
-                "the redis cache backend needs the redis extra: pip install 'interlock[redis]'"
-            ) from None
+            missing = True
+        else:
+            missing = False
+        if missing:  # a configuration problem, raised off the ImportError's chain
+            raise ConfigError(
+                [
+                    (
+                        "cache.backend",
+                        "'redis' needs the 'redis' package: pip install 'interlock[redis]'",
+                    )
+                ]
+            )
         if client is None:
             try:
                 client = aioredis.Redis.from_url(

@@ -193,9 +193,13 @@ class RedisLedger:
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
         except ImportError:
-            raise ImportError(
-                "shared state needs the 'redis' package: pip install 'interlock[redis]'"
-            ) from None
+            missing = True
+        else:
+            missing = False
+        if missing:  # a configuration problem, raised off the ImportError's chain
+            raise ConfigError(
+                [("shared", "needs the 'redis' package: pip install 'interlock[redis]'")]
+            )
         self.config = config
         self._clock = clock
         self._states = tuple(states)

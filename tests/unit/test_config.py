@@ -687,3 +687,26 @@ documents = st.fixed_dictionaries(
 def test_from_config_raises_only_config_errors(document: Any) -> None:
     with contextlib.suppress(ConfigError):  # anything else fails the test
         Router.from_config(document)
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"shared": {"url": "redis://127.0.0.1:1/0"}}, "shared"),
+        ({"cache": {"enabled": True, "backend": "redis", "redis_url": "redis://127.0.0.1:1/0"}},
+         "cache.backend"),
+    ],
+)  # fmt: skip
+def test_redis_features_without_the_redis_package_are_config_errors(
+    monkeypatch: pytest.MonkeyPatch, options: dict[str, Any], field: str
+) -> None:
+    # A None entry in sys.modules makes `import redis...` raise ImportError, as on a
+    # machine without the `redis` extra.
+    for name in ("redis", "redis.asyncio", "redis.asyncio.retry", "redis.backoff"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ConfigError) as info:
+        Router([d()], transports={"fake": ScriptedTransport()}, **options)
+    [problem] = info.value.problems
+    assert problem.startswith(f"{field}: ")
+    assert "pip install 'interlock[redis]'" in str(info.value)
+    assert info.value.__context__ is None
