@@ -7,7 +7,6 @@ from __future__ import annotations
 import email.utils
 import math
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, TypeVar
@@ -73,21 +72,25 @@ _reused: ContextVar[bool] = ContextVar("interlock_connection_reused", default=Fa
 """Whether the sending task's last request went out on a connection used before."""
 
 
+_USED = "_interlock_used"
+"""The attribute that marks a protocol (a connection) one request has gone out on."""
+
+
 class _PoolConnector(aiohttp.TCPConnector):
     """aiohttp's pooled connector, telling `send` (through `_reused`, a context
     variable of the sending task) whether a request went out on a connection an
     earlier request had used: one taken from the keep-alive pool."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._used: weakref.WeakSet[object] = weakref.WeakSet()
-
     async def connect(self, req: ClientRequest, *args: Any, **kwargs: Any) -> Connection:
         conn = await super().connect(req, *args, **kwargs)
-        protocol, used = conn.protocol, self._used
+        protocol = conn.protocol
         if protocol is not None:
-            _reused.set(protocol in used)
-            used.add(protocol)
+            # A mark on the connection's protocol object (it lives as long as the
+            # connection): far cheaper per request than a weak set of them.
+            if getattr(protocol, _USED, False):
+                _reused.set(True)
+            else:
+                setattr(protocol, _USED, True)
         return conn
 
 

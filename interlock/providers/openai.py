@@ -239,6 +239,7 @@ class OpenAIStream:
 
 # Fields interlock's results carry that no OpenAI-style API takes back in a message.
 _OUTPUT_ONLY = frozenset(("reasoning_blocks", "reasoning_content", "annotations", "citations"))
+_OUTPUT_ONLY_KEEPING_REASONING = _OUTPUT_ONLY - {"reasoning_content"}
 _STATUS_OF_TYPE = {"invalid_request_error": 400, "authentication_error": 401,
                    "permission_error": 403, "not_found_error": 404, "rate_limit_error": 429,
                    "rate_limit_exceeded": 429, "insufficient_quota": 429}  # fmt: skip
@@ -248,8 +249,12 @@ def outgoing_messages(messages: Sequence[Any], keep_reasoning: bool) -> Sequence
     """`messages` without the output-only fields of replayed assistant turns (copied
     only when one has any): an assistant message as `to_dict()` gives it goes back as
     OpenAI takes it."""
-    drop = _OUTPUT_ONLY - {"reasoning_content"} if keep_reasoning else _OUTPUT_ONLY
-    if not any(isinstance(m, Mapping) and not drop.isdisjoint(m) for m in messages):
+    drop = _OUTPUT_ONLY_KEEPING_REASONING if keep_reasoning else _OUTPUT_ONLY
+    # A plain loop, dicts checked first: this runs for every request.
+    for m in messages:
+        if (type(m) is dict or isinstance(m, Mapping)) and not drop.isdisjoint(m):
+            break
+    else:
         return messages
     return [
         {k: v for k, v in m.items() if k not in drop} if isinstance(m, Mapping) else m
