@@ -5,7 +5,7 @@ reservation) is synchronous; the only await per attempt on the hot path is the s
 `run` keeps that path inline and hands every cold branch to a named method: nothing
 eligible (`_nothing_eligible`: redirect, queue, back off or give up), the shared
 ledger's admission (`_admit_shared`), choosing and paying for a retry
-(`_choose_retry`, `_pay_for_retry`), hedging (`hedge.race`), a failed attempt
+(`_choose`, `_pay_for_retry`), hedging (`hedge.race`), a failed attempt
 (`_give_up`), a redirect (`_redirect`) and the final error (`_final_error`). Every
 attempt after a call's first draws on the retry budget of the group it started at,
 except the call's first retry to a deployment that is healthy now, and everything
@@ -205,33 +205,22 @@ class Pipeline:
         eligible. Raises `GroupDone` when the retry budget refuses the attempt."""
         if queue is not None and queue.waiting and not call.woken:
             return None  # FIFO: nobody overtakes the requests in line
+        request = call.request
         if call.sent:
-            return self._choose_retry(call, pool, now)
-        state = pool.select(call.request, now, call.tried)
+            # A retry (or a fallback group's first try) prefers an untried deployment
+            # that is healthy now (see `is_healthy`), else any untried eligible one.
+            state = pool.select(request, now, _TriedOrUnhealthy(call.tried, now))
+            if state is None:
+                state = pool.select(request, now, call.tried)
+        else:
+            state = pool.select(request, now, call.tried)
         if state is None:
             return None
         call.woken = False
         if self._slow_start and not self.health.admit(state, now):
             # A ramping deployment turned this one away: pick another if any.
-            state = pool.select(call.request, now, {*call.tried, state}) or state
-        call.sent += 1
-        call.group_attempts += 1
-        return state
-
-    def _choose_retry(self, call: Call, pool: DeploymentPool, now: float) -> DeploymentState | None:
-        """`_choose` for every attempt after a call's first (a retry, a fallback group's
-        first try): an untried deployment that is healthy now when there is one (see
-        `is_healthy`), else any untried eligible one; then paid for (`_pay_for_retry`)."""
-        request = call.request
-        state = pool.select(request, now, _TriedOrUnhealthy(call.tried, now))
-        if state is None:
-            state = pool.select(request, now, call.tried)
-            if state is None:
-                return None
-        call.woken = False
-        if self._slow_start and not self.health.admit(state, now):
             state = pool.select(request, now, {*call.tried, state}) or state
-        if not self._pay_for_retry(call, state, now):
+        if call.sent and not self._pay_for_retry(call, state, now):
             raise GroupDone
         call.sent += 1
         call.group_attempts += 1
