@@ -24,17 +24,16 @@ from interlock.config import Deployment
 from interlock.errors import (
     AccountError,
     AuthenticationError,
-    BadRequestError,
     InterlockError,
     PermissionDeniedError,
     RateLimitError,
     ServiceUnavailableError,
 )
-from interlock.providers.gemini_body import build_body, model_path
+from interlock.providers.gemini_body import build_body, embedding_texts, model_path
 from interlock.providers.gemini_parse import GeminiStream, parse_response
 from interlock.providers.http import error_from_response, malformed, parse_retry_after, scrub
 from interlock.providers.native import PARSE_ERRORS, NativeStream, NativeTransport
-from interlock.providers.params import check_unsupported, merge_extra, split_extra
+from interlock.providers.params import merge_extra
 from interlock.types import ChatCompletion, Embedding, EmbeddingResponse, Request
 
 __all__ = [
@@ -133,18 +132,7 @@ class GeminiTransport(NativeTransport):
         return await self._open(d, ep, url, body, timeout, GeminiStream, request.params)
 
     async def embed(self, d: Deployment, request: Request, timeout: float) -> EmbeddingResponse:
-        params, extra = split_extra(request.params)
-        unsupported = [
-            k for k, v in params.items()
-            if k != "dimensions" and not (k == "encoding_format" and v == "float")
-        ]  # fmt: skip
-        check_unsupported("gemini", unsupported, request.unsupported_params, d.id)
-        items = [request.input] if isinstance(request.input, str) else request.input
-        if not isinstance(items, list | tuple) or not all(isinstance(t, str) for t in items):
-            raise BadRequestError(
-                "gemini embeddings take a string or a list of strings, not token ids",
-                deployment_id=d.id,
-            )
+        items, params, extra = embedding_texts("gemini", d, request)
         model = model_path(d.model)
         requests = []
         for text in items:

@@ -32,7 +32,7 @@ from interlock.providers.params import (
 )
 from interlock.types import Request
 
-__all__ = ["build_body", "model_path"]
+__all__ = ["build_body", "embedding_texts", "model_path"]
 
 _GENERATION = {
     "temperature": "temperature",
@@ -258,3 +258,23 @@ def _calling_config(choice: Any) -> dict[str, Any]:
     if choice in _MODES:
         return {"mode": _MODES[choice]}
     raise BadRequestError("tool_choice must be auto, none, required or a function")
+
+
+def embedding_texts(
+    provider: str, d: Deployment, request: Request
+) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+    """The texts of a Google embedding request (Gemini or Vertex), its parameters and
+    its ``extra_body``; only `dimensions` (and ``encoding_format="float"``) map."""
+    params, extra = split_extra(request.params)
+    unsupported = [
+        k for k, v in params.items()
+        if k != "dimensions" and not (k == "encoding_format" and v == "float")
+    ]  # fmt: skip
+    check_unsupported(provider, unsupported, request.unsupported_params, d.id)
+    items = [request.input] if isinstance(request.input, str) else request.input
+    if not isinstance(items, list | tuple) or not all(isinstance(t, str) for t in items):
+        raise BadRequestError(
+            f"{provider} embeddings take a string or a list of strings, not token ids",
+            deployment_id=d.id,
+        )
+    return list(items), params, extra

@@ -47,9 +47,10 @@ from interlock.providers.credentials import (
     timed_lease,
 )
 from interlock.providers.gemini import GeminiStream, GeminiTransport, gemini_error_details
+from interlock.providers.gemini_body import embedding_texts
 from interlock.providers.http import HttpClient, malformed
 from interlock.providers.native import PARSE_ERRORS, Endpoint, NativeStream, NativeTransport
-from interlock.providers.params import check_unsupported, merge_extra, split_extra
+from interlock.providers.params import merge_extra
 from interlock.types import ChatCompletion, Embedding, EmbeddingResponse, Request, Usage
 
 __all__ = [
@@ -247,18 +248,7 @@ class VertexTransport(NativeTransport):
 
 
 def _embedding_body(d: Deployment, request: Request) -> dict[str, Any]:
-    params, extra = split_extra(request.params)
-    unsupported = [
-        k for k, v in params.items()
-        if k != "dimensions" and not (k == "encoding_format" and v == "float")
-    ]  # fmt: skip
-    check_unsupported("vertex", unsupported, request.unsupported_params, d.id)
-    items = [request.input] if isinstance(request.input, str) else request.input
-    if not isinstance(items, list | tuple) or not all(isinstance(t, str) for t in items):
-        raise BadRequestError(
-            "vertex embeddings take a string or a list of strings, not token ids",
-            deployment_id=d.id,
-        )
+    items, params, extra = embedding_texts("vertex", d, request)
     # extra_body goes into each instance, as for Gemini (task_type, title).
     body: dict[str, Any] = {"instances": [merge_extra({"content": t}, extra, deep=True)
                                           for t in items]}  # fmt: skip
