@@ -1,6 +1,12 @@
 """AWS Bedrock through a real Router: Converse, ConverseStream (binary event stream),
 tools, images, embeddings and errors, every request signed by botocore and checked by
-FakeBedrock."""
+FakeBedrock.
+
+Wire shapes: Converse https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html,
+ConverseStream https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html,
+InvokeModel (embeddings) https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_InvokeModel.html,
+SigV4 https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv.html.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
 """Reasoning through Bedrock's Converse and ConverseStream against `FakeBedrock`:
 ``reasoningContent`` blocks and deltas as `reasoning_content` / `reasoning_blocks`, and
-back again in a tool loop with Claude's thinking on."""
+back again in a tool loop with Claude's thinking on.
+
+Wire shapes: ReasoningContentBlock https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ReasoningContentBlock.html
+and ReasoningContentBlockDelta https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ReasoningContentBlockDelta.html.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
 """Cloud deployments side by side with public APIs: one group mixing OpenAI,
 Bedrock-Claude and Vertex-Claude fails over between them, and short-lived tokens are
-refreshed under load without a single request failing."""
+refreshed under load without a single request failing.
+
+Wire shapes as in test_bedrock.py, test_vertex.py (references there) and
+https://platform.openai.com/docs/api-reference/chat/create.
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,10 @@ deployment's id, and nothing on its exception chain holds what the upstream sent
 
 Each fault is staged by a loopback server; the marker `KEY` is in every byte the
 servers send, so a chain that kept any of it would be caught by `assert_clean`.
+
+Bodies follow https://platform.openai.com/docs/api-reference/chat/object,
+https://docs.anthropic.com/en/api/messages and https://ai.google.dev/api/generate-content,
+bent where the fault needs it.
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 """Vertex AI (Gemini and Claude) through a real Router, with google-auth fetching tokens
-from FakeVertex's token endpoint with a throwaway service-account key."""
+from FakeVertex's token endpoint with a throwaway service-account key.
+
+Wire shapes: Gemini on Vertex https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference,
+Claude on Vertex https://docs.anthropic.com/en/api/claude-on-vertex-ai, the OAuth token
+exchange https://developers.google.com/identity/protocols/oauth2/service-account.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
 """Status codes and bodies from a real upstream map onto the error tree through the
 real OpenAI transport; deployment errors count against the deployment, caller errors
-do not and are not retried."""
+do not and are not retried.
+
+Error bodies follow https://platform.openai.com/docs/guides/error-codes (and, for the
+provider wordings, the pages cited in tests/unit/providers/bodies.py).
+"""
 
 from __future__ import annotations
 

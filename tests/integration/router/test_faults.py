@@ -1,5 +1,9 @@
 """Faults and bad input end to end (issue 15, point 8): each fault staged by a loopback
-server speaking the provider's wire format, each seen through a real Router."""
+server speaking the provider's wire format, each seen through a real Router.
+
+Bodies follow https://platform.openai.com/docs/api-reference/chat/object (SSE:
+https://platform.openai.com/docs/api-reference/chat-streaming), bent where the fault needs it.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Bedrock error responses onto the error tree (status codes and exception types from
-the Converse API reference's Errors section)."""
+the Converse API reference's Errors section).
+
+Reference: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html#API_runtime_Converse_Errors
+"""
 
 from __future__ import annotations
 

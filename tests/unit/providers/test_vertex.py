@@ -1,4 +1,8 @@
-"""Vertex URLs and the Claude body."""
+"""Vertex URLs and the Claude body.
+
+References: https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference,
+https://docs.anthropic.com/en/api/claude-on-vertex-ai
+"""
 
 from __future__ import annotations
 
