@@ -76,7 +76,8 @@ class ResponseUsage:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "input_tokens": self.input_tokens,
-            "input_tokens_details": self.input_tokens_details or {"cached_tokens": 0},
+            "input_tokens_details": self.input_tokens_details
+            or {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": self.output_tokens,
             "output_tokens_details": self.output_tokens_details or {"reasoning_tokens": 0},
             "total_tokens": self.total_tokens,

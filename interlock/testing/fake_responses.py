@@ -116,7 +116,7 @@ class FakeResponses:
         reasoning = _REASONING_TOKENS if body.get("reasoning") else 0
         usage = {
             "input_tokens": cached + fresh,
-            "input_tokens_details": {"cached_tokens": cached},
+            "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
             "output_tokens": out_tokens + reasoning,
             "output_tokens_details": {"reasoning_tokens": reasoning},
             "total_tokens": cached + fresh + out_tokens + reasoning,
