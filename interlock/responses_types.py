@@ -68,10 +68,22 @@ class ResponseUsage:
         out = token_count(d.get("output_tokens"), "usage.output_tokens")
         total = d.get("total_tokens")
         total = inp + out if total is None else token_count(total, "usage.total_tokens")
-        usage = cls(inp, out, total, d.get("input_tokens_details"), d.get("output_tokens_details"))
-        # The detail counts feed spend (cached input is billed apart): checked too.
-        token_count(usage.cached_tokens, "usage.input_tokens_details.cached_tokens")
-        return usage
+        inp_details = d.get("input_tokens_details")
+        out_details = d.get("output_tokens_details")
+        # The detail counts feed spend (cached input is billed apart): checked too; a
+        # detail that is not an object is left out rather than failing the response.
+        if isinstance(inp_details, Mapping):
+            token_count(
+                inp_details.get("cached_tokens"), "usage.input_tokens_details.cached_tokens"
+            )
+        else:
+            inp_details = None
+        if isinstance(out_details, Mapping):
+            name = "usage.output_tokens_details.reasoning_tokens"
+            token_count(out_details.get("reasoning_tokens"), name)
+        else:
+            out_details = None
+        return cls(inp, out, total, inp_details, out_details)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
