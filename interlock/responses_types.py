@@ -72,13 +72,13 @@ class ResponseUsage:
         out_details = d.get("output_tokens_details")
         # The detail counts feed spend (cached input is billed apart): checked too; a
         # detail that is not an object is left out rather than failing the response.
-        if isinstance(inp_details, Mapping):
+        if isinstance(inp_details, dict):
             token_count(
                 inp_details.get("cached_tokens"), "usage.input_tokens_details.cached_tokens"
             )
         else:
             inp_details = None
-        if isinstance(out_details, Mapping):
+        if isinstance(out_details, dict):
             name = "usage.output_tokens_details.reasoning_tokens"
             token_count(out_details.get("reasoning_tokens"), name)
         else:
