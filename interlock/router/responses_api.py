@@ -21,6 +21,7 @@ from interlock.responses_types import (
 from interlock.router.calls import NO_TAGS, group_of, provider_params, request_strategy, tag_set
 from interlock.router.pipeline import Pipeline
 from interlock.router.responses_route import (
+    PinnedStrategy,
     ResponsesRoutes,
     complete_result,
     send_response,
@@ -133,16 +134,56 @@ class ResponsesMethods:
             raise TypeError(f"previous_response_id must be a string, got {previous!r}")
         now = self.parts.clock.now()
         pinned = routes.pin(request, previous, deployment_id, now)
-        if pinned is None:
+        if pinned is not None:
+            return await self._pinned(routes, request, call_timeout, previous, pinned)
+        if previous is None:
             return await self._send_response(routes, request, call_timeout, routes.pipeline)
+        return await self._search(routes, request, call_timeout, previous)
+
+    async def _pinned(
+        self,
+        routes: ResponsesRoutes,
+        request: Request,
+        timeout: float,
+        previous: str | None,
+        pinned: PinnedStrategy,
+    ) -> ResponseResult | ResponseStream:
+        """A call kept on one account: a `ResponseAffinityError` when it cannot be."""
         request.strategy = pinned
         try:
-            return await self._send_response(routes, request, call_timeout, routes.pinned)
+            return await self._send_response(routes, request, timeout, routes.pinned)
         except InterlockError as exc:
             err = routes.unavailable(exc, previous, pinned, self.parts.clock.now())
             if err is exc:
                 raise
             raise err from exc
+
+    async def _search(
+        self, routes: ResponsesRoutes, request: Request, timeout: float, previous: str
+    ) -> ResponseResult | ResponseStream:
+        """A follow-up of a response this router did not create (another process or
+        a restart did): routed as any call; a deployment whose account does not hold
+        the response answers "previous response not found", and the call moves to the
+        group's other accounts in turn (not held against the deployment), within the
+        call's one deadline. The account that holds it is remembered."""
+        clock = self.parts.clock
+        deadline = clock.now() + timeout
+        lacking: set[str] = set()
+        pipeline = routes.pipeline
+        while True:
+            try:
+                return await self._send_response(routes, request, timeout, pipeline)
+            except InterlockError as exc:
+                account = routes.lacks_response(exc)
+                if account is None:
+                    raise
+                lacking.add(account)
+                rest = routes.other_accounts(request.group, lacking)
+                timeout = deadline - clock.now()
+                if not rest or timeout <= 0:
+                    raise
+            request.strategy = PinnedStrategy(rest)
+            pipeline = routes.pinned
 
     async def _send_response(
         self, routes: ResponsesRoutes, request: Request, timeout: float, pipeline: Pipeline

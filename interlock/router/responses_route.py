@@ -19,7 +19,13 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from cachetools import LRUCache
 
-from interlock.errors import ConfigError, InterlockError, NoDeploymentAvailableError
+from interlock.errors import (
+    BadRequestError,
+    ConfigError,
+    InterlockError,
+    NoDeploymentAvailableError,
+    NotFoundError,
+)
 from interlock.failures import TREATMENTS, classify
 from interlock.limits.diagnose import diagnose
 from interlock.limits.queue import WaitQueue
@@ -140,7 +146,7 @@ class PinnedStrategy:
 class ResponsesRoutes:
     """A router's Responses API routing: built on its first Responses call."""
 
-    __slots__ = ("_by_id", "_pools", "_problems", "affinity", "pinned", "pipeline")
+    __slots__ = ("_accounts", "_by_id", "_pools", "_problems", "affinity", "pinned", "pipeline")
 
     def __init__(
         self,
@@ -152,6 +158,7 @@ class ResponsesRoutes:
     ) -> None:
         self._pools = pools
         self._by_id = {s.id: s for pool in pools.values() for s in pool.states}
+        self._accounts = {s.id: account_of(s) for s in self._by_id.values()}
         self._problems = {g: _problem(p.states) for g, p in pools.items()}
         able = {g for g, problem in self._problems.items() if problem is None}
         # Fallback groups that cannot serve the API are left out of a Responses call's
@@ -188,9 +195,9 @@ class ResponsesRoutes:
             if deployment_id is not None:
                 raise ValueError(f"deployment_id {deployment_id!r} names no deployment")
             raise self._error(previous, named, "it is no longer configured", None)
-        account = account_of(owner)
+        account = self._accounts[owner.id]
         pool = self._pools[request.group]
-        same = [s for s in pool.states if s is not owner and account_of(s) == account]
+        same = [s for s in pool.states if s is not owner and self._accounts[s.id] == account]
         states = [owner, *same] if owner.group == request.group else same
         if not states:
             reason = (
@@ -220,6 +227,19 @@ class ResponsesRoutes:
             previous, exc.deployment_id or pinned.states[0].id, f"it failed: {describe(exc)}",
             exc.retry_after,
         )  # fmt: skip
+
+    def lacks_response(self, exc: InterlockError) -> str | None:
+        """The account of the deployment that answered `exc`, when `exc` says it holds
+        no such previous response (OpenAI's ``previous_response_not_found``)."""
+        if not isinstance(exc, BadRequestError | NotFoundError):
+            return None
+        if "previous_response_not_found" not in exc.message or exc.deployment_id is None:
+            return None
+        return self._accounts.get(exc.deployment_id)
+
+    def other_accounts(self, group: str, lacking: set[str]) -> list[DeploymentState]:
+        """The deployments of `group` on none of the `lacking` accounts."""
+        return [s for s in self._pools[group].states if self._accounts[s.id] not in lacking]
 
     @staticmethod
     def _error(

@@ -14,6 +14,7 @@ import asyncio
 import pytest
 
 from interlock import (
+    BadRequestError,
     ConfigError,
     Deployment,
     InternalServerError,
@@ -348,3 +349,31 @@ async def test_groups_without_the_responses_api_are_refused_or_skipped() -> None
             with pytest.raises(InternalServerError):
                 await router.aresponses("g", "hi")
             assert claude.request_count == 0
+
+
+async def test_a_follow_up_from_another_process_finds_the_account_holding_it() -> None:
+    async with upstreams(3, reply=REPLY) as ups:
+        # Another router (another process) created the conversation on u2.
+        async with router_over(ups) as other:
+            first = await other.aresponses("g", "hi", deployment_id="u2")
+        async with router_over(ups, strategy=first_candidate) as router:
+            r = await router.aresponses("g", "go on", previous_response_id=first.id)
+            assert r.deployment_id == "u2"
+            # u0 and u1 said they do not hold it; that is not held against them.
+            assert [x.status for x in ups[0].received] == [400]
+            assert [x.status for x in ups[1].received] == [400]
+            stats = router.statistics()
+            assert [stats.by_id(u).failures for u in ("u0", "u1", "u2")] == [0, 0, 0]
+            assert [stats.by_id(u).in_flight for u in ("u0", "u1", "u2")] == [0, 0, 0]
+            # Found once, remembered: the next follow-up goes straight there.
+            again = await router.aresponses("g", "more", previous_response_id=r.id)
+            assert again.deployment_id == "u2"
+            assert len(ups[0].received) == len(ups[1].received) == 1
+        check_sent(*ups)
+
+
+async def test_a_follow_up_no_account_holds_is_the_callers_error() -> None:
+    async with upstreams(2, reply=REPLY) as ups, router_over(ups) as router:
+        with pytest.raises(BadRequestError, match="previous_response_not_found"):
+            await router.aresponses("g", "hi", previous_response_id="resp_unknown")
+        assert sorted(len(u.received) for u in ups) == [1, 1]
