@@ -14,8 +14,10 @@ import asyncio
 import pytest
 
 from interlock import (
+    APITimeoutError,
     BadRequestError,
     ConfigError,
+    DeadlineExceededError,
     Deployment,
     InternalServerError,
     ResponseAffinityError,
@@ -377,3 +379,17 @@ async def test_a_follow_up_no_account_holds_is_the_callers_error() -> None:
         with pytest.raises(BadRequestError, match="previous_response_not_found"):
             await router.aresponses("g", "hi", previous_response_id="resp_unknown")
         assert sorted(len(u.received) for u in ups) == [1, 1]
+
+
+async def test_the_calls_deadline_ends_a_stalled_stream_and_a_hung_call() -> None:
+    async with upstreams(1, chunk_interval=60.0) as ups, router_over(ups) as router:
+        stream = await router.aresponses("g", "hi", stream=True, timeout=0.3)
+        got: list[ResponseEvent] = []
+        with pytest.raises(DeadlineExceededError):
+            await drain_into(stream, got)
+        assert [e.type for e in got] == ["response.created"]
+        ups[0].always(Fault.hang())
+        with pytest.raises((DeadlineExceededError, APITimeoutError)):
+            await router.aresponses("g", "hi", timeout=0.3)
+        u0 = router.statistics().by_id("u0")
+        assert (u0.in_flight, u0.failures, u0.state) == (0, 0, "healthy")
