@@ -53,7 +53,15 @@ from interlock.observability import (
 from interlock.observability.stats import DeploymentStatistics, RouterStatistics
 from interlock.records.state import Ejection
 from interlock.records.transport import ChunkSource, Transport
+from interlock.responses_types import (
+    ResponseAffinityError,
+    ResponseEvent,
+    ResponseResult,
+    ResponsesParams,
+    ResponseUsage,
+)
 from interlock.router import ChatStream, DeploymentState, Router
+from interlock.router.responses_stream import ResponseStream
 from interlock.strategies import (
     Candidates,
     CostStrategy,
@@ -147,6 +155,12 @@ __all__ = [
     "RecoveryEvent",
     "Request",
     "RequestStartEvent",
+    "ResponseAffinityError",
+    "ResponseEvent",
+    "ResponseResult",
+    "ResponseStream",
+    "ResponseUsage",
+    "ResponsesParams",
     "RetryEvent",
     "RetryPolicy",
     "Router",

@@ -50,7 +50,7 @@ __all__ = [
     "token_count",
 ]
 
-RequestKind = Literal["chat", "embedding", "call"]
+RequestKind = Literal["chat", "embedding", "call", "responses"]
 
 
 @dataclass(slots=True)

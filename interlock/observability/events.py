@@ -58,7 +58,7 @@ class RequestStartEvent(NamedTuple):
     requested: str
     """The name the caller asked for."""
     kind: str
-    """``"chat"``, ``"embedding"`` or ``"call"``."""
+    """``"chat"``, ``"embedding"``, ``"responses"`` or ``"call"``."""
     stream: bool
     at: float
 

@@ -48,6 +48,7 @@ from interlock.router.calls import (
     tag_set,
     unsupported_mode,
 )
+from interlock.router.responses_api import ResponsesMethods
 from interlock.router.stream import ChatStream
 from interlock.router.wiring import RouterParts, build_parts, router_config
 from interlock.strategies.base import StrategyLike
@@ -66,7 +67,7 @@ __all__ = ["Router"]
 T = TypeVar("T")
 
 
-class Router:
+class Router(ResponsesMethods):
     """Routes requests for a model group to one of its deployments.
 
     Construct it from `Deployment`s (or mappings) or with `Router.from_config`; use it
@@ -81,6 +82,7 @@ class Router:
         "_expected_output",
         "_names",
         "_pipeline",
+        "_responses",
         "_timeout",
         "_tokens",
         "_unsupported",

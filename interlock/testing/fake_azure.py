@@ -3,8 +3,10 @@
 ``POST /openai/deployments/{deployment}/chat/completions?api-version=...`` (and
 ``/embeddings``) with an ``api-key`` header (or ``Authorization: Bearer`` with a
 Microsoft Entra ID token); a missing ``api-version`` is a 400 and an
-unknown deployment a 404 ``DeploymentNotFound``. A content-policy fault answers with
-Azure's ``content_filter`` code.
+unknown deployment a 404 ``DeploymentNotFound``. The Responses API at
+``/openai/v1/responses`` (v1 API, no ``api-version``) and
+``/openai/responses?api-version=...`` (preview), the deployment named by ``model``.
+A content-policy fault answers with Azure's ``content_filter`` code.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from interlock.testing.wire import (
 __all__ = ["FakeAzure"]
 
 _PATH = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|embeddings)$")
+_RESPONSES = frozenset(("/openai/v1/responses", "/openai/responses"))
 
 
 class FakeAzure(FakeUpstream):
@@ -45,6 +48,8 @@ class FakeAzure(FakeUpstream):
         return self.base_url
 
     def _route(self, method: str, path: str) -> tuple[Endpoint, bool] | None:
+        if method == "POST" and path in _RESPONSES:
+            return (self._responses, True)
         match = _PATH.match(path)
         if method != "POST" or match is None:
             return None
@@ -65,7 +70,8 @@ class FakeAzure(FakeUpstream):
 
     async def _respond(self, request: Request, record: Record, target: Any,
                        authorized: bool) -> Response:  # fmt: skip
-        if target is not None and authorized and not request.query.get("api-version"):
+        versioned = not request.path.startswith("/openai/v1/")
+        if target is not None and authorized and versioned and not request.query.get("api-version"):
             await request.read()
             message = "The api-version query parameter (?api-version=) is required."
             return error_response(record, 400, message, code="MissingApiVersionParameter")
@@ -81,6 +87,12 @@ class FakeAzure(FakeUpstream):
         ]
         for choice in completion["choices"]:
             choice["content_filter_results"] = _safe()
+
+    async def _responses(self, request: Request, record: Record, body: Json) -> Response:
+        deployments = self._deployments
+        if deployments is not None and body.get("model") not in deployments:
+            return await self._missing(request, record, body)
+        return await self.responses.serve(request, record, body)
 
     async def _missing(self, request: Request, record: Record, body: Json) -> Response:
         message = "The API deployment for this resource does not exist."

@@ -21,6 +21,7 @@ from typing import Any, Self
 import orjson
 from aiohttp import web
 
+from interlock.testing.fake_responses import FakeResponses
 from interlock.testing.faults import (
     _SILENT,
     Fault,
@@ -127,10 +128,15 @@ class FakeUpstream(FaultScript):
         self._fixed_tokens = tokens_for(len(reply)) if isinstance(reply, str) else 0
         entry = {"id": model or "fake-model", "object": "model", "created": 0, "owned_by": name}
         self._models_body = orjson.dumps({"object": "list", "data": [entry]})
+        self.responses = FakeResponses(
+            name, self._reply_text, self._model_for, stream_chunks, chunk_interval
+        )
+        """The Responses API endpoint (``POST /v1/responses``; see `FakeResponses`)."""
         # The flag marks API calls: they take faults and need a JSON object body.
         self._endpoints: dict[tuple[str, str], tuple[Endpoint, bool]] = {
             ("POST", "/v1/chat/completions"): (self._chat, True),
             ("POST", "/v1/embeddings"): (self._embeddings, True),
+            ("POST", "/v1/responses"): (self.responses.serve, True),
             ("GET", "/v1/models"): (self._models, False),
         }
         super().__init__()
@@ -335,6 +341,10 @@ class FakeUpstream(FaultScript):
     def _model_for(self, body: Json) -> str:
         requested = body.get("model")
         return self._model or (requested if isinstance(requested, str) else "fake-model")
+
+    def _reply_text(self, body: Json) -> str:
+        reply = self._reply
+        return reply if isinstance(reply, str) else reply(body)
 
     async def _models(self, request: Request, record: Record, body: Json) -> Response:
         record.status = 200
