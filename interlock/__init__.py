@@ -38,6 +38,7 @@ from interlock.errors import (
     UnsupportedParamsError,
 )
 from interlock.limits import SpendReport, TokenCounter
+from interlock.litellm_config import LiteLLMImport, Unmapped, read_litellm_config
 from interlock.observability import (
     CooldownEvent,
     FailureEvent,
@@ -133,6 +134,7 @@ __all__ = [
     "InternalServerError",
     "LatencyStrategy",
     "LeastBusyStrategy",
+    "LiteLLMImport",
     "MalformedResponseError",
     "MonotonicClock",
     "NoDeploymentAvailableError",
@@ -161,11 +163,13 @@ __all__ = [
     "TokenCounter",
     "Transport",
     "UnknownModelError",
+    "Unmapped",
     "UnsupportedParamsError",
     "Usage",
     "UsageStrategy",
     "WeightedStrategy",
     "__version__",
+    "read_litellm_config",
     "register_strategy",
     "serve_metrics",
 ]

@@ -41,6 +41,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "interlock.result_parts",
             "interlock.failures",
             "interlock.presets",
+            "interlock.sources",
+            "interlock.litellm_config",
             "interlock.records.*",
         ),
     ),
