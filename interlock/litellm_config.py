@@ -207,7 +207,7 @@ class _Translator:
     def translate(self) -> RouterConfig:
         data = self.doc.data
         for key in data:
-            if key not in ("model_list", "router_settings", "litellm_settings"):
+            if key not in ("model_list", "router_settings", "litellm_settings", *_SETTINGS):
                 self._skip_section(key, data[key])
         deployments = self._model_list(data.get("model_list"))
         settings = self._settings(deployments)
@@ -359,6 +359,10 @@ class _Translator:
     def _settings(self, deployments: list[dict[str, Any]]) -> dict[str, Any]:
         groups = {d["group"] for d in deployments}
         merged: dict[str, tuple[str, Any]] = {}
+        # litellm.Router(...) takes the settings as keywords: a mapping given in that
+        # shape has them at the top level.
+        flat = {k: (k, v) for k, v in self.doc.data.items() if k in _SETTINGS}
+        merged.update(flat)
         for section in ("litellm_settings", "router_settings"):  # the router's win
             raw = self.doc.data.get(section)
             if raw is None:
@@ -532,6 +536,22 @@ class _Translator:
 
 _REDIS = ("redis_url", "redis_host", "redis_port", "redis_password")
 _IGNORED_SETTINGS = frozenset({"request_timeout", "timeout", *_REDIS})
+_SETTINGS = frozenset(
+    {
+        "routing_strategy",
+        "num_retries",
+        "retry_policy",
+        "allowed_fails",
+        "allowed_fails_policy",
+        "cooldown_time",
+        "model_group_alias",
+        "max_fallbacks",
+        "default_fallbacks",
+        *_CHAINS,
+        *_IGNORED_SETTINGS,
+    }
+)
+"""Router settings this module maps (a `litellm.Router(...)` keyword each)."""
 
 
 def _infer_provider(model: str) -> str:

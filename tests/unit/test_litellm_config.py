@@ -420,3 +420,24 @@ def test_wildcards_and_unknown_strategies_are_reported() -> None:
         " equivalent; p2c-ewma is used",
     )
     assert imported.config.strategy == "p2c-ewma"
+
+
+def test_a_mapping_in_litellm_router_keyword_shape() -> None:
+    # litellm.Router(model_list=..., routing_strategy=..., fallbacks=...) as one mapping.
+    imported = read_litellm_config(
+        {
+            "model_list": [
+                {"model_name": "a", "litellm_params": {"model": "openai/a"}},
+                {"model_name": "b", "litellm_params": {"model": "openai/b"}},
+            ],
+            "routing_strategy": "latency-based-routing",
+            "fallbacks": [{"a": ["b"]}],
+            "num_retries": 0,
+            "set_verbose": True,
+        },
+        env={},
+    )
+    assert imported.config.strategy == "latency"
+    assert imported.config.fallbacks == {"a": ("b",)}
+    assert imported.config.retry.max_attempts == 1
+    assert tuple(map(str, imported.unmapped)) == ("set_verbose: not a section interlock reads",)
