@@ -10,6 +10,7 @@ nothing for them. This module imports only `errors`, so `config` can use it.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -139,12 +140,10 @@ def _parse_json(text: str, where: str) -> Any:
 
 
 def _parse_yaml(text: str, where: str) -> Any:
-    try:
-        import yaml
-    except ImportError:  # installed without its dependencies
-        yaml = None
-    if yaml is None:
+    if _module_missing("yaml"):  # installed without its dependencies
         raise ConfigError([(where, "reading YAML needs PyYAML: pip install PyYAML")])
+    import yaml
+
     try:
         return yaml.load(text, Loader=_loader())  # a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
@@ -157,6 +156,13 @@ def _parse_yaml(text: str, where: str) -> Any:
     except RecursionError:
         problem = "nested too deeply"
     raise ConfigError([(where, problem)])
+
+
+def _module_missing(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is None
+    except (ImportError, ValueError):  # ValueError: sys.modules[name] is None
+        return True
 
 
 _LOADER: type[Any] | None = None
