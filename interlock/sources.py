@@ -56,11 +56,10 @@ class ConfigDocument:
         if self.format == "mapping" or not exc.fields:
             return exc
         lines = line_map(self.text)
-        if not lines:
-            return exc
         fields = []
-        for path, problem in exc.fields:
-            line = _line_of(path, lines)
+        for field_path, problem in exc.fields:
+            path = field_path or self.where  # a problem with the whole document
+            line = _line_of(field_path, lines) if field_path else None
             fields.append((path, f"{problem} ({self.where}, line {line})" if line else problem))
         return ConfigError(fields)
 
@@ -208,7 +207,10 @@ def resolve_references(data: Any, env: Mapping[str, str], path: str = "") -> Any
     variable or a malformed reference is a ConfigError naming the field (and the
     variable), never a value."""
     problems: list[tuple[str, str]] = []
-    out = _resolve(data, env, path, problems)
+    try:
+        out = _resolve(data, env, path, problems)
+    except RecursionError:  # a mapping that holds itself (a YAML alias can make one)
+        problems = [(path, "nested too deeply, or holds itself")]
     if problems:
         raise ConfigError(problems)
     return out
@@ -275,8 +277,12 @@ def line_map(text: str) -> dict[str, int]:
         return {}
     lines: dict[str, int] = {}
     todo: list[tuple[str, Any]] = [("", root)]
+    seen: set[int] = set()  # an alias can make a node its own descendant
     while todo:
         path, node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 if isinstance(key, yaml.ScalarNode):

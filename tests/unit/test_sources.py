@@ -283,3 +283,12 @@ def test_read_config_resolves_against_a_given_environment() -> None:
     assert doc.data == {"deployments": [{"api_key": "v"}]}
     raw = read_config({"x": "os.environ/K"}, resolve=False)
     assert raw.data == {"x": "os.environ/K"}
+
+
+def test_a_document_that_holds_itself_is_an_error(tmp_path: Path) -> None:
+    # YAML anchors can build a list that contains itself; so can a Python mapping.
+    path = write(tmp_path, "loop.yaml", "deployments: &d [*d]\n")
+    assert problems_of(path) == (f"{path}: nested too deeply, or holds itself",)
+    doc: dict[str, Any] = {"deployments": []}
+    doc["deployments"].append(doc)
+    assert problems_of(doc) == ("nested too deeply, or holds itself",)
