@@ -154,6 +154,7 @@ _FAIL_KINDS = {
     "InternalServerErrorAllowedFails": "server_error",
 }
 _CHAINS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
+_HEALTH_SETTINGS = frozenset({"allowed_fails", "cooldown_time", "allowed_fails_policy"})
 # Settings that interlock always applies (so there is nothing to map or report).
 _ALWAYS = frozenset({"enable_pre_call_checks", "enable_tag_filtering"})
 _OPENAI_NAMES = re.compile(r"^(gpt-|chatgpt-|o\d|text-embedding-)")
@@ -258,6 +259,11 @@ class _Translator:
                 self.origin[f"deployments[{k}]"] = path
                 for field, where in self.fields.items():
                     self.origin[f"deployments[{k}].{field}"] = where
+                for key, field in _PARAMS.items():  # fields it did not give
+                    self.origin.setdefault(
+                        f"deployments[{k}].{field}", f"{path}.litellm_params.{key}"
+                    )
+                self.origin[f"deployments[{k}].group"] = f"{path}.model_name"
                 out.append(d)
         return out
 
@@ -397,8 +403,16 @@ class _Translator:
         health: dict[str, Any],
         groups: set[str],
     ) -> None:
-        value = self.value(where, raw) if key not in _IGNORED_SETTINGS else raw
-        if key == "routing_strategy":
+        if key in _IGNORED_SETTINGS or key in _ALWAYS:
+            return  # read by _timeouts and _redis, or always on here
+        if key not in _SETTINGS and key != "drop_params":
+            # Not resolved: a variable only LiteLLM needs (a callback's key) need not be set.
+            self.skip(where, "no equivalent setting here")
+            return
+        value = self.value(where, raw)
+        if key in _HEALTH_SETTINGS:
+            self._health_setting(key, where, value, health)
+        elif key == "routing_strategy":
             name = _STRATEGIES.get(str(value))
             if name is None:
                 self.skip(where, f"strategy {value!r} has no equivalent; p2c-ewma is used")
@@ -410,17 +424,8 @@ class _Translator:
             self.origin["retry.max_attempts"] = where
         elif key in _CHAINS or key == "default_fallbacks":
             self._chains(key, where, value, out, groups)
-        elif key == "allowed_fails":
-            health["allowed_fails"] = value
-            self.origin["health.allowed_fails"] = where
-        elif key == "cooldown_time":
-            health["cooldown"] = value
-            health["rate_limit_cooldown"] = value
-            self.origin["health.cooldown"] = where
         elif key == "retry_policy" and isinstance(value, Mapping):
             self._kinds(where, value, _RETRY_KINDS, retry, "attempts_by_kind", 1)
-        elif key == "allowed_fails_policy" and isinstance(value, Mapping):
-            self._kinds(where, value, _FAIL_KINDS, health, "allowed_fails_by_kind", 0)
         elif key == "model_group_alias":
             self._aliases(where, value, out, groups)
         elif key == "max_fallbacks":
@@ -428,10 +433,23 @@ class _Translator:
             self.origin["max_fallback_depth"] = where
         elif key == "drop_params":
             out["unsupported_params"] = "drop" if value else "raise"
-        elif key in _ALWAYS or key in _IGNORED_SETTINGS:
-            return
         else:
-            self.skip(where, "no equivalent setting here")
+            self.problems.append((where, "must be a mapping"))  # a *_policy that is not one
+
+    def _health_setting(self, key: str, where: str, value: Any, health: dict[str, Any]) -> None:
+        if key == "allowed_fails":
+            health["allowed_fails"] = value
+            self.origin["health.allowed_fails"] = where
+        elif key == "cooldown_time":
+            # LiteLLM cools a deployment this long after a 429 too.
+            health["cooldown"] = value
+            health["rate_limit_cooldown"] = value
+            self.origin["health.cooldown"] = where
+            self.origin["health.rate_limit_cooldown"] = where
+        elif isinstance(value, Mapping):  # allowed_fails_policy
+            self._kinds(where, value, _FAIL_KINDS, health, "allowed_fails_by_kind", 0)
+        else:
+            self.problems.append((where, "must be a mapping"))
 
     def _kinds(
         self,
@@ -472,7 +490,10 @@ class _Translator:
             self.problems.append((where, "must be a list of {group: [groups]} mappings"))
             return
         for group, chain, at in items:
-            chain_list = [chain] if isinstance(chain, str) else list(chain or ())
+            if not isinstance(chain, str | list):
+                self.problems.append((at, "must be a list of groups"))
+                continue
+            chain_list = [chain] if isinstance(chain, str) else chain
             if group != "*" and group not in groups:
                 self.skip(at, f"group {group!r} has no imported deployment")
                 continue
@@ -494,6 +515,9 @@ class _Translator:
             group = target.get("model") if isinstance(target, Mapping) else target
             if isinstance(target, Mapping) and target.get("hidden"):
                 self.skip(f"{where}.{name}.hidden", "interlock lists no models; the alias works")
+            if not isinstance(group, str):
+                self.problems.append((f"{where}.{name}", "must name a group"))
+                continue
             if group not in groups:
                 self.skip(f"{where}.{name}", f"group {group!r} has no imported deployment")
                 continue

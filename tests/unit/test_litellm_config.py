@@ -276,7 +276,7 @@ def test_validation_errors_use_litellm_paths_and_lines(tmp_path: Path) -> None:
         read_litellm_config(path)
     assert exc.value.problems == (
         f"model_list[0].litellm_params.rpm: must be > 0 ({path}, line 5)",
-        f"model_list[1].api_base: is required for provider 'azure' ({path}, line 8)",
+        f"model_list[1].litellm_params.api_base: is required for provider 'azure' ({path}, line 9)",
         f"router_settings.num_retries: must be >= 1 ({path}, line 12)",
     )
 
@@ -394,6 +394,15 @@ def test_redis_settings_become_shared_state() -> None:
          "model_list: no deployment could be mapped"),
         ({"model_list": [{"model_name": "g", "litellm_params": {"model": "litellm_proxy/m"}}]},
          "model_list[0].litellm_params.api_base: is required for litellm_proxy/"),
+        ({"model_list": [{"model_name": "g", "litellm_params": {"model": "openai/m"}}],
+          "router_settings": {"fallbacks": [{"g": 5}]}},
+         "router_settings.fallbacks[0].g: must be a list of groups"),
+        ({"model_list": [{"model_name": "g", "litellm_params": {"model": "openai/m"}}],
+          "router_settings": {"model_group_alias": {"x": ["g"]}}},
+         "router_settings.model_group_alias.x: must name a group"),
+        ({"model_list": [{"model_name": "g", "litellm_params": {"model": "openai/m"}}],
+          "router_settings": {"retry_policy": 3}},
+         "router_settings.retry_policy: must be a mapping"),
     ],
 )  # fmt: skip
 def test_documents_of_the_wrong_shape(doc: dict[str, Any], problem: str) -> None:
@@ -441,3 +450,18 @@ def test_a_mapping_in_litellm_router_keyword_shape() -> None:
     assert imported.config.fallbacks == {"a": ("b",)}
     assert imported.config.retry.max_attempts == 1
     assert tuple(map(str, imported.unmapped)) == ("set_verbose: not a section interlock reads",)
+
+
+def test_settings_that_are_not_mapped_need_no_variables() -> None:
+    doc = {
+        "model_list": [{"model_name": "g", "litellm_params": {"model": "openai/m"}}],
+        "litellm_settings": {
+            "cache": True,
+            "cache_params": {"type": "redis", "password": "os.environ/UNSET_CACHE_PASSWORD"},
+        },
+    }
+    imported = read_litellm_config(doc, env={})
+    assert tuple(map(str, imported.unmapped)) == (
+        "litellm_settings.cache: no equivalent setting here",
+        "litellm_settings.cache_params: no equivalent setting here",
+    )
