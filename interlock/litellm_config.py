@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,25 @@ from urllib.parse import quote
 
 from interlock.config import RouterConfig
 from interlock.errors import ConfigError
+from interlock.litellm_format import (
+    ALWAYS,
+    CHAINS,
+    FAIL_KINDS,
+    HEALTH_SETTINGS,
+    IGNORED_SETTINGS,
+    INFO,
+    NEEDS_BASE,
+    PARAMS,
+    PROVIDERS,
+    REDIS,
+    RETRY_KINDS,
+    SETTINGS,
+    STRATEGIES,
+    fix_base,
+    infer_provider,
+    info_reason,
+    param_reason,
+)
 from interlock.sources import ConfigDocument, read_config, resolve_references
 
 __all__ = ["LiteLLMImport", "Unmapped", "read_litellm_config"]
@@ -54,110 +72,6 @@ class LiteLLMImport:
         """Log each unmapped key at WARNING."""
         for item in self.unmapped:
             logger.warning("LiteLLM config: %s", item)
-
-
-# LiteLLM provider prefix -> (interlock provider, default api_base when it is not a preset).
-_PROVIDERS: dict[str, tuple[str, str | None]] = {
-    "openai": ("openai", None),
-    "azure": ("azure", None),
-    "anthropic": ("anthropic", None),
-    "gemini": ("gemini", None),
-    "vertex_ai": ("vertex", None),
-    "bedrock": ("bedrock", None),
-    "groq": ("groq", None),
-    "mistral": ("mistral", None),
-    "together_ai": ("together", None),
-    "deepseek": ("deepseek", None),
-    "fireworks_ai": ("fireworks", None),
-    "openrouter": ("openrouter", None),
-    "hosted_vllm": ("vllm", None),
-    "ollama": ("ollama", None),
-    "ollama_chat": ("ollama", None),
-    # OpenAI-compatible servers without a preset of their own.
-    "xai": ("openai", "https://api.x.ai/v1"),
-    "perplexity": ("openai", "https://api.perplexity.ai"),
-    "cerebras": ("openai", "https://api.cerebras.ai/v1"),
-    "deepinfra": ("openai", "https://api.deepinfra.com/v1/openai"),
-    "nvidia_nim": ("openai", "https://integrate.api.nvidia.com/v1"),
-    "litellm_proxy": ("openai", None),
-    "lm_studio": ("openai", None),
-}
-_NEEDS_BASE = frozenset({"litellm_proxy", "lm_studio"})
-
-# litellm_params key -> Deployment field, the value taken as it is.
-_PARAMS: dict[str, str] = {
-    "api_base": "api_base",
-    "api_key": "api_key",
-    "api_version": "api_version",
-    "rpm": "rpm",
-    "tpm": "tpm",
-    "weight": "weight",
-    "order": "order",
-    "timeout": "timeout",
-    "max_parallel_requests": "max_concurrency",
-    "input_cost_per_token": "input_cost_per_token",
-    "output_cost_per_token": "output_cost_per_token",
-    "aws_region_name": "aws_region",
-    "aws_access_key_id": "aws_access_key_id",
-    "aws_secret_access_key": "aws_secret_access_key",
-    "aws_session_token": "aws_session_token",
-    "aws_profile_name": "aws_profile",
-    "vertex_project": "vertex_project",
-    "vertex_location": "vertex_location",
-    "vertex_credentials": "vertex_credentials",
-    "tags": "tags",
-    "extra_headers": "headers",
-    "headers": "headers",
-}
-# model_info key -> Deployment field.
-_INFO: dict[str, str] = {
-    "id": "id",
-    "input_cost_per_token": "input_cost_per_token",
-    "output_cost_per_token": "output_cost_per_token",
-    "cache_read_input_token_cost": "cache_read_cost_per_token",
-    "cache_creation_input_token_cost": "cache_write_cost_per_token",
-    "max_input_tokens": "context_window",
-}
-_CALL_PARAMS = frozenset(
-    {
-        "temperature",
-        "top_p",
-        "max_tokens",
-        "max_completion_tokens",
-        "stop",
-        "seed",
-        "frequency_penalty",
-        "presence_penalty",
-        "response_format",
-        "reasoning_effort",
-        "n",
-        "user",
-    }
-)
-_STRATEGIES = {
-    "simple-shuffle": "weighted",
-    "least-busy": "least-busy",
-    "latency-based-routing": "latency",
-    "usage-based-routing": "usage",
-    "usage-based-routing-v2": "usage",
-    "cost-based-routing": "cost",
-}
-# retry_policy / allowed_fails_policy keys -> interlock failure kinds.
-_RETRY_KINDS = {
-    "TimeoutErrorRetries": "timeout",
-    "RateLimitErrorRetries": "rate_limit",
-    "AuthenticationErrorRetries": "auth",
-    "InternalServerErrorRetries": "server_error",
-}
-_FAIL_KINDS = {
-    "TimeoutErrorAllowedFails": "timeout",
-    "InternalServerErrorAllowedFails": "server_error",
-}
-_CHAINS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
-_HEALTH_SETTINGS = frozenset({"allowed_fails", "cooldown_time", "allowed_fails_policy"})
-# Settings that interlock always applies (so there is nothing to map or report).
-_ALWAYS = frozenset({"enable_pre_call_checks", "enable_tag_filtering"})
-_OPENAI_NAMES = re.compile(r"^(gpt-|chatgpt-|o\d|text-embedding-)")
 
 
 def read_litellm_config(
@@ -208,7 +122,7 @@ class _Translator:
     def translate(self) -> RouterConfig:
         data = self.doc.data
         for key in data:
-            if key not in ("model_list", "router_settings", "litellm_settings", *_SETTINGS):
+            if key not in ("model_list", "router_settings", "litellm_settings", *SETTINGS):
                 self._skip_section(key, data[key])
         deployments = self._model_list(data.get("model_list"))
         settings = self._settings(deployments)
@@ -259,7 +173,7 @@ class _Translator:
                 self.origin[f"deployments[{k}]"] = path
                 for field, where in self.fields.items():
                     self.origin[f"deployments[{k}].{field}"] = where
-                for key, field in _PARAMS.items():  # fields it did not give
+                for key, field in PARAMS.items():  # fields it did not give
                     self.origin.setdefault(
                         f"deployments[{k}].{field}", f"{path}.litellm_params.{key}"
                     )
@@ -304,15 +218,15 @@ class _Translator:
         if isinstance(custom, str):
             prefix, model = custom, spec
         elif not model:
-            prefix, model = _infer_provider(spec), spec
+            prefix, model = infer_provider(spec), spec
             if not prefix:
                 self.skip(f"{path}.model", "no provider prefix; write it as provider/model")
                 return None
-        known = _PROVIDERS.get(prefix)
+        known = PROVIDERS.get(prefix)
         if known is None:
             self.skip(f"{path}.model", f"provider {prefix!r} has no transport here; not imported")
             return None
-        if prefix in _NEEDS_BASE and not params.get("api_base"):
+        if prefix in NEEDS_BASE and not params.get("api_base"):
             self.problems.append((f"{path}.api_base", f"is required for {prefix}/"))
             return None
         if prefix == "bedrock":
@@ -322,7 +236,7 @@ class _Translator:
     def _params(self, path: str, params: Mapping[str, Any], d: dict[str, Any]) -> None:
         for key, raw in params.items():
             where = f"{path}.{key}"
-            field = _PARAMS.get(key)
+            field = PARAMS.get(key)
             if key in ("model", "custom_llm_provider"):
                 continue
             if field is not None:
@@ -341,8 +255,8 @@ class _Translator:
             elif key == "vertex_credentials" and str(raw).lstrip().startswith("{"):
                 self.skip(where, "inline credentials JSON; interlock takes the file's path")
             else:
-                self.skip(where, _param_reason(key))
-        _fix_base(d)
+                self.skip(where, param_reason(key))
+        fix_base(d)
 
     def _info(self, path: str, info: Any, d: dict[str, Any]) -> None:
         if info is None:
@@ -351,14 +265,14 @@ class _Translator:
             self.problems.append((path, "must be a mapping"))
             return
         for key, raw in info.items():
-            field = _INFO.get(key)
+            field = INFO.get(key)
             if field is not None and field not in d:
                 d[field] = self.value(f"{path}.{key}", raw)
                 self.fields[field] = f"{path}.{key}"
             elif key == "mode" and raw in ("chat", "embedding"):
                 continue
             elif field is None:
-                self.skip(f"{path}.{key}", _info_reason(key))
+                self.skip(f"{path}.{key}", info_reason(key))
 
     # --- router_settings and litellm_settings ----------------------------------------
 
@@ -367,7 +281,7 @@ class _Translator:
         merged: dict[str, tuple[str, Any]] = {}
         # litellm.Router(...) takes the settings as keywords: a mapping given in that
         # shape has them at the top level.
-        flat = {k: (k, v) for k, v in self.doc.data.items() if k in _SETTINGS}
+        flat = {k: (k, v) for k, v in self.doc.data.items() if k in SETTINGS}
         merged.update(flat)
         for section in ("litellm_settings", "router_settings"):  # the router's win
             raw = self.doc.data.get(section)
@@ -403,17 +317,17 @@ class _Translator:
         health: dict[str, Any],
         groups: set[str],
     ) -> None:
-        if key in _IGNORED_SETTINGS or key in _ALWAYS:
+        if key in IGNORED_SETTINGS or key in ALWAYS:
             return  # read by _timeouts and _redis, or always on here
-        if key not in _SETTINGS and key != "drop_params":
+        if key not in SETTINGS and key != "drop_params":
             # Not resolved: a variable only LiteLLM needs (a callback's key) need not be set.
             self.skip(where, "no equivalent setting here")
             return
         value = self.value(where, raw)
-        if key in _HEALTH_SETTINGS:
+        if key in HEALTH_SETTINGS:
             self._health_setting(key, where, value, health)
         elif key == "routing_strategy":
-            name = _STRATEGIES.get(str(value))
+            name = STRATEGIES.get(str(value))
             if name is None:
                 self.skip(where, f"strategy {value!r} has no equivalent; p2c-ewma is used")
             else:
@@ -422,10 +336,10 @@ class _Translator:
         elif key == "num_retries":
             retry["max_attempts"] = value + 1 if isinstance(value, int) else value
             self.origin["retry.max_attempts"] = where
-        elif key in _CHAINS or key == "default_fallbacks":
+        elif key in CHAINS or key == "default_fallbacks":
             self._chains(key, where, value, out, groups)
         elif key == "retry_policy" and isinstance(value, Mapping):
-            self._kinds(where, value, _RETRY_KINDS, retry, "attempts_by_kind", 1)
+            self._kinds(where, value, RETRY_KINDS, retry, "attempts_by_kind", 1)
         elif key == "model_group_alias":
             self._aliases(where, value, out, groups)
         elif key == "max_fallbacks":
@@ -447,7 +361,7 @@ class _Translator:
             self.origin["health.cooldown"] = where
             self.origin["health.rate_limit_cooldown"] = where
         elif isinstance(value, Mapping):  # allowed_fails_policy
-            self._kinds(where, value, _FAIL_KINDS, health, "allowed_fails_by_kind", 0)
+            self._kinds(where, value, FAIL_KINDS, health, "allowed_fails_by_kind", 0)
         else:
             self.problems.append((where, "must be a mapping"))
 
@@ -545,7 +459,7 @@ class _Translator:
     def _redis(self, merged: Mapping[str, tuple[str, Any]], out: dict[str, Any]) -> None:
         """``redis_host``/``redis_port``/``redis_password`` (or ``redis_url``) share
         rate usage and cooldowns between LiteLLM instances, as `shared` does here."""
-        parts = {k: self.value(merged[k][0], merged[k][1]) for k in _REDIS if k in merged}
+        parts = {k: self.value(merged[k][0], merged[k][1]) for k in REDIS if k in merged}
         if not parts:
             return
         url = parts.get("redis_url")
@@ -555,66 +469,4 @@ class _Translator:
             host, port = parts.get("redis_host", "127.0.0.1"), parts.get("redis_port", 6379)
             url = f"redis://{auth}{host}:{port}/0"
         out["shared"] = {"url": url}
-        self.origin["shared"] = merged[next(k for k in _REDIS if k in merged)][0]
-
-
-_REDIS = ("redis_url", "redis_host", "redis_port", "redis_password")
-_IGNORED_SETTINGS = frozenset({"request_timeout", "timeout", *_REDIS})
-_SETTINGS = frozenset(
-    {
-        "routing_strategy",
-        "num_retries",
-        "retry_policy",
-        "allowed_fails",
-        "allowed_fails_policy",
-        "cooldown_time",
-        "model_group_alias",
-        "max_fallbacks",
-        "default_fallbacks",
-        *_CHAINS,
-        *_IGNORED_SETTINGS,
-    }
-)
-"""Router settings this module maps (a `litellm.Router(...)` keyword each)."""
-
-
-def _infer_provider(model: str) -> str:
-    """LiteLLM's provider for a bare model name, where it is unambiguous."""
-    if _OPENAI_NAMES.match(model):
-        return "openai"
-    if model.startswith("claude-"):
-        return "anthropic"
-    return ""
-
-
-def _fix_base(d: dict[str, Any]) -> None:
-    """LiteLLM's api_base conventions -> interlock's: Ollama's native address serves the
-    OpenAI-compatible API under /v1; LiteLLM appends /v1/messages to Anthropic's."""
-    base = d.get("api_base")
-    if not isinstance(base, str):
-        return
-    base = base.rstrip("/")
-    if d["provider"] == "ollama" and not base.endswith("/v1"):
-        d["api_base"] = base + "/v1"
-    elif d["provider"] == "anthropic":
-        d["api_base"] = base.removesuffix("/v1/messages").removesuffix("/v1") + "/v1"
-
-
-def _param_reason(key: str) -> str:
-    if key in _CALL_PARAMS:
-        return "a default call parameter; interlock sends what each call passes"
-    if key == "mock_response":
-        return "LiteLLM answers without calling the provider; use interlock.testing fakes"
-    if key == "stream_timeout":
-        return "no separate stream timeout; `timeout` also bounds each wait for a chunk"
-    return "no equivalent deployment field"
-
-
-def _info_reason(key: str) -> str:
-    if key == "base_model":
-        return "LiteLLM looks prices up by it; set input/output_cost_per_token instead"
-    if key == "max_tokens":
-        return "ambiguous in LiteLLM (context or output limit); set max_input_tokens"
-    if key == "mode":
-        return "interlock serves chat and embeddings only"
-    return "informational; not used for routing here"
+        self.origin["shared"] = merged[next(k for k in REDIS if k in merged)][0]

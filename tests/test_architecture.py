@@ -42,6 +42,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "interlock.failures",
             "interlock.presets",
             "interlock.sources",
+            "interlock.litellm_format",
             "interlock.litellm_config",
             "interlock.records.*",
         ),
