@@ -38,6 +38,7 @@ from interlock.errors import (
     UnsupportedParamsError,
 )
 from interlock.limits import SpendReport, TokenCounter
+from interlock.litellm_config import LiteLLMImport, Unmapped, read_litellm_config
 from interlock.observability import (
     CooldownEvent,
     FailureEvent,
@@ -141,6 +142,7 @@ __all__ = [
     "InternalServerError",
     "LatencyStrategy",
     "LeastBusyStrategy",
+    "LiteLLMImport",
     "MalformedResponseError",
     "MonotonicClock",
     "NoDeploymentAvailableError",
@@ -175,11 +177,13 @@ __all__ = [
     "TokenCounter",
     "Transport",
     "UnknownModelError",
+    "Unmapped",
     "UnsupportedParamsError",
     "Usage",
     "UsageStrategy",
     "WeightedStrategy",
     "__version__",
+    "read_litellm_config",
     "register_strategy",
     "serve_metrics",
 ]

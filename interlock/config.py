@@ -9,11 +9,8 @@ whose lines name the field and what is wrong with it (``deployments[2].rpm: must
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
@@ -31,6 +28,7 @@ from interlock.policies import (
     SharedState,
 )
 from interlock.presets import preset_for
+from interlock.sources import read_config
 
 __all__ = [
     "AzureADTokenProvider",
@@ -424,45 +422,7 @@ def _find_cycle(graph: Mapping[str, Sequence[str]]) -> list[str] | None:
 
 
 def load_config_source(source: object) -> dict[str, Any]:
-    """A config mapping, or the path of a JSON file holding one, as keyword arguments
-    of `RouterConfig`; a `ConfigError` for anything else."""
-    if isinstance(source, Mapping):
-        data = dict(source)
-    elif isinstance(source, str | os.PathLike):
-        data = _read_json(Path(source))
-    else:
-        what = "must be a mapping, a RouterConfig or a JSON file's path"
-        raise ConfigError([("", f"{what}, not a {_kind(source)}")])
-    keys = [k for k in data if not isinstance(k, str)]
-    if keys:
-        # The key itself is not shown: a config may hold secrets.
-        raise ConfigError([("", f"keys must be field names (strings), not a {_kind(keys[0])}")])
-    return data
-
-
-def _kind(value: object) -> str:
-    return type(value).__name__
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        problem = f"cannot be read ({exc.strerror or exc})"
-    except ValueError:  # not UTF-8, or a NUL in the path
-        problem = "cannot be read as UTF-8 text"
-    else:
-        problem = ""
-    if problem:
-        raise ConfigError([(str(path), problem)])
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        problem = f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-    except RecursionError:
-        problem = "nested too deeply"
-    if problem:
-        raise ConfigError([(str(path), problem)])
-    if not isinstance(data, dict):
-        raise ConfigError([(str(path), "must hold a JSON object at the top level")])
-    return data
+    """A config mapping, or the path of a JSON or YAML file holding one, as keyword
+    arguments of `RouterConfig`, with its secret references resolved (see
+    `interlock.sources`); a `ConfigError` for anything else."""
+    return read_config(source).data

@@ -21,11 +21,12 @@ from interlock.config import (
     RetryPolicy,
     RouterConfig,
     SharedState,
-    load_config_source,
 )
+from interlock.errors import ConfigError
 from interlock.limits.shared import SharedLedger
 from interlock.limits.spend import SpendReport, spend_report
 from interlock.limits.tokens import TokenCounter
+from interlock.litellm_config import read_litellm_config
 from interlock.observability.hooks import Hook
 from interlock.observability.metrics import PrometheusMetrics
 from interlock.observability.stats import RouterStatistics, deployment_statistics
@@ -51,6 +52,7 @@ from interlock.router.calls import (
 from interlock.router.responses_api import ResponsesMethods
 from interlock.router.stream import ChatStream
 from interlock.router.wiring import RouterParts, build_parts, router_config
+from interlock.sources import ConfigDocument, read_config
 from interlock.strategies.base import StrategyLike
 from interlock.types import (
     CHAT_PARAM_NAMES,
@@ -167,16 +169,13 @@ class Router(ResponsesMethods):
         tokenizer: TokenCounter | None = None,
         connection_limit: int = 1000,
     ) -> Router:
-        """A Router from a `RouterConfig`, a mapping or a JSON file holding its keys
-        (docs/configuration.md); the keywords are the objects a file cannot hold."""
-        cfg = (
-            source
-            if isinstance(source, RouterConfig)
-            else RouterConfig(**load_config_source(source))
-        )
-        router = cls.__new__(cls)
-        router._assemble(
-            build_parts(
+        """A Router from a `RouterConfig`, a mapping or a JSON or YAML file holding its
+        keys, secret references resolved (docs/configuration.md); the keywords are the
+        objects a file cannot hold. Errors name the file's line where they can."""
+        doc = ConfigDocument({}) if isinstance(source, RouterConfig) else read_config(source)
+        try:
+            cfg = source if isinstance(source, RouterConfig) else RouterConfig(**doc.data)
+            parts = build_parts(
                 cfg,
                 clock=clock,
                 transports=transports,
@@ -186,8 +185,43 @@ class Router(ResponsesMethods):
                 metrics=metrics,
                 tokenizer=tokenizer,
             )
+        except ConfigError as exc:
+            error = doc.locate(exc)  # raised below, not chained to what holds the input
+        else:
+            router = cls.__new__(cls)
+            router._assemble(parts)
+            return router
+        raise error
+
+    @classmethod
+    def from_litellm_config(
+        cls,
+        source: Mapping[str, Any] | str | os.PathLike[str],
+        *,
+        strict: bool = False,
+        clock: Clock | None = None,
+        transports: Mapping[str, Transport] | None = None,
+        seed: int | None = None,
+        hooks: Sequence[Hook] | None = None,
+        metrics: PrometheusMetrics | None = None,
+        tokenizer: TokenCounter | None = None,
+        connection_limit: int = 1000,
+    ) -> Router:
+        """A Router from a LiteLLM proxy/Router config (docs/migrating-from-litellm.md).
+        What cannot be mapped is logged at WARNING, one line each, or with ``strict``
+        raised as a ConfigError; `interlock.read_litellm_config` returns it as data."""
+        imported = read_litellm_config(source, strict=strict)
+        imported.warn()
+        return cls.from_config(
+            imported.config,
+            clock=clock,
+            transports=transports,
+            seed=seed,
+            hooks=hooks,
+            metrics=metrics,
+            tokenizer=tokenizer,
+            connection_limit=connection_limit,
         )
-        return router
 
     def _assemble(self, parts: RouterParts) -> None:
         cfg = parts.config

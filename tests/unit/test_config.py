@@ -558,7 +558,7 @@ NON_STRING_KEY: dict[Any, Any] = {"deployments": [d()], 1: "x"}
 @pytest.mark.parametrize(
     ("source", "problem"),
     [
-        (5, ": must be a mapping, a RouterConfig or a JSON file's path, not a int"),
+        (5, ": must be a mapping, a RouterConfig or a JSON or YAML file's path, not a int"),
         (NON_STRING_KEY, "keys must be field names (strings), not a int"),
         ({"deployments": [dict([*d().items(), (2, "x")])]}, "deployments[0]: keys must be strings"),
     ],
