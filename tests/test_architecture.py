@@ -41,6 +41,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "interlock.result_parts",
             "interlock.failures",
             "interlock.presets",
+            "interlock.prices",
             "interlock.records.*",
         ),
     ),
