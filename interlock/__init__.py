@@ -51,6 +51,7 @@ from interlock.observability import (
     serve_metrics,
 )
 from interlock.observability.stats import DeploymentStatistics, RouterStatistics
+from interlock.prices import BuiltinModel, DeploymentPrices, PriceTier, builtin_model
 from interlock.records.state import Ejection
 from interlock.records.transport import ChunkSource, Transport
 from interlock.router import ChatStream, DeploymentState, Router
@@ -94,6 +95,7 @@ __all__ = [
     "BadRequestError",
     "Budget",
     "BudgetExceededError",
+    "BuiltinModel",
     "CacheConfig",
     "CacheStatistics",
     "CachedStream",
@@ -117,6 +119,7 @@ __all__ = [
     "DeadlineExceededError",
     "Deployment",
     "DeploymentNotFoundError",
+    "DeploymentPrices",
     "DeploymentState",
     "DeploymentStatistics",
     "Ejection",
@@ -139,6 +142,7 @@ __all__ = [
     "NotFoundError",
     "PeakEwmaStrategy",
     "PermissionDeniedError",
+    "PriceTier",
     "PrometheusMetrics",
     "PromptTokensDetails",
     "QueuePolicy",
@@ -166,6 +170,7 @@ __all__ = [
     "UsageStrategy",
     "WeightedStrategy",
     "__version__",
+    "builtin_model",
     "register_strategy",
     "serve_metrics",
 ]
