@@ -23,7 +23,6 @@ from interlock import (
     BudgetExceededError,
     ContextWindowExceededError,
     Deployment,
-    NoDeploymentAvailableError,
     Router,
 )
 from interlock.testing import FakeAnthropic, FakeUpstream
@@ -69,13 +68,16 @@ async def test_chat_embedding_and_stream_results_carry_their_cost(up: FakeUpstre
     assert r.cost == pytest.approx(
         r.usage.prompt_tokens * GPT_4O[0] + r.usage.completion_tokens * GPT_4O[1]
     )
-    assert r.cost > 0
     assert e.usage is not None
     assert e.cost == pytest.approx(e.usage.prompt_tokens * EMBED_3_SMALL)
     assert stream.usage is not None
+    assert r.cost is not None
+    assert e.cost is not None
+    assert stream.cost is not None
     assert stream.cost == pytest.approx(
         stream.usage.prompt_tokens * GPT_4O[0] + stream.usage.completion_tokens * GPT_4O[1]
     )
+    assert r.cost > 0
     assert spend.total_usd == pytest.approx(r.cost + e.cost + stream.cost)
     assert spend.by_group["g"] == pytest.approx(r.cost + stream.cost)
     # `cost` is a routing field: the OpenAI shapes still validate and do not carry it.
@@ -185,9 +187,8 @@ async def test_the_built_in_window_prechecks_the_prompt(
     small_window = [dep(up, "gpt-4o", id="4o")]
     async with Router(small_window, retry=ONE_TRY) as router:
         assert router.parts.states[0].context_window == 128_000
-        with pytest.raises((ContextWindowExceededError, NoDeploymentAvailableError)) as info:
+        with pytest.raises(ContextWindowExceededError):
             await router.acompletion(model="g", messages=big)
-    assert isinstance(info.value, ContextWindowExceededError)
     assert up.request_count == 0  # refused before sending
     both = [dep(up, "gpt-4o", id="4o"), dep(up2, "gpt-4.1", id="4.1")]
     async with Router(both, retry=ONE_TRY) as router:

@@ -162,7 +162,11 @@ def test_zero_means_free_without_a_warning(caplog: pytest.LogCaptureFixture) -> 
 
 def test_base_model_prices_an_azure_deployment_name(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="interlock")
-    named = dict(provider="azure", model="prod-chat-eu", api_base="https://x.openai.azure.com")
+    named: dict[str, Any] = {
+        "provider": "azure",
+        "model": "prod-chat-eu",
+        "api_base": "https://x.openai.azure.com",
+    }
     assert resolve_prices(dep(**named, base_model="gpt-4o-mini")).input == pytest.approx(0.15 * M)
     assert caplog.records == []
     assert not resolve_prices(dep(**named)).known  # the deployment name alone: unknown
