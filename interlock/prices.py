@@ -32,7 +32,9 @@ __all__ = [
     "resolve_prices",
 ]
 
-log = logging.getLogger("interlock.prices")
+# The package logger itself: a price warning is about configuration, like a
+# deployment problem, and belongs with the router's own lines.
+log = logging.getLogger("interlock")
 
 PROVIDER_IDS: dict[str, str | None] = {
     "openai": "openai",
@@ -207,7 +209,7 @@ def _at(value: Any, start: int, base: float | None) -> float:
 def resolve_prices(d: Deployment) -> DeploymentPrices:
     """`d`'s prices and context window: its own values where it gives them, else the
     built-in ones. A deployment priced by neither gets ``known=False`` and one WARNING
-    on the ``interlock.prices`` logger (per call, so per deployment: the router calls
+    on the ``interlock`` logger (per call, so per deployment: the router calls
     this once for each when it is built)."""
     own = d.input_cost_per_token is not None or d.output_cost_per_token is not None
     local = PROVIDER_IDS.get(d.provider, d.provider) is None
@@ -267,4 +269,5 @@ def _warn_unpriced(d: Deployment, local: bool) -> None:
         d.provider,
         d.model,
         why,
+        extra={"event": "unpriced", "group": d.group, "deployment": d.id},
     )

@@ -87,15 +87,27 @@ async def test_chat_embedding_and_stream_results_carry_their_cost(up: FakeUpstre
 
 
 async def test_a_cache_hit_costs_nothing(up: FakeUpstream) -> None:
+    other = [{"role": "user", "content": "Say goodbye."}]
     async with Router([dep(up, "gpt-4o")], cache={"enabled": True}) as router:
         first = await router.acompletion(model="g", messages=MSG)
         again = await router.acompletion(model="g", messages=MSG)
+        recorded = await router.acompletion(model="g", messages=other, stream=True)
+        async for _ in recorded:
+            pass
+        replayed = await router.acompletion(model="g", messages=other, stream=True)
+        async for _ in replayed:
+            pass
         spend = router.spend().total_usd
     assert first.cost is not None
     assert first.cost > 0
     assert again.cached
     assert again.cost == 0.0
-    assert spend == pytest.approx(first.cost)
+    assert not recorded.cached
+    assert recorded.cost is not None
+    assert recorded.cost > 0
+    assert replayed.cached
+    assert replayed.cost == 0.0
+    assert spend == pytest.approx(first.cost + recorded.cost)
 
 
 async def test_anthropic_cache_writes_and_reads_at_built_in_prices() -> None:
@@ -218,9 +230,11 @@ async def test_an_unknown_model_warns_once_and_costs_none(
         async for _ in stream:
             pass
         spend = router.spend()
-    warnings = [r for r in caplog.records if r.name == "interlock.prices"]
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1
     assert warnings[0].levelno == logging.WARNING
+    assert warnings[0].name == "interlock"
+    assert getattr(warnings[0], "event", None) == "unpriced"
     assert "house" in warnings[0].getMessage()
     assert "house-model" in warnings[0].getMessage()
     assert "sk-house-secret" not in caplog.text
