@@ -24,6 +24,7 @@ from interlock.prices import DeploymentPrices, resolve_prices
 from interlock.records.budget import BudgetCounter
 from interlock.records.transport import Transport
 from interlock.records.window import RateWindow
+from interlock.result_parts import MAX_COUNT
 from interlock.types import Usage
 
 __all__ = [
@@ -262,6 +263,7 @@ class DeploymentState(_Checked):
         "spend",
         "successes",
         "tags",
+        "tiers_above",
         "transport",
         "ttft_ewma",
         "waiters",
@@ -300,6 +302,9 @@ class DeploymentState(_Checked):
         self.cache_read_cost = prices.cache_read
         self.cache_write_cost = prices.cache_write
         self.price_tiers = prices.tiers
+        # The lowest tier threshold (past any count when there are none): a prompt at
+        # or below it is priced without looking at the tiers.
+        self.tiers_above = prices.tiers[-1].above if prices.tiers else MAX_COUNT
         self.input_tokens = 0
         self.output_tokens = 0
         self.spend = 0.0
@@ -337,9 +342,8 @@ class DeploymentState(_Checked):
         out = self.output_cost
         read = self.cache_read_cost
         write = self.cache_write_cost
-        tiers = self.price_tiers
-        if tiers:
-            for t in tiers:  # highest threshold first
+        if prompt > self.tiers_above:
+            for t in self.price_tiers:  # highest threshold first
                 if prompt > t.above:
                     inp, out, read, write = t.input, t.output, t.cache_read, t.cache_write
                     break
