@@ -17,7 +17,6 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -107,21 +106,40 @@ class DeploymentPrices:
 
 def builtin_model(provider: str, model: str) -> BuiltinModel | None:
     """The built-in entry for `model` at `provider` (interlock's provider names), or
-    None when genai-prices has no price for it. Cached per (provider, model)."""
+    None when genai-prices has no price for it. Cached per (provider, model) for as
+    long as genai-prices serves the same data (`UpdatePrices` replaces it)."""
     provider_id = PROVIDER_IDS.get(provider, provider)
     if provider_id is None:
         return None
-    return _lookup(provider_id, model)
-
-
-@lru_cache(maxsize=1024)
-def _lookup(provider_id: str, model: str) -> BuiltinModel | None:
     from genai_prices import data_snapshot
 
+    snapshot = data_snapshot.get_snapshot()
+    if _cache.snapshot is not snapshot:
+        _cache.snapshot = snapshot
+        _cache.entries.clear()
+    key = (provider_id, model)
+    if key not in _cache.entries:
+        if len(_cache.entries) >= _CACHE_SIZE:
+            _cache.entries.clear()
+        _cache.entries[key] = _lookup(snapshot, provider_id, model)
+    return _cache.entries[key]
+
+
+class _Cache:
+    __slots__ = ("entries", "snapshot")
+
+    def __init__(self) -> None:
+        self.snapshot: object = None
+        self.entries: dict[tuple[str, str], BuiltinModel | None] = {}
+
+
+_cache = _Cache()
+_CACHE_SIZE = 4096
+
+
+def _lookup(snapshot: Any, provider_id: str, model: str) -> BuiltinModel | None:
     try:
-        found_provider, info = data_snapshot.get_snapshot().find_provider_model(
-            model, None, provider_id, None
-        )
+        found_provider, info = snapshot.find_provider_model(model, None, provider_id, None)
     except LookupError:
         return None
     price = _standard_price(info.prices)

@@ -253,3 +253,31 @@ def test_pricing_a_response_never_calls_the_library(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr("genai_prices.calc_price", refuse)
     r = Ledger.reserve(s, 10, 0.0)
     assert Ledger.settle(r, 30, 1.0, usage(20, 10, cached=5)) is not None
+
+
+def test_data_fetched_at_run_time_applies_to_deployments_built_after() -> None:
+    # genai-prices' UpdatePrices installs fresh data as a new snapshot; lookups made
+    # after that see it (a state built before keeps the prices it resolved).
+    from decimal import Decimal
+
+    from genai_prices import data_snapshot
+    from genai_prices import types as gp
+
+    before = state(model="gpt-4o")
+    fresh = gp.Provider(
+        id="openai", name="OpenAI", api_pattern="https://api\\.openai\\.com",
+        models=[gp.ModelInfo(id="gpt-4o", match=gp.ClauseEquals(equals="gpt-4o"),
+                             context_window=1000,
+                             prices=gp.ModelPrice(input_mtok=Decimal(5), output_mtok=Decimal(20)))],
+    )  # fmt: skip
+    data_snapshot.set_custom_snapshot(
+        data_snapshot.DataSnapshot(providers=[fresh], from_auto_update=True)
+    )
+    try:
+        after = state(model="gpt-4o")
+    finally:
+        data_snapshot.set_custom_snapshot(None)
+    assert (after.input_cost, after.output_cost) == pytest.approx((5 * M, 20 * M))
+    assert after.context_window == 1000
+    assert before.input_cost == pytest.approx(2.5 * M)
+    assert state(model="gpt-4o").input_cost == pytest.approx(2.5 * M)  # bundled data again
