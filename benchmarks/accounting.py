@@ -58,7 +58,9 @@ def _state(limited: bool) -> DeploymentState:
             output_cost_per_token=2e-6,
         )
     else:
-        d = Deployment(group="g", model="m", id="d")
+        # Free: priced as before built-in prices (and no unknown-model warning).
+        d = Deployment(group="g", model="m", id="d", input_cost_per_token=0.0,
+                       output_cost_per_token=0.0)  # fmt: skip
     return DeploymentState(d, transport=None)  # type: ignore[arg-type]
 
 

@@ -173,7 +173,9 @@ class RawClient:
 
 def fake_deployments(n: int, group: str = "bench", **fields: Any) -> list[Deployment]:
     """`n` deployments of `group` on the provider ``fake`` (register an
-    `interlock.testing.InstantTransport` under that name)."""
+    `interlock.testing.InstantTransport` under that name). Free unless `fields` price
+    them: a model without a price would log a warning per deployment."""
+    fields = {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0, **fields}
     return [
         Deployment(group=group, model="bench", provider="fake", id=f"{group}-{i}", **fields)
         for i in range(n)

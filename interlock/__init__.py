@@ -52,6 +52,7 @@ from interlock.observability import (
     serve_metrics,
 )
 from interlock.observability.stats import DeploymentStatistics, RouterStatistics
+from interlock.prices import BuiltinModel, DeploymentPrices, PriceTier, builtin_model
 from interlock.records.state import Ejection
 from interlock.records.transport import ChunkSource, Transport
 from interlock.responses_types import (
@@ -103,6 +104,7 @@ __all__ = [
     "BadRequestError",
     "Budget",
     "BudgetExceededError",
+    "BuiltinModel",
     "CacheConfig",
     "CacheStatistics",
     "CachedStream",
@@ -126,6 +128,7 @@ __all__ = [
     "DeadlineExceededError",
     "Deployment",
     "DeploymentNotFoundError",
+    "DeploymentPrices",
     "DeploymentState",
     "DeploymentStatistics",
     "Ejection",
@@ -149,6 +152,7 @@ __all__ = [
     "NotFoundError",
     "PeakEwmaStrategy",
     "PermissionDeniedError",
+    "PriceTier",
     "PrometheusMetrics",
     "PromptTokensDetails",
     "QueuePolicy",
@@ -184,6 +188,7 @@ __all__ = [
     "WeightedStrategy",
     "__version__",
     "read_litellm_config",
+    "builtin_model",
     "register_strategy",
     "serve_metrics",
 ]

@@ -100,16 +100,29 @@ class Deployment(ConfigModel):
     tags: frozenset[str] = frozenset()
     timeout: float = Field(default=60.0, gt=0)
     """Seconds one attempt may take (bounded further by the call's deadline)."""
-    input_cost_per_token: float = Field(default=0.0, ge=0)
-    output_cost_per_token: float = Field(default=0.0, ge=0)
+    input_cost_per_token: float | None = Field(default=None, ge=0)
+    """USD per prompt token. None (and `output_cost_per_token` None too): the built-in
+    price of the model (`interlock.prices`, docs/operations.md); ``0.0`` means free.
+    Giving either of the two makes all four prices the deployment's own (an unset
+    output price is then 0, unset cache prices the input price)."""
+    output_cost_per_token: float | None = Field(default=None, ge=0)
+    """USD per completion token (reasoning included); None: see `input_cost_per_token`."""
     cache_read_cost_per_token: float | None = Field(default=None, ge=0)
     """Price of a prompt token read from the provider's prompt cache (OpenAI
     ``cached_tokens``, Anthropic ``cache_read_input_tokens``, Gemini
-    ``cachedContentTokenCount``); None: `input_cost_per_token`."""
+    ``cachedContentTokenCount``); None: the built-in cache-read price, or the input
+    price."""
     cache_write_cost_per_token: float | None = Field(default=None, ge=0)
     """Price of a prompt token written to the prompt cache (Anthropic
-    ``cache_creation_input_tokens``); None: `input_cost_per_token`."""
+    ``cache_creation_input_tokens``); None: the built-in cache-write price, or the
+    input price."""
     context_window: int | None = Field(default=None, gt=0)
+    """Tokens the model holds (prompt plus output); None: the built-in window of the
+    model when known, else no pre-check."""
+    base_model: str | None = Field(default=None, min_length=1)
+    """The model this deployment serves, for built-in prices and context window when
+    `model` is not a model name (an Azure deployment name, a Bedrock inference-profile
+    ARN, a gateway's alias). Never sent upstream."""
     stream_usage: bool = True
     """Ask for usage in the final stream chunk (``stream_options.include_usage``)."""
     api_version: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")

@@ -70,6 +70,10 @@ async def run_demo(
                     api_base=up.url,
                     api_key="sk-demo-not-a-real-key",
                     timeout=5,
+                    # A made-up model on local fakes: free (else a warning that it
+                    # has no built-in price, docs/operations.md).
+                    input_cost_per_token=0.0,
+                    output_cost_per_token=0.0,
                 )
                 for name, up in upstreams.items()
             ],

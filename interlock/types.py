@@ -203,6 +203,10 @@ class ChatCompletion:
     service_tier: str | None = None
     extra: dict[str, Any] | None = None
     """Other top-level fields the provider sent (Azure ``prompt_filter_results``, ...)."""
+    cost: float | None = None
+    """US dollars this response cost at the deployment's prices (its own or built in:
+    docs/operations.md); None when unknown (no usage, or no price for the model); 0.0
+    from the response cache. A routing field like `deployment_id`: not in `to_dict()`."""
 
     @classmethod
     def from_dict(
@@ -394,6 +398,8 @@ class EmbeddingResponse:
     cached: bool = False
     """True when the response cache answered (no provider call of its own)."""
     extra: dict[str, Any] | None = None
+    cost: float | None = None
+    """US dollars, as `ChatCompletion.cost` (not in `to_dict()`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """OpenAI's embeddings JSON (without the routing fields); a provider that

@@ -45,6 +45,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "interlock.sources",
             "interlock.litellm_format",
             "interlock.litellm_config",
+            "interlock.prices",
             "interlock.records.*",
         ),
     ),

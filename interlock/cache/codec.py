@@ -79,6 +79,7 @@ def decode(data: bytes, kind: str) -> CacheEntry | None:
         else:
             result = EmbeddingResponse.from_dict(body, deployment_id=dep, group=group)
         result.cached = True
+        result.cost = 0.0  # no provider call of its own
         raw_pieces = doc.get("pieces")
         pieces = (
             {int(i): [int(n) for n in ns] for i, ns in raw_pieces.items()} if raw_pieces else None

@@ -27,6 +27,7 @@ class LiveStream(Protocol):
     deployment_id: str
     group: str
     ttft: float
+    cost: float | None
 
     async def __anext__(self) -> ChatCompletionChunk: ...
 
@@ -239,7 +240,7 @@ def _merge_logprobs(have: Any, new: Any) -> Any:
 class CachedStream:
     """A chat stream that passes through the response cache, with the interface of
     `ChatStream` (async iteration of `ChatCompletionChunk`, ``aclose()``, ``async
-    with``, and `deployment_id`, `group`, `ttft`, `usage`, `chunks`).
+    with``, and `deployment_id`, `group`, `ttft`, `usage`, `chunks`, `cost`).
 
     Two kinds, told apart by `cached`:
 
@@ -297,6 +298,11 @@ class CachedStream:
     def recording(cls, live: LiveStream, on_complete: OnComplete) -> CachedStream:
         """`live`, stored through `on_complete` when it ends cleanly."""
         return cls(live=live, on_complete=on_complete)
+
+    @property
+    def cost(self) -> float | None:
+        """0.0 for a replay; for a recording, the live stream's cost once it ended."""
+        return 0.0 if self._live is None else self._live.cost
 
     def __aiter__(self) -> CachedStream:
         return self

@@ -171,8 +171,8 @@ class Ledger:
         `usage` (prompt and completion tokens, cached reads and cache writes at their
         own prices: `DeploymentState.cost_of`) prices the request: its cost is added
         to the deployment's spend and to every budget covering it, and returned (the
-        router's success event reports it); None without usage or when `r` was
-        settled already.
+        router's result and success event report it); None without usage, for a
+        deployment without a known price, or when `r` was settled already.
         """
         if not r.open:
             return None
@@ -191,11 +191,12 @@ class Ledger:
         if usage is not None:
             s.input_tokens += usage.prompt_tokens
             s.output_tokens += usage.completion_tokens
-            cost = s.cost_of(usage)
-            if cost:
-                s.spend += cost
-                for b in s.budgets:
-                    b.add(cost, now)
+            if s.priced:
+                cost = s.cost_of(usage)
+                if cost:
+                    s.spend += cost
+                    for b in s.budgets:
+                        b.add(cost, now)
         q = s.waiters
         if q is not None and q.waiting:
             q.wake()

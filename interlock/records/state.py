@@ -20,9 +20,11 @@ from typing import Literal, Protocol
 
 from interlock.config import Deployment
 from interlock.failures import FailureKind
+from interlock.prices import DeploymentPrices, resolve_prices
 from interlock.records.budget import BudgetCounter
 from interlock.records.transport import Transport
 from interlock.records.window import RateWindow
+from interlock.result_parts import MAX_COUNT
 from interlock.types import Usage
 
 __all__ = [
@@ -254,10 +256,14 @@ class DeploymentState(_Checked):
         "order",
         "output_cost",
         "output_tokens",
+        "price_tiers",
+        "priced",
+        "prices",
         "requests",
         "spend",
         "successes",
         "tags",
+        "tiers_above",
         "transport",
         "ttft_ewma",
         "waiters",
@@ -283,15 +289,22 @@ class DeploymentState(_Checked):
         # ledger is unreachable), a shared ledger's refusal, spend and budgets
         self.rpm_limit = deployment.rpm
         self.tpm_limit = deployment.tpm
-        self.context_window = deployment.context_window
+        # Prices and window: the deployment's own, else built in (looked up once here,
+        # so pricing a response is a few multiplications).
+        prices = resolve_prices(deployment)
+        self.prices: DeploymentPrices = prices
+        self.priced = prices.known
+        """False when no price is known: results carry cost=None, spend is unchanged."""
+        self.context_window = prices.context_window
         self.blocked_until = 0.0
-        self.input_cost = deployment.input_cost_per_token
-        self.output_cost = deployment.output_cost_per_token
-        # Prompt-cache prices; a deployment that gives none pays the input price.
-        read = deployment.cache_read_cost_per_token
-        write = deployment.cache_write_cost_per_token
-        self.cache_read_cost = self.input_cost if read is None else read
-        self.cache_write_cost = self.input_cost if write is None else write
+        self.input_cost = prices.input
+        self.output_cost = prices.output
+        self.cache_read_cost = prices.cache_read
+        self.cache_write_cost = prices.cache_write
+        self.price_tiers = prices.tiers
+        # The lowest tier threshold (past any count when there are none): a prompt at
+        # or below it is priced without looking at the tiers.
+        self.tiers_above = prices.tiers[-1].above if prices.tiers else MAX_COUNT
         self.input_tokens = 0
         self.output_tokens = 0
         self.spend = 0.0
@@ -321,12 +334,24 @@ class DeploymentState(_Checked):
     def cost_of(self, usage: Usage) -> float:
         """What `usage` costs at this deployment's prices: cached reads and cache
         writes (parts of `prompt_tokens`) at their own prices, the rest at the input
-        price, completion tokens (reasoning included) at the output price."""
-        cost = usage.prompt_tokens * self.input_cost + usage.completion_tokens * self.output_cost
+        price, completion tokens (reasoning included) at the output price; a prompt
+        past a price tier's threshold pays that tier's prices for every token. 0.0
+        for a deployment without prices (`priced` tells the two apart)."""
+        prompt = usage.prompt_tokens
+        inp = self.input_cost
+        out = self.output_cost
+        read = self.cache_read_cost
+        write = self.cache_write_cost
+        if prompt > self.tiers_above:
+            for t in self.price_tiers:  # highest threshold first
+                if prompt > t.above:
+                    inp, out, read, write = t.input, t.output, t.cache_read, t.cache_write
+                    break
+        cost = prompt * inp + usage.completion_tokens * out
         details = usage.prompt_tokens_details
         if details is not None:
-            cost += details.cached_tokens * (self.cache_read_cost - self.input_cost)
-            cost += details.cache_creation_tokens * (self.cache_write_cost - self.input_cost)
+            cost += details.cached_tokens * (read - inp)
+            cost += details.cache_creation_tokens * (write - inp)
         return cost
 
     def __repr__(self) -> str:

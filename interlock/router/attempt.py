@@ -64,15 +64,17 @@ class Attempt(Reservation):
 
     def succeeded(
         self, tokens: int | None, usage: Usage | None = None, ttft: float | None = None
-    ) -> None:
+    ) -> float | None:
         """Settle with the tokens the provider reported (None: keep the estimate) and
-        record the success. Settling twice is a no-op (the ledger's own guard)."""
+        record the success; returns the cost of `usage` (None when unknown). Settling
+        twice is a no-op (the ledger's own guard)."""
         if not self.open:
-            return
+            return None
         attempts = self.attempts
         now = attempts.clock.now()
         cost = Ledger.settle(self, tokens, now, usage)
         attempts.success(self.state, self.started, now, ttft, usage, self.attempt, cost)
+        return cost
 
     def __repr__(self) -> str:
         ended = "open" if self.open else "ended"

@@ -145,9 +145,10 @@ R = TypeVar("R", ChatCompletion, EmbeddingResponse)
 
 
 def complete_response(result: R, attempt: Attempt) -> R:
-    """Settle with the provider's usage (chat and embeddings) and record success."""
+    """Settle with the provider's usage (chat and embeddings), record success, and
+    give the result its cost."""
     u = result.usage
-    attempt.succeeded(u.total_tokens if u is not None else None, u)
+    result.cost = attempt.succeeded(u.total_tokens if u is not None else None, u)
     return result
 
 

@@ -43,6 +43,7 @@ class ChatStream:
         "_source",
         "_timer",
         "chunks",
+        "cost",
         "deployment_id",
         "group",
         "ttft",
@@ -71,6 +72,10 @@ class ChatStream:
         self.usage: Usage | None = None
         """The provider's usage, once the final chunk has carried it."""
         self.chunks = 0
+        self.cost: float | None = None
+        """US dollars, once the stream has ended (or was cut or closed): what its usage
+        (the provider's, or an estimate when it sent none) added to spend; None before
+        then, or when the deployment has no known price."""
         self._reader: asyncio.Task[object] | None = None
         """The task waiting for a chunk, while one does."""
         self._expired = self._cancelled = False
@@ -160,7 +165,7 @@ class ChatStream:
             attempts = self._attempt.attempts
             now = attempts.clock.now()
             usage = self._usage()
-            Ledger.settle(r, self._tokens(), now, usage)
+            self.cost = Ledger.settle(r, self._tokens(), now, usage)
             attempts.observer.unreported(r.state, usage)
             started = self._attempt.started
             attempts.observer.failure(r.state, err, started, now, r.attempt, counted=False)
@@ -173,7 +178,7 @@ class ChatStream:
             attempts = self._attempt.attempts
             now = attempts.clock.now()
             usage = self._usage()
-            cost = Ledger.settle(r, self._tokens(), now, usage)
+            cost = self.cost = Ledger.settle(r, self._tokens(), now, usage)
             if self.usage is None:
                 attempts.observer.unreported(r.state, usage)
             attempts.success(
@@ -187,7 +192,7 @@ class ChatStream:
             attempts = self._attempt.attempts
             now = attempts.clock.now()
             usage = self._usage()
-            Ledger.settle(r, self._tokens(), now, usage)
+            self.cost = Ledger.settle(r, self._tokens(), now, usage)
             attempts.observer.unreported(r.state, usage)
             attempts.failure(r.state, exc, self._attempt.started, now, r.attempt)
 
@@ -198,7 +203,7 @@ class ChatStream:
         if r.open:
             attempts = self._attempt.attempts
             usage = self._usage()
-            Ledger.settle(r, self._tokens(), attempts.clock.now(), usage)
+            self.cost = Ledger.settle(r, self._tokens(), attempts.clock.now(), usage)
             attempts.observer.unreported(r.state, usage)
 
     async def aclose(self) -> None:

@@ -26,8 +26,7 @@ class _Prices:
     def __init__(self, tier: Tier) -> None:
         by_price: dict[tuple[float, float], list[DeploymentState]] = {}
         for s in tier.states:
-            d = s.deployment
-            by_price.setdefault((d.input_cost_per_token, d.output_cost_per_token), []).append(s)
+            by_price.setdefault(_prices_of(s), []).append(s)
         self.classes = [(p[0], p[1], tuple(ss)) for p, ss in by_price.items()]
         self.orders: dict[int, tuple[tuple[DeploymentState, ...], ...]] = {}
         self.tables: dict[int, tuple[AliasTable, list[float]]] = {}
@@ -51,9 +50,11 @@ def _mix(request: Request) -> tuple[int, float, float]:
 class CostStrategy:
     """The cheapest eligible deployment for the request's expected tokens.
 
-    cost(d) = input_cost_per_token(d) × est_input + output_cost_per_token(d) ×
-    est_output. Strict mode (the default) picks the lowest cost, ties at random; a
-    deployment over its limits is ineligible, so traffic moves to the next cheapest.
+    cost(d) = input price(d) × est_input + output price(d) × est_output, with the
+    deployment's resolved prices (its own, else built in: docs/operations.md; one
+    without a known price ranks last). Strict mode (the default) picks the lowest
+    cost, ties at random; a deployment over its limits is ineligible, so traffic
+    moves to the next cheapest.
     With ``inverse_square=True`` (registered as ``"cost-inverse-square"``) it picks
     at random with P(d) ∝ 1 / cost(d)², spreading load while favouring cheap
     deployments (free ones, if any, take everything while eligible).
@@ -129,20 +130,39 @@ class CostStrategy:
         return f"CostStrategy(inverse_square={self.inverse_square})"
 
 
+def _prices_of(s: DeploymentState) -> tuple[float, float]:
+    """The state's resolved (input, output) prices per token (its own or built in); a
+    deployment without a known price ranks after every priced one, rather than as
+    free: it may well be the dearest."""
+    if not s.priced:
+        return (math.inf, math.inf)
+    return (s.input_cost, s.output_cost)
+
+
 def _cost(s: DeploymentState, i: float, o: float) -> float:
-    d = s.deployment
-    return d.input_cost_per_token * i + d.output_cost_per_token * o
+    ip, op = _prices_of(s)
+    return _mixed(ip, op, i, o)
+
+
+def _mixed(ip: float, op: float, i: float, o: float) -> float:
+    if ip == math.inf:
+        return math.inf  # unknown (inf x 0 tokens would be nan)
+    return ip * i + op * o
 
 
 def _inverse_square(costs: list[float]) -> list[float]:
     if min(costs) <= 0:
         return [1.0 if c <= 0 else 0.0 for c in costs]
+    if min(costs) == math.inf:
+        return [1.0] * len(costs)  # no price known at all: spread evenly
     return [1.0 / (c * c) for c in costs]
 
 
 def _order(prices: _Prices, i: float, o: float) -> tuple[tuple[DeploymentState, ...], ...]:
     """Price groups from cheapest to dearest; groups of equal cost merged (ties)."""
-    ranked = sorted(((ip * i + op * o, states) for ip, op, states in prices.classes), key=_first)
+    ranked = sorted(
+        ((_mixed(ip, op, i, o), states) for ip, op, states in prices.classes), key=_first
+    )
     out: list[tuple[DeploymentState, ...]] = []
     last: float | None = None
     for cost, states in ranked:

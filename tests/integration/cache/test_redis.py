@@ -113,7 +113,9 @@ async def test_unreachable_redis_means_uncached(
     assert not stats.available
     assert stats.misses == 3
     assert stats.stores == 0
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    warnings = [
+        r for r in caplog.records if r.levelno == logging.WARNING and r.name == "interlock.cache"
+    ]
     assert len(warnings) == 1
     assert f"127.0.0.1:{port}" in warnings[0].getMessage()
     assert "s3cret" not in caplog.text

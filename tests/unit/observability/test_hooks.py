@@ -449,7 +449,6 @@ async def test_pipeline_reports_a_success_through_the_observer(
     metrics = PrometheusMetrics()
     router.parts.attempts.observer = obs = Observer(clock, router.parts.states, [rec], metrics)
     state = router.parts.states[0]
-    d = state.deployment
     try:
         for usage in (USAGE, None):
             for ttft in (None, 0.25):
@@ -460,8 +459,8 @@ async def test_pipeline_reports_a_success_through_the_observer(
                 tin = usage.prompt_tokens if usage else None
                 tout = usage.completion_tokens if usage else None
                 cost = (
-                    usage.prompt_tokens * d.input_cost_per_token
-                    + usage.completion_tokens * d.output_cost_per_token
+                    usage.prompt_tokens * state.input_cost
+                    + usage.completion_tokens * state.output_cost
                     if usage
                     else 0.0
                 )

@@ -28,11 +28,15 @@ KEY_B = "sk-log-secret-BBBB2222"
 CLASSIC: dict[str, float] = {"panic_threshold": 0.0, "max_ejected_share": 1.0}
 
 
+# Priced (free) so that no price warning joins the lines under test (docs/operations.md).
+FREE: dict[str, float] = {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
+
+
 def make(clock: FakeClock, transport: InstantTransport) -> Router:
     return Router(
         [
-            Deployment(group="a", model="m", provider="instant", id="a-0", api_key=KEY_A),
-            Deployment(group="b", model="m", provider="instant", id="b-0", api_key=KEY_B),
+            Deployment(group="a", model="m", provider="instant", id="a-0", api_key=KEY_A, **FREE),
+            Deployment(group="b", model="m", provider="instant", id="b-0", api_key=KEY_B, **FREE),
         ],
         transports={"instant": transport},
         clock=clock,
@@ -80,7 +84,10 @@ async def test_one_info_line_per_event_none_per_success(caplog: pytest.LogCaptur
 async def test_retry_and_refusal_lines(caplog: pytest.LogCaptureFixture) -> None:
     clock, transport = FakeClock(), InstantTransport()
     router = Router(
-        [Deployment(group="g", model="m", provider="instant", id=f"g-{i}") for i in range(2)],
+        [
+            Deployment(group="g", model="m", provider="instant", id=f"g-{i}", **FREE)
+            for i in range(2)
+        ],
         transports={"instant": transport},
         clock=clock,
         seed=1,
@@ -99,7 +106,7 @@ async def test_retry_and_refusal_lines(caplog: pytest.LogCaptureFixture) -> None
 
         caplog.clear()
         router2 = Router(
-            [Deployment(group="z", model="m", provider="instant", max_concurrency=1)],
+            [Deployment(group="z", model="m", provider="instant", max_concurrency=1, **FREE)],
             transports={"instant": transport},
             clock=clock,
         )

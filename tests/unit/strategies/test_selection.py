@@ -249,7 +249,7 @@ async def test_per_request_strategy_override() -> None:
     assert by_instance == Counter({"h-cheap": 20})
 
     def dearest(cands: Sequence[DeploymentState], req: Request) -> DeploymentState:
-        return max(cands, key=lambda s: s.deployment.input_cost_per_token)
+        return max(cands, key=lambda s: s.input_cost)
 
     assert await _served_by(router, "g", 5, strategy=dearest) == Counter({"dear": 5})
     # the group's own strategy is untouched
