@@ -187,8 +187,8 @@ __all__ = [
     "UsageStrategy",
     "WeightedStrategy",
     "__version__",
-    "read_litellm_config",
     "builtin_model",
+    "read_litellm_config",
     "register_strategy",
     "serve_metrics",
 ]
