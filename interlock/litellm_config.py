@@ -269,6 +269,14 @@ class _Translator:
             if field is not None and field not in d:
                 d[field] = self.value(f"{path}.{key}", raw)
                 self.fields[field] = f"{path}.{key}"
+            elif key == "base_model" and "base_model" not in d:
+                # LiteLLM writes it provider-prefixed ("azure/gpt-4o"); the price lookup
+                # takes the model name under the deployment's own provider.
+                value = self.value(f"{path}.{key}", raw)
+                d["base_model"] = (
+                    value.partition("/")[2] or value if isinstance(value, str) else value
+                )
+                self.fields["base_model"] = f"{path}.{key}"
             elif key == "mode" and raw in ("chat", "embedding"):
                 continue
             elif field is None:

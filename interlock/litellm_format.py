@@ -190,8 +190,6 @@ def param_reason(key: str) -> str:
 
 
 def info_reason(key: str) -> str:
-    if key == "base_model":
-        return "LiteLLM looks prices up by it; set input/output_cost_per_token instead"
     if key == "max_tokens":
         return "ambiguous in LiteLLM (context or output limit); set max_input_tokens"
     if key == "mode":

@@ -95,7 +95,7 @@ async def test_a_litellm_yaml_config_serves_through_every_provider(
         )
         with caplog.at_level(logging.WARNING, logger="interlock.config"):
             router = Router.from_litellm_config(path, seed=3)
-        assert [r.getMessage() for r in caplog.records] == [
+        assert [r.getMessage() for r in caplog.records if r.name == "interlock.config"] == [
             "LiteLLM config: general_settings.master_key: a proxy server setting; interlock is"
             " a library",
             "LiteLLM config: model_list[1].litellm_params.temperature: a default call"
