@@ -12,6 +12,17 @@ from interlock.config import (
     RouterConfig,
     SharedState,
 )
+from interlock.endpoint_types import (
+    Image,
+    ImagesResponse,
+    Moderation,
+    ModerationResponse,
+    PassthroughResponse,
+    RerankResponse,
+    RerankResult,
+    Transcription,
+    UnsupportedEndpointError,
+)
 from interlock.errors import (
     AccountError,
     APIConnectionError,
@@ -61,6 +72,7 @@ from interlock.responses_types import (
     ResponseUsage,
 )
 from interlock.router import ChatStream, DeploymentState, Router
+from interlock.router.endpoint_calls import ByteStream
 from interlock.router.responses_stream import ResponseStream
 from interlock.strategies import (
     Candidates,
@@ -102,6 +114,7 @@ __all__ = [
     "BadRequestError",
     "Budget",
     "BudgetExceededError",
+    "ByteStream",
     "CacheConfig",
     "CacheStatistics",
     "CachedStream",
@@ -137,14 +150,19 @@ __all__ = [
     "HealthPolicy",
     "HedgePolicy",
     "Hook",
+    "Image",
+    "ImagesResponse",
     "InterlockError",
     "InternalServerError",
     "LatencyStrategy",
     "LeastBusyStrategy",
     "MalformedResponseError",
+    "Moderation",
+    "ModerationResponse",
     "MonotonicClock",
     "NoDeploymentAvailableError",
     "NotFoundError",
+    "PassthroughResponse",
     "PeakEwmaStrategy",
     "PermissionDeniedError",
     "PrometheusMetrics",
@@ -155,6 +173,8 @@ __all__ = [
     "RecoveryEvent",
     "Request",
     "RequestStartEvent",
+    "RerankResponse",
+    "RerankResult",
     "ResponseAffinityError",
     "ResponseEvent",
     "ResponseResult",
@@ -173,8 +193,10 @@ __all__ = [
     "StreamInterruptedError",
     "SuccessEvent",
     "TokenCounter",
+    "Transcription",
     "Transport",
     "UnknownModelError",
+    "UnsupportedEndpointError",
     "UnsupportedParamsError",
     "Usage",
     "UsageStrategy",
