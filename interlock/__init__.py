@@ -12,6 +12,17 @@ from interlock.config import (
     RouterConfig,
     SharedState,
 )
+from interlock.endpoint_types import (
+    Image,
+    ImagesResponse,
+    Moderation,
+    ModerationResponse,
+    PassthroughResponse,
+    RerankResponse,
+    RerankResult,
+    Transcription,
+    UnsupportedEndpointError,
+)
 from interlock.errors import (
     AccountError,
     APIConnectionError,
@@ -63,6 +74,7 @@ from interlock.responses_types import (
     ResponseUsage,
 )
 from interlock.router import ChatStream, DeploymentState, Router
+from interlock.router.endpoint_calls import ByteStream
 from interlock.router.responses_stream import ResponseStream
 from interlock.strategies import (
     Candidates,
@@ -105,6 +117,7 @@ __all__ = [
     "Budget",
     "BudgetExceededError",
     "BuiltinModel",
+    "ByteStream",
     "CacheConfig",
     "CacheStatistics",
     "CachedStream",
@@ -141,15 +154,20 @@ __all__ = [
     "HealthPolicy",
     "HedgePolicy",
     "Hook",
+    "Image",
+    "ImagesResponse",
     "InterlockError",
     "InternalServerError",
     "LatencyStrategy",
     "LeastBusyStrategy",
     "LiteLLMImport",
     "MalformedResponseError",
+    "Moderation",
+    "ModerationResponse",
     "MonotonicClock",
     "NoDeploymentAvailableError",
     "NotFoundError",
+    "PassthroughResponse",
     "PeakEwmaStrategy",
     "PermissionDeniedError",
     "PriceTier",
@@ -161,6 +179,8 @@ __all__ = [
     "RecoveryEvent",
     "Request",
     "RequestStartEvent",
+    "RerankResponse",
+    "RerankResult",
     "ResponseAffinityError",
     "ResponseEvent",
     "ResponseResult",
@@ -179,9 +199,11 @@ __all__ = [
     "StreamInterruptedError",
     "SuccessEvent",
     "TokenCounter",
+    "Transcription",
     "Transport",
     "UnknownModelError",
     "Unmapped",
+    "UnsupportedEndpointError",
     "UnsupportedParamsError",
     "Usage",
     "UsageStrategy",

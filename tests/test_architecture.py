@@ -39,6 +39,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "interlock.config",
             "interlock.types",
             "interlock.responses_types",
+            "interlock.endpoint_types",
             "interlock.result_parts",
             "interlock.failures",
             "interlock.presets",
@@ -73,6 +74,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "interlock.router.router",
             "interlock.router.responses_api",
             "interlock.router.wiring",
+            "interlock.router.endpoint_methods",
         ),
     ),
     # 5

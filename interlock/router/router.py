@@ -49,6 +49,7 @@ from interlock.router.calls import (
     tag_set,
     unsupported_mode,
 )
+from interlock.router.endpoint_methods import EndpointMethods
 from interlock.router.responses_api import ResponsesMethods
 from interlock.router.stream import ChatStream
 from interlock.router.wiring import RouterParts, build_parts, router_config
@@ -69,7 +70,7 @@ __all__ = ["Router"]
 T = TypeVar("T")
 
 
-class Router(ResponsesMethods):
+class Router(ResponsesMethods, EndpointMethods):
     """Routes requests for a model group to one of its deployments.
 
     Construct it from `Deployment`s (or mappings) or with `Router.from_config`; use it

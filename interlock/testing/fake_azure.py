@@ -29,7 +29,10 @@ from interlock.testing.wire import (
 
 __all__ = ["FakeAzure"]
 
-_PATH = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|embeddings)$")
+_PATH = re.compile(
+    r"^/openai/deployments/([^/]+)/"
+    r"(chat/completions|embeddings|images/generations|audio/transcriptions|audio/speech)$"
+)
 _RESPONSES = frozenset(("/openai/v1/responses", "/openai/responses"))
 
 
@@ -55,8 +58,8 @@ class FakeAzure(FakeUpstream):
             return None
         if self._deployments is not None and match.group(1) not in self._deployments:
             return (self._missing, True)
-        return (self._chat, True) if match.group(2) == "chat/completions" else (
-            self._embeddings, True)  # fmt: skip
+        # The same handlers as OpenAI's paths (images and audio: fake_endpoints.py).
+        return self._endpoints.get(("POST", f"/v1/{match.group(2)}"))
 
     def _api_key_of(self, request: Request) -> str | None:
         # A Microsoft Entra ID token comes as a bearer token instead of the key; `api_key`

@@ -21,6 +21,7 @@ from typing import Any, Self
 import orjson
 from aiohttp import web
 
+from interlock.testing.fake_endpoints import BYTE_STREAMS, add_routes, is_multipart
 from interlock.testing.fake_responses import FakeResponses
 from interlock.testing.faults import (
     _SILENT,
@@ -143,6 +144,7 @@ class FakeUpstream(FaultScript):
         self._log: deque[Record] = deque(maxlen=log_limit)
         self._seq = self._in_flight = self._max_in_flight = 0
         self._ids = itertools.count(1)
+        self._endpoints.update(add_routes(self))  # images, audio, moderations, rerank
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.ServerRunner | None = None
         self._bound_port: int | None = None
@@ -304,7 +306,7 @@ class FakeUpstream(FaultScript):
             if response is not None:
                 record.status = None if fault.kind in _SILENT else response.status
                 return response
-        if target[1] and record.body is None:
+        if target[1] and record.body is None and not is_multipart(request):
             raise BadRequest("We could not parse the JSON body of your request.")
         return await target[0](request, record, record.body or {})
 
@@ -325,7 +327,7 @@ class FakeUpstream(FaultScript):
         return self._api_key is None or api_key == self._api_key
 
     def _wants_stream(self, request: Request, body: Json) -> bool:
-        return body.get("stream") is True
+        return body.get("stream") is True or request.path in BYTE_STREAMS
 
     def _unauthorized(self, record: Record) -> Response:
         what = "Incorrect API key provided" if record.api_key else "No API key provided"
