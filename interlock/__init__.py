@@ -1,5 +1,7 @@
 """interlock: an async routing and resilience engine for LLM APIs."""
 
+import logging as _logging
+
 from interlock.cache import CacheConfig, CachedStream, CacheStatistics, GroupCachePolicy
 from interlock.clock import Clock, MonotonicClock
 from interlock.config import (
@@ -84,6 +86,11 @@ from interlock.types import (
 )
 
 __version__ = "0.1.0"
+
+# A library's loggers get a NullHandler (the logging HOWTO's advice): an application
+# that configured no logging sees nothing, instead of logging's last-resort handler
+# printing the router's WARNING lines to stderr.
+_logging.getLogger("interlock").addHandler(_logging.NullHandler())
 
 __all__ = [
     "APIConnectionError",
