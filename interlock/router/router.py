@@ -48,6 +48,7 @@ from interlock.router.calls import (
     tag_set,
     unsupported_mode,
 )
+from interlock.router.health_check import HealthCheckMixin
 from interlock.router.stream import ChatStream
 from interlock.router.wiring import RouterParts, build_parts, router_config
 from interlock.strategies.base import StrategyLike
@@ -66,7 +67,7 @@ __all__ = ["Router"]
 T = TypeVar("T")
 
 
-class Router:
+class Router(HealthCheckMixin):
     """Routes requests for a model group to one of its deployments.
 
     Construct it from `Deployment`s (or mappings) or with `Router.from_config`; use it
@@ -116,6 +117,7 @@ class Router:
         queue: QueuePolicy | Mapping[str, Any] | None = None,
         shared: SharedState | Mapping[str, Any] | None = None,
         tokenizer: TokenCounter | None = None,
+        trust_env: bool = True,
     ) -> None:
         cfg = router_config(
             deployments,
@@ -136,6 +138,7 @@ class Router:
             budgets=budgets,
             queue=queue,
             shared=shared,
+            trust_env=trust_env,
         )
         self._assemble(
             build_parts(
