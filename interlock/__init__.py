@@ -38,6 +38,7 @@ from interlock.errors import (
     StreamInterruptedError,
     UnknownModelError,
     UnsupportedParamsError,
+    WrongEventLoopError,
 )
 from interlock.limits import SpendReport, TokenCounter
 from interlock.observability import (
@@ -56,6 +57,7 @@ from interlock.observability.stats import DeploymentStatistics, RouterStatistics
 from interlock.records.state import Ejection
 from interlock.records.transport import ChunkSource, Transport
 from interlock.router import ChatStream, DeploymentState, Router
+from interlock.router.health_check import DeploymentHealth, HealthReport
 from interlock.strategies import (
     Candidates,
     CostStrategy,
@@ -123,6 +125,7 @@ __all__ = [
     "CostStrategy",
     "DeadlineExceededError",
     "Deployment",
+    "DeploymentHealth",
     "DeploymentNotFoundError",
     "DeploymentState",
     "DeploymentStatistics",
@@ -134,6 +137,7 @@ __all__ = [
     "FallbackEvent",
     "GroupCachePolicy",
     "HealthPolicy",
+    "HealthReport",
     "HedgePolicy",
     "Hook",
     "InterlockError",
@@ -172,6 +176,7 @@ __all__ = [
     "Usage",
     "UsageStrategy",
     "WeightedStrategy",
+    "WrongEventLoopError",
     "__version__",
     "register_strategy",
     "serve_metrics",

@@ -67,6 +67,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "interlock.router",
             "interlock.router.router",
             "interlock.router.wiring",
+            "interlock.router.health_check",
         ),
     ),
     # 5

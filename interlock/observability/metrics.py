@@ -19,6 +19,7 @@ mid-update; `serve_metrics` scrapes on the router's loop instead.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
@@ -380,10 +381,8 @@ class PrometheusMetrics:
         if self._closed:
             return
         self._closed = True
-        try:
+        with contextlib.suppress(KeyError):  # unregistered by hand already
             self.registry.unregister(self)
-        except KeyError:  # unregistered by hand already
-            pass
 
     unregister = close
 

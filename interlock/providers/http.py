@@ -165,7 +165,7 @@ class HttpClient:
         for c in (self, *self._children.values()):
             live = [s for s in (c._session, c._fresh) if s is not None and not s.closed]
             if c._loop is not None and c._loop is not loop and live:
-                state = "is closed now" if c._loop.is_closed() else "is still running"
+                state = "is closed now" if c._loop.is_closed() else "is still open"
                 raise WrongEventLoopError(
                     "this Router's HTTP session was opened on another event loop, which "
                     f"{state}; a Router belongs to the loop it is used on: make one Router "

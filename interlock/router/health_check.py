@@ -128,12 +128,14 @@ async def _check_one(
 ) -> DeploymentHealth:
     hard = s.circuit.hard_until - now
     if hard > 0:
-        cause = s.ejected_by.describe() if s.ejected_by is not None else "a cooldown"
+        e = s.ejected_by
+        cause = e.describe() if e is not None else "a cooldown"
         text = redact(f"not checked: cooling down for {hard:.3g} s after {cause}")
+        d = s.deployment
         return DeploymentHealth(
-            s.id, s.group, s.deployment.provider, s.deployment.model, s.deployment.mode,
-            "skipped", None, s.ejected_by.type if s.ejected_by else None, text,
-            s.ejected_by.status_code if s.ejected_by else None,
+            s.id, s.group, d.provider, d.model, d.mode, "skipped", None,
+            e.error_type if e is not None else None, text,
+            e.status_code if e is not None else None,
         )  # fmt: skip
     started = time.perf_counter()
     try:
