@@ -727,7 +727,7 @@ def test_network_fields_are_validated_without_echoing_a_password() -> None:
     with pytest.raises(ConfigError, match="verify=false"):
         Deployment(group="g", model="m", ca_bundle="ca.pem", verify=False)
     with pytest.raises(ConfigError, match="mode"):
-        Deployment(group="g", model="m", mode="completion")  # type: ignore[arg-type]
+        Deployment(group="g", model="m", mode="completion")
 
 
 def test_trust_env_is_a_router_setting_on_by_default() -> None:
