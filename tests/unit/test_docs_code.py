@@ -70,7 +70,7 @@ for path, line, code in blocks:
 
 
 def fences(path: Path) -> list[tuple[str, int, str]]:
-    """``(info string, line of the first code line, code)`` of each fenced block."""
+    """``(info string, line of the opening fence, code)`` of each fenced block."""
     text = path.read_text(encoding="utf-8")
     return [
         (m.group(1).strip(), text.count("\n", 0, m.start()) + 1, m.group(2))
@@ -79,7 +79,7 @@ def fences(path: Path) -> list[tuple[str, int, str]]:
 
 
 def _name(path: Path) -> str:
-    return str(path.relative_to(ROOT))
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def python_blocks() -> list[tuple[Path, int]]:
@@ -188,3 +188,22 @@ def test_fences_are_found() -> None:
     """The extraction itself: a changed fence style must not make the suite vacuous."""
     assert len(python_blocks()) >= 30
     assert all(path.exists() for path in FILES)
+
+
+def test_a_failing_block_is_named_by_file_and_line(tmp_path: Path) -> None:
+    """The runner itself: results by line, the traceback on the markdown's own lines,
+    later blocks still run, a ``notest`` block is left out."""
+    doc = tmp_path / "x.md"
+    doc.write_text(
+        "# x\n\n```python\nx = 1\n```\n\ntext\n\n```python\n"
+        "y = 2\nraise ValueError('boom')\n```\n\n```python notest\nnot python\n```\n"
+        "\n```python\nimport os\nprint(os.getcwd())\n```\n",
+        encoding="utf-8",
+    )
+    results = run_file(doc)
+    assert sorted(results) == [3, 9, 18]  # the lines of the opening fences
+    assert results[3]["ok"]
+    assert results[18]["ok"]
+    assert not results[9]["ok"]
+    assert f'File "{doc}", line 11' in results[9]["error"]
+    assert "ValueError: boom" in results[9]["error"]
