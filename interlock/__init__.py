@@ -1,5 +1,7 @@
 """interlock: an async routing and resilience engine for LLM APIs."""
 
+import logging as _logging
+
 from interlock.cache import CacheConfig, CachedStream, CacheStatistics, GroupCachePolicy
 from interlock.clock import Clock, MonotonicClock
 from interlock.config import (
@@ -47,6 +49,7 @@ from interlock.errors import (
     StreamInterruptedError,
     UnknownModelError,
     UnsupportedParamsError,
+    WrongEventLoopError,
 )
 from interlock.limits import SpendReport, TokenCounter
 from interlock.litellm_config import LiteLLMImport, Unmapped, read_litellm_config
@@ -76,6 +79,7 @@ from interlock.responses_types import (
 from interlock.router import ChatStream, DeploymentState, Router
 from interlock.router.endpoint_calls import ByteStream
 from interlock.router.responses_stream import ResponseStream
+from interlock.router.health_check import DeploymentHealth, HealthReport
 from interlock.strategies import (
     Candidates,
     CostStrategy,
@@ -106,6 +110,11 @@ from interlock.types import (
 )
 
 __version__ = "0.1.0"
+
+# A library's loggers get a NullHandler (the logging HOWTO's advice): an application
+# that configured no logging sees nothing, instead of logging's last-resort handler
+# printing the router's WARNING lines to stderr.
+_logging.getLogger("interlock").addHandler(_logging.NullHandler())
 
 __all__ = [
     "APIConnectionError",
@@ -140,6 +149,7 @@ __all__ = [
     "CostStrategy",
     "DeadlineExceededError",
     "Deployment",
+    "DeploymentHealth",
     "DeploymentNotFoundError",
     "DeploymentPrices",
     "DeploymentState",
@@ -152,6 +162,7 @@ __all__ = [
     "FallbackEvent",
     "GroupCachePolicy",
     "HealthPolicy",
+    "HealthReport",
     "HedgePolicy",
     "Hook",
     "Image",
@@ -208,6 +219,7 @@ __all__ = [
     "Usage",
     "UsageStrategy",
     "WeightedStrategy",
+    "WrongEventLoopError",
     "__version__",
     "builtin_model",
     "read_litellm_config",

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 
-__all__ = ["main"]
+__all__ = ["main", "version"]
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="interlock", description="interlock command line")
+    p.add_argument("--version", action="version", version=f"interlock {version()}")
     sub = p.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
         "demo",
@@ -35,6 +37,15 @@ def _parser() -> argparse.ArgumentParser:
         "(interlock bench --help for its options)",
     )
     return p
+
+
+def version() -> str:
+    """The installed distribution's version, from its metadata (a checkout is installed
+    editable by dev.py, so it has metadata too)."""
+    try:
+        return importlib.metadata.version("interlock")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _bench_suite_main() -> Callable[[Sequence[str]], int] | None:

@@ -157,6 +157,20 @@ class Deployment(ConfigModel):
     """Azure: authenticate with Microsoft Entra ID instead of `api_key`. A callable (in
     Python only; a JSON config cannot hold one), or ``"azure-identity"`` for interlock's
     own provider over azure-identity's ``DefaultAzureCredential``."""
+    mode: Literal["chat", "embedding"] = "chat"
+    """What the deployment serves, for `Router.health_check` and active probes: they
+    send a one-token chat completion, or the embedding of one word."""
+    proxy: str | None = Field(default=None, repr=False)
+    """An HTTP proxy for this deployment's requests (``http://[user:pass@]host:port``),
+    or ``"direct"`` for none; None: the environment's (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``NO_PROXY``) when the router's `trust_env` is on. Kept out of reprs: it may hold a
+    password."""
+    ca_bundle: str | None = Field(default=None, min_length=1)
+    """A PEM file of the certificate authorities to trust for this deployment's TLS,
+    instead of the system's (a private CA, a corporate TLS-inspecting proxy)."""
+    verify: bool = True
+    """False: do not verify the server's TLS certificate (a self-signed test server).
+    Never on a network you do not control."""
 
     @model_validator(mode="before")
     @classmethod
@@ -191,6 +205,23 @@ class Deployment(ConfigModel):
             raise ValueError("must not carry credentials; use api_key")
         return value.rstrip("/")
 
+    @field_validator("proxy")
+    @classmethod
+    def _check_proxy(cls, value: str | None) -> str | None:
+        if value is None or value == "direct":
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # Never echo the value: it may hold a password.
+            raise ValueError('must be an http:// or https:// proxy URL with a host, or "direct"')
+        return value
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Self:
+        if self.ca_bundle is not None and not self.verify:
+            raise ConfigError([("ca_bundle", "has no use with verify=false; set one or the other")])
+        return self
+
     @field_validator("headers")
     @classmethod
     def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
@@ -218,7 +249,9 @@ class Deployment(ConfigModel):
         """Every configured secret in clear text (key, AWS secret key and session
         token), for scrubbing them out of text."""
         secrets = (self.api_key, self.aws_secret_access_key, self.aws_session_token)
-        return tuple(s.get_secret_value() for s in secrets if s is not None)
+        found = tuple(s.get_secret_value() for s in secrets if s is not None)
+        password = urlsplit(self.proxy).password if self.proxy else None
+        return (*found, password) if password else found
 
 
 def _cloud_problems(d: Deployment) -> list[Problem]:
@@ -292,6 +325,10 @@ class RouterConfig(ConfigModel):
     """Spend caps per deployment, group or tag."""
     queue: QueuePolicy = Field(default_factory=QueuePolicy)
     shared: SharedState | None = None
+    trust_env: bool = True
+    """Take HTTP proxies from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``ALL_PROXY``, ``NO_PROXY``) for deployments that set no `proxy`, as requests,
+    httpx and LiteLLM do. Read once, when the router is built."""
     """Share rate windows and cooldowns with other router processes through Redis."""
 
     @model_validator(mode="after")

@@ -12,6 +12,7 @@ Cancellation semantics follow `asyncio.timeout`: only our own cancel turns into
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import TracebackType
 
 __all__ = ["DeadlineWheel"]
@@ -28,12 +29,16 @@ class _Entry:
 class DeadlineWheel:
     """Shared timers for many concurrent timeouts on one event loop."""
 
-    __slots__ = ("_buckets", "_loop", "_resolution")
+    __slots__ = ("_buckets", "_loop", "_resolution", "on_new_loop")
 
     def __init__(self, resolution: float = 0.01) -> None:
         self._resolution = resolution
         self._buckets: dict[int, set[_Entry]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.on_new_loop: Callable[[asyncio.AbstractEventLoop], None] | None = None
+        """Called (before anything changes) when a timeout is entered on a loop other
+        than the last one: the router checks there, off the hot path, that nothing it
+        holds is bound to the old loop. It may raise."""
 
     def timeout(self, seconds: float) -> _WheelTimeout:
         """``with wheel.timeout(s):`` (inside a task) raises TimeoutError if the block
@@ -61,6 +66,8 @@ class _WheelTimeout:
         wheel = self._wheel
         loop = task.get_loop()
         if loop is not wheel._loop:
+            if wheel.on_new_loop is not None:
+                wheel.on_new_loop(loop)
             # Timers belong to a loop: a router reused under a new loop starts afresh.
             wheel._loop = loop
             wheel._buckets = {}

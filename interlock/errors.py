@@ -42,6 +42,7 @@ __all__ = [
     "StreamInterruptedError",
     "UnknownModelError",
     "UnsupportedParamsError",
+    "WrongEventLoopError",
     "scrub",
 ]
 
@@ -247,6 +248,13 @@ class DeadlineExceededError(InterlockError, TimeoutError):
 
 class BudgetExceededError(InterlockError):
     """A spend budget is used up until its period resets."""
+
+
+class WrongEventLoopError(RuntimeError):
+    """A router was used on an event loop other than the one its HTTP session was
+    opened on. A programming error, not an upstream's: it is never retried, counted
+    against a deployment or turned into another error. Not an `InterlockError` for that
+    reason."""
 
 
 # --- keeping keys out of text -------------------------------------------------------

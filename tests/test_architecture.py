@@ -75,6 +75,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "interlock.router.responses_api",
             "interlock.router.wiring",
             "interlock.router.endpoint_methods",
+            "interlock.router.health_check",
         ),
     ),
     # 5

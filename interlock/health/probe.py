@@ -26,7 +26,7 @@ from interlock.types import Request
 if TYPE_CHECKING:
     from interlock.records.state import DeploymentState
 
-__all__ = ["HealthProber", "Probe", "chat_probe"]
+__all__ = ["HealthProber", "Probe", "chat_probe", "deployment_probe", "embedding_probe"]
 
 Probe = Callable[["DeploymentState", float], Awaitable[object]]
 """``probe(state, timeout)``: one cheap request; raises an InterlockError on failure."""
@@ -48,6 +48,21 @@ async def chat_probe(state: DeploymentState, timeout: float) -> object:
     return await state.transport.chat(state.deployment, request, timeout)
 
 
+async def embedding_probe(state: DeploymentState, timeout: float) -> object:
+    """The embedding of one word through the deployment's own transport."""
+    request = Request(
+        "embedding", state.group, input=["ping"], est_input_tokens=1, requested=state.group
+    )
+    return await state.transport.embed(state.deployment, request, timeout)
+
+
+async def deployment_probe(state: DeploymentState, timeout: float) -> object:
+    """The probe the deployment's `mode` calls for (chat or embedding)."""
+    if state.deployment.mode == "embedding":
+        return await embedding_probe(state, timeout)
+    return await chat_probe(state, timeout)
+
+
 class HealthProber:
     """Runs probes while started; `stop()` cancels and awaits everything it started."""
 
@@ -59,7 +74,7 @@ class HealthProber:
         tracker: HealthTracker,
         clock: Clock,
         policy: HealthPolicy,
-        probe: Probe = chat_probe,
+        probe: Probe = deployment_probe,
     ) -> None:
         self.states = tuple(states)
         self.tracker = tracker

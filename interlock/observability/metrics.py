@@ -19,6 +19,7 @@ mid-update; `serve_metrics` scrapes on the router's loop instead.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
@@ -177,6 +178,7 @@ class DeploymentSeries:
     read at scrape time from what the router keeps anyway (the deployment's state)."""
 
     __slots__ = (
+        "clock",
         "cooldowns",
         "duration",
         "group",
@@ -194,8 +196,11 @@ class DeploymentSeries:
         "unreported_spend",
     )
 
-    def __init__(self, state: DeploymentState, duration: _Histogram, ttft: _Histogram) -> None:
+    def __init__(
+        self, state: DeploymentState, duration: _Histogram, ttft: _Histogram, clock: Clock
+    ) -> None:
         self.state = state
+        self.clock = clock
         self.group = state.group
         self.id = state.id
         # Successes are the router's own count: `state.successes` only grows, and
@@ -246,8 +251,12 @@ class PrometheusMetrics:
 
     ``PrometheusMetrics()`` registers into a registry of its own (`registry`); pass
     ``registry=prometheus_client.REGISTRY`` to use the global one, or any
-    `CollectorRegistry`. Give it to one Router (``Router(..., metrics=m)``); a second
-    router needs a second instance with another registry (or another `namespace`).
+    `CollectorRegistry`. One instance may serve several routers
+    (``Router(..., metrics=m)`` each): their series are labelled by group and
+    deployment id, so routers with distinct ids stay apart, and a router that replaces
+    another with the same deployments (a second app lifespan) continues its counters,
+    which add up. `close()` unregisters the collector, so a new instance can take its
+    place in the same registry.
     """
 
     def __init__(
@@ -269,8 +278,8 @@ class PrometheusMetrics:
         """Each deployment's `request_duration_seconds` pending list, for the Observer's
         inline `success` (append; `fold` its histogram when it reaches `FOLD`)."""
         self._groups: dict[str, _GroupSeries] = {}
-        self._clock: Clock | None = None
-        self._runner: HookRunner | None = None
+        self._runners: list[HookRunner] = []
+        self._closed = False
         self._fold_lock = threading.Lock()
         self.registry = registry if registry is not None else CollectorRegistry()
         self.registry.register(self)
@@ -278,19 +287,20 @@ class PrometheusMetrics:
     def bind(
         self, states: Sequence[DeploymentState], clock: Clock, runner: HookRunner | None = None
     ) -> None:
-        """Attach to a router's deployments (the Router does this)."""
-        if self._clock is not None:
-            raise ValueError(
-                "this PrometheusMetrics already serves a router; give each router its own "
-                "(with its own registry or namespace)"
-            )
-        self._clock = clock
-        self._runner = runner
+        """Attach to a router's deployments (each Router does this when it is built).
+        Several routers may be bound; their series add up by group and deployment id."""
+        if self._closed:
+            raise ValueError("this PrometheusMetrics was closed; make a new one")
+        if runner is not None:
+            self._runners.append(runner)
         for s in states:
+            if s in self.series:
+                raise ValueError(f"deployment {s.id!r} is already bound to these metrics")
             self.series[s] = DeploymentSeries(
                 s,
                 _Histogram(self._duration_bounds, self._fold_lock),
                 _Histogram(self._ttft_bounds, self._fold_lock),
+                clock,
             )
             self.pending_durations[s] = self.series[s].duration.pending
             self._groups.setdefault(s.group, _GroupSeries())
@@ -363,6 +373,23 @@ class PrometheusMetrics:
         g.waits += 1
         g.wait_seconds += seconds
 
+    def close(self) -> None:
+        """Unregister from the registry (idempotent): a new `PrometheusMetrics` may then
+        register in the same registry, e.g. in a second app lifespan of one process.
+        Routers bound to this instance keep working; nothing reads their series any
+        more."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(KeyError):  # unregistered by hand already
+            self.registry.unregister(self)
+
+    unregister = close
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     # --- exposition ------------------------------------------------------------------
 
     def describe(self) -> Iterable[Metric]:
@@ -370,23 +397,8 @@ class PrometheusMetrics:
 
     def collect(self) -> Iterable[Metric]:
         f = _Families(self.namespace)
-        now = self._clock.now() if self._clock is not None else 0.0
-        for s in self.series.values():
-            dl = [s.group, s.id]
-            f.requests.add_metric([*dl, "success"], s.state.successes - s.successes_before)
-            for outcome, n in s.outcomes.items():
-                f.requests.add_metric([*dl, outcome], n)
-            f.duration.add_metric(dl, s.duration.cumulative(), s.duration.sum)
-            f.ttft.add_metric(dl, s.ttft.cumulative(), s.ttft.sum)
-            tin = s.state.input_tokens - s.input_before - s.unreported_input
-            tout = s.state.output_tokens - s.output_before - s.unreported_output
-            f.tokens.add_metric([*dl, "input"], tin)
-            f.tokens.add_metric([*dl, "output"], tout)
-            f.spend.add_metric(dl, s.state.spend - s.spend_before - s.unreported_spend)
-            f.in_flight.add_metric(dl, s.state.in_flight)
-            f.healthy.add_metric(dl, 1.0 if s.state.cooldown_until <= now else 0.0)
-            f.cooldowns.add_metric(dl, s.cooldowns)
-            f.recoveries.add_metric(dl, s.recoveries)
+        for dl, same in self._by_labels().items():
+            self._collect_deployment(f, dl, same)
         for name, g in self._groups.items():
             f.retries.add_metric([name], g.retries)
             f.retries_refused.add_metric([name], g.retries_refused)
@@ -397,10 +409,53 @@ class PrometheusMetrics:
                 f.fallbacks.add_metric([name, to], n)
             for reason, n in g.refused.items():
                 f.refused.add_metric([name, reason], n)
-        runner = self._runner
-        f.hook_errors.add_metric([], runner.errors if runner is not None else 0)
-        f.hook_dropped.add_metric([], runner.dropped if runner is not None else 0)
+        f.hook_errors.add_metric([], sum(r.errors for r in self._runners))
+        f.hook_dropped.add_metric([], sum(r.dropped for r in self._runners))
         return f.all()
+
+    def _by_labels(self) -> dict[tuple[str, str], list[DeploymentSeries]]:
+        """The series of each ``(group, deployment)``: one per router bound with it, the
+        last bound last."""
+        out: dict[tuple[str, str], list[DeploymentSeries]] = {}
+        for s in self.series.values():
+            out.setdefault((s.group, s.id), []).append(s)
+        return out
+
+    @staticmethod
+    def _collect_deployment(
+        f: _Families, labels: tuple[str, str], same: list[DeploymentSeries]
+    ) -> None:
+        dl = list(labels)
+        f.requests.add_metric(
+            [*dl, "success"], sum(s.state.successes - s.successes_before for s in same)
+        )
+        outcomes: dict[str, int] = {}
+        for s in same:
+            for outcome, n in s.outcomes.items():
+                outcomes[outcome] = outcomes.get(outcome, 0) + n
+        for outcome, n in outcomes.items():
+            f.requests.add_metric([*dl, outcome], n)
+        for family, hists in (
+            (f.duration, [s.duration for s in same]),
+            (f.ttft, [s.ttft for s in same]),
+        ):
+            cumulative = [h.cumulative() for h in hists]
+            buckets = [
+                (le, sum(c[i][1] for c in cumulative)) for i, (le, _) in enumerate(cumulative[0])
+            ]
+            family.add_metric(dl, buckets, sum(h.sum for h in hists))
+        tin = sum(s.state.input_tokens - s.input_before - s.unreported_input for s in same)
+        tout = sum(s.state.output_tokens - s.output_before - s.unreported_output for s in same)
+        f.tokens.add_metric([*dl, "input"], tin)
+        f.tokens.add_metric([*dl, "output"], tout)
+        f.spend.add_metric(
+            dl, sum(s.state.spend - s.spend_before - s.unreported_spend for s in same)
+        )
+        f.in_flight.add_metric(dl, sum(s.state.in_flight for s in same))
+        last = same[-1]  # the newest router's view of the deployment's health
+        f.healthy.add_metric(dl, 1.0 if last.state.cooldown_until <= last.clock.now() else 0.0)
+        f.cooldowns.add_metric(dl, sum(s.cooldowns for s in same))
+        f.recoveries.add_metric(dl, sum(s.recoveries for s in same))
 
     def __repr__(self) -> str:
         return f"<PrometheusMetrics namespace={self.namespace!r} deployments={len(self.series)}>"

@@ -4,11 +4,13 @@ and dependency exceptions to typed errors, and keeping keys and bodies out of th
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from contextvars import ContextVar
+from ssl import SSLContext
 from typing import Any, TypeVar
 
 import aiohttp
@@ -38,6 +40,7 @@ from interlock.errors import (
     RateLimitError,
     ServiceUnavailableError,
     StreamInterruptedError,
+    WrongEventLoopError,
 )
 from interlock.errors import scrub as scrub_secret
 from interlock.records.transport import ChunkSource
@@ -102,9 +105,25 @@ class HttpClient:
     there a request whose pooled connection turned out to be closed (see `send`).
     """
 
-    __slots__ = ("_closed", "_fresh", "_limit", "_session")
+    __slots__ = (
+        "_children",
+        "_closed",
+        "_fresh",
+        "_limit",
+        "_loop",
+        "_proxy",
+        "_session",
+        "_ssl",
+        "networks",
+    )
 
-    def __init__(self, *, connection_limit: int = 1000) -> None:
+    def __init__(
+        self,
+        *,
+        connection_limit: int = 1000,
+        proxy: str | None = None,
+        ssl: SSLContext | bool = True,
+    ) -> None:
         if (
             isinstance(connection_limit, bool)
             or not isinstance(connection_limit, int)
@@ -114,9 +133,45 @@ class HttpClient:
                 [("connection_limit", f"must be an int >= 1, got {connection_limit!r}")]
             )
         self._limit = connection_limit
+        self._proxy = proxy
+        self._ssl = ssl
         self._session: aiohttp.ClientSession | None = None
         self._fresh: aiohttp.ClientSession | None = None
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._children: dict[Hashable, HttpClient] = {}
+        self.networks: dict[str, HttpClient] | None = None
+        """Deployment id -> the client of its own network settings (proxy, TLS), for
+        the deployments that have some; None when none has (`network_for`)."""
+
+    def route(
+        self, deployment_id: str, key: Hashable, *, proxy: str | None, ssl: SSLContext | bool
+    ) -> None:
+        """Send `deployment_id`'s requests through a client with `proxy` and `ssl`: one
+        session (and connection pool) per distinct network setting `key`, made here at
+        construction so that a request only picks it (`network_for`)."""
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = HttpClient(
+                connection_limit=self._limit, proxy=proxy, ssl=ssl
+            )
+        if self.networks is None:
+            self.networks = {}
+        self.networks[deployment_id] = child
+
+    def check_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Raise `WrongEventLoopError` if a session is open on a loop other than `loop`
+        (aiohttp would fail later, with "Event loop is closed" or a hang)."""
+        for c in (self, *self._children.values()):
+            live = [s for s in (c._session, c._fresh) if s is not None and not s.closed]
+            if c._loop is not None and c._loop is not loop and live:
+                state = "is closed now" if c._loop.is_closed() else "is still open"
+                raise WrongEventLoopError(
+                    "this Router's HTTP session was opened on another event loop, which "
+                    f"{state}; a Router belongs to the loop it is used on: make one Router "
+                    "per event loop, or close it on its loop (`async with router:` or "
+                    "`await router.aclose()`) before using it on another"
+                )
 
     def _open(self, *, keepalive: bool) -> aiohttp.ClientSession:
         if self._closed:
@@ -125,10 +180,15 @@ class HttpClient:
                 "this Router was closed with aclose(); enter `async with router:` again "
                 "to reopen it"
             )
+        self._loop = asyncio.get_running_loop()
         connector = (
-            _PoolConnector(limit=self._limit, limit_per_host=0, keepalive_timeout=30.0)
+            _PoolConnector(
+                limit=self._limit, limit_per_host=0, keepalive_timeout=30.0, ssl=self._ssl
+            )
             if keepalive
-            else aiohttp.TCPConnector(limit=self._limit, limit_per_host=0, force_close=True)
+            else aiohttp.TCPConnector(
+                limit=self._limit, limit_per_host=0, force_close=True, ssl=self._ssl
+            )
         )
         # No session-wide timeout: each attempt runs under its own deadline. No
         # skip_auto_headers either: aiohttp's slow path for it costs more per request
@@ -140,6 +200,7 @@ class HttpClient:
             timeout=aiohttp.ClientTimeout(total=None),
             raise_for_status=False,
             read_bufsize=READ_BUFSIZE,
+            proxy=self._proxy,
         )
 
     @property
@@ -164,6 +225,8 @@ class HttpClient:
     def reopen(self) -> None:
         """Allow a new session after `aclose()` (entering the router again)."""
         self._closed = False
+        for c in self._children.values():
+            c.reopen()
 
     async def aclose(self) -> None:
         self._closed = True
@@ -171,6 +234,8 @@ class HttpClient:
             if s is not None and not s.closed:
                 await s.close()
         self._session = self._fresh = None
+        for c in self._children.values():
+            await c.aclose()
 
 
 READ_BUFSIZE = 2**18
@@ -448,6 +513,8 @@ async def post_bytes(
     error: ErrorMapper,
 ) -> bytes:
     """POST `body` within `timeout`; the response body, or a typed error."""
+    if client.networks is not None:  # a deployment with a proxy or TLS settings
+        client = client.networks.get(d.id or "", client)
     try:
         with deadlines.timeout(timeout):
             async with await send(client, url, body, headers) as resp:
@@ -477,6 +544,8 @@ async def open_sse(
     """POST a streaming request and read up to its first chunk within `timeout`, so a
     failure before any output is an ordinary (retryable) attempt failure."""
     resp: aiohttp.ClientResponse | None = None
+    if client.networks is not None:  # a deployment with a proxy or TLS settings
+        client = client.networks.get(d.id or "", client)
     try:
         with deadlines.timeout(timeout):
             resp = await send(client, url, body, headers)

@@ -50,6 +50,7 @@ from interlock.router.calls import (
     unsupported_mode,
 )
 from interlock.router.endpoint_methods import EndpointMethods
+from interlock.router.health_check import HealthCheckMixin
 from interlock.router.responses_api import ResponsesMethods
 from interlock.router.stream import ChatStream
 from interlock.router.wiring import RouterParts, build_parts, router_config
@@ -70,7 +71,7 @@ __all__ = ["Router"]
 T = TypeVar("T")
 
 
-class Router(ResponsesMethods, EndpointMethods):
+class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin):
     """Routes requests for a model group to one of its deployments.
 
     Construct it from `Deployment`s (or mappings) or with `Router.from_config`; use it
@@ -121,6 +122,7 @@ class Router(ResponsesMethods, EndpointMethods):
         queue: QueuePolicy | Mapping[str, Any] | None = None,
         shared: SharedState | Mapping[str, Any] | None = None,
         tokenizer: TokenCounter | None = None,
+        trust_env: bool = True,
     ) -> None:
         cfg = router_config(
             deployments,
@@ -141,6 +143,7 @@ class Router(ResponsesMethods, EndpointMethods):
             budgets=budgets,
             queue=queue,
             shared=shared,
+            trust_env=trust_env,
         )
         self._assemble(
             build_parts(

@@ -35,6 +35,7 @@ from interlock.observability.hooks import HOOK_METHODS, Hook
 from interlock.observability.metrics import PrometheusMetrics
 from interlock.observability.observer import Observer
 from interlock.providers.http import HttpClient
+from interlock.providers.network import configure_networks
 from interlock.providers.registry import builtin_transports
 from interlock.records.budget import BudgetCounter
 from interlock.records.state import DeploymentState
@@ -140,12 +141,15 @@ def build_parts(
     rng = random.Random(seed)
     http = HttpClient(connection_limit=connection_limit)
     deadlines = DeadlineWheel()
+    # Off the hot path: the wheel calls it only when it first sees a new loop.
+    deadlines.on_new_loop = http.check_loop
     all_transports = builtin_transports(http, deadlines)
     all_transports.update(transports or {})
     default = cfg.strategy if strategy is None else strategy
     per_group: dict[str, StrategyLike] = {**cfg.strategies, **(strategies or {})}
     default_strategy = _resolve(default, rng, "strategy")
     states = _build_states(cfg.deployments, all_transports)
+    configure_networks(http, [s.deployment for s in states], cfg.trust_env)
     pools = _build_pools(states, default, default_strategy, per_group, rng)
     names: dict[str, str] = {g: g for g in pools}
     names.update(cfg.aliases)

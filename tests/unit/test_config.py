@@ -710,3 +710,28 @@ def test_redis_features_without_the_redis_package_are_config_errors(
     assert problem.startswith(f"{field}: ")
     assert "pip install 'interlock[redis]'" in str(info.value)
     assert info.value.__context__ is None
+
+
+# --- network settings (docs/operations.md, "Network: proxies and certificates") ---------
+
+
+def test_network_fields_are_validated_without_echoing_a_password() -> None:
+    d = Deployment(group="g", model="m", proxy="http://u:pr0xy-pw-1234@proxy:3128")
+    assert "pr0xy-pw-1234" not in repr(d)
+    assert "pr0xy-pw-1234" in d.secret_values()  # so error text is scrubbed of it
+    assert Deployment(group="g", model="m", proxy="direct").proxy == "direct"
+    for bad in ("socks5://u:pr0xy-pw-1234@h:1080", "proxy:3128", "http://"):
+        with pytest.raises(ConfigError, match="proxy") as info:
+            Deployment(group="g", model="m", proxy=bad)
+        assert "pr0xy-pw-1234" not in str(info.value)
+    with pytest.raises(ConfigError, match="verify=false"):
+        Deployment(group="g", model="m", ca_bundle="ca.pem", verify=False)
+    with pytest.raises(ConfigError, match="mode"):
+        Deployment(group="g", model="m", mode="completion")
+
+
+def test_trust_env_is_a_router_setting_on_by_default() -> None:
+    cfg = RouterConfig(deployments=[{"group": "g", "model": "m"}])
+    assert cfg.trust_env is True
+    off = RouterConfig(deployments=[{"group": "g", "model": "m"}], trust_env=False)
+    assert off.trust_env is False

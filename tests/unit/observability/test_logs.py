@@ -171,3 +171,24 @@ def test_the_routers_own_names_are_never_altered() -> None:
     )
     # outside the name, the same key is removed
     assert r(f"{key}-east") == "[redacted]-east"
+
+
+def test_the_interlock_logger_has_a_null_handler() -> None:
+    # An application that configured no logging must not get logging's last-resort
+    # handler printing the router's warnings to stderr.
+    import logging
+    import subprocess
+    import sys
+
+    import interlock  # noqa: F401  (the package sets it up on import)
+
+    assert any(isinstance(h, logging.NullHandler) for h in logging.getLogger("interlock").handlers)
+    code = (
+        "import logging, interlock\n"
+        "logging.getLogger('interlock.router').warning('should not be printed')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0
+    assert "should not be printed" not in proc.stderr

@@ -214,11 +214,73 @@ def test_registry_is_private_unless_asked() -> None:
     PrometheusMetrics(registry=shared, namespace="chat")  # another namespace is fine
 
 
-def test_one_metrics_object_per_router() -> None:
+async def test_a_second_router_on_the_same_metrics_continues_its_counters() -> None:
+    # Two app lifespans in one process: the second router (same deployments) is given
+    # the same PrometheusMetrics; its counts add to the first's, so counters never go
+    # back, and the scrape holds one series per (group, deployment).
     m = PrometheusMetrics()
+    clock = FakeClock()
+    first = make(clock, InstantTransport(), m)
+    async with first:
+        for _ in range(3):
+            await first.acompletion("a", MSG)
+    second = make(clock, InstantTransport(), m)
+    async with second:
+        await second.acompletion("b", MSG)
+        await second.acompletion("a", MSG)
+    served = {
+        d: value(m.registry, "interlock_requests_total", group=g, deployment=d, outcome="success")
+        for g, d in (("a", "a-0"), ("a", "a-1"), ("b", "b-0"))
+    }
+    assert served["a-0"] + served["a-1"] == 4
+    assert served["b-0"] == 1
+    count = sum(
+        value(m.registry, "interlock_request_duration_seconds_count", group="a", deployment=d)
+        for d in ("a-0", "a-1")
+    )
+    assert count == 4
+    text = generate_latest(m.registry).decode()
+    assert text.count('interlock_in_flight{deployment="a-0",group="a"}') == 1
+
+
+async def test_routers_with_distinct_deployments_share_one_metrics() -> None:
+    m = PrometheusMetrics()
+    t = InstantTransport()
+    chat = Router([Deployment(group="chat", model="m", provider="instant", id="c")],
+                  transports={"instant": t}, metrics=m)  # fmt: skip
+    embed = Router([Deployment(group="emb", model="m", provider="instant", id="e")],
+                   transports={"instant": t}, metrics=m)  # fmt: skip
+    async with chat, embed:
+        await chat.acompletion("chat", MSG)
+        await embed.aembedding("emb", ["x"])
+        await embed.aembedding("emb", ["y"])
+    assert value(m.registry, "interlock_requests_total", group="chat", deployment="c",
+                 outcome="success") == 1  # fmt: skip
+    assert value(m.registry, "interlock_requests_total", group="emb", deployment="e",
+                 outcome="success") == 2  # fmt: skip
+
+
+def test_close_unregisters_so_a_new_instance_can_take_the_registry() -> None:
+    shared = CollectorRegistry()
+    m = PrometheusMetrics(registry=shared)
     make(FakeClock(), InstantTransport(), m)
-    with pytest.raises(ValueError, match="already serves a router"):
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        PrometheusMetrics(registry=shared)
+    m.close()
+    m.close()  # idempotent
+    assert m.closed
+    assert "interlock_requests" not in generate_latest(shared).decode()
+    m2 = PrometheusMetrics(registry=shared)
+    make(FakeClock(), InstantTransport(), m2)
+    assert value(shared, "interlock_in_flight", group="a", deployment="a-0") == 0
+    with pytest.raises(ValueError, match="closed"):
         make(FakeClock(), InstantTransport(), m)
+
+
+def test_unregister_is_close() -> None:
+    m = PrometheusMetrics(registry=CollectorRegistry())
+    m.unregister()
+    assert m.closed
 
 
 @pytest.mark.parametrize("buckets", [(), (1.0, 0.5), (0.0, 1.0), (1.0, 1.0)])
