@@ -78,8 +78,8 @@ from interlock.responses_types import (
 )
 from interlock.router import ChatStream, DeploymentState, Router
 from interlock.router.endpoint_calls import ByteStream
-from interlock.router.responses_stream import ResponseStream
 from interlock.router.health_check import DeploymentHealth, HealthReport
+from interlock.router.responses_stream import ResponseStream
 from interlock.strategies import (
     Candidates,
     CostStrategy,
