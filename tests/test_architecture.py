@@ -66,6 +66,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "interlock",
             "interlock.router",
             "interlock.router.router",
+            "interlock.router.runtime",
             "interlock.router.wiring",
         ),
     ),

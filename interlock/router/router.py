@@ -48,6 +48,7 @@ from interlock.router.calls import (
     tag_set,
     unsupported_mode,
 )
+from interlock.router.runtime import RuntimeChanges
 from interlock.router.stream import ChatStream
 from interlock.router.wiring import RouterParts, build_parts, router_config
 from interlock.strategies.base import StrategyLike
@@ -66,7 +67,7 @@ __all__ = ["Router"]
 T = TypeVar("T")
 
 
-class Router:
+class Router(RuntimeChanges):
     """Routes requests for a model group to one of its deployments.
 
     Construct it from `Deployment`s (or mappings) or with `Router.from_config`; use it
@@ -137,6 +138,7 @@ class Router:
             queue=queue,
             shared=shared,
         )
+        self._closed = False
         self._assemble(
             build_parts(
                 cfg,
@@ -173,6 +175,7 @@ class Router:
             else RouterConfig(**load_config_source(source))
         )
         router = cls.__new__(cls)
+        router._closed = False
         router._assemble(
             build_parts(
                 cfg,
@@ -188,6 +191,7 @@ class Router:
         return router
 
     def _assemble(self, parts: RouterParts) -> None:
+        """Take `parts` (construction, and each runtime change: see runtime.py)."""
         cfg = parts.config
         self.config = cfg
         self.parts = parts
@@ -202,7 +206,6 @@ class Router:
         self._timeout = cfg.timeout
         self._expected_output = cfg.expected_output_tokens
         self._unsupported: UnsupportedParams = cfg.unsupported_params
-        self._closed = False
 
     # --- lifecycle ------------------------------------------------------------------
 
