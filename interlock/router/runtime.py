@@ -150,6 +150,9 @@ def apply_plan(
     Returns the new parts and the removed states, which drain from then on."""
     cfg, old = plan.config, parts.config
     now = parts.clock.now()
+    # Read before the pools are refilled: until the first change `parts.pools` is
+    # also the `lookup` that refilling extends.
+    had = set(parts.pools)
     by_id = {s.id: s for s in parts.states}
     states: list[DeploymentState] = []
     for f in plan.fresh:
@@ -201,7 +204,7 @@ def apply_plan(
         hedgers=hedgers,
         queues=queues,
         queue_wait=cfg.queue.max_wait,
-        retry_budgets={g: parts.pipeline.retry_budget(g) for g in pools if g in parts.pools}
+        retry_budgets={g: parts.pipeline.retry_budget(g) for g in pools if g in had}
         if same_budget
         else None,
     )
