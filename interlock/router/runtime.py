@@ -382,9 +382,10 @@ async def drain(parts: RouterParts, removed: Sequence[DeploymentState]) -> None:
 
 
 def load_config(source: RouterConfig | Mapping[str, Any] | str | os.PathLike[str]) -> RouterConfig:
-    """What `Router.from_config` takes, as a `RouterConfig`."""
+    """What `Router.from_config` takes, as a validated `RouterConfig` (one made with
+    ``model_copy(update=...)`` skipped validation: it is validated here)."""
     if isinstance(source, RouterConfig):
-        return source
+        return with_deployments(source, source.deployments)
     return RouterConfig(**load_config_source(source))
 
 
