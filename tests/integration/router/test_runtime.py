@@ -13,11 +13,23 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from interlock import ChatCompletionChunk, Deployment, DeploymentState, Router
-from interlock.testing import FakeAnthropic, FakeUpstream, Fault
+import pytest
+
+from interlock import ChatCompletionChunk, Deployment, DeploymentState, InterlockError, Router
+from interlock.limits import RedisLedger
+from interlock.testing import (
+    FakeAnthropic,
+    FakeUpstream,
+    Fault,
+    RedisServer,
+    RedisServerError,
+)
 from tests.integration.loopback import KEY, MESSAGES, drain_into, eventually, upstreams
 
 # A key per deployment: the fakes log the key each request carried, so their logs say
@@ -25,14 +37,14 @@ from tests.integration.loopback import KEY, MESSAGES, drain_into, eventually, up
 _KEYS = (f"sk-loopback-runtime-{i:04d}-x7Qp" for i in itertools.count())
 
 
-def on(up: FakeUpstream, id: str, group: str = "g", **fields: object) -> Deployment:
+def on(up: FakeUpstream, id: str, group: str = "g", **fields: Any) -> Deployment:
     return Deployment(
         group=group,
         model="gpt-test",
         id=id,
         api_base=up.url,
         api_key=next(_KEYS),
-        **fields,  # type: ignore[arg-type]
+        **fields,
     )
 
 
@@ -79,7 +91,7 @@ async def test_100_changes_under_500_requests_at_concurrency_32() -> None:
                 elif kind == 1:
                     victim = live[i % len(live)]
                     state = next(s for s in router.parts.states if s.id == victim.id)
-                    await router.remove_deployment(victim.id)
+                    await router.remove_deployment(state.id)
                     removed_at[victim.api_key_value() or ""] = time.monotonic()
                     released.append(state)
                 elif kind == 2:
@@ -144,7 +156,8 @@ async def test_remove_returns_after_a_slow_request_and_a_stream_finished() -> No
             assert (await slow).deployment_id == "a"
             await asyncio.wait_for(removal, 5)
             returned = time.monotonic()
-            assert state.in_flight == 0 and state.successes == 2
+            assert state.in_flight == 0
+            assert state.successes == 2
             assert "".join(c.choices[0].delta.content or "" for c in got if c.choices)
             for _ in range(5):
                 assert (await router.acompletion("g", MESSAGES)).deployment_id == "b"
@@ -197,3 +210,77 @@ async def test_reconfigure_from_a_file_keeps_a_cooling_deployment_cooling(
             assert state.cooldown_until == cooling_until
             for _ in range(5):
                 assert (await router.acompletion("g", MESSAGES)).deployment_id == "b"
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    try:
+        server.start()
+    except RedisServerError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot start redis-server: {exc}")
+        pytest.skip(f"cannot start redis-server: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.mark.redis
+async def test_with_shared_state_surviving_deployments_keep_their_shared_counters(
+    redis_server: RedisServer,
+) -> None:
+    """Two routers (two processes, in production) share d's rpm=5 through Redis. One
+    sends 3 requests; the other changes its deployments (d updated, e added, f
+    removed) and can still send only 2 to d: the shared window was kept. The change
+    stays local to the router that made it."""
+    import redis.asyncio as aioredis
+
+    async with upstreams(3) as ups:
+        shared = {"url": redis_server.url, "prefix": "rt", "timeout": 5}
+
+        def router() -> Router:
+            return Router(
+                [
+                    Deployment(group="g", model="m", id="d", api_base=ups[0].url, rpm=5),
+                    Deployment(group="h", model="m", id="f", api_base=ups[2].url, rpm=5),
+                ],
+                shared=shared,
+                seed=11,
+            )
+
+        one, two = router(), router()
+        async with one, two:
+            for _ in range(3):
+                assert (await one.acompletion("g", MESSAGES)).deployment_id == "d"
+            ledger = two.shared
+            assert isinstance(ledger, RedisLedger)
+            d_state = two.parts.states[0]
+            await two.update_deployment(
+                Deployment(group="g", model="m", id="d", api_base=ups[0].url, rpm=5, weight=3)
+            )
+            await two.add_deployment(
+                Deployment(group="e", model="m", id="e", api_base=ups[1].url, rpm=5)
+            )
+            await two.remove_deployment("f")
+            assert two.shared is ledger  # the same connections, the same keys
+            assert two.parts.states[0] is d_state
+            for _ in range(2):
+                assert (await two.acompletion("g", MESSAGES)).deployment_id == "d"
+            with pytest.raises(InterlockError):
+                await two.acompletion("g", MESSAGES, timeout=0.5)
+            assert ups[0].request_count == 5  # 3 + 2: never over the shared limit
+            assert d_state.requests == 2  # two's own count: the rest is Redis'
+            # The added deployment has shared windows of its own.
+            assert (await two.acompletion("e", MESSAGES)).deployment_id == "e"
+            # The change is local: one still has f and not e.
+            assert [d.id for d in one.deployments] == ["d", "f"]
+            assert (await one.acompletion("h", MESSAGES)).deployment_id == "f"
+
+            client = aioredis.Redis.from_url(redis_server.url)
+            try:
+                d_total: Any = await client.hget("rt:{d}:rpm", "t")
+                e_total: Any = await client.hget("rt:{e}:rpm", "t")
+            finally:
+                await client.aclose()
+            assert int(d_total) == 5
+            assert int(e_total) == 1

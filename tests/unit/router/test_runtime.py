@@ -82,7 +82,7 @@ async def test_added_deployment_without_id_is_named_like_at_construction() -> No
 
 async def test_add_deployment_in_a_new_group_makes_the_group() -> None:
     clock = FakeClock()
-    t, router = two(clock)
+    _t, router = two(clock)
     await router.add_deployment(dep("n", group="new"))
     assert router.groups == ("g", "new")
     r = await bounded(router.acompletion("new", MESSAGES))
@@ -106,7 +106,8 @@ async def test_update_keeps_the_state_and_its_counts() -> None:
     updated = await router.update_deployment(dep("a", weight=5, input_cost_per_token=1e-6))
     assert updated.weight == 5
     after = {s.id: s for s in router.parts.states}
-    assert after["a"] is a and after["b"] is before["b"]
+    assert after["a"] is a
+    assert after["b"] is before["b"]
     assert (a.requests, a.failures, a.successes, a.latency_ewma, a.spend, a.input_tokens) == (
         snapshot
     )
@@ -194,7 +195,8 @@ async def test_remove_waits_for_requests_in_flight_then_takes_no_new_ones() -> N
     r = await bounded(running)
     assert r.deployment_id == "a"  # finished and settled normally
     await bounded(removal)
-    assert a.in_flight == 0 and a.successes == 1
+    assert a.in_flight == 0
+    assert a.successes == 1
     assert t.served("a") == 1
     assert [s.id for s in router.statistics().deployments] == ["b"]
 
@@ -211,7 +213,8 @@ async def test_removed_deployments_metric_series_are_released_after_draining() -
     await router.remove_deployment("c")
     assert {s.id for s in metrics.series} == {"b"}
     text = "\n".join(str(m) for m in metrics.collect())
-    assert "'a'" not in text and "group': 'h'" not in text
+    assert "'a'" not in text
+    assert "group': 'h'" not in text
 
 
 async def test_removing_a_group_a_running_call_falls_back_to_ends_it_cleanly() -> None:
@@ -312,7 +315,7 @@ async def test_changing_a_groups_strategy_gives_it_a_new_instance() -> None:
 async def test_budgets_keep_their_spend_across_a_change() -> None:
     clock = FakeClock()
     t = ScriptedTransport(clock)
-    priced = {"input_cost_per_token": 1e-3, "output_cost_per_token": 1e-3}
+    priced: dict[str, Any] = {"input_cost_per_token": 1e-3, "output_cost_per_token": 1e-3}
     router = make_router(
         t,
         [dep("a", **priced), dep("b", **priced)],
@@ -329,7 +332,8 @@ async def test_budgets_keep_their_spend_across_a_change() -> None:
         )
     )
     status = router.spend().budgets[0]
-    assert status.spent_usd == spent and status.limit_usd == 50.0
+    assert status.spent_usd == spent
+    assert status.limit_usd == 50.0
 
 
 # --- refused changes ----------------------------------------------------------------
@@ -369,7 +373,7 @@ async def test_an_invalid_change_is_refused_as_at_construction(
 
 async def test_unknown_provider_and_duplicate_id_are_refused() -> None:
     clock = FakeClock()
-    t, router = two(clock)
+    _t, router = two(clock)
     parts = router.parts
     with pytest.raises(ConfigError, match=r"deployments\[2\]\.provider.*unknown provider"):
         await router.add_deployment({**dep("c").model_dump(mode="json"), "provider": "nope"})
@@ -380,7 +384,7 @@ async def test_unknown_provider_and_duplicate_id_are_refused() -> None:
 
 async def test_update_and_remove_name_a_deployment_that_exists() -> None:
     clock = FakeClock()
-    t, router = two(clock)
+    _t, router = two(clock)
     with pytest.raises(ConfigError, match="no deployment has id 'x'"):
         await router.update_deployment(dep("x"))
     with pytest.raises(ConfigError, match="no deployment has id 'x'"):
@@ -408,7 +412,7 @@ async def test_removing_the_last_deployment_a_fallback_needs_is_refused() -> Non
 )
 async def test_settings_that_need_a_new_router_are_refused(change: dict[str, Any]) -> None:
     clock = FakeClock()
-    t, router = two(clock)
+    _t, router = two(clock)
     field = next(iter(change))
     with pytest.raises(ConfigError, match=f"{field}.*cannot change while the router runs"):
         await router.reconfigure(config_of(router, **change))
