@@ -38,6 +38,7 @@ from interlock.health.tracker import HealthTracker
 from interlock.limits.queue import WaitQueue
 from interlock.limits.shared import RedisLedger
 from interlock.limits.spend import attach_budgets
+from interlock.observability.logs import router_logger
 from interlock.records.state import OPEN, DeploymentState, PoolHealth
 from interlock.router.attempt import Attempts
 from interlock.router.fallbacks import FallbackTable
@@ -374,8 +375,10 @@ async def drain(parts: RouterParts, removed: Sequence[DeploymentState]) -> None:
     parts.attempts.observer.forget(removed, groups)
     if isinstance(parts.shared, RedisLedger):
         parts.shared.forget(s.id for s in removed)
-    for pool in parts.pools.values():
-        forget = getattr(pool.strategy, "forget", None)
+    # Strategies that keep estimates per deployment say how to drop them (`forget`).
+    pools = parts.lookup if parts.lookup is not None else parts.pools
+    for strategy in {id(p.strategy): p.strategy for p in pools.values()}.values():
+        forget = getattr(strategy, "forget", None)
         if forget is not None:
             for s in removed:
                 forget(s)
@@ -476,8 +479,23 @@ class RuntimeChanges:
         plan = plan_change(parts, cfg)
         new, removed = apply_plan(parts, plan, running=not self._closed)
         self._assemble(new)
+        _log(plan.change)
         if cfg.health.probe_interval is None and new.prober.running:
             await new.prober.stop()
         # Shielded: a caller that stops waiting does not stop the release.
         await asyncio.shield(drain(new, removed))
         return plan.change
+
+
+def _log(change: ConfigChange) -> None:
+    """One INFO line per applied change (ids and group names only: never a key)."""
+    router_logger.info(
+        "interlock: configuration changed: added %s, updated %s, removed %s; "
+        "groups added %s, removed %s",
+        list(change.added),
+        list(change.updated),
+        list(change.removed),
+        list(change.groups_added),
+        list(change.groups_removed),
+        extra={"event": "config_change"},
+    )

@@ -416,3 +416,45 @@ async def test_settings_that_need_a_new_router_are_refused(change: dict[str, Any
     field = next(iter(change))
     with pytest.raises(ConfigError, match=f"{field}.*cannot change while the router runs"):
         await router.reconfigure(config_of(router, **change))
+
+
+@pytest.mark.parametrize("name", ["p2c-ewma", "latency"])
+async def test_a_removed_deployments_strategy_estimates_are_released(name: str) -> None:
+    clock = FakeClock()
+    t = ScriptedTransport(clock)
+    router = make_router(t, [dep("a"), dep("b")], clock, strategy=name)
+    t.always("a", Step(takes=2.0))
+    t.always("b", Step(takes=0.1))
+    for _ in range(20):
+        await bounded(router.acompletion("g", MESSAGES))
+    a, b = router.parts.states
+    strategy: Any = router.parts.pools["g"].strategy
+
+    def known(s: Any) -> bool:
+        if name == "latency":
+            return strategy.estimate(s) is not None
+        return bool(strategy.latency(s) != strategy.latency(dep_state))
+
+    dep_state = type(a)(dep("never", group="g"), a.transport)  # a state it never saw
+    assert t.served("a") > 0
+    assert known(a)
+    await router.remove_deployment("a")
+    assert not known(a)
+    assert known(b)  # the survivor keeps what was learnt about it
+
+
+async def test_each_applied_change_is_logged_without_keys(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    _, router = two(clock)
+    secret = "sk-runtime-secret-1234567890"
+    with caplog.at_level("INFO", logger="interlock.router"):
+        await router.add_deployment(dep("c", group="h", api_key=secret))
+        await router.remove_deployment("a")
+    lines = [r.getMessage() for r in caplog.records if getattr(r, "event", "") == "config_change"]
+    assert lines == [
+        "interlock: configuration changed: added ['c'], updated [], removed []; "
+        "groups added ['h'], removed []",
+        "interlock: configuration changed: added [], updated [], removed ['a']; "
+        "groups added [], removed []",
+    ]
+    assert all(secret not in r.getMessage() for r in caplog.records)
