@@ -154,17 +154,7 @@ def apply_plan(
     # Read before the pools are refilled: until the first change `parts.pools` is
     # also the `lookup` that refilling extends.
     had = set(parts.pools)
-    by_id = {s.id: s for s in parts.states}
-    states: list[DeploymentState] = []
-    for f in plan.fresh:
-        s = by_id.pop(f.id, None)
-        if s is None:
-            s = f
-        else:
-            _take_settings(s, f)
-        s.budgets = ()
-        states.append(s)
-    removed = list(by_id.values())
+    states, removed = _survivors(parts, plan)
     members: dict[str, list[DeploymentState]] = {}
     for s in states:
         members.setdefault(s.group, []).append(s)
@@ -191,11 +181,7 @@ def apply_plan(
         parts.shared,
     )
     attempts.hedges_sent = parts.attempts.hedges_sent
-    same_budget = (cfg.retry.budget_ratio, cfg.retry.budget_floor, cfg.retry.budget_window) == (
-        old.retry.budget_ratio,
-        old.retry.budget_floor,
-        old.retry.budget_window,
-    )
+    same_budget = _budget_settings(cfg) == _budget_settings(old)
     pipeline = Pipeline(
         lookup,
         plan.fallbacks,
@@ -210,9 +196,7 @@ def apply_plan(
         else None,
     )
     prober = parts.prober
-    prober.states = tuple(states)
-    prober.tracker = health
-    prober.policy = cfg.health
+    prober.states, prober.tracker, prober.policy = tuple(states), health, cfg.health
     if running and cfg.health.probe_interval is not None:
         prober.start()
     names = {g: g for g in pools}
@@ -233,6 +217,29 @@ def apply_plan(
         lookup=lookup,
     )
     return new, removed
+
+
+def _survivors(
+    parts: RouterParts, plan: Plan
+) -> tuple[list[DeploymentState], list[DeploymentState]]:
+    """The states of the new config (a surviving id's own state, with its new
+    settings; a new one's fresh state) and the removed states."""
+    by_id = {s.id: s for s in parts.states}
+    states: list[DeploymentState] = []
+    for f in plan.fresh:
+        s = by_id.pop(f.id, None)
+        if s is None:
+            s = f
+        else:
+            _take_settings(s, f)
+        s.budgets = ()
+        states.append(s)
+    return states, list(by_id.values())
+
+
+def _budget_settings(cfg: RouterConfig) -> tuple[float, int, float]:
+    r = cfg.retry
+    return (r.budget_ratio, r.budget_floor, r.budget_window)
 
 
 def _take_settings(s: DeploymentState, f: DeploymentState) -> None:
