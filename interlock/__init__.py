@@ -54,7 +54,7 @@ from interlock.observability.stats import DeploymentStatistics, RouterStatistics
 from interlock.records.state import Ejection
 from interlock.records.transport import ChunkSource, Transport
 from interlock.router import ChatStream, DeploymentState, Router
-from interlock.router.runtime import ConfigChange
+from interlock.router.diff import ConfigChange
 from interlock.strategies import (
     Candidates,
     CostStrategy,

@@ -65,6 +65,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "interlock",
             "interlock.router",
+            "interlock.router.diff",
             "interlock.router.router",
             "interlock.router.runtime",
             "interlock.router.wiring",
