@@ -92,14 +92,12 @@ def plan_change(parts: RouterParts, cfg: RouterConfig) -> Plan:
     ]
     if problems:
         raise ConfigError(problems)
-    fresh = _build_states(cfg.deployments, parts.transports)
-    groups = tuple(dict.fromkeys(s.group for s in fresh))
-    unknown = [g for g in cfg.cache.groups if g not in groups]
-    if unknown:
-        raise ConfigError([(f"cache.groups.{g}", "is not a group") for g in sorted(unknown)])
+    # In the order of build_parts' checks, so the first problem is the same one.
     default = parts.strategy
     if cfg.strategy != old.strategy:
         default = _resolve(cfg.strategy, parts.rng, "strategy")
+    fresh = _build_states(cfg.deployments, parts.transports)
+    groups = tuple(dict.fromkeys(s.group for s in fresh))
     # A default given as an instance (or function) is shared by every group without a
     # setting of its own, as at construction; a name gives each group its own.
     shared_default = any(p.strategy is parts.strategy for p in parts.pools.values())
@@ -117,6 +115,9 @@ def plan_change(parts: RouterParts, cfg: RouterConfig) -> Plan:
     _, problems = attach_budgets(cfg.budgets, fresh, parts.clock.now())
     if problems:
         raise ConfigError(problems)
+    unknown = [g for g in cfg.cache.groups if g not in groups]
+    if unknown:
+        raise ConfigError([(f"cache.groups.{g}", "is not a group") for g in sorted(unknown)])
     fallbacks = FallbackTable(
         groups,
         cfg.fallbacks,
@@ -314,8 +315,8 @@ def _queues(
     parts: RouterParts, cfg: RouterConfig, members: Mapping[str, Sequence[DeploymentState]]
 ) -> dict[str, WaitQueue]:
     """Capacity lines: a surviving group keeps its line (and whoever waits in it)
-    while its size is unchanged; a line that is replaced wakes everyone in it, to
-    look again at the pool as it is now."""
+    while its size is unchanged, and its head is woken to look at the pool as it is
+    now; a line that is replaced wakes everyone in it."""
     policy, old = cfg.queue, parts.config.queue
     queues: dict[str, WaitQueue] = {}
     if policy.max_wait > 0:
@@ -332,6 +333,8 @@ def _queues(
         if queues.get(g) is not q:
             for _ in range(q.waiting):
                 q.wake()
+        elif q.waiting:
+            q.wake()  # capacity may have been added: the head looks, and wakes the next
     return queues
 
 

@@ -458,3 +458,39 @@ async def test_each_applied_change_is_logged_without_keys(caplog: pytest.LogCapt
         "groups added [], removed []",
     ]
     assert all(secret not in r.getMessage() for r in caplog.records)
+
+
+async def test_a_request_waiting_for_capacity_is_served_by_an_added_deployment() -> None:
+    clock = FakeClock()
+    t = ScriptedTransport(clock)
+    router = make_router(
+        t, [dep("a", max_concurrency=1)], clock, queue={"max_wait": 30, "max_size": 10}
+    )
+    queue = router.parts.queues["g"]
+    gate = asyncio.Event()
+    t.push("a", Step(gate=gate))
+    first = asyncio.ensure_future(router.acompletion("g", MESSAGES))
+    await until(lambda: router.parts.states[0].in_flight == 1)
+    waiting = asyncio.ensure_future(router.acompletion("g", MESSAGES))
+    await until(lambda: queue.waiting == 1)
+    await router.add_deployment(dep("b"))
+    assert router.parts.queues["g"] is queue  # the line and whoever is in it stay
+    r = await bounded(waiting)
+    assert r.deployment_id == "b"
+    gate.set()
+    assert (await bounded(first)).deployment_id == "a"
+
+
+async def test_the_first_problem_reported_is_the_one_construction_reports() -> None:
+    clock = FakeClock()
+    t, router = two(clock)
+    bad = config_of(
+        router,
+        strategy="no-such-strategy",
+        deployments=[{**dep("a").model_dump(mode="json"), "provider": "nope"}],
+    )
+    with pytest.raises(ConfigError) as at_construction:
+        Router.from_config(bad, transports={"fake": t})
+    with pytest.raises(ConfigError) as refused:
+        await router.reconfigure(bad)
+    assert str(refused.value) == str(at_construction.value)
