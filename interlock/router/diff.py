@@ -168,6 +168,11 @@ def apply_plan(
     pools = _refill_pools(parts, plan.strategies, members)
     lookup = parts.lookup if parts.lookup is not None else parts.pools
     queues = _queues(parts, cfg, members)
+    # A call resolved to a group just before the change removed it may start after
+    # it (the response cache awaits in between): it then finds the group's empty
+    # pool and fails as for a group without deployments, not with a KeyError.
+    for g in lookup:
+        plan.fallbacks.chains.setdefault(g, (g,))
     for s in removed:
         s.waiters = Drain(s)
     hedgers = _hedgers(parts, cfg, members)

@@ -18,12 +18,16 @@ from interlock import (
     ConfigError,
     HealthPolicy,
     InternalServerError,
+    NoDeploymentAvailableError,
     PrometheusMetrics,
     RateLimitError,
     RetryPolicy,
     Router,
 )
+from interlock.records.state import DeploymentState
+from interlock.router.calls import complete_call
 from interlock.testing import FakeClock
+from interlock.types import Request
 from tests.unit.scripted_transport import (
     MESSAGES,
     ScriptedTransport,
@@ -494,3 +498,20 @@ async def test_the_first_problem_reported_is_the_one_construction_reports() -> N
     with pytest.raises(ConfigError) as refused:
         await router.reconfigure(bad)
     assert str(refused.value) == str(at_construction.value)
+
+
+async def test_a_call_that_starts_on_a_group_removed_meanwhile_fails_cleanly() -> None:
+    """With the response cache on, a call resolves its group, awaits the cache, then
+    starts the pipeline: the group may be gone by then."""
+    clock = FakeClock()
+    t, router = two(clock)
+    await router.add_deployment(dep("c", group="h"))
+    await router.remove_deployment("c")
+    request = Request("call", "h", requested="h")
+
+    async def send(state: DeploymentState, req: Request, timeout: float) -> str:
+        return state.id  # pragma: no cover - nothing is eligible
+
+    with pytest.raises(NoDeploymentAvailableError):
+        await bounded(router.parts.pipeline.run(request, 5.0, send, complete_call))
+    assert t.served("c") == 0
