@@ -53,7 +53,7 @@ def hits(ups: list[FakeUpstream], key: str, after: float = float("-inf")) -> int
 
 
 async def test_100_changes_under_500_requests_at_concurrency_32() -> None:
-    async with upstreams(4, latency=0.002) as ups:
+    async with upstreams(4, latency=0.01) as ups:
         serial = itertools.count()
 
         def fresh() -> Deployment:
@@ -63,34 +63,50 @@ async def test_100_changes_under_500_requests_at_concurrency_32() -> None:
         router = Router([fresh() for _ in range(4)], seed=7)
         removed_at: dict[str, float] = {}  # key -> time.monotonic() when removal returned
         released: list[DeploymentState] = []
-        done = 0
-        progress = asyncio.Event()
+        busy_removals = 0  # removals that had requests in flight to wait for
+        # Requests and changes keep pace (about 5 requests per change), so all 100
+        # changes happen while requests run: neither side gets far ahead.
+        done = changes = 0
+        pace = asyncio.Condition()
         failures: list[BaseException] = []
         served: dict[str, int] = {}
 
         async def worker(todo: itertools.count[int]) -> None:
             nonlocal done
-            while next(todo) < 500:
+            while (n := next(todo)) < 500:
+                # The last ten start after the last change, so every change has
+                # requests running after it.
+                need = 100 if n >= 490 else n // 5 - 2
+                async with pace:
+                    await pace.wait_for(lambda: changes >= need)  # noqa: B023 - awaited at once
                 try:
                     r = await router.acompletion("g", MESSAGES)
                     served[r.deployment_id or ""] = served.get(r.deployment_id or "", 0) + 1
                 except BaseException as exc:  # any failure is a finding
                     failures.append(exc)
-                done += 1
-                progress.set()
+                async with pace:
+                    done += 1
+                    pace.notify_all()
+
+        def busiest() -> Deployment:
+            """The deployment with the most requests in flight (draining one that is
+            idle would prove nothing)."""
+            return max(router.parts.states, key=lambda s: s.in_flight).deployment
 
         async def changer() -> None:
+            nonlocal busy_removals, changes
             for i in range(100):
-                while done < i * 4:  # spread the changes over the run
-                    await progress.wait()
-                    progress.clear()
+                at = i * 4
+                async with pace:
+                    await pace.wait_for(lambda: done >= at)  # noqa: B023 - awaited at once
                 live = list(router.deployments)
                 kind = i % 4
                 if kind == 0 or len(live) <= 2:
                     await router.add_deployment(fresh())
                 elif kind == 1:
-                    victim = live[i % len(live)]
+                    victim = busiest()
                     state = next(s for s in router.parts.states if s.id == victim.id)
+                    busy_removals += state.in_flight > 0
                     await router.remove_deployment(state.id)
                     removed_at[victim.api_key_value() or ""] = time.monotonic()
                     released.append(state)
@@ -100,15 +116,21 @@ async def test_100_changes_under_500_requests_at_concurrency_32() -> None:
                         d.model_copy(update={"weight": 1 + i % 5, "rpm": 10_000 + i})
                     )
                 else:  # replace one deployment by another in a single reconfigure
-                    victim = live[-1]
+                    victim = busiest()
                     state = next(s for s in router.parts.states if s.id == victim.id)
                     newcomer = fresh()
-                    cfg = router.config.model_copy(update={"deployments": (*live[:-1], newcomer)})
+                    keep = tuple(d for d in live if d.id != victim.id)
+                    cfg = router.config.model_copy(update={"deployments": (*keep, newcomer)})
+                    busy_removals += state.in_flight > 0
                     change = await router.reconfigure(cfg)
                     assert change.removed == (victim.id,)
                     assert change.added == (newcomer.id,)
                     removed_at[victim.api_key_value() or ""] = time.monotonic()
                     released.append(state)
+                async with pace:
+                    changes += 1
+                    pace.notify_all()
+            assert done < 500  # the last change came while requests still ran
 
         async with router:
             todo = itertools.count()
@@ -120,6 +142,7 @@ async def test_100_changes_under_500_requests_at_concurrency_32() -> None:
         # Every request reached an upstream exactly once (none lost, none retried).
         assert sum(up.request_count for up in ups) == 500
         assert len(removed_at) >= 40
+        assert busy_removals >= 30, busy_removals  # draining under load, not idle
         for key, at in removed_at.items():
             assert hits(ups, key, after=at) == 0
         assert all(s.in_flight == 0 for s in router.parts.states)
