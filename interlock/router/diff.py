@@ -46,7 +46,16 @@ from interlock.router.pool import DeploymentPool
 from interlock.router.wiring import RouterParts, _build_states, _resolve
 from interlock.strategies.base import Strategy
 
-__all__ = ["ConfigChange", "Drain", "Plan", "apply_plan", "drain", "plan_change"]
+__all__ = [
+    "KEPT",
+    "SETTINGS",
+    "ConfigChange",
+    "Drain",
+    "Plan",
+    "apply_plan",
+    "drain",
+    "plan_change",
+]
 
 _RESTART_ONLY = ("shared", "cache")
 """Settings a running router does not change (they own connections and stores)."""
@@ -246,22 +255,59 @@ def _budget_settings(cfg: RouterConfig) -> tuple[float, int, float]:
     return (r.budget_ratio, r.budget_floor, r.budget_window)
 
 
+SETTINGS = (
+    "deployment",
+    "transport",
+    "id",
+    "group",
+    "order",
+    "tags",
+    "max_concurrency",
+    "rpm_limit",
+    "tpm_limit",
+    "context_window",
+    "input_cost",
+    "output_cost",
+    "cache_read_cost",
+    "cache_write_cost",
+)
+"""`DeploymentState` fields derived from its `Deployment`: an update copies them."""
+
+KEPT = (
+    # ledger and limits
+    "in_flight",
+    "requests",
+    "rate_window",
+    "blocked_until",
+    "input_tokens",
+    "output_tokens",
+    "spend",
+    # health
+    "successes",
+    "failures",
+    "consecutive_failures",
+    "cooldown_until",
+    "ejections",
+    "ejected_by",
+    "latency_ewma",
+    "ttft_ewma",
+    "last_output_tokens",
+    "circuit",
+    "circuit_mode",
+    # set by the parts that own them when a change is applied
+    "weight",
+    "budgets",
+    "waiters",
+)
+"""`DeploymentState` fields a surviving deployment keeps through an update. Every
+field is in one of the two (a test checks it): a field added later must say which."""
+
+
 def _take_settings(s: DeploymentState, f: DeploymentState) -> None:
     """Copy a deployment's new settings (from its throwaway state `f`) onto its live
-    state `s`; what `s` has counted and learnt stays."""
-    s.deployment = f.deployment
-    s.transport = f.transport
-    s.group = f.group
-    s.order = f.order
-    s.tags = f.tags
-    s.max_concurrency = f.max_concurrency
-    s.rpm_limit = f.rpm_limit
-    s.tpm_limit = f.tpm_limit
-    s.context_window = f.context_window
-    s.input_cost = f.input_cost
-    s.output_cost = f.output_cost
-    s.cache_read_cost = f.cache_read_cost
-    s.cache_write_cost = f.cache_write_cost
+    state `s`; what `s` has counted and learnt (`KEPT`) stays."""
+    for name in SETTINGS:
+        setattr(s, name, getattr(f, name))
     if s.rate_window is None:
         s.rate_window = f.rate_window  # a first limit: counted from now on
 

@@ -26,6 +26,7 @@ from interlock import (
 )
 from interlock.records.state import DeploymentState
 from interlock.router.calls import complete_call
+from interlock.router.diff import KEPT, SETTINGS
 from interlock.testing import FakeClock
 from interlock.types import Request
 from tests.unit.scripted_transport import (
@@ -515,3 +516,17 @@ async def test_a_call_that_starts_on_a_group_removed_meanwhile_fails_cleanly() -
     with pytest.raises(NoDeploymentAvailableError):
         await bounded(router.parts.pipeline.run(request, 5.0, send, complete_call))
     assert t.served("c") == 0
+
+
+def test_every_state_field_is_a_setting_or_kept_through_an_update() -> None:
+    """A field added to DeploymentState must say whether an update copies it from the
+    new deployment (SETTINGS) or keeps it (KEPT): otherwise it would silently go
+    stale or be lost."""
+    slots = {
+        name
+        for cls in DeploymentState.__mro__
+        for name in getattr(cls, "__slots__", ())
+        if not name.startswith("__")
+    }
+    assert not set(SETTINGS) & set(KEPT)
+    assert slots == set(SETTINGS) | set(KEPT)
