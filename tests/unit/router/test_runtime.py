@@ -530,3 +530,39 @@ def test_every_state_field_is_a_setting_or_kept_through_an_update() -> None:
     }
     assert not set(SETTINGS) & set(KEPT)
     assert slots == set(SETTINGS) | set(KEPT)
+
+
+async def test_hedgers_health_and_probing_follow_their_settings() -> None:
+    clock = FakeClock()
+    t = ScriptedTransport(clock)
+    router = make_router(
+        t, [dep("a"), dep("b")], clock, hedging={"g": {"delay": 1.0}}, strategy=first_candidate
+    )
+    hedger = router.parts.pipeline.hedger("g")
+    tracker = router.parts.health
+    assert hedger is not None
+    assert not router.parts.prober.running
+    # Unchanged hedging and health: the same hedger (its latencies) and tracker.
+    await router.add_deployment(dep("c"))
+    assert router.parts.pipeline.hedger("g") is hedger
+    assert router.parts.health is tracker
+    assert router.parts.health.pools["g"].size == 3
+    # New settings: a new hedger and tracker; probing starts, and stops again.
+    await router.reconfigure(
+        config_of(
+            router,
+            hedging={"g": {"delay": 2.0}},
+            health={"probe_interval": 5.0, "max_ejected_share": 1.0},
+        )
+    )
+    new_hedger = router.parts.pipeline.hedger("g")
+    assert new_hedger is not None
+    assert new_hedger is not hedger
+    assert new_hedger.policy.delay == 2.0
+    assert router.parts.health is not tracker
+    assert router.parts.health.pools["g"].max_ejected == 3
+    assert router.parts.prober.running
+    await router.reconfigure(config_of(router, hedging={}, health={}))
+    assert router.parts.pipeline.hedger("g") is None
+    assert not router.parts.prober.running
+    await router.aclose()
