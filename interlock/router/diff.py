@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from interlock.config import RouterConfig
@@ -423,13 +423,15 @@ class Drain:
             self.done.set()
 
 
-async def drain(parts: RouterParts, removed: Sequence[DeploymentState]) -> None:
+async def drain(current: Callable[[], RouterParts], removed: Sequence[DeploymentState]) -> None:
     """Wait until every removed deployment's requests have settled, then release
-    what the router kept for them."""
+    what the router kept for them (read from its parts as they are then: other
+    changes may have come meanwhile)."""
     for s in removed:
         w = s.waiters
         if isinstance(w, Drain):
             await w.done.wait()
+    parts = current()
     groups = [g for g in (parts.lookup or {}) if g not in parts.pools]
     parts.attempts.observer.forget(removed, groups)
     if isinstance(parts.shared, RedisLedger):

@@ -118,7 +118,7 @@ class RuntimeChanges:
         if cfg.health.probe_interval is None and new.prober.running:
             await new.prober.stop()
         # Shielded: a caller that stops waiting does not stop the release.
-        await asyncio.shield(drain(new, removed))
+        await asyncio.shield(drain(lambda: self.parts, removed))
         return plan.change
 
 

@@ -566,3 +566,32 @@ async def test_hedgers_health_and_probing_follow_their_settings() -> None:
     assert router.parts.pipeline.hedger("g") is None
     assert not router.parts.prober.running
     await router.aclose()
+
+
+async def test_a_release_reads_the_router_as_it_is_then() -> None:
+    """Group h goes with c and comes back with d while c drains: releasing c later
+    must not drop h's group series."""
+    clock = FakeClock()
+    t = ScriptedTransport(clock)
+    metrics = PrometheusMetrics()
+    router = make_router(t, [dep("a"), dep("c", group="h")], clock, metrics=metrics)
+    gate = asyncio.Event()
+    t.push("c", Step(gate=gate))
+    running = asyncio.ensure_future(router.acompletion("h", MESSAGES))
+    await until(lambda: router.parts.states[1].in_flight == 1)
+    removal = asyncio.ensure_future(router.remove_deployment("c"))
+    await until(lambda: router.groups == ("g",))
+    await router.add_deployment(dep("d", group="h"))
+    gate.set()
+    await bounded(running)
+    await bounded(removal)
+
+    def group_series(group: str) -> bool:
+        return any(
+            s.labels.get("group") == group and s.name.endswith("retries_total")
+            for m in metrics.collect()
+            for s in m.samples
+        )
+
+    assert group_series("h")
+    assert {s.id for s in metrics.series} == {"a", "d"}
