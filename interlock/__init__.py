@@ -77,6 +77,7 @@ from interlock.responses_types import (
     ResponseUsage,
 )
 from interlock.router import ChatStream, DeploymentState, Router
+from interlock.router.diff import ConfigChange
 from interlock.router.endpoint_calls import ByteStream
 from interlock.router.health_check import DeploymentHealth, HealthReport
 from interlock.router.responses_stream import ResponseStream
@@ -142,6 +143,7 @@ __all__ = [
     "ChunkSource",
     "Clock",
     "CompletionTokensDetails",
+    "ConfigChange",
     "ConfigError",
     "ContentPolicyViolationError",
     "ContextWindowExceededError",

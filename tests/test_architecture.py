@@ -71,8 +71,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "interlock",
             "interlock.router",
+            "interlock.router.diff",
             "interlock.router.router",
             "interlock.router.responses_api",
+            "interlock.router.runtime",
             "interlock.router.wiring",
             "interlock.router.endpoint_methods",
             "interlock.router.health_check",

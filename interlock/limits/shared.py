@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
@@ -220,19 +220,16 @@ class RedisLedger:
                 [("shared.url", "is not a URL redis accepts (not shown: it may hold a password)")]
             )
         self._client = client
-        p = config.prefix
-        self._keys = {
-            s.id: [f"{p}:{{{s.id}}}:rpm", f"{p}:{{{s.id}}}:tpm", f"{p}:{{{s.id}}}:cool"]
-            for s in self._states
-        }
-        self._cool_keys = [k[2] for k in self._keys.values()]
+        self._keys: dict[str, list[str]] = {}
+        self._cool_keys: list[str] = []
+        self._active = True
+        self.track(states)
         self._scripts = {
             "admit": self._client.register_script(_ADMIT),
             "adjust": self._client.register_script(_ADJUST),
             "cool": self._client.register_script(_COOL),
             "sync": self._client.register_script(_SYNC),
         }
-        self._active = True
         self._pending: list[tuple[str, list[str], list[int]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -247,6 +244,24 @@ class RedisLedger:
     @property
     def active(self) -> bool:
         return self._active
+
+    def track(self, states: Sequence[DeploymentState]) -> None:
+        """Serve these deployments from now on (a runtime change; construction).
+
+        Redis keys are named by deployment id, so a deployment that keeps its id keeps
+        its shared windows and cooldown; keys of removed ones are left to expire (every
+        key has a TTL of about a minute). While Redis is unreachable the limits of new
+        or changed deployments are scaled to `local_share` like the others'.
+        A deployment no longer in `states` keeps its keys until `forget`: its requests
+        still in flight settle their tokens and publish their cooldowns."""
+        p = self.config.prefix
+        self._states = tuple(states)
+        for s in self._states:
+            if s.id not in self._keys:
+                self._keys[s.id] = [f"{p}:{{{s.id}}}:{k}" for k in ("rpm", "tpm", "cool")]
+        self._cool_keys = [self._keys[s.id][2] for s in self._states]
+        if not self._active:
+            self._scale_down()
 
     # --- hot path -------------------------------------------------------------------
 
@@ -313,16 +328,18 @@ class RedisLedger:
 
     async def sync_once(self) -> None:
         """Read every shared cooldown now (the background task does it periodically)."""
+        # Read before the await: a runtime change may replace them meanwhile.
+        states, keys = self._states, self._cool_keys
         try:
-            ttls = await self._scripts["sync"](keys=self._cool_keys)
+            ttls = await self._scripts["sync"](keys=keys)
             ms_left = [int(ms) for ms in ttls]
-            if len(ms_left) != len(self._states):
+            if len(ms_left) != len(states):
                 raise ValueError("a reply of another shape")
         except Exception as exc:
             self._lost(exc)
             return
         now = self._clock.now()
-        for s, ms in zip(self._states, ms_left, strict=True):
+        for s, ms in zip(states, ms_left, strict=True):
             if ms > 0:
                 s.cooldown_until = max(s.cooldown_until, now + ms / 1000.0)
 
@@ -348,11 +365,7 @@ class RedisLedger:
         self._active = False
         self.outages += 1
         self._pending.clear()
-        share = self.config.local_share
-        for s in self._states:
-            d = s.deployment
-            s.rpm_limit = max(1, int(d.rpm * share)) if d.rpm is not None else None
-            s.tpm_limit = max(1, int(d.tpm * share)) if d.tpm is not None else None
+        self._scale_down()
         log.warning(
             "interlock: shared state at %s unreachable (%s); serving on local accounting",
             self._where,
@@ -360,6 +373,20 @@ class RedisLedger:
         )
         if self._loop_task is None and not self._closed:
             self._loop_task = asyncio.ensure_future(self._background())
+
+    def forget(self, ids: Iterable[str]) -> None:
+        """Drop the keys of deployments removed at runtime (their last request settled)."""
+        serving = {s.id for s in self._states}
+        for i in ids:
+            if i not in serving:
+                self._keys.pop(i, None)
+
+    def _scale_down(self) -> None:
+        share = self.config.local_share
+        for s in self._states:
+            d = s.deployment
+            s.rpm_limit = max(1, int(d.rpm * share)) if d.rpm is not None else None
+            s.tpm_limit = max(1, int(d.tpm * share)) if d.tpm is not None else None
 
     def _rejoin(self) -> None:
         self._active = True

@@ -19,18 +19,37 @@ from interlock.records.budget import BudgetCounter
 if TYPE_CHECKING:
     from interlock.records.state import DeploymentState
 
-__all__ = ["BudgetCounter", "BudgetStatus", "SpendReport", "attach_budgets", "spend_report"]
+__all__ = [
+    "BudgetCounter",
+    "BudgetStatus",
+    "SpendReport",
+    "attach_budgets",
+    "budget_key",
+    "spend_report",
+]
 
 
 def attach_budgets(
-    budgets: Sequence[Budget], states: Sequence[DeploymentState], now: float
+    budgets: Sequence[Budget],
+    states: Sequence[DeploymentState],
+    now: float,
+    keep: Iterable[BudgetCounter] = (),
 ) -> tuple[list[BudgetCounter], list[tuple[str, str]]]:
     """One counter per budget, attached to every state it covers. Returns the counters
-    and ``(path, problem)`` pairs for budgets that cover no deployment."""
+    and ``(path, problem)`` pairs for budgets that cover no deployment.
+
+    `keep`: counters to carry on (a runtime change): a budget with the scope, name and
+    period of one of them keeps its spend in the current period, with its new limit."""
+    kept = {budget_key(c.budget): c for c in keep}
     counters: list[BudgetCounter] = []
     problems: list[tuple[str, str]] = []
     for i, b in enumerate(budgets):
-        counter = BudgetCounter(b, now)
+        counter = kept.pop(budget_key(b), None)
+        if counter is None:
+            counter = BudgetCounter(b, now)
+        else:
+            counter.budget = b
+            counter.limit = b.limit_usd
         covered = [s for s in states if _covers(b, s)]
         if not covered:
             problems.append((f"budgets[{i}].name", f"covers no deployment ({b.scope} {b.name!r})"))
@@ -39,6 +58,11 @@ def attach_budgets(
             s.budgets = (*s.budgets, counter)
         counters.append(counter)
     return counters, problems
+
+
+def budget_key(b: Budget) -> tuple[str, str, float]:
+    """What makes two budgets the same one across a runtime change."""
+    return (b.scope, b.name, b.period)
 
 
 def _covers(b: Budget, s: DeploymentState) -> bool:

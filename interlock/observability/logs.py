@@ -54,6 +54,11 @@ class Redactor:
         self._secrets = tuple(sorted(found, key=len, reverse=True))
         self._keep = tuple({k for k in keep if k})
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secrets looked for (for building a redactor with more of them)."""
+        return self._secrets
+
     def __call__(self, text: str) -> str:
         for s in self._secrets:
             if s in text:

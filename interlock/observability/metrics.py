@@ -296,14 +296,41 @@ class PrometheusMetrics:
         for s in states:
             if s in self.series:
                 raise ValueError(f"deployment {s.id!r} is already bound to these metrics")
-            self.series[s] = DeploymentSeries(
+        self.track(states, clock)
+
+    def track(self, states: Iterable[DeploymentState], clock: Clock) -> None:
+        """Give series to deployments that have none (added at runtime), and new ones
+        to deployments that moved to another group (their labels changed)."""
+        # Copied, not changed in place: a scrape may be iterating on another thread.
+        series = dict(self.series)
+        groups = dict(self._groups)
+        for s in states:
+            old = series.get(s)
+            if old is not None and old.group == s.group:
+                continue
+            series[s] = DeploymentSeries(
                 s,
                 _Histogram(self._duration_bounds, self._fold_lock),
                 _Histogram(self._ttft_bounds, self._fold_lock),
                 clock,
             )
-            self.pending_durations[s] = self.series[s].duration.pending
-            self._groups.setdefault(s.group, _GroupSeries())
+            self.pending_durations[s] = series[s].duration.pending
+            groups.setdefault(s.group, _GroupSeries())
+        self.series = series
+        self._groups = groups
+
+    def forget(self, states: Iterable[DeploymentState], groups: Iterable[str] = ()) -> None:
+        """Drop the series of deployments removed at runtime (once their last request
+        settled) and of groups the router no longer has: they stop being exported."""
+        series = dict(self.series)
+        for s in states:
+            series.pop(s, None)
+            self.pending_durations.pop(s, None)
+        self.series = series
+        # Another router bound to these metrics may still serve a group of that name.
+        gone = set(groups) - {v.group for v in series.values()}
+        if gone:
+            self._groups = {g: v for g, v in self._groups.items() if g not in gone}
 
     # --- recording (synchronous, O(1) or O(log buckets)) ---------------------------
 

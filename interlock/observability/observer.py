@@ -426,6 +426,29 @@ class Observer:
         except Exception as exc:
             self.internal_error("rate_limit_wait", exc)
 
+    # --- runtime changes -------------------------------------------------------------
+
+    def watch(self, states: Sequence[DeploymentState]) -> None:
+        """The router's deployments changed (interlock/router/runtime.py): give new ones
+        metric series, and redact their keys too. Keys of deployments no longer in
+        `states` stay redacted: their last requests may still fail, and a rotated-out
+        key must not show up in a log line either."""
+        if self.metrics is not None:
+            self.metrics.track(states, self.clock)
+        secrets = [v for s in states for v in s.deployment.secret_values()]
+        self.redact = logs.Redactor(
+            [*self.redact.secrets, *secrets],
+            keep=(name for s in states for name in _own_names(s)),
+        )
+
+    def forget(self, states: Sequence[DeploymentState], groups: Sequence[str] = ()) -> None:
+        """Deployments removed at runtime have settled their last request: drop their
+        metric series (and those of `groups` the router no longer has)."""
+        for s in states:
+            self.cooled.pop(s, None)
+        if self.metrics is not None:
+            self.metrics.forget(states, groups)
+
     # --- lifecycle -----------------------------------------------------------------
 
     async def aclose(self, flush_timeout: float = 1.0) -> None:

@@ -84,6 +84,7 @@ class Pipeline:
         hedgers: Mapping[str, Hedger] | None = None,
         queues: Mapping[str, WaitQueue] | None = None,
         queue_wait: float = 0.0,
+        retry_budgets: Mapping[str, RetryBudget] | None = None,
     ) -> None:
         self._pools = pools
         self._fallbacks = fallbacks
@@ -99,8 +100,13 @@ class Pipeline:
         """Per-group lines for capacity (empty: no queueing)."""
         self.queue_wait = queue_wait
         """The longest a call waits in a line, seconds."""
+        # `retry_budgets`: those to keep (a runtime change keeps each surviving
+        # group's, with what it has counted).
+        kept = retry_budgets or {}
         self._retry_budgets = {
-            g: RetryBudget(retry.budget_ratio, retry.budget_floor, retry.budget_window)
+            g: kept[g]
+            if g in kept
+            else RetryBudget(retry.budget_ratio, retry.budget_floor, retry.budget_window)
             for g in pools
         }
         self._slow_start = self.health.policy.slow_start > 0
@@ -108,6 +114,10 @@ class Pipeline:
     def retry_budget(self, group: str) -> RetryBudget:
         """The retry budget of calls that start at `group`."""
         return self._retry_budgets[group]
+
+    def hedger(self, group: str) -> Hedger | None:
+        """The hedger of `group`, if it hedges."""
+        return self._hedgers.get(group)
 
     @property
     def observer(self) -> Observer:

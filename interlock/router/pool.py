@@ -47,10 +47,15 @@ class DeploymentPool:
         rng: random.Random | None = None,
     ) -> None:
         self.group = group
+        self.rng = rng or random.Random()
+        self.refill(states, strategy)
+
+    def refill(self, states: Sequence[DeploymentState], strategy: Strategy) -> None:
+        """Take `states` and `strategy` (a runtime change, or construction): calls
+        routed before a change pick from the pool as it is now."""
         self.states = tuple(states)
         self.strategy = strategy
         self._lazy: bool = getattr(strategy, "lazy_candidates", False)
-        self.rng = rng or random.Random()
         # Strategies that learn from outcomes (latency, errors) expose `record`; every
         # strategy used in this pool (its own, and per-request overrides) is fed.
         self.feedback: Feedback | None = None

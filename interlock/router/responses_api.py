@@ -209,9 +209,15 @@ class ResponsesMethods:
 
     def _responses_routes(self) -> ResponsesRoutes:
         routes: ResponsesRoutes | None = getattr(self, "_responses", None)
-        if routes is None:
-            parts = self.parts
-            routes = ResponsesRoutes(parts.pipeline, parts.pools, parts.fallbacks, parts.queues)
+        parts = self.parts
+        if routes is None or routes.built_for is not parts:
+            # First call, or the deployments changed at runtime (router/runtime.py):
+            # built from the current parts; the conversations remembered stay.
+            fresh = ResponsesRoutes(parts.pipeline, parts.pools, parts.fallbacks, parts.queues)
+            fresh.built_for = parts
+            if routes is not None:
+                fresh.affinity = routes.affinity
+            routes = fresh
             # The slot is the Router's (a mixin declares none, so mixins combine).
             setattr(self, "_responses", routes)  # noqa: B010
         return routes

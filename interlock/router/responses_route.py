@@ -146,7 +146,16 @@ class PinnedStrategy:
 class ResponsesRoutes:
     """A router's Responses API routing: built on its first Responses call."""
 
-    __slots__ = ("_accounts", "_by_id", "_pools", "_problems", "affinity", "pinned", "pipeline")
+    __slots__ = (
+        "_accounts",
+        "_by_id",
+        "_pools",
+        "_problems",
+        "affinity",
+        "built_for",
+        "pinned",
+        "pipeline",
+    )
 
     def __init__(
         self,
@@ -172,6 +181,9 @@ class ResponsesRoutes:
         # A follow-up stays on its account: no fallbacks, no capacity queue.
         self.pinned = _Shared(main, pools, FallbackTable(pools, {}, max_depth=0), {})
         self.affinity = ResponseAffinity(affinity_size)
+        self.built_for: object = None
+        """The `RouterParts` these routes were built from (a runtime change makes new
+        parts, and the routes are rebuilt from them)."""
 
     def check(self, group: str) -> None:
         """Refuse a group with a deployment whose provider has no Responses API."""

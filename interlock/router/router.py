@@ -52,6 +52,7 @@ from interlock.router.calls import (
 from interlock.router.endpoint_methods import EndpointMethods
 from interlock.router.health_check import HealthCheckMixin
 from interlock.router.responses_api import ResponsesMethods
+from interlock.router.runtime import RuntimeChanges
 from interlock.router.stream import ChatStream
 from interlock.router.wiring import RouterParts, build_parts, router_config
 from interlock.sources import ConfigDocument, read_config
@@ -71,7 +72,7 @@ __all__ = ["Router"]
 T = TypeVar("T")
 
 
-class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin):
+class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges):
     """Routes requests for a model group to one of its deployments.
 
     Construct it from `Deployment`s (or mappings) or with `Router.from_config`; use it
@@ -145,6 +146,7 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin):
             shared=shared,
             trust_env=trust_env,
         )
+        self._closed = False
         self._assemble(
             build_parts(
                 cfg,
@@ -193,6 +195,7 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin):
             error = doc.locate(exc)  # raised below, not chained to what holds the input
         else:
             router = cls.__new__(cls)
+            router._closed = False
             router._assemble(parts)
             return router
         raise error
@@ -228,6 +231,7 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin):
         )
 
     def _assemble(self, parts: RouterParts) -> None:
+        """Take `parts` (construction, and each runtime change: see runtime.py)."""
         cfg = parts.config
         self.config = cfg
         self.parts = parts
@@ -242,7 +246,6 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin):
         self._timeout = cfg.timeout
         self._expected_output = cfg.expected_output_tokens
         self._unsupported: UnsupportedParams = cfg.unsupported_params
-        self._closed = False
 
     # --- lifecycle ------------------------------------------------------------------
 

@@ -84,6 +84,11 @@ class RouterParts:
     cache: ResponseCache
     tokens: TokenCounter
     budget_counters: tuple[BudgetCounter, ...]
+    lookup: Mapping[str, DeploymentPool] | None = None
+    """Where running calls and attempts look groups up: `pools` until the first
+    runtime change (the same mapping); after it, every group the router has had,
+    a removed group's pool kept empty, so a call that was routed before a change
+    ends cleanly after it (see interlock/router/runtime.py)."""
 
 
 def router_config(
@@ -203,6 +208,7 @@ def build_parts(
         cache=ResponseCache(cfg.cache, pools, clock),
         tokens=tokenizer or TokenCounter(),
         budget_counters=tuple(budget_counters),
+        lookup=pools,
     )
 
 

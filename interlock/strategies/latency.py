@@ -141,6 +141,15 @@ class LatencyStrategy:
         lg = self._log(self._stream if stream else self._plain, state)
         return None if lg is None else float(2.0**lg)
 
+    def forget(self, s: DeploymentState) -> None:
+        """`s` was removed from the router (a runtime change): drop its estimates."""
+        for table in (self._plain, self._stream):
+            for d in table:
+                d.pop(s, None)
+        for leaders in self._leaders:
+            for g in [g for g, lead in leaders.items() if lead is s]:
+                del leaders[g]
+
     def choose(self, candidates: Candidates, request: Request) -> DeploymentState:
         now = candidates.now
         if now > self._now:

@@ -115,6 +115,12 @@ class PeakEwmaStrategy:
         self._per_pick = 1.0 / self.half_life
         self._mean_weight = 1.0  # of the tier of the latest pick
 
+    def forget(self, s: DeploymentState) -> None:
+        """`s` was removed from the router (a runtime change): drop its estimates."""
+        self._est.pop(s, None)
+        self._key.pop(s, None)
+        self._at.pop(s, None)
+
     def latency(self, s: DeploymentState) -> float:
         """The latency estimate `choose` uses for `s`: its peak EWMA, decayed by its
         rounds since its latest sample while nothing is in flight to it (the group's

@@ -1,0 +1,309 @@
+"""Runtime changes against real FakeUpstream servers on 127.0.0.1: changes under load
+lose no request and send nothing to a deployment after its removal returned; a
+removed deployment's requests (a stream included) finish first; a new provider
+works; a config file is applied as a diff.
+
+Request bodies follow the Chat Completions API
+(https://platform.openai.com/docs/api-reference/chat/create): `messages` is a list
+of ``{"role", "content"}`` objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from interlock import ChatCompletionChunk, Deployment, DeploymentState, InterlockError, Router
+from interlock.limits import RedisLedger
+from interlock.testing import (
+    FakeAnthropic,
+    FakeUpstream,
+    Fault,
+    RedisServer,
+    RedisServerError,
+)
+from tests.integration.loopback import KEY, MESSAGES, drain_into, eventually, upstreams
+
+# A key per deployment: the fakes log the key each request carried, so their logs say
+# which deployment sent it.
+_KEYS = (f"sk-loopback-runtime-{i:04d}-x7Qp" for i in itertools.count())
+
+
+def on(up: FakeUpstream, id: str, group: str = "g", **fields: Any) -> Deployment:
+    return Deployment(
+        group=group,
+        model="gpt-test",
+        id=id,
+        api_base=up.url,
+        api_key=next(_KEYS),
+        **fields,
+    )
+
+
+def hits(ups: list[FakeUpstream], key: str, after: float = float("-inf")) -> int:
+    return sum(1 for up in ups for r in up.received if r.api_key == key and r.at > after)
+
+
+async def test_100_changes_under_500_requests_at_concurrency_32() -> None:
+    async with upstreams(4, latency=0.01) as ups:
+        serial = itertools.count()
+
+        def fresh() -> Deployment:
+            n = next(serial)
+            return on(ups[n % len(ups)], f"d{n}", weight=1 + n % 3)
+
+        router = Router([fresh() for _ in range(4)], seed=7)
+        removed_at: dict[str, float] = {}  # key -> time.monotonic() when removal returned
+        released: list[DeploymentState] = []
+        busy_removals = 0  # removals that had requests in flight to wait for
+        # Requests and changes keep pace (about 5 requests per change), so all 100
+        # changes happen while requests run: neither side gets far ahead.
+        done = changes = 0
+        pace = asyncio.Condition()
+        failures: list[BaseException] = []
+        served: dict[str, int] = {}
+
+        async def worker(todo: itertools.count[int]) -> None:
+            nonlocal done
+            while (n := next(todo)) < 500:
+                # The last ten start after the last change, so every change has
+                # requests running after it.
+                need = 100 if n >= 490 else n // 5 - 2
+                async with pace:
+                    await pace.wait_for(lambda: changes >= need)  # noqa: B023 - awaited at once
+                try:
+                    r = await router.acompletion("g", MESSAGES)
+                    served[r.deployment_id or ""] = served.get(r.deployment_id or "", 0) + 1
+                except BaseException as exc:  # any failure is a finding
+                    failures.append(exc)
+                async with pace:
+                    done += 1
+                    pace.notify_all()
+
+        def busiest() -> Deployment:
+            """The deployment with the most requests in flight (draining one that is
+            idle would prove nothing)."""
+            return max(router.parts.states, key=lambda s: s.in_flight).deployment
+
+        async def changer() -> None:
+            nonlocal busy_removals, changes
+            for i in range(100):
+                at = i * 4
+                async with pace:
+                    await pace.wait_for(lambda: done >= at)  # noqa: B023 - awaited at once
+                live = list(router.deployments)
+                kind = i % 4
+                if kind == 0 or len(live) <= 2:
+                    await router.add_deployment(fresh())
+                elif kind == 1:
+                    victim = busiest()
+                    state = next(s for s in router.parts.states if s.id == victim.id)
+                    busy_removals += state.in_flight > 0
+                    await router.remove_deployment(state.id)
+                    removed_at[victim.api_key_value() or ""] = time.monotonic()
+                    released.append(state)
+                elif kind == 2:
+                    d = live[i % len(live)]
+                    await router.update_deployment(
+                        d.model_copy(update={"weight": 1 + i % 5, "rpm": 10_000 + i})
+                    )
+                else:  # replace one deployment by another in a single reconfigure
+                    victim = busiest()
+                    state = next(s for s in router.parts.states if s.id == victim.id)
+                    newcomer = fresh()
+                    keep = tuple(d for d in live if d.id != victim.id)
+                    cfg = router.config.model_copy(update={"deployments": (*keep, newcomer)})
+                    busy_removals += state.in_flight > 0
+                    change = await router.reconfigure(cfg)
+                    assert change.removed == (victim.id,)
+                    assert change.added == (newcomer.id,)
+                    removed_at[victim.api_key_value() or ""] = time.monotonic()
+                    released.append(state)
+                async with pace:
+                    changes += 1
+                    pace.notify_all()
+            assert done < 500  # the last change came while requests still ran
+
+        async with router:
+            todo = itertools.count()
+            async with asyncio.timeout(60):
+                await asyncio.gather(changer(), *(worker(todo) for _ in range(32)))
+
+        assert failures == []
+        assert sum(served.values()) == 500
+        # Every request reached an upstream exactly once (none lost, none retried).
+        assert sum(up.request_count for up in ups) == 500
+        assert len(removed_at) >= 40
+        assert busy_removals >= 30, busy_removals  # draining under load, not idle
+        for key, at in removed_at.items():
+            assert hits(ups, key, after=at) == 0
+        assert all(s.in_flight == 0 for s in router.parts.states)
+        assert all(s.in_flight == 0 for s in released)
+        assert (
+            sum(s.successes for s in released) + sum(s.successes for s in router.parts.states)
+            == 500
+        )
+
+
+async def test_remove_returns_after_a_slow_request_and_a_stream_finished() -> None:
+    async with upstreams(2) as ups:
+        a, b = on(ups[0], "a"), on(ups[1], "b")
+        router = Router([a, b], strategy="least-busy", seed=1)
+        async with router:
+            ups[0].push(Fault.delay(0.3))
+            slow = asyncio.ensure_future(
+                router.acompletion("g", MESSAGES, strategy=lambda c, r: c[0])
+            )
+            await eventually(lambda: ups[0].in_flight == 1)
+            stream = await router.acompletion(
+                "g", MESSAGES, stream=True, strategy=lambda c, r: c[0]
+            )
+            state = router.parts.states[0]
+            assert state.in_flight == 2
+            removal = asyncio.ensure_future(router.remove_deployment("a"))
+            await eventually(lambda: [d.id for d in router.deployments] == ["b"])
+            # New requests go to b while a drains.
+            for _ in range(5):
+                assert (await router.acompletion("g", MESSAGES)).deployment_id == "b"
+            assert not removal.done()
+            got: list[ChatCompletionChunk] = []
+            await drain_into(stream, got)
+            assert (await slow).deployment_id == "a"
+            await asyncio.wait_for(removal, 5)
+            returned = time.monotonic()
+            assert state.in_flight == 0
+            assert state.successes == 2
+            assert "".join(c.choices[0].delta.content or "" for c in got if c.choices)
+            for _ in range(5):
+                assert (await router.acompletion("g", MESSAGES)).deployment_id == "b"
+            assert hits(ups, a.api_key_value() or "", after=returned) == 0
+            assert ups[0].request_count == 2
+
+
+async def test_an_added_deployment_of_another_provider_is_served() -> None:
+    async with upstreams(1) as ups, FakeAnthropic(name="claude") as claude:
+        router = Router([on(ups[0], "a")], seed=3)
+        async with router:
+            await router.add_deployment(
+                Deployment(
+                    group="claude",
+                    provider="anthropic",
+                    model="claude-test",
+                    id="c",
+                    api_base=claude.url,
+                    api_key=KEY,
+                )
+            )
+            r = await router.acompletion("claude", MESSAGES, max_tokens=64)
+            assert r.deployment_id == "c"
+            assert claude.request_count == 1
+
+
+async def test_reconfigure_from_a_file_keeps_a_cooling_deployment_cooling(
+    tmp_path: Path,
+) -> None:
+    async with upstreams(2) as ups:
+        a, b = on(ups[0], "a"), on(ups[1], "b")
+        router = Router([a, b], seed=5)
+        async with router:
+            # A 429 with Retry-After cools a for 30 s.
+            ups[0].push(Fault.rate_limit(retry_after=30))
+            await router.acompletion("g", MESSAGES, strategy=lambda c, r: c[0])
+            state = router.parts.states[0]
+            cooling_until = state.cooldown_until
+            assert cooling_until > router.parts.clock.now()
+            data = router.config.model_dump(mode="json", exclude_none=True)
+            data["deployments"][0]["weight"] = 4
+            # A dump masks keys: a config file holds them in clear.
+            data["deployments"][0]["api_key"] = a.api_key_value()
+            data["deployments"][1]["api_key"] = b.api_key_value()
+            path = tmp_path / "router.json"
+            path.write_text(json.dumps(data))
+            change = await router.reconfigure(path)
+            assert change.updated == ("a",)
+            assert router.parts.states[0] is state
+            assert state.cooldown_until == cooling_until
+            for _ in range(5):
+                assert (await router.acompletion("g", MESSAGES)).deployment_id == "b"
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    try:
+        server.start()
+    except RedisServerError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot start redis-server: {exc}")
+        pytest.skip(f"cannot start redis-server: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.mark.redis
+async def test_with_shared_state_surviving_deployments_keep_their_shared_counters(
+    redis_server: RedisServer,
+) -> None:
+    """Two routers (two processes, in production) share d's rpm=5 through Redis. One
+    sends 3 requests; the other changes its deployments (d updated, e added, f
+    removed) and can still send only 2 to d: the shared window was kept. The change
+    stays local to the router that made it."""
+    import redis.asyncio as aioredis
+
+    async with upstreams(3) as ups:
+        shared = {"url": redis_server.url, "prefix": "rt", "timeout": 5}
+
+        def router() -> Router:
+            return Router(
+                [
+                    Deployment(group="g", model="m", id="d", api_base=ups[0].url, rpm=5),
+                    Deployment(group="h", model="m", id="f", api_base=ups[2].url, rpm=5),
+                ],
+                shared=shared,
+                seed=11,
+            )
+
+        one, two = router(), router()
+        async with one, two:
+            for _ in range(3):
+                assert (await one.acompletion("g", MESSAGES)).deployment_id == "d"
+            ledger = two.shared
+            assert isinstance(ledger, RedisLedger)
+            d_state = two.parts.states[0]
+            await two.update_deployment(
+                Deployment(group="g", model="m", id="d", api_base=ups[0].url, rpm=5, weight=3)
+            )
+            await two.add_deployment(
+                Deployment(group="e", model="m", id="e", api_base=ups[1].url, rpm=5)
+            )
+            await two.remove_deployment("f")
+            assert two.shared is ledger  # the same connections, the same keys
+            assert two.parts.states[0] is d_state
+            for _ in range(2):
+                assert (await two.acompletion("g", MESSAGES)).deployment_id == "d"
+            with pytest.raises(InterlockError):
+                await two.acompletion("g", MESSAGES, timeout=0.5)
+            assert ups[0].request_count == 5  # 3 + 2: never over the shared limit
+            assert d_state.requests == 2  # two's own count: the rest is Redis'
+            # The added deployment has shared windows of its own.
+            assert (await two.acompletion("e", MESSAGES)).deployment_id == "e"
+            # The change is local: one still has f and not e.
+            assert [d.id for d in one.deployments] == ["d", "f"]
+            assert (await one.acompletion("h", MESSAGES)).deployment_id == "f"
+
+            client = aioredis.Redis.from_url(redis_server.url)
+            try:
+                d_total: Any = await client.hget("rt:{d}:rpm", "t")
+                e_total: Any = await client.hget("rt:{e}:rpm", "t")
+            finally:
+                await client.aclose()
+            assert int(d_total) == 5
+            assert int(e_total) == 1
