@@ -48,6 +48,7 @@ from interlock.observability import (
     RequestStartEvent,
     RetryEvent,
     SuccessEvent,
+    Tracing,
     serve_metrics,
 )
 from interlock.observability.stats import DeploymentStatistics, RouterStatistics
@@ -159,6 +160,7 @@ __all__ = [
     "StreamInterruptedError",
     "SuccessEvent",
     "TokenCounter",
+    "Tracing",
     "Transport",
     "UnknownModelError",
     "UnsupportedParamsError",
