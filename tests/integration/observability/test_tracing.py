@@ -27,6 +27,7 @@ from interlock import (
     HedgePolicy,
     InternalServerError,
     Router,
+    StreamInterruptedError,
     Tracing,
 )
 from interlock.testing import FakeUpstream, Fault
@@ -207,7 +208,7 @@ async def test_a_stream_cut_midway_ends_its_spans_with_the_error(traces: Traces)
     async with upstreams(1, stream_chunks=6) as ups, router(ups, traces) as r:
         ups[0].push(Fault.cut_stream(after_chunks=2))
         stream = await r.acompletion("g", MESSAGES, stream=True)
-        with pytest.raises(Exception) as info:
+        with pytest.raises(StreamInterruptedError) as info:
             async for _ in stream:
                 pass
     call = traces.call_span()
