@@ -319,12 +319,12 @@ class CallTrace:
         elif isinstance(error, InterlockError):
             _failed(self.tracing, span, error)
         else:
-            # A cancellation or a routed function's own exception.
-            span.set_attribute("error.type", type(error).__qualname__)
-            if not isinstance(error, Exception):
-                span.set_attribute("interlock.outcome", "cancelled")
-            else:
+            # A cancellation (not an error of the call: no error status), or a
+            # routed function's own exception.
+            if isinstance(error, Exception):
                 _failed(self.tracing, span, error)
+            else:
+                span.set_attribute("interlock.outcome", "cancelled")
         span.end()
 
     def stream_ended(
