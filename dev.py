@@ -35,7 +35,7 @@ def ensure_env() -> None:
     if not (BIN / "python").exists():
         print("dev.py: creating .venv", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    extras = "dev,redis,plot,bedrock,vertex,azure"
+    extras = "dev,redis,plot,bedrock,vertex,azure,otel"
     print(f"dev.py: installing interlock[{extras}] into .venv", flush=True)
     pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "-e", f"{ROOT}[{extras}]"], check=True)

@@ -9,7 +9,11 @@ once, no I/O), so the differences are stable: each round times N sequential chat
 requests for four routers over the same two deployments: ``off`` (no hooks, no
 metrics), ``metrics`` (PrometheusMetrics), ``hook`` (one no-op sync hook on every
 event), ``both``, and ``fail_hook`` (a no-op hook on failure-side events only); plus
-``floor``, the same calls made on the transport directly. The order of the variants
+``floor``, the same calls made on the transport directly; and ``tracing``
+(``Router(tracing=...)`` with an OpenTelemetry SDK tracer provider that exports
+nothing: the cost of making the spans; the API's no-op provider when the SDK is not
+installed). ``off`` has tracing off: what tracing costs then is ``off`` itself.
+The order of the variants
 rotates every round, so drift hits all alike; each figure is a median over rounds.
 
 Two denominators:
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.util
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -54,7 +59,10 @@ from .upstream import upstream_process
 __all__ = ["ObservabilityResult", "main", "measure_observability"]
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
-VARIANTS = ("floor", "off", "metrics", "hook", "both", "fail_hook")
+# `tracing` needs the `otel` extra (opentelemetry-api): left out without it.
+VARIANTS = ("floor", "off", "metrics", "hook", "both", "fail_hook") + (
+    ("tracing",) if importlib.util.find_spec("opentelemetry") is not None else ()
+)
 
 
 class NoopHook(Hook):
@@ -135,8 +143,23 @@ def _router(variant: str, transport: InstantTransport) -> Router:
     if variant == "fail_hook":
         hooks = [NoopFailureHook()]
     return Router(
-        deployments, transports={"instant": transport}, seed=1, metrics=metrics, hooks=hooks
+        deployments,
+        transports={"instant": transport},
+        seed=1,
+        metrics=metrics,
+        hooks=hooks,
+        tracing=_tracer_provider() if variant == "tracing" else None,
     )
+
+
+def _tracer_provider() -> object:
+    try:
+        from opentelemetry.sdk.trace import TracerProvider
+    except ImportError:
+        from opentelemetry.trace import NoOpTracerProvider
+
+        return NoOpTracerProvider()
+    return TracerProvider()  # no span processor: spans are made, then dropped
 
 
 async def _time(n: int, one: Callable[[], Awaitable[object]]) -> float:
@@ -194,7 +217,8 @@ async def _measure(
 
     added = {
         v: statistics.median(a - off for a, off in zip(times[v], times["off"], strict=True))
-        for v in ("metrics", "hook", "both", "fail_hook")
+        for v in VARIANTS
+        if v not in ("floor", "off")
     }
     wire = await _wire_overhead(url, wire_n, wire_rounds)
     return ObservabilityResult(

@@ -63,6 +63,7 @@ from interlock.observability import (
     RequestStartEvent,
     RetryEvent,
     SuccessEvent,
+    Tracing,
     serve_metrics,
 )
 from interlock.observability.stats import DeploymentStatistics, RouterStatistics
@@ -212,6 +213,7 @@ __all__ = [
     "StreamInterruptedError",
     "SuccessEvent",
     "TokenCounter",
+    "Tracing",
     "Transcription",
     "Transport",
     "UnknownModelError",

@@ -80,6 +80,10 @@ class InterlockError(Exception):
         self.deployment_id = deployment_id
         self.retry_after = retry_after
         self.attempts: tuple[AttemptRecord, ...] = tuple(attempts)
+        self.request_id: str | None = None
+        """The id of the router call that raised it (as on its result and events);
+        None for an error raised before the call had one (an unknown model, a bad
+        argument) or outside a call."""
 
     def __str__(self) -> str:
         parts = [self.message]

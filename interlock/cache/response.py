@@ -155,6 +155,7 @@ class ResponseCache:
             return await run()
         found = await self._lookup(key, request, timeout)
         if found is not None and isinstance(found.result, kind):
+            found.result.request_id = request.id  # a fresh copy: this call's id
             return found.result
         flight: Flight | None = None
         if plan.store and self.config.coalesce:
@@ -198,7 +199,9 @@ class ResponseCache:
             return await run()
         found = await self._lookup(key, request, timeout)
         if found is not None and isinstance(found.result, ChatCompletion):
-            return CachedStream.from_completion(found.result, found.pieces)
+            replay = CachedStream.from_completion(found.result, found.pieces)
+            replay.request_id = request.id
+            return replay
         self.misses += 1
         live = await run()
         if not plan.store:

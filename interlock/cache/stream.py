@@ -26,6 +26,7 @@ class LiveStream(Protocol):
 
     deployment_id: str
     group: str
+    request_id: str
     ttft: float
     cost: float | None
 
@@ -259,6 +260,7 @@ class CachedStream:
         "chunks",
         "deployment_id",
         "group",
+        "request_id",
         "ttft",
         "usage",
     )
@@ -281,6 +283,8 @@ class CachedStream:
         self.cached = live is None
         self.deployment_id = live.deployment_id if live is not None else deployment_id
         self.group = live.group if live is not None else group
+        self.request_id: str = live.request_id if live is not None else ""
+        """The id of the call that returned the stream (as on a `ChatStream`)."""
         self.ttft: float = live.ttft if live is not None else 0.0
         self.usage: Usage | None = None
         self.chunks = 0

@@ -26,6 +26,7 @@ from interlock.observability.serve import (
     serve_metrics,
 )
 from interlock.observability.stats import DeploymentStatistics, HealthState, RouterStatistics
+from interlock.observability.tracing import Tracing
 
 __all__ = [
     "METRIC_NAMES",
@@ -47,6 +48,7 @@ __all__ = [
     "RetryEvent",
     "RouterStatistics",
     "SuccessEvent",
+    "Tracing",
     "add_metrics_route",
     "metrics_handler",
     "serve_metrics",

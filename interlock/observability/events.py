@@ -9,11 +9,19 @@ like a frozen dataclass, but about three times cheaper to build (a frozen datacl
 sets each field through ``object.__setattr__``), which matters because a hook on
 ``on_success`` gets one per request. Read them by attribute name; field order is
 not part of the API.
+
+Every event of one call (start, success, failure, retry, fallback, hedge, rate-limit
+wait) carries the call's `request_id` (also on its result and on the error it
+raises), its `tags` and the caller's `metadata` mapping, handed on as it was given
+(the same object on every event: never copied, never read by interlock). Cooldown and
+recovery are per deployment; they carry the id of the request whose outcome caused
+them, None when a health probe or another router process did.
 """
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from collections.abc import Mapping
+from typing import Any, Literal, NamedTuple
 
 from interlock.errors import InterlockError
 
@@ -60,6 +68,12 @@ class RequestStartEvent(NamedTuple):
     kind: str
     """``"chat"``, ``"embedding"``, ``"responses"`` or ``"call"``."""
     stream: bool
+    request_id: str
+    """The call's id (see `Request.id`)."""
+    tags: frozenset[str]
+    """The call's ``tags=``."""
+    metadata: Mapping[str, Any]
+    """The call's ``metadata=`` as given (an empty mapping when none was)."""
     at: float
 
 
@@ -77,8 +91,18 @@ class SuccessEvent(NamedTuple):
     input_tokens: int | None
     """As the provider reported them; None when it reported no usage."""
     output_tokens: int | None
+    cached_tokens: int | None
+    """Input tokens read from the provider's prompt cache; None when not reported."""
+    reasoning_tokens: int | None
+    """Output tokens spent reasoning; None when not reported."""
     cost: float
     """US dollars by the deployment's per-token prices (0 without usage or prices)."""
+    request_id: str
+    """The call's id (see `Request.id`)."""
+    tags: frozenset[str]
+    """The call's ``tags=``."""
+    metadata: Mapping[str, Any]
+    """The call's ``metadata=`` as given (an empty mapping when none was)."""
     at: float
 
 
@@ -98,6 +122,12 @@ class FailureEvent(NamedTuple):
     """Whether it was held against the deployment's health."""
     cooldown: float
     """Seconds of cooldown it started (0 if none)."""
+    request_id: str
+    """The call's id (see `Request.id`)."""
+    tags: frozenset[str]
+    """The call's ``tags=``."""
+    metadata: Mapping[str, Any]
+    """The call's ``metadata=`` as given (an empty mapping when none was)."""
     at: float
 
     @property
@@ -119,6 +149,12 @@ class RetryEvent(NamedTuple):
     """Its number (>= 2)."""
     error: InterlockError | None
     """The failure that caused it."""
+    request_id: str
+    """The call's id (see `Request.id`)."""
+    tags: frozenset[str]
+    """The call's ``tags=``."""
+    metadata: Mapping[str, Any]
+    """The call's ``metadata=`` as given (an empty mapping when none was)."""
     at: float
 
 
@@ -131,6 +167,12 @@ class FallbackEvent(NamedTuple):
     """Attempts made so far."""
     error: InterlockError | None
     """The last failure, None when `group` had no eligible deployment at all."""
+    request_id: str
+    """The call's id (see `Request.id`)."""
+    tags: frozenset[str]
+    """The call's ``tags=``."""
+    metadata: Mapping[str, Any]
+    """The call's ``metadata=`` as given (an empty mapping when none was)."""
     at: float
 
 
@@ -145,6 +187,9 @@ class CooldownEvent(NamedTuple):
     ejections: int
     """Times this deployment has been cooled so far, this one included."""
     error: InterlockError
+    request_id: str | None
+    """The id of the request whose outcome caused it; None when a health probe or
+    another router process (a shared cooldown) did."""
     at: float
 
 
@@ -155,6 +200,9 @@ class RecoveryEvent(NamedTuple):
     deployment_id: str
     down_for: float
     """Seconds since its last cooldown started."""
+    request_id: str | None
+    """The id of the request whose outcome caused it; None when a health probe or
+    another router process (a shared cooldown) did."""
     at: float
 
 
@@ -166,6 +214,12 @@ class HedgeEvent(NamedTuple):
     attempt: int
     after: float
     """Seconds the request had been running when the hedge was sent."""
+    request_id: str
+    """The call's id (see `Request.id`)."""
+    tags: frozenset[str]
+    """The call's ``tags=``."""
+    metadata: Mapping[str, Any]
+    """The call's ``metadata=`` as given (an empty mapping when none was)."""
     at: float
 
 
@@ -176,6 +230,12 @@ class RateLimitWaitEvent(NamedTuple):
     deployment_id: str | None
     """The deployment waited for, None when the wait was for the group as a whole."""
     seconds: float
+    request_id: str
+    """The call's id (see `Request.id`)."""
+    tags: frozenset[str]
+    """The call's ``tags=``."""
+    metadata: Mapping[str, Any]
+    """The call's ``metadata=`` as given (an empty mapping when none was)."""
     at: float
 
 

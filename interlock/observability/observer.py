@@ -20,8 +20,8 @@ and logs them.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from interlock.clock import Clock
 from interlock.errors import DeadlineExceededError, InterlockError
@@ -41,10 +41,11 @@ from interlock.observability.events import (
 )
 from interlock.observability.hooks import Callback, HookRunner
 from interlock.observability.metrics import FOLD, PrometheusMetrics
+from interlock.types import NO_METADATA, Request
 
 if TYPE_CHECKING:
     from interlock.records.state import DeploymentState
-    from interlock.types import Request, Usage
+    from interlock.types import Usage
 
 __all__ = ["Observer"]
 
@@ -64,6 +65,16 @@ _KIND: dict[FailureKind, FailureKindName] = {
     FailureKind.SERVER_ERROR: "server_error",
     FailureKind.MALFORMED: "malformed",
 }
+
+
+_NO_TAGS: frozenset[str] = frozenset()
+
+
+def _call_fields(request: Request | None) -> tuple[str, frozenset[str], Mapping[str, Any]]:
+    """What every event of a call says about it: its id, tags and metadata."""
+    if request is None:
+        return ("", _NO_TAGS, NO_METADATA)
+    return (request.id, request.tags, request.metadata)
 
 
 def _own_names(s: DeploymentState) -> tuple[str, ...]:
@@ -109,6 +120,7 @@ class Observer:
         *,
         hook_queue_size: int = 10_000,
         hook_timeout: float = 5.0,
+        traced: bool = False,
     ) -> None:
         self.clock = clock
         self.runner = HookRunner(hook_queue_size, hook_timeout)
@@ -141,7 +153,8 @@ class Observer:
         # Only request starts and successes are on the hot path; everything else is
         # reported from the failure side, and recoveries are watched for while a
         # deployment is cooling (see `_cooled_down`).
-        self._base = metrics is not None or self._success.active
+        # Tracing ends an attempt's span in `success`, so it needs the call too.
+        self._base = metrics is not None or self._success.active or traced
         self.listening: bool = self._base
         """Whether the pipeline must call `success`."""
         self.starts: bool = self._start.active
@@ -162,7 +175,16 @@ class Observer:
         try:
             event = _new(
                 RequestStartEvent,
-                (request.group, request.requested, request.kind, request.stream, now),
+                (
+                    request.group,
+                    request.requested,
+                    request.kind,
+                    request.stream,
+                    request.id,
+                    request.tags,
+                    request.metadata,
+                    now,
+                ),
             )
             hook = self.start_hook
             if hook is not None:
@@ -184,10 +206,12 @@ class Observer:
         usage: Usage | None = None,
         attempt: int = 1,
         cost: float | None = None,
+        request: Request | None = None,
+        handle: object = None,
     ) -> None:
         """An attempt on `state` that began at `started` succeeded at `now`. `cost` is
         what `Ledger.settle` returned for `usage`, when known (else it is priced here,
-        alike).
+        alike). `request` is the call's; `handle` the attempt, for its trace span.
 
         The one report every request makes: kept flat, since a Python call costs as
         much as the work itself."""
@@ -201,21 +225,28 @@ class Observer:
                 pending.append(latency)
                 if ttft is not None or len(pending) >= FOLD:
                     self.observe_more(state, ttft)
+            if request is not None and request.trace is not None:
+                request.trace.attempt_ok(handle, usage, cost)
             if self.reports_success:
+                rid, tags, meta = _call_fields(request)
                 if usage is None:
                     event = _new(
                         SuccessEvent,
-                        (state.group, state.id, attempt, latency, ttft, None, None, 0.0, now),
-                    )
+                        (state.group, state.id, attempt, latency, ttft, None, None, None, None,
+                         0.0, rid, tags, meta, now),
+                    )  # fmt: skip
                 else:
-                    tin = usage.prompt_tokens
-                    tout = usage.completion_tokens
+                    pd = usage.prompt_tokens_details
+                    cd = usage.completion_tokens_details
                     if cost is None:  # the ledger prices usage alike
                         cost = state.cost_of(usage)
                     event = _new(
                         SuccessEvent,
-                        (state.group, state.id, attempt, latency, ttft, tin, tout, cost, now),
-                    )
+                        (state.group, state.id, attempt, latency, ttft, usage.prompt_tokens,
+                         usage.completion_tokens, None if pd is None else pd.cached_tokens,
+                         None if cd is None else cd.reasoning_tokens, cost, rid, tags, meta,
+                         now),
+                    )  # fmt: skip
                 hook = self.success_hook
                 if hook is not None:
                     try:
@@ -227,7 +258,7 @@ class Observer:
             cooled = self.cooled
             # Only an attempt sent after the cooldown began proves the deployment is back.
             if cooled and cooled.get(state, now) <= started:
-                self.recovery(state, now)
+                self.recovery(state, now, request.id if request is not None else None)
         except Exception as exc:
             self.internal_error("success", exc)
 
@@ -263,17 +294,23 @@ class Observer:
         cooldown: float = 0.0,
         *,
         counted: bool = True,
+        request: Request | None = None,
+        handle: object = None,
     ) -> None:
         """An attempt failed. `counted=False` when the pipeline did not hold it against
         the deployment (an attempt cut by the call's own deadline); `cooldown` is what
-        `HealthTracker.failure` returned."""
+        `HealthTracker.failure` returned; `request` is the call's (None for a health
+        probe), `handle` the attempt (for its trace span)."""
         try:
             fk = classify(error)
             kind: FailureKindName = _KIND[fk] if counted else "deadline"
             m = self.metrics
             if m is not None:
                 m.failure(state, kind)
+            if request is not None and request.trace is not None:
+                request.trace.attempt_failed(handle, error, kind)
             if self._failure.active:
+                rid, tags, meta = _call_fields(request)
                 self._failure.emit(
                     FailureEvent(
                         state.group,
@@ -284,16 +321,26 @@ class Observer:
                         kind,
                         counted and TREATMENTS[fk].counts_against_health,
                         cooldown,
+                        rid,
+                        tags,
+                        meta,
                         now,
                     )
                 )
             if cooldown > 0:
-                self._cooled_down(state, error, cooldown, now)
+                self._cooled_down(
+                    state, error, cooldown, now, request.id if request is not None else None
+                )
         except Exception as exc:
             self.internal_error("failure", exc)
 
     def _cooled_down(
-        self, state: DeploymentState, error: InterlockError, seconds: float, now: float
+        self,
+        state: DeploymentState,
+        error: InterlockError,
+        seconds: float,
+        now: float,
+        request_id: str | None = None,
     ) -> None:
         logs.log_cooldown(state.group, state.id, seconds, state.ejections, error, self.redact)
         if self.metrics is not None:
@@ -307,15 +354,17 @@ class Observer:
                     state.cooldown_until,
                     state.ejections,
                     error,
+                    request_id,
                     now,
                 )
             )
         self.cooled[state] = now
         self.listening = True
 
-    def recovery(self, state: DeploymentState, now: float) -> None:
-        """`state`, cooled earlier, served a request again. Called on the first success
-        after a cooldown; idempotent, so a half-open probe may call it too."""
+    def recovery(self, state: DeploymentState, now: float, request_id: str | None = None) -> None:
+        """`state`, cooled earlier, served a request again (the request `request_id`;
+        None for a probe). Called on the first success after a cooldown; idempotent, so
+        a half-open probe may call it too."""
         started = self.cooled.pop(state, None)
         if not self.cooled:
             self.listening = self._base
@@ -325,10 +374,17 @@ class Observer:
         if self.metrics is not None:
             self.metrics.recovery(state)
         if self._recovery.active:
-            self._recovery.emit(RecoveryEvent(state.group, state.id, now - started, now))
+            self._recovery.emit(
+                RecoveryEvent(state.group, state.id, now - started, request_id, now)
+            )
 
     def retry(
-        self, state: DeploymentState, attempt: int, error: InterlockError | None, now: float
+        self,
+        state: DeploymentState,
+        attempt: int,
+        error: InterlockError | None,
+        now: float,
+        request: Request | None = None,
     ) -> None:
         """Attempt number `attempt` goes to `state`, in the group of a failed one."""
         try:
@@ -336,7 +392,9 @@ class Observer:
             if self.metrics is not None:
                 self.metrics.retry(state.group)
             if self._retry.active:
-                self._retry.emit(RetryEvent(state.group, state.id, attempt, error, now))
+                self._retry.emit(
+                    RetryEvent(state.group, state.id, attempt, error, *_call_fields(request), now)
+                )
         except Exception as exc:
             self.internal_error("retry", exc)
 
@@ -368,7 +426,13 @@ class Observer:
             self.internal_error("retry_refused", exc)
 
     def fallback(
-        self, group: str, to_group: str, attempts: int, error: InterlockError | None, now: float
+        self,
+        group: str,
+        to_group: str,
+        attempts: int,
+        error: InterlockError | None,
+        now: float,
+        request: Request | None = None,
     ) -> None:
         """The request leaves `group` for `to_group` after `attempts` attempts."""
         try:
@@ -376,12 +440,20 @@ class Observer:
             if self.metrics is not None:
                 self.metrics.fallback(group, to_group)
             if self._fallback.active:
-                self._fallback.emit(FallbackEvent(group, to_group, attempts, error, now))
+                self._fallback.emit(
+                    FallbackEvent(group, to_group, attempts, error, *_call_fields(request), now)
+                )
         except Exception as exc:
             self.internal_error("fallback", exc)
 
     def refused(
-        self, group: str, attempts: int, started: float, now: float, error: InterlockError
+        self,
+        group: str,
+        attempts: int,
+        started: float,
+        now: float,
+        error: InterlockError,
+        request: Request | None = None,
     ) -> None:
         """The router gives up on a request for `group` with `error` (no deployment
         available, or the deadline passed before another attempt)."""
@@ -393,7 +465,16 @@ class Observer:
             if self._failure.active:
                 self._failure.emit(
                     FailureEvent(
-                        group, None, attempts, now - started, error, "refused", False, 0.0, now
+                        group,
+                        None,
+                        attempts,
+                        now - started,
+                        error,
+                        "refused",
+                        False,
+                        0.0,
+                        *_call_fields(request),
+                        now,
                     )
                 )
         except Exception as exc:
@@ -401,7 +482,14 @@ class Observer:
 
     # --- for hedging and rate-limit waits (called by the code that does them) -------
 
-    def hedge(self, state: DeploymentState, attempt: int, after: float, now: float) -> None:
+    def hedge(
+        self,
+        state: DeploymentState,
+        attempt: int,
+        after: float,
+        now: float,
+        request: Request | None = None,
+    ) -> None:
         """A hedged attempt number `attempt` was sent to `state`, `after` seconds into
         the request."""
         try:
@@ -409,12 +497,19 @@ class Observer:
             if self.metrics is not None:
                 self.metrics.hedge(state.group)
             if self._hedge.active:
-                self._hedge.emit(HedgeEvent(state.group, state.id, attempt, after, now))
+                self._hedge.emit(
+                    HedgeEvent(state.group, state.id, attempt, after, *_call_fields(request), now)
+                )
         except Exception as exc:
             self.internal_error("hedge", exc)
 
     def rate_limit_wait(
-        self, group: str, deployment_id: str | None, seconds: float, now: float
+        self,
+        group: str,
+        deployment_id: str | None,
+        seconds: float,
+        now: float,
+        request: Request | None = None,
     ) -> None:
         """A request for `group` is about to wait `seconds` for rate-limit headroom."""
         try:
@@ -422,7 +517,9 @@ class Observer:
             if self.metrics is not None:
                 self.metrics.rate_limit_wait(group, seconds)
             if self._wait.active:
-                self._wait.emit(RateLimitWaitEvent(group, deployment_id, seconds, now))
+                self._wait.emit(
+                    RateLimitWaitEvent(group, deployment_id, seconds, *_call_fields(request), now)
+                )
         except Exception as exc:
             self.internal_error("rate_limit_wait", exc)
 

@@ -42,9 +42,19 @@ class Attempt(Reservation):
     what it needs to end itself. One object per attempt (the reservation is the
     attempt), since it is made for every request."""
 
-    __slots__ = ("attempts", "cut_by_deadline", "deadline", "started", "timeout", "trial")
+    __slots__ = (
+        "attempts",
+        "cut_by_deadline",
+        "deadline",
+        "request",
+        "started",
+        "timeout",
+        "trial",
+    )
 
     attempts: Attempts
+    request: Request
+    """The call's request (its id goes on the result)."""
     started: float
     deadline: float
     """The call's deadline (on the attempts' clock): it also bounds the reading of a
@@ -73,7 +83,9 @@ class Attempt(Reservation):
         attempts = self.attempts
         now = attempts.clock.now()
         cost = Ledger.settle(self, tokens, now, usage)
-        attempts.success(self.state, self.started, now, ttft, usage, self.attempt, cost)
+        attempts.success(
+            self.state, self.started, now, ttft, usage, self.attempt, cost, self.request, self
+        )
         return cost
 
     def __repr__(self) -> str:
@@ -114,6 +126,7 @@ class Attempts:
             state, request.est_input_tokens + request.est_output_tokens, now, Attempt
         )
         attempt.attempts = self
+        attempt.request = request
         attempt.started = now
         attempt.deadline = call.deadline
         timeout = call.deadline - now
@@ -124,6 +137,8 @@ class Attempts:
             attempt.timeout = timeout
             attempt.cut_by_deadline = True
         attempt.trial = state.circuit_mode != CLOSED and self.health.begin_attempt(state, now)
+        if request.trace is not None:  # the one check tracing adds to the hot path
+            request.trace.attempt_begin(attempt)
         return attempt
 
     def sent(self, attempt: Attempt) -> None:
@@ -139,22 +154,38 @@ class Attempts:
         Ledger.release(attempt, end)
         if attempt.trial:
             self.health.end_trial(state)
+        request = call.request
+        exc.request_id = request.id
         # A timeout caused by the call's own deadline says nothing about the deployment.
         if attempt.cut_by_deadline and isinstance(exc, APITimeoutError):
-            self.observer.failure(state, exc, attempt.started, end, attempt.attempt, counted=False)
+            self.observer.failure(
+                state,
+                exc,
+                attempt.started,
+                end,
+                attempt.attempt,
+                counted=False,
+                request=request,
+                handle=attempt,
+            )
         else:
-            self.failure(state, exc, attempt.started, end, attempt.attempt)
+            self.failure(
+                state, exc, attempt.started, end, attempt.attempt, request=request, handle=attempt
+            )
         call.attempts.append(
             AttemptRecord(call.request.group, state.id, describe(exc), end - attempt.started)
         )
         call.last_error = exc
 
-    def aborted(self, attempt: Attempt) -> None:
+    def aborted(self, attempt: Attempt, outcome: str = "cancelled") -> None:
         """Caller cancellation, a lost hedge race, or a foreign error from a user's fn:
         settle the reservation, hold nothing against the deployment."""
         Ledger.release(attempt, self.clock.now())
         if attempt.trial:
             self.health.end_trial(attempt.state)
+        trace = attempt.request.trace
+        if trace is not None:
+            trace.attempt_aborted(attempt, outcome)
 
     async def run(self, call: Call, state: DeploymentState, send: Send[R]) -> tuple[R, Attempt]:
         """One whole attempt (the hedged path; the plain path inlines the same steps)."""
@@ -179,9 +210,11 @@ class Attempts:
         usage: Usage | None = None,
         attempt: int = 1,
         cost: float | None = None,
+        request: Request | None = None,
+        handle: Attempt | None = None,
     ) -> None:
         """Record a successful attempt. `cost` is what `Ledger.settle` returned for
-        `usage`, if known."""
+        `usage`, if known; `request` is the call's, `handle` the attempt itself."""
         latency = now - started
         self.health.success(state, latency, now)
         if self._latency_sinks:
@@ -197,7 +230,7 @@ class Attempts:
             record_ttft(state, ttft)
         obs = self.observer
         if obs.listening:
-            obs.success(state, started, now, ttft, usage, attempt, cost)
+            obs.success(state, started, now, ttft, usage, attempt, cost, request, handle)
 
     def failure(
         self,
@@ -206,6 +239,9 @@ class Attempts:
         started: float,
         now: float,
         attempt: int = 1,
+        *,
+        request: Request | None = None,
+        handle: Attempt | None = None,
     ) -> None:
         """Record a failed attempt (health, shared cooldown, strategy feedback, observer).
         A rate limit is not fed to the strategy: it says nothing about the deployment's
@@ -216,7 +252,9 @@ class Attempts:
         feedback = self._pools[state.group].feedback
         if feedback is not None and classify(error) is not FailureKind.RATE_LIMITED:
             feedback(state, False, now - started, None)
-        self.observer.failure(state, error, started, now, attempt, cooldown)
+        self.observer.failure(
+            state, error, started, now, attempt, cooldown, request=request, handle=handle
+        )
 
     def __repr__(self) -> str:
         return f"<Attempts hedges_sent={self.hedges_sent}>"

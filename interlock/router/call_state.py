@@ -215,6 +215,7 @@ def note_refusal(error: InterlockError, call: Call) -> InterlockError:
     its retries (when it did): in its message, and as the last of its `attempts`, a
     record of the attempt that was not sent (duration 0)."""
     error.attempts = tuple(call.attempts)
+    error.request_id = call.request.id
     if call.refused is not None:
         error.message = f"{error.message}; {call.refused}"
         error.args = (error.message,)
@@ -226,11 +227,13 @@ def note_refusal(error: InterlockError, call: Call) -> InterlockError:
 def deadline_error(call: Call) -> DeadlineExceededError:
     last = call.last_error
     tail = f"; last error: {describe(last)}" if last is not None else ""
-    return DeadlineExceededError(
+    err = DeadlineExceededError(
         f"deadline of {call.timeout:.3g} s for {call.request.requested!r} passed after "
         f"{len(call.attempts)} attempt(s){tail}",
         attempts=call.attempts,
     )
+    err.request_id = call.request.id
+    return err
 
 
 def describe(exc: BaseException) -> str:

@@ -26,10 +26,12 @@ from interlock.router.attempt import Attempt
 from interlock.router.stream import ChatStream
 from interlock.strategies.base import Strategy, StrategyLike
 from interlock.strategies.registry import as_strategy, strategy_factory
-from interlock.types import ChatCompletion, EmbeddingResponse, Request
+from interlock.types import NO_METADATA, ChatCompletion, EmbeddingResponse, Request
 
 __all__ = [
     "NO_TAGS",
+    "call_metadata",
+    "call_request_id",
     "complete_call",
     "complete_response",
     "group_of",
@@ -130,6 +132,29 @@ def unsupported_mode(value: object, where: str) -> UnsupportedParams:
 
 NO_TAGS: frozenset[str] = frozenset()
 
+MAX_REQUEST_ID = 256
+
+
+def call_request_id(value: object) -> str:
+    """A caller's ``request_id=``: a non-empty printable str of at most 256 characters
+    (it goes into log lines, spans and hook events as it is)."""
+    if not isinstance(value, str):
+        raise TypeError(f"request_id must be a str, got {type(value).__name__}")
+    if not value or len(value) > MAX_REQUEST_ID or not value.isprintable():
+        raise ValueError(
+            f"request_id must be 1 to {MAX_REQUEST_ID} printable characters, got {value!r:.80}"
+        )
+    return value
+
+
+def call_metadata(value: object) -> Mapping[str, Any]:
+    """A caller's ``metadata=``: any mapping, kept as it is (never copied)."""
+    if value is None:
+        return NO_METADATA
+    if not isinstance(value, Mapping):
+        raise TypeError(f"metadata must be a mapping, got {type(value).__name__}")
+    return value
+
 
 def tag_set(tags: str | Sequence[str]) -> frozenset[str]:
     """A request's tags; a single string is one tag, not a set of letters."""
@@ -148,6 +173,7 @@ def complete_response(result: R, attempt: Attempt) -> R:
     """Settle with the provider's usage (chat and embeddings), record success, and
     give the result its cost."""
     u = result.usage
+    result.request_id = attempt.request.id
     result.cost = attempt.succeeded(u.total_tokens if u is not None else None, u)
     return result
 

@@ -43,6 +43,7 @@ from interlock.router.fallbacks import FallbackTable
 from interlock.router.hedge import Hedger
 from interlock.router.pipeline import Pipeline
 from interlock.router.pool import DeploymentPool
+from interlock.router.traced import TracedPipeline
 from interlock.router.wiring import RouterParts, _build_states, _resolve
 from interlock.strategies.base import Strategy
 
@@ -226,6 +227,9 @@ def apply_plan(
         attempts=attempts,
         queues=queues,
         pipeline=pipeline,
+        # The traced entry wraps the pipeline: a new pipeline needs a new wrapper, or
+        # traced calls would keep running the old one.
+        entry=None if parts.tracing is None else TracedPipeline(pipeline, parts.tracing),
         budget_counters=tuple(counters),
         lookup=lookup,
     )

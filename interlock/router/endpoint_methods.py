@@ -40,6 +40,7 @@ from interlock.router.endpoint_calls import (
     typed_sender,
 )
 from interlock.router.pipeline import Complete, Pipeline
+from interlock.router.traced import TracedPipeline
 from interlock.router.wiring import RouterParts
 from interlock.strategies.base import Strategy, StrategyLike
 from interlock.strategies.registry import resolve_strategy
@@ -78,7 +79,7 @@ class EndpointMethods:
     config: RouterConfig
     parts: RouterParts
     _names: Mapping[str, str]
-    _pipeline: Pipeline
+    _pipeline: Pipeline | TracedPipeline
 
     async def aimage_generation(
         self,

@@ -168,7 +168,10 @@ class _Race:
         call.sent += 1
         self.hedges += 1
         self.attempts.hedges_sent += 1
-        self.attempts.observer.hedge(state, call.sent, now - self.started_at, now)
+        request = call.request
+        self.attempts.observer.hedge(state, call.sent, now - self.started_at, now, request)
+        if request.trace is not None:
+            request.trace.next_hedge = call.sent
         self.start(state)
 
     async def cancel_losers(self) -> None:

@@ -202,7 +202,12 @@ class Pipeline:
         queue (only the last group of a chain queues; earlier ones fall back at once)."""
         if call.previous is not None:
             self.attempts.observer.fallback(
-                call.previous, group, len(call.attempts), call.last_error, self.clock.now()
+                call.previous,
+                group,
+                len(call.attempts),
+                call.last_error,
+                self.clock.now(),
+                call.request,
             )
         hedger = self._hedgers.get(group) if self._hedgers and not call.request.stream else None
         queue = self.queues.get(group) if self.queues and not call.has_next else None
@@ -241,7 +246,9 @@ class Pipeline:
     def _deadline_passed(self, call: Call, now: float) -> InterlockError:
         err = deadline_error(call)
         started = call.deadline - call.timeout
-        self.attempts.observer.refused(call.first_group, len(call.attempts), started, now, err)
+        self.attempts.observer.refused(
+            call.first_group, len(call.attempts), started, now, err, call.request
+        )
         return err
 
     async def _nothing_eligible(
@@ -295,7 +302,7 @@ class Pipeline:
         capacity_in = diagnosis.wait if diagnosis.kind == "limits" else None
         call.woken = await queue.wait(left, capacity_in=capacity_in, front=woken)
         end = self.clock.now()
-        self.attempts.observer.rate_limit_wait(pool.group, None, end - now, end)
+        self.attempts.observer.rate_limit_wait(pool.group, None, end - now, end, call.request)
         return call.woken
 
     def _backoff(
@@ -422,6 +429,8 @@ class Pipeline:
         Ledger.cancel(r, now)
         if attempt.trial:
             self.health.end_trial(r.state)
+        if attempt.request.trace is not None:
+            attempt.request.trace.attempt_aborted(attempt, "not_admitted")
         call.group_attempts -= 1
         call.sent -= 1
         return False
@@ -430,7 +439,9 @@ class Pipeline:
         """A retry (or a fallback group's first try): number it and say so."""
         number = attempt.attempt = len(call.attempts) + 1
         if call.group_attempts > 1:  # a new group's first try is a fallback, not a retry
-            self.attempts.observer.retry(attempt.state, number, call.last_error, attempt.started)
+            self.attempts.observer.retry(
+                attempt.state, number, call.last_error, attempt.started, call.request
+            )
 
     def _give_up(self, call: Call, exc: InterlockError) -> None:
         """After a failed attempt: raise for caller errors, redirect for context-window
@@ -459,6 +470,7 @@ class Pipeline:
             call.switch(nxt, r.kind)
         elif call.chain_kind != r.kind or call.chain_done:
             r.error.attempts = tuple(call.attempts)
+            r.error.request_id = call.request.id
             raise r.error from None
         # Moving to a bigger model is routing, not a retry of a failure.
         call.free_retry = True
@@ -471,7 +483,9 @@ class Pipeline:
         now = self.clock.now()
         refused = note_refusal(refusal_error(call, now), call)
         started = call.deadline - call.timeout
-        self.attempts.observer.refused(call.first_group, len(call.attempts), started, now, refused)
+        self.attempts.observer.refused(
+            call.first_group, len(call.attempts), started, now, refused, call.request
+        )
         return refused
 
 

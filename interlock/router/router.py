@@ -36,6 +36,8 @@ from interlock.records.state import DeploymentState
 from interlock.records.transport import Transport
 from interlock.router.calls import (
     NO_TAGS,
+    call_metadata,
+    call_request_id,
     complete_call,
     complete_response,
     group_of,
@@ -60,11 +62,13 @@ from interlock.strategies.base import StrategyLike
 from interlock.types import (
     CHAT_PARAM_NAMES,
     EMBEDDING_PARAM_NAMES,
+    NO_METADATA,
     ChatCompletion,
     ChatParams,
     EmbeddingParams,
     EmbeddingResponse,
     Request,
+    new_request_id,
 )
 
 __all__ = ["Router"]
@@ -124,6 +128,7 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges
         shared: SharedState | Mapping[str, Any] | None = None,
         tokenizer: TokenCounter | None = None,
         trust_env: bool = True,
+        tracing: bool | object | None = None,
     ) -> None:
         cfg = router_config(
             deployments,
@@ -159,6 +164,7 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges
                 hooks=hooks,
                 metrics=metrics,
                 tokenizer=tokenizer,
+                tracing=tracing,
             )
         )
 
@@ -174,10 +180,12 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges
         metrics: PrometheusMetrics | None = None,
         tokenizer: TokenCounter | None = None,
         connection_limit: int = 1000,
+        tracing: bool | object | None = None,
     ) -> Router:
         """A Router from a `RouterConfig`, a mapping or a JSON or YAML file holding its
         keys, secret references resolved (docs/configuration.md); the keywords are the
-        objects a file cannot hold. Errors name the file's line where they can."""
+        objects a file cannot hold (`tracing`: as for ``Router(...)``, see
+        docs/operations.md). Errors name the file's line where they can."""
         doc = ConfigDocument({}) if isinstance(source, RouterConfig) else read_config(source)
         try:
             cfg = source if isinstance(source, RouterConfig) else RouterConfig(**doc.data)
@@ -190,6 +198,7 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges
                 hooks=hooks,
                 metrics=metrics,
                 tokenizer=tokenizer,
+                tracing=tracing,
             )
         except ConfigError as exc:
             error = doc.locate(exc)  # raised below, not chained to what holds the input
@@ -213,6 +222,7 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges
         metrics: PrometheusMetrics | None = None,
         tokenizer: TokenCounter | None = None,
         connection_limit: int = 1000,
+        tracing: bool | object | None = None,
     ) -> Router:
         """A Router from a LiteLLM proxy/Router config (docs/migrating-from-litellm.md).
         What cannot be mapped is logged at WARNING, one line each, or with ``strict``
@@ -228,6 +238,7 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges
             metrics=metrics,
             tokenizer=tokenizer,
             connection_limit=connection_limit,
+            tracing=tracing,
         )
 
     def _assemble(self, parts: RouterParts) -> None:
@@ -237,7 +248,7 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges
         self.parts = parts
         """What the router is made of (see `RouterParts`): for tests and tools."""
         # What the request path reads, one attribute lookup each.
-        self._pipeline = parts.pipeline
+        self._pipeline = parts.entry or parts.pipeline
         self._names = parts.names
         self._cache = parts.cache
         self._cache_active = cfg.cache.active
@@ -304,6 +315,8 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges
         unsupported_params: UnsupportedParams | None = None,
         cache: CacheMode = None,
         cache_ttl: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
         **params: Unpack[ChatParams],
     ) -> ChatCompletion: ...
 
@@ -320,6 +333,8 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges
         unsupported_params: UnsupportedParams | None = None,
         cache: CacheMode = None,
         cache_ttl: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
         **params: Unpack[ChatParams],
     ) -> ChatStream | CachedStream: ...
 
@@ -335,6 +350,8 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges
         unsupported_params: UnsupportedParams | None = None,
         cache: CacheMode = None,
         cache_ttl: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
         **params: Unpack[ChatParams],
     ) -> ChatCompletion | ChatStream | CachedStream:
         """A chat completion from a deployment of `model` (a group or an alias).
@@ -346,6 +363,9 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges
         instance; see docs/strategies.md).
         `cache` and `cache_ttl` override the response cache's policy for this request
         (docs/caching.md); a cached stream is a `CachedStream`.
+        `metadata` is handed, as it is, to every hook event of the call; `request_id`
+        names the call (on its events, spans, result and errors) instead of a new id
+        (docs/observability.md).
         """
         # This is the hot path: helpers are inlined where the common case is one check.
         group = self._names.get(model)
@@ -380,6 +400,8 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges
             if unsupported_params is None
             else self._unsupported_for(unsupported_params),
             None if strategy is None else request_strategy(strategy),
+            new_request_id() if request_id is None else call_request_id(request_id),
+            NO_METADATA if metadata is None else call_metadata(metadata),
         )
         if plan is not None:
             if stream:
@@ -421,10 +443,12 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges
         unsupported_params: UnsupportedParams | None = None,
         cache: CacheMode = None,
         cache_ttl: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
         **params: Unpack[EmbeddingParams],
     ) -> EmbeddingResponse:
-        """Embeddings of `input` from a deployment of `model` (`cache`, `cache_ttl`: as
-        for `acompletion`)."""
+        """Embeddings of `input` from a deployment of `model` (`cache`, `cache_ttl`,
+        `metadata`, `request_id`: as for `acompletion`)."""
         group = self._group_for(model)
         call_timeout = self._deadline(timeout)
         plan = self._cache.plan(group, cache, cache_ttl)
@@ -439,6 +463,8 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges
             requested=model,
             strategy=request_strategy(strategy),
             unsupported_params=self._unsupported_for(unsupported_params),
+            id=new_request_id() if request_id is None else call_request_id(request_id),
+            metadata=call_metadata(metadata),
         )
         if plan is not None:
             return await self._cache.fetch(
@@ -459,6 +485,8 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges
         tags: Sequence[str] = (),
         tokens: int = 0,
         strategy: StrategyLike | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
     ) -> T:
         """Route any ``async fn(deployment) -> T`` with the same selection, accounting,
         health, retries and fallbacks as a chat request.
@@ -468,6 +496,8 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges
         `TimeoutError` counts as `APITimeoutError` and `OSError`/aiohttp client errors
         as `APIConnectionError`; any other exception propagates at once, unretried and
         not held against the deployment. `tokens` is reserved against TPM limits.
+        `metadata` and `request_id`: as for `acompletion`; the id is on the call's
+        events, spans and `InterlockError`s, not on `fn`'s result (an arbitrary `T`).
         """
         g = self._group_for(group)
         call_timeout = self._deadline(timeout)
@@ -478,6 +508,8 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges
             est_input_tokens=max(0, tokens),
             requested=group,
             strategy=request_strategy(strategy),
+            id=new_request_id() if request_id is None else call_request_id(request_id),
+            metadata=call_metadata(metadata),
         )
 
         deadlines = self._deadlines

@@ -46,6 +46,7 @@ class ChatStream:
         "cost",
         "deployment_id",
         "group",
+        "request_id",
         "ttft",
         "usage",
     )
@@ -67,6 +68,8 @@ class ChatStream:
         self._chars = 0
         self.deployment_id = reservation.state.id
         self.group = reservation.state.group
+        self.request_id = attempt.request.id
+        """The id of the call that opened the stream (as on a `ChatCompletion`)."""
         self.ttft = attempt.attempts.clock.now() - attempt.started
         """Seconds from sending the request to its first chunk."""
         self.usage: Usage | None = None
@@ -160,15 +163,27 @@ class ChatStream:
             f"the call's deadline passed after {self.chunks} chunk(s) of the stream",
             deployment_id=self.deployment_id,
         )
+        err.request_id = self.request_id
         r = self._reservation
         if r.open:
-            attempts = self._attempt.attempts
+            attempt = self._attempt
+            attempts = attempt.attempts
             now = attempts.clock.now()
             usage = self._usage()
             self.cost = Ledger.settle(r, self._tokens(), now, usage)
             attempts.observer.unreported(r.state, usage)
-            started = self._attempt.started
-            attempts.observer.failure(r.state, err, started, now, r.attempt, counted=False)
+            attempts.observer.failure(
+                r.state,
+                err,
+                attempt.started,
+                now,
+                r.attempt,
+                counted=False,
+                request=attempt.request,
+                handle=attempt,
+            )
+            if attempt.request.trace is not None:
+                attempt.request.trace.stream_ended(self.usage, err)
         return err
 
     def _finish_ok(self) -> None:
@@ -181,20 +196,32 @@ class ChatStream:
             cost = self.cost = Ledger.settle(r, self._tokens(), now, usage)
             if self.usage is None:
                 attempts.observer.unreported(r.state, usage)
+            attempt = self._attempt
+            request = attempt.request
             attempts.success(
-                r.state, self._attempt.started, now, self.ttft, self.usage, r.attempt, cost
-            )
+                r.state, attempt.started, now, self.ttft, self.usage, r.attempt, cost, request,
+                attempt,
+            )  # fmt: skip
+            if request.trace is not None:
+                request.trace.stream_ended(self.usage, None)
 
     def _finish_failed(self, exc: InterlockError) -> None:
         self._timer.cancel()
+        exc.request_id = self.request_id
         r = self._reservation
         if r.open:
-            attempts = self._attempt.attempts
+            attempt = self._attempt
+            attempts = attempt.attempts
             now = attempts.clock.now()
             usage = self._usage()
             self.cost = Ledger.settle(r, self._tokens(), now, usage)
             attempts.observer.unreported(r.state, usage)
-            attempts.failure(r.state, exc, self._attempt.started, now, r.attempt)
+            request = attempt.request
+            attempts.failure(
+                r.state, exc, attempt.started, now, r.attempt, request=request, handle=attempt
+            )
+            if request.trace is not None:
+                request.trace.stream_ended(self.usage, exc)
 
     def _abandon(self) -> None:
         self._timer.cancel()
@@ -205,6 +232,10 @@ class ChatStream:
             usage = self._usage()
             self.cost = Ledger.settle(r, self._tokens(), attempts.clock.now(), usage)
             attempts.observer.unreported(r.state, usage)
+            trace = self._attempt.request.trace
+            if trace is not None:
+                trace.attempt_aborted(self._attempt, "closed")
+                trace.stream_ended(self.usage, None, "closed")
 
     async def aclose(self) -> None:
         """Stop reading; releases the connection and settles the reservation."""

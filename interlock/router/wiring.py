@@ -34,6 +34,7 @@ from interlock.limits.tokens import TokenCounter
 from interlock.observability.hooks import HOOK_METHODS, Hook
 from interlock.observability.metrics import PrometheusMetrics
 from interlock.observability.observer import Observer
+from interlock.observability.tracing import Tracing
 from interlock.providers.http import HttpClient
 from interlock.providers.network import configure_networks
 from interlock.providers.registry import builtin_transports
@@ -45,6 +46,7 @@ from interlock.router.fallbacks import FallbackTable
 from interlock.router.hedge import Hedger
 from interlock.router.pipeline import Pipeline
 from interlock.router.pool import DeploymentPool
+from interlock.router.traced import TracedPipeline
 from interlock.strategies.base import Strategy, StrategyLike
 from interlock.strategies.registry import resolve_strategy
 
@@ -89,6 +91,10 @@ class RouterParts:
     runtime change (the same mapping); after it, every group the router has had,
     a removed group's pool kept empty, so a call that was routed before a change
     ends cleanly after it (see interlock/router/runtime.py)."""
+    tracing: Tracing | None = None
+    """Makes the calls' OpenTelemetry spans (None: tracing is off)."""
+    entry: Pipeline | TracedPipeline | None = None
+    """What the router's calls run: the pipeline, or the pipeline inside a trace."""
 
 
 def router_config(
@@ -136,6 +142,7 @@ def build_parts(
     hooks: Sequence[Hook] | None = None,
     metrics: PrometheusMetrics | None = None,
     tokenizer: TokenCounter | None = None,
+    tracing: object = None,
 ) -> RouterParts:
     """Build a router's parts from a validated config. `strategy` and `strategies`
     may hold instances and functions beside the config's names (they win over it)."""
@@ -167,7 +174,11 @@ def build_parts(
     )
     health = HealthTracker(cfg.health, rng)
     health.attach(states)
-    observer = Observer(clock, states, hooks or (), metrics)
+    try:
+        tracer = Tracing.of(tracing)
+    except TypeError as exc:
+        raise ConfigError([("tracing", str(exc))]) from None
+    observer = Observer(clock, states, hooks or (), metrics, traced=tracer is not None)
     budget_counters, problems = attach_budgets(cfg.budgets, states, clock.now())
     if problems:
         raise ConfigError(problems)
@@ -209,6 +220,8 @@ def build_parts(
         tokens=tokenizer or TokenCounter(),
         budget_counters=tuple(budget_counters),
         lookup=pools,
+        tracing=tracer,
+        entry=pipeline if tracer is None else TracedPipeline(pipeline, tracer),
     )
 
 

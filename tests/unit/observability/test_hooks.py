@@ -29,6 +29,7 @@ from interlock import (
 from interlock.observability import Observer
 from interlock.testing import FakeClock, InstantTransport
 from interlock.testing.instant import USAGE
+from interlock.types import NO_METADATA
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -464,7 +465,24 @@ async def test_pipeline_reports_a_success_through_the_observer(
                     if usage
                     else 0.0
                 )
-                expected = SuccessEvent(state.group, state.id, 2, 0.5, ttft, tin, tout, cost, 1.5)
+                pd = usage.prompt_tokens_details if usage else None
+                cd = usage.completion_tokens_details if usage else None
+                expected = SuccessEvent(
+                    group=state.group,
+                    deployment_id=state.id,
+                    attempt=2,
+                    latency=0.5,
+                    ttft=ttft,
+                    input_tokens=tin,
+                    output_tokens=tout,
+                    cached_tokens=pd.cached_tokens if pd else None,
+                    reasoning_tokens=cd.reasoning_tokens if cd else None,
+                    cost=cost,
+                    request_id="",  # no request was given to these direct calls
+                    tags=frozenset(),
+                    metadata=NO_METADATA,
+                    at=1.5,
+                )
                 assert via_pipeline == direct == expected
                 assert type(via_pipeline) is SuccessEvent
         series = metrics.series[state]
