@@ -29,20 +29,85 @@ class SSEReader:
 
     `read()` returns None at a clean end of the body and raises `EventTooLong` for a
     line over `MAX_LINE`; transport failures propagate as aiohttp/OS errors (and a
-    stall as TimeoutError) for `read_error` to map.
+    read that waited `idle_timeout` seconds without an event as TimeoutError) for
+    `read_error` to map. Call `close()` when done with the stream.
+
+    The idle timeout is one lazy loop timer per stream, not one per read: each read
+    notes when it started, and the timer, when it fires, cancels a read that has been
+    waiting for `idle_timeout` or sets itself again for when the current read would
+    reach it. `asyncio.timeout()` per read scheduled and cancelled a timer handle per
+    chunk: with thousands of open streams the loop's timer heap held as many
+    cancelled handles, and every chunk paid for pushing one more onto it.
     """
 
-    __slots__ = ("_content", "_idle_timeout")
+    __slots__ = (
+        "_cancelling",
+        "_content",
+        "_expired",
+        "_idle_timeout",
+        "_loop",
+        "_since",
+        "_task",
+        "_timer",
+    )
 
     def __init__(self, response: aiohttp.ClientResponse, idle_timeout: float | None) -> None:
         self._content = response.content
         self._idle_timeout = idle_timeout
+        self._task: asyncio.Task[object] | None = None
+        """The task in `read()`, while it waits."""
+        self._since = 0.0
+        self._cancelling = 0
+        self._expired = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def read(self) -> bytes | None:
-        if self._idle_timeout is None:
+        idle = self._idle_timeout
+        if idle is None:
             return await self._read_event()
-        async with asyncio.timeout(self._idle_timeout):
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("SSEReader.read() must be awaited inside an asyncio task")
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = task.get_loop()
+        self._since = now = loop.time()
+        self._cancelling = task.cancelling()
+        self._task = task
+        if self._timer is None:
+            self._timer = loop.call_at(now + idle, self._check)
+        try:
             return await self._read_event()
+        except asyncio.CancelledError:
+            if self._expired and task.uncancel() <= self._cancelling:
+                self._expired = False
+                raise TimeoutError from None
+            raise
+        finally:
+            self._task = None
+
+    def _check(self) -> None:
+        """The timer fired: time out a read waiting for `idle_timeout`, else set the
+        timer for when the waiting read would reach it (none waiting: stop; the next
+        read starts it again)."""
+        task, loop, idle = self._task, self._loop, self._idle_timeout
+        if task is None or loop is None or idle is None:
+            self._timer = None
+            return
+        due = self._since + idle
+        if loop.time() >= due:
+            self._timer = None
+            self._expired = True
+            task.cancel()
+        else:
+            self._timer = loop.call_at(due, self._check)
+
+    def close(self) -> None:
+        """Stop the idle timer (it holds this reader until it fires)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     async def _read_event(self) -> bytes | None:
         data: list[bytes] = []
