@@ -456,7 +456,17 @@ async def post_bytes(
     """POST `body` within `timeout`; the response body, or a typed error."""
     try:
         with deadlines.timeout(timeout):
-            async with await send(client, url, body, headers) as resp:
+            # `send`, inlined: one coroutine frame less on every resumption of a request.
+            before = _PoolConnector.made
+            try:
+                resp = await client.session.post(url, data=body, headers=headers)
+            except aiohttp.ClientError as exc:
+                if not (_made.get() <= before and is_stale_connection(exc)):
+                    raise
+                resp = None
+            if resp is None:
+                resp = await resend(client, url, body, headers)
+            async with resp:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise error(d, resp.status, resp.headers, raw, secret)
