@@ -118,9 +118,7 @@ def update_readme(readme: Path, run: dict[str, Any], outcomes: Sequence[Outcome]
         for name in ("overhead", "streaming-scale", "vs-litellm", "strategies", "scale")
         if name in by and isinstance(getattr(by[name].result, "headline", None), str)
     ]
-    charts = [
-        f"[{Path(p).stem}]({_rel(p, readme)})" for name in by for p in by[name].plots
-    ]
+    charts = [f"[{Path(p).stem}]({_rel(p, readme)})" for name in by for p in by[name].plots]
     text = (
         f"Measured by `interlock bench` in one full run started {env['started_at']}"
         f" ({env.get('cpu_count')}-CPU {env.get('platform')}, CPython {env.get('python')};"

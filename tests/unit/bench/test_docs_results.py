@@ -69,9 +69,11 @@ def test_update_docs_writes_every_scenario_of_the_run(tmp_path: Path) -> None:
     update_docs(doc, _run(), _outcomes(tmp_path / "docs" / "img"))
     text = doc.read_text()
     assert "stale" not in text
-    assert text.startswith("# Benchmarks") and text.rstrip().endswith("kept")
+    assert text.startswith("# Benchmarks")
+    assert text.rstrip().endswith("kept")
     assert "2026-12-06T21:00:00+0000" in text
-    assert "litellm 1.110.2" in text and "uvloop not installed" in text
+    assert "litellm 1.110.2" in text
+    assert "uvloop not installed" in text
     assert "overhead: Router 0.93x raw" in text  # the summary
     assert any(line.split() == ["ratio", "0.93"] for line in text.splitlines())  # the table
     assert "![overhead](img/overhead.png)" in text  # relative to the page
@@ -85,7 +87,8 @@ def test_update_readme_quotes_the_headlines_with_date_machine_and_charts(tmp_pat
     update_readme(readme, _run(), _outcomes(tmp_path / "docs" / "img"))
     text = readme.read_text()
     assert "old" not in text
-    assert "2026-12-06T21:00:00+0000" in text and "2-CPU Linux-test" in text
+    assert "2026-12-06T21:00:00+0000" in text
+    assert "2-CPU Linux-test" in text
     assert "- overhead: Router 0.93x raw" in text
     assert "[overhead](docs/img/overhead.png)" in text
 

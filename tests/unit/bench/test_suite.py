@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -164,11 +165,19 @@ def test_with_litellm_installs_it_with_this_interpreters_pip_only_when_missing(
     from benchmarks import suite
 
     calls: list[list[str]] = []
+
+    def pip(status: int) -> Callable[[list[str]], int]:
+        def run(cmd: list[str]) -> int:
+            calls.append(cmd)
+            return status
+
+        return run
+
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
-    assert suite.ensure_litellm(lambda cmd: calls.append(cmd) or 0) is True
+    assert suite.ensure_litellm(pip(0)) is True
     assert calls == []  # already there: nothing installed
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    assert suite.ensure_litellm(lambda cmd: calls.append(cmd) or 1) is False
+    assert suite.ensure_litellm(pip(1)) is False
     assert calls == [[sys.executable, "-m", "pip", "install", "--quiet", "litellm"]]
 
 
@@ -181,8 +190,9 @@ def test_litellm_is_not_a_dependency_of_interlock() -> None:
     import tomllib
     from pathlib import Path
 
-    project = tomllib.loads(
-        (Path(__file__).resolve().parents[3] / "pyproject.toml").read_text()
-    )["project"]
-    deps = [*project["dependencies"], *(d for ds in project["optional-dependencies"].values() for d in ds)]
+    project = tomllib.loads((Path(__file__).resolve().parents[3] / "pyproject.toml").read_text())[
+        "project"
+    ]
+    extras = project["optional-dependencies"].values()
+    deps = [*project["dependencies"], *(d for ds in extras for d in ds)]
     assert not [d for d in deps if d.lower().startswith("litellm")]

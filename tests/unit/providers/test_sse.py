@@ -1,4 +1,5 @@
-"""`OpenChoices`: when a stream of chat chunks holds a complete answer; `SSEReader`'s idle timeout."""
+"""`OpenChoices`: when a stream of chat chunks holds a complete answer; `SSEReader`'s
+idle timeout (one lazy timer per stream)."""
 
 from __future__ import annotations
 
