@@ -6,7 +6,7 @@
     python3 dev.py lint        ruff
     python3 dev.py typecheck   mypy --strict
     python3 dev.py bench ...   the benchmark suite (arguments go to `interlock bench`;
-                               --with-litellm installs litellm into .venv for vs-litellm)
+                               --with-litellm / --with-uvloop install those into .venv)
 
 The first run creates ./.venv and installs the package with its dev extras into it;
 later runs reuse it (reinstalling when pyproject.toml changes).

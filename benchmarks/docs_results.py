@@ -1,6 +1,6 @@
 """Write one full run's figures into docs/benchmarks.md and README.md.
 
-    interlock bench --with-litellm --json docs/benchmarks.json --plot docs/img \\
+    interlock bench --with-litellm --with-uvloop --json docs/benchmarks.json --plot docs/img \\
         --docs docs/benchmarks.md --readme README.md
 
 Everything between the ``bench-results`` markers of the docs page, and between the

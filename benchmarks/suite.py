@@ -1,7 +1,8 @@
 """`interlock bench`: the benchmark suite, a registry of scenarios run in one process.
 
     interlock bench [--quick] [--only NAMES] [--skip NAMES] [--json PATH] [--plot DIR]
-                    [--with-litellm] [--docs docs/benchmarks.md] [--readme README.md]
+                    [--with-litellm] [--with-uvloop] [--docs docs/benchmarks.md]
+                    [--readme README.md]
     interlock bench --list
 
 Each scenario is a function in a module of this package that returns a dataclass of
@@ -36,7 +37,15 @@ from typing import Any
 from .common import progress_to
 from .report import render, to_jsonable
 
-__all__ = ["SCENARIOS", "Outcome", "Scenario", "ensure_litellm", "main", "run_suite"]
+__all__ = [
+    "SCENARIOS",
+    "Outcome",
+    "Scenario",
+    "ensure_litellm",
+    "ensure_package",
+    "main",
+    "run_suite",
+]
 
 
 @dataclass(frozen=True)
@@ -272,24 +281,38 @@ LITELLM_REQUIREMENT = "litellm"
 """What ``--with-litellm`` installs (the newest release: the comparison is with
 litellm as users get it; the version run is in the JSON's environment)."""
 
+UVLOOP_REQUIREMENT = "uvloop"
+"""What ``--with-uvloop`` installs (the `overhead` and `vs-litellm` rows under uvloop)."""
 
-def ensure_litellm(
-    run: Callable[[list[str]], int] = lambda cmd: subprocess.call(cmd),
+
+def _default_run(cmd: list[str]) -> int:
+    return subprocess.call(cmd)
+
+
+def ensure_package(
+    module: str, requirement: str, run: Callable[[list[str]], int] = _default_run
 ) -> bool:
-    """Install litellm into this interpreter's environment unless it is importable;
-    False (with a message on stderr) when pip fails."""
-    if importlib.util.find_spec("litellm") is not None:
+    """Install `requirement` with this interpreter's pip unless `module` is importable;
+    False (with a message on stderr) when pip fails. Benchmark dependencies only:
+    nothing interlock itself needs is installed this way."""
+    if importlib.util.find_spec(module) is not None:
         return True
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", LITELLM_REQUIREMENT]
-    sys.stderr.write(f"interlock bench: installing {LITELLM_REQUIREMENT} ({' '.join(cmd)})\n")
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", requirement]
+    sys.stderr.write(f"interlock bench: installing {requirement} ({' '.join(cmd)})\n")
     if run(cmd) != 0:
         sys.stderr.write(
-            "interlock bench: could not install litellm; vs-litellm will be skipped. "
-            "Install it yourself (pip install litellm) or run without --with-litellm.\n"
+            f"interlock bench: could not install {requirement}; the scenarios or rows "
+            f"that need it will be skipped. Install it yourself (pip install "
+            f"{requirement}) or run without --with-{module}.\n"
         )
         return False
     importlib.invalidate_caches()
-    return importlib.util.find_spec("litellm") is not None
+    return importlib.util.find_spec(module) is not None
+
+
+def ensure_litellm(run: Callable[[list[str]], int] = _default_run) -> bool:
+    """`ensure_package` for litellm (``--with-litellm``: the `vs-litellm` scenario)."""
+    return ensure_package("litellm", LITELLM_REQUIREMENT, run)
 
 
 def _select(names: str | None, skip: str | None) -> list[Scenario]:
@@ -335,6 +358,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="pip-install litellm into this environment first if it is missing, so that "
         "vs-litellm runs (a benchmark dependency only, never one of interlock's)",
     )
+    p.add_argument(
+        "--with-uvloop",
+        action="store_true",
+        help="pip-install uvloop into this environment first if it is missing, so that "
+        "the overhead and vs-litellm scenarios add rows under uvloop",
+    )
     args = p.parse_args(sys.argv[1:] if argv is None else list(argv))
     if args.list:
         for s in SCENARIOS:
@@ -346,6 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interlock bench: --docs/--readme take a full run, not --quick", file=sys.stderr)
         return 2
     if args.with_litellm and not ensure_litellm():
+        return 2
+    if args.with_uvloop and not ensure_package("uvloop", UVLOOP_REQUIREMENT):
         return 2
     if args.plot is not None:
         if importlib.util.find_spec("matplotlib") is None:
