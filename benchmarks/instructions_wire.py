@@ -87,6 +87,7 @@ async def _child_main(url: str, side: str, n: int, concurrency: int, stream: boo
     router = Router(
         [Deployment(group="bench", model="bench", api_base=url, api_key="sk-bench", timeout=600)],
         connection_limit=max(1000, concurrency + 64),
+        timeout=3600,
     )
     units = 0
 
