@@ -80,8 +80,9 @@ class SSEReader:
         try:
             return await self._read_event()
         except asyncio.CancelledError:
-            if self._expired and task.uncancel() <= self._cancelling:
-                self._expired = False
+            expired, self._expired = self._expired, False
+            # Like asyncio.timeout: only our own cancel becomes a TimeoutError.
+            if expired and task.uncancel() <= self._cancelling:
                 raise TimeoutError from None
             raise
         finally:
