@@ -5,7 +5,8 @@
     python3 dev.py test        the whole test suite (unit + integration)
     python3 dev.py lint        ruff
     python3 dev.py typecheck   mypy --strict
-    python3 dev.py bench ...   the benchmark suite (arguments go to `interlock bench`)
+    python3 dev.py bench ...   the benchmark suite (arguments go to `interlock bench`;
+                               --with-litellm / --with-uvloop install those into .venv)
 
 The first run creates ./.venv and installs the package with its dev extras into it;
 later runs reuse it (reinstalling when pyproject.toml changes).

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .pick import PickResult
     from .scale import ScaleResult
     from .streaming import StreamingResult
+    from .streaming_scale import StreamingScaleResult
     from .versus import VersusResult
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "plot_pick",
     "plot_scale",
     "plot_streaming",
+    "plot_streaming_scale",
     "plot_versus",
 ]
 
@@ -145,6 +147,29 @@ def plot_streaming(result: StreamingResult, directory: Path) -> list[Path]:
     )
     b.set_title("per chunk (µs)", fontsize=10)
     return [_save(fig, directory, "streaming.png")]
+
+
+def plot_streaming_scale(result: StreamingScaleResult, directory: Path) -> list[Path]:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
+    panels = [
+        ("CPU per chunk (µs)", result.raw_cpu_per_chunk_us, result.router_cpu_per_chunk_us),
+        (
+            "memory per open stream (KiB)",
+            result.raw_mem_per_stream_kib,
+            result.router_mem_per_stream_kib,
+        ),
+        ("event-loop lag p99 (ms)", result.raw_lag_p99_ms, result.router_lag_p99_ms),
+        ("time to first token p50 (ms)", result.raw_ttft_p50_ms, result.router_ttft_p50_ms),
+    ]
+    for ax, (title, raw, routed) in zip(axes, panels, strict=True):
+        ax.bar(["raw aiohttp", "Router"], [raw, routed], color=[RAW, ROUTER])
+        ax.set_title(title, fontsize=10)
+    fig.suptitle(
+        f"{result.streams:,} streams x {result.chunks} chunks, {result.interval_ms:.0f} ms apart",
+        fontsize=10,
+    )
+    return [_save(fig, directory, "streaming_scale.png")]
 
 
 def plot_faults(result: FaultsResult, directory: Path) -> list[Path]:

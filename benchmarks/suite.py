@@ -1,6 +1,8 @@
 """`interlock bench`: the benchmark suite, a registry of scenarios run in one process.
 
     interlock bench [--quick] [--only NAMES] [--skip NAMES] [--json PATH] [--plot DIR]
+                    [--with-litellm] [--with-uvloop] [--docs docs/benchmarks.md]
+                    [--readme README.md]
     interlock bench --list
 
 Each scenario is a function in a module of this package that returns a dataclass of
@@ -23,6 +25,7 @@ import importlib.util
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 import traceback
@@ -34,7 +37,15 @@ from typing import Any
 from .common import progress_to
 from .report import render, to_jsonable
 
-__all__ = ["SCENARIOS", "Outcome", "Scenario", "main", "run_suite"]
+__all__ = [
+    "SCENARIOS",
+    "Outcome",
+    "Scenario",
+    "ensure_litellm",
+    "ensure_package",
+    "main",
+    "run_suite",
+]
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         ".streaming:measure_streaming",
         quick={"streams": 40, "rounds": 2},
         plot=".plots:plot_streaming",
+    ),
+    Scenario(
+        "streaming-scale",
+        "Streaming at scale: thousands of paced streams at once, CPU, memory, loop lag",
+        ".streaming_scale:measure_streaming_scale",
+        quick={"streams": 50, "chunks": 20, "interval": 0.01, "rounds": 1},
+        plot=".plots:plot_streaming_scale",
     ),
     Scenario(
         "faults",
@@ -259,6 +277,44 @@ def run_suite(
     return doc, outcomes
 
 
+LITELLM_REQUIREMENT = "litellm"
+"""What ``--with-litellm`` installs (the newest release: the comparison is with
+litellm as users get it; the version run is in the JSON's environment)."""
+
+UVLOOP_REQUIREMENT = "uvloop"
+"""What ``--with-uvloop`` installs (the `overhead` and `vs-litellm` rows under uvloop)."""
+
+
+def _default_run(cmd: list[str]) -> int:
+    return subprocess.call(cmd)
+
+
+def ensure_package(
+    module: str, requirement: str, run: Callable[[list[str]], int] = _default_run
+) -> bool:
+    """Install `requirement` with this interpreter's pip unless `module` is importable;
+    False (with a message on stderr) when pip fails. Benchmark dependencies only:
+    nothing interlock itself needs is installed this way."""
+    if importlib.util.find_spec(module) is not None:
+        return True
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", requirement]
+    sys.stderr.write(f"interlock bench: installing {requirement} ({' '.join(cmd)})\n")
+    if run(cmd) != 0:
+        sys.stderr.write(
+            f"interlock bench: could not install {requirement}; the scenarios or rows "
+            f"that need it will be skipped. Install it yourself (pip install "
+            f"{requirement}) or run without --with-{module}.\n"
+        )
+        return False
+    importlib.invalidate_caches()
+    return importlib.util.find_spec(module) is not None
+
+
+def ensure_litellm(run: Callable[[list[str]], int] = _default_run) -> bool:
+    """`ensure_package` for litellm (``--with-litellm``: the `vs-litellm` scenario)."""
+    return ensure_package("litellm", LITELLM_REQUIREMENT, run)
+
+
 def _select(names: str | None, skip: str | None) -> list[Scenario]:
     known = {s.name: s for s in SCENARIOS}
     wanted = [n.strip() for n in names.split(",") if n.strip()] if names else list(known)
@@ -283,13 +339,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--only", metavar="NAMES", help="comma-separated scenarios to run")
     p.add_argument("--skip", metavar="NAMES", help="comma-separated scenarios to leave out")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.add_argument(
+        "--docs",
+        metavar="MD",
+        type=Path,
+        help="write this full run's figures between the bench-results markers of MD "
+        "(docs/benchmarks.md)",
+    )
+    p.add_argument(
+        "--readme",
+        metavar="MD",
+        type=Path,
+        help="write this full run's headlines between the bench-readme markers of MD",
+    )
+    p.add_argument(
+        "--with-litellm",
+        action="store_true",
+        help="pip-install litellm into this environment first if it is missing, so that "
+        "vs-litellm runs (a benchmark dependency only, never one of interlock's)",
+    )
+    p.add_argument(
+        "--with-uvloop",
+        action="store_true",
+        help="pip-install uvloop into this environment first if it is missing, so that "
+        "the overhead and vs-litellm scenarios add rows under uvloop",
+    )
     args = p.parse_args(sys.argv[1:] if argv is None else list(argv))
     if args.list:
         for s in SCENARIOS:
             extra = f"  (needs {', '.join(s.requires)})" if s.requires else ""
-            print(f"{s.name:12} {s.title}{extra}")
+            print(f"{s.name:16} {s.title}{extra}")
         return 0
     selected = _select(args.only, args.skip)
+    if (args.docs or args.readme) and args.quick:
+        print("interlock bench: --docs/--readme take a full run, not --quick", file=sys.stderr)
+        return 2
+    if args.with_litellm and not ensure_litellm():
+        return 2
+    if args.with_uvloop and not ensure_package("uvloop", UVLOOP_REQUIREMENT):
+        return 2
     if args.plot is not None:
         if importlib.util.find_spec("matplotlib") is None:
             print(
@@ -303,6 +391,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
         print(f"\nfigures written to {args.json}")
+    if args.docs is not None or args.readme is not None:
+        from .docs_results import update_docs, update_readme
+
+        if args.docs is not None:
+            update_docs(args.docs, doc, outcomes)
+            print(f"results section of {args.docs} rewritten")
+        if args.readme is not None:
+            update_readme(args.readme, doc, outcomes)
+            print(f"performance paragraph of {args.readme} rewritten")
     return 1 if any(o.error is not None for o in outcomes) else 0
 
 

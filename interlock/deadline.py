@@ -18,14 +18,6 @@ from types import TracebackType
 __all__ = ["DeadlineWheel"]
 
 
-class _Entry:
-    __slots__ = ("expired", "task")
-
-    def __init__(self, task: asyncio.Task[object]) -> None:
-        self.task = task
-        self.expired = False
-
-
 class DeadlineWheel:
     """Shared timers for many concurrent timeouts on one event loop."""
 
@@ -33,7 +25,7 @@ class DeadlineWheel:
 
     def __init__(self, resolution: float = 0.01) -> None:
         self._resolution = resolution
-        self._buckets: dict[int, set[_Entry]] = {}
+        self._buckets: dict[int, set[_WheelTimeout]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.on_new_loop: Callable[[asyncio.AbstractEventLoop], None] | None = None
         """Called (before anything changes) when a timeout is entered on a loop other
@@ -52,11 +44,17 @@ class DeadlineWheel:
 
 
 class _WheelTimeout:
-    __slots__ = ("_cancelling", "_entry", "_key", "_seconds", "_wheel")
+    """One use of the wheel; it is also the entry its bucket holds (one object per
+    attempt, not two)."""
+
+    __slots__ = ("_cancelling", "_key", "_seconds", "_wheel", "expired", "task")
+
+    task: asyncio.Task[object]
 
     def __init__(self, wheel: DeadlineWheel, seconds: float) -> None:
         self._wheel = wheel
         self._seconds = seconds
+        self.expired = False
 
     def __enter__(self) -> None:
         task = asyncio.current_task()
@@ -78,8 +76,8 @@ class _WheelTimeout:
         if bucket is None:
             bucket = wheel._buckets[ikey] = set()
             loop.call_at(ikey * res, wheel._fire, ikey)
-        entry = self._entry = _Entry(task)
-        bucket.add(entry)
+        self.task = task
+        bucket.add(self)
         self._key = ikey
 
     def __exit__(
@@ -88,13 +86,12 @@ class _WheelTimeout:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        entry = self._entry
-        if not entry.expired:
+        if not self.expired:
             bucket = self._wheel._buckets.get(self._key)
             if bucket is not None:
-                bucket.discard(entry)
+                bucket.discard(self)
             return
-        if exc_type is asyncio.CancelledError and entry.task.uncancel() <= self._cancelling:
+        if exc_type is asyncio.CancelledError and self.task.uncancel() <= self._cancelling:
             raise TimeoutError from exc
 
     async def __aenter__(self) -> None:

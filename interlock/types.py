@@ -384,18 +384,22 @@ class ChatCompletionChunk:
             if len(c) > 4:
                 choice.extra = extra_fields(c, _CHOICE | {"delta"})
             choices.append(choice)
-        u = d.get("usage")
+        # Positional construction: this runs for every chunk of every stream.
+        get = d.get
+        u = get("usage")
         return cls(
-            id=str(d.get("id", "")),
-            model=str(d.get("model", "")),
-            choices=choices,
-            usage=Usage.from_dict(u) if u else None,
-            created=int(d.get("created") or 0),
-            deployment_id=deployment_id,
-            group=group,
-            system_fingerprint=d.get("system_fingerprint"),
-            service_tier=d.get("service_tier"),
-            extra=extra_fields(d, _CHUNK),
+            str(get("id", "")),
+            str(get("model", "")),
+            choices,
+            Usage.from_dict(u) if u else None,
+            int(get("created") or 0),
+            "chat.completion.chunk",
+            deployment_id,
+            group,
+            False,
+            get("system_fingerprint"),
+            get("service_tier"),
+            extra_fields(d, _CHUNK),
         )
 
     def to_dict(self) -> dict[str, Any]:

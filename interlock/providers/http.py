@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 import aiohttp
 import orjson
 from aiohttp import ClientRequest
-from aiohttp.connector import Connection
 from aiohttp.http_exceptions import HttpProcessingError
 from yarl import URL
 
@@ -71,30 +70,29 @@ ErrorMapper = Callable[[Deployment, int, Mapping[str, str], bytes, "str | None"]
 S = TypeVar("S", bound=ChunkSource)
 
 
-_reused: ContextVar[bool] = ContextVar("interlock_connection_reused", default=False)
-"""Whether the sending task's last request went out on a connection used before."""
-
-
-_USED = "_interlock_used"
-"""The attribute that marks a protocol (a connection) one request has gone out on."""
+_made: ContextVar[int] = ContextVar("interlock_connection_made", default=0)
+"""The serial number (`_PoolConnector.made`) of the last connection the sending task
+opened: a request that failed without raising it went out on a pooled connection."""
 
 
 class _PoolConnector(aiohttp.TCPConnector):
-    """aiohttp's pooled connector, telling `send` (through `_reused`, a context
-    variable of the sending task) whether a request went out on a connection an
-    earlier request had used: one taken from the keep-alive pool."""
+    """aiohttp's pooled connector, numbering the connections it opens and telling the
+    task that opened one (through `_made`, a context variable of the task).
 
-    async def connect(self, req: ClientRequest, *args: Any, **kwargs: Any) -> Connection:
-        conn = await super().connect(req, *args, **kwargs)
-        protocol = conn.protocol
-        if protocol is not None:
-            # A mark on the connection's protocol object (it lives as long as the
-            # connection): far cheaper per request than a weak set of them.
-            if getattr(protocol, _USED, False):
-                _reused.set(True)
-            else:
-                setattr(protocol, _USED, True)
-        return conn
+    Only the opening of a new connection is hooked, not every `connect`: a request on
+    a pooled connection (the common case) pays nothing, and `send` reads one class
+    attribute before the request to tell afterwards whether it went out on a new
+    connection or on one taken from the keep-alive pool.
+    """
+
+    made = 0
+    """Connections opened by every `_PoolConnector` so far (grows only)."""
+
+    async def _create_connection(self, req: ClientRequest, *args: Any, **kwargs: Any) -> Any:
+        proto = await super()._create_connection(req, *args, **kwargs)
+        _PoolConnector.made += 1
+        _made.set(_PoolConnector.made)
+        return proto
 
 
 class HttpClient:
@@ -265,13 +263,21 @@ async def send(
     produced no answer can be asked again). On a new connection the same failure is
     the deployment's, and is not repeated.
     """
-    _reused.set(False)
+    before = _PoolConnector.made
     try:
         return await client.session.post(url, data=body, headers=headers)
     except aiohttp.ClientError as exc:
-        if not (_reused.get() and is_stale_connection(exc)):
+        # The task opened no connection since `before`: the request used a pooled one.
+        if not (_made.get() <= before and is_stale_connection(exc)):
             raise
-    # Outside the except block, so a second failure does not carry the first.
+    return await resend(client, url, body, headers)
+
+
+async def resend(
+    client: HttpClient, url: URL, body: bytes, headers: Mapping[str, str]
+) -> aiohttp.ClientResponse:
+    """`send`'s second try, on a new connection: called outside the ``except`` block
+    that saw the first failure, so a second failure does not carry the first."""
     return await client.fresh_session.post(url, data=body, headers=headers)
 
 
@@ -517,7 +523,17 @@ async def post_bytes(
         client = client.networks.get(d.id or "", client)
     try:
         with deadlines.timeout(timeout):
-            async with await send(client, url, body, headers) as resp:
+            # `send`, inlined: one coroutine frame less on every resumption of a request.
+            before = _PoolConnector.made
+            try:
+                resp = await client.session.post(url, data=body, headers=headers)
+            except aiohttp.ClientError as exc:
+                if not (_made.get() <= before and is_stale_connection(exc)):
+                    raise
+                resp = None
+            if resp is None:
+                resp = await resend(client, url, body, headers)
+            async with resp:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise error(d, resp.status, resp.headers, raw, secret)

@@ -232,4 +232,5 @@ class NativeStream:
     def close(self) -> None:
         if not self._done:
             self._done = True
+            self._reader.close()
             self._resp.close()

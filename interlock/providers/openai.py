@@ -234,6 +234,7 @@ class OpenAIStream:
     def close(self) -> None:
         if not self._done:
             self._done = True
+            self._reader.close()
             self._resp.close()
 
 

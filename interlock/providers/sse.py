@@ -29,43 +29,108 @@ class SSEReader:
 
     `read()` returns None at a clean end of the body and raises `EventTooLong` for a
     line over `MAX_LINE`; transport failures propagate as aiohttp/OS errors (and a
-    stall as TimeoutError) for `read_error` to map.
+    read that waited `idle_timeout` seconds without an event as TimeoutError) for
+    `read_error` to map. Call `close()` when done with the stream.
+
+    The idle timeout is one lazy loop timer per stream, not one per read: each read
+    notes when it started, and the timer, when it fires, cancels a read that has been
+    waiting for `idle_timeout` or sets itself again for when the current read would
+    reach it. `asyncio.timeout()` per read scheduled and cancelled a timer handle per
+    chunk: with thousands of open streams the loop's timer heap held as many
+    cancelled handles, and every chunk paid for pushing one more onto it.
     """
 
-    __slots__ = ("_content", "_idle_timeout")
+    __slots__ = (
+        "_cancelling",
+        "_content",
+        "_expired",
+        "_idle_timeout",
+        "_loop",
+        "_since",
+        "_task",
+        "_timer",
+    )
 
     def __init__(self, response: aiohttp.ClientResponse, idle_timeout: float | None) -> None:
         self._content = response.content
         self._idle_timeout = idle_timeout
+        self._task: asyncio.Task[object] | None = None
+        """The task in `read()`, while it waits."""
+        self._since = 0.0
+        self._cancelling = 0
+        self._expired = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def read(self) -> bytes | None:
-        if self._idle_timeout is None:
-            return await self._read_event()
-        async with asyncio.timeout(self._idle_timeout):
-            return await self._read_event()
-
-    async def _read_event(self) -> bytes | None:
+        # hot path: runs for every chunk of every stream, so the idle timer's upkeep
+        # and the line loop share one coroutine (a frame less on every resumption).
+        idle = self._idle_timeout
+        task: asyncio.Task[object] | None = None
+        if idle is not None:
+            task = asyncio.current_task()
+            if task is None:
+                raise RuntimeError("SSEReader.read() must be awaited inside an asyncio task")
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = task.get_loop()
+            self._since = now = loop.time()
+            self._cancelling = task.cancelling()
+            self._task = task
+            if self._timer is None:
+                self._timer = loop.call_at(now + idle, self._check)
         data: list[bytes] = []
         readline = self._content.readline
-        while True:
-            try:
-                line = await readline()
-            except (HttpProcessingError, ValueError):
-                # aiohttp's "line too long" (LineTooLong; a ValueError before 3.10)
-                # quotes the line: raised below, off the chain.
-                break
-            if not line:
-                return b"\n".join(data) if data else None
-            line = line.rstrip(b"\r\n")
-            if not line:
-                if data:
-                    return b"\n".join(data)
-                continue
-            if line.startswith(b"data:"):
-                value = line[5:]
-                data.append(value[1:] if value.startswith(b" ") else value)
-            # "event:", "id:", "retry:" and ":" comments carry nothing we use.
+        try:
+            while True:
+                try:
+                    line = await readline()
+                except (HttpProcessingError, ValueError):
+                    # aiohttp's "line too long" (LineTooLong; a ValueError before 3.10)
+                    # quotes the line: raised below, off the chain.
+                    break
+                if not line:
+                    return b"\n".join(data) if data else None
+                line = line.rstrip(b"\r\n")
+                if not line:
+                    if data:
+                        return data[0] if len(data) == 1 else b"\n".join(data)
+                    continue
+                if line.startswith(b"data:"):
+                    value = line[5:]
+                    data.append(value[1:] if value.startswith(b" ") else value)
+                # "event:", "id:", "retry:" and ":" comments carry nothing we use.
+        except asyncio.CancelledError:
+            expired, self._expired = self._expired, False
+            # Like asyncio.timeout: only our own cancel becomes a TimeoutError.
+            if task is not None and expired and task.uncancel() <= self._cancelling:
+                raise TimeoutError from None
+            raise
+        finally:
+            self._task = None
         raise EventTooLong(f"a line of the stream is longer than {MAX_LINE} bytes")
+
+    def _check(self) -> None:
+        """The timer fired: time out a read waiting for `idle_timeout`, else set the
+        timer for when the waiting read would reach it (none waiting: stop; the next
+        read starts it again)."""
+        task, loop, idle = self._task, self._loop, self._idle_timeout
+        if task is None or loop is None or idle is None:
+            self._timer = None
+            return
+        due = self._since + idle
+        if loop.time() >= due:
+            self._timer = None
+            self._expired = True
+            task.cancel()
+        else:
+            self._timer = loop.call_at(due, self._check)
+
+    def close(self) -> None:
+        """Stop the idle timer (it holds this reader until it fires)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def read_error(d: Deployment, exc: Exception, chunks: int) -> InterlockError | None:

@@ -16,6 +16,7 @@ import pytest
 
 from benchmarks.faults import measure_faults
 from benchmarks.instructions import count_instructions
+from benchmarks.instructions_wire import count_wire_instructions
 from benchmarks.observability import VARIANTS, measure_observability
 from benchmarks.scale import measure_scale
 from benchmarks.streaming import measure_streaming
@@ -129,3 +130,17 @@ def test_instruction_counts_under_callgrind(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="needs valgrind"):
         count_instructions("weighted", 4, picks=100)
+
+
+def test_wire_instruction_counts_under_callgrind(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="side"):
+        count_wire_instructions("litellm")
+    if shutil.which("valgrind") is None:
+        monkeypatch.setattr(shutil, "which", lambda name: None)
+        with pytest.raises(RuntimeError, match="needs valgrind"):
+            count_wire_instructions("router", requests=10, concurrency=1)
+        return
+    # A request over loopback is hundreds of thousands of client instructions; the
+    # count is per request, not per run.
+    n = count_wire_instructions("router", requests=20, concurrency=2)
+    assert 50_000 < n < 5_000_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -145,3 +146,53 @@ def test_pick_runs_the_real_pipeline_and_settles_every_reservation() -> None:
     assert sum(d.successes for d in stats.deployments) == picks
     # least-busy with every deployment idle breaks ties at random: all get picks.
     assert chosen == {d.id for d in stats.deployments}
+
+
+def test_streaming_scale_is_registered_and_its_quick_variant_is_small() -> None:
+    sc = next(s for s in SCENARIOS if s.name == "streaming-scale")
+    assert sc.full == {}  # the defaults: 2,000 streams of 200 chunks, 20 ms apart
+    # CI runs --quick: a few seconds at most.
+    assert sc.quick["streams"] * sc.quick["chunks"] <= 2_000
+    assert sc.quick["chunks"] * sc.quick["interval"] <= 0.5
+
+
+def test_with_litellm_installs_it_with_this_interpreters_pip_only_when_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+    import sys
+
+    from benchmarks import suite
+
+    calls: list[list[str]] = []
+
+    def pip(status: int) -> Callable[[list[str]], int]:
+        def run(cmd: list[str]) -> int:
+            calls.append(cmd)
+            return status
+
+        return run
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    assert suite.ensure_litellm(pip(0)) is True
+    assert calls == []  # already there: nothing installed
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert suite.ensure_litellm(pip(1)) is False
+    assert calls == [[sys.executable, "-m", "pip", "install", "--quiet", "litellm"]]
+
+
+def test_docs_and_readme_refuse_a_quick_run(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--quick", "--only", "faults", "--docs", "docs/benchmarks.md"]) == 2
+    assert "full run" in capsys.readouterr().err
+
+
+def test_litellm_is_not_a_dependency_of_interlock() -> None:
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parents[3] / "pyproject.toml").read_text())[
+        "project"
+    ]
+    extras = project["optional-dependencies"].values()
+    deps = [*project["dependencies"], *(d for ds in extras for d in ds)]
+    assert not [d for d in deps if d.lower().startswith("litellm")]

@@ -1,8 +1,13 @@
-"""`OpenChoices`: when a stream of chat chunks holds a complete answer."""
+"""`OpenChoices`: when a stream of chat chunks holds a complete answer; `SSEReader`'s
+idle timeout (one lazy timer per stream)."""
 
 from __future__ import annotations
 
-from interlock.providers.sse import OpenChoices
+import asyncio
+
+import pytest
+
+from interlock.providers.sse import OpenChoices, SSEReader
 from interlock.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice
 
 
@@ -36,3 +41,78 @@ def test_a_stream_without_any_choice_is_not_complete() -> None:
     c = OpenChoices()
     c.note(ChatCompletionChunk("c", "m", []))
     assert not c.complete
+
+
+# --- SSEReader's idle timeout: one lazy timer per stream -------------------------------
+
+
+class _Lines:
+    """A response whose body lines arrive when the test puts them."""
+
+    def __init__(self) -> None:
+        self.content = self
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def readline(self) -> bytes:
+        return await self.queue.get()
+
+
+def _reader(idle: float | None) -> tuple[SSEReader, _Lines]:
+    lines = _Lines()
+    return SSEReader(lines, idle_timeout=idle), lines  # type: ignore[arg-type]
+
+
+async def test_reads_spaced_under_the_idle_timeout_never_time_out_however_long_the_stream() -> None:
+    reader, lines = _reader(0.05)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i in range(8):  # 8 x 20 ms: the stream lasts over three idle timeouts
+        loop.call_later(0.02, lines.queue.put_nowait, f"data: {i}\n".encode())
+        loop.call_later(0.02, lines.queue.put_nowait, b"\n")
+        assert await reader.read() == str(i).encode()
+    assert loop.time() - start > 0.1
+    reader.close()
+
+
+async def test_a_read_waiting_past_the_idle_timeout_raises_timeout_error() -> None:
+    reader, lines = _reader(0.03)
+    lines.queue.put_nowait(b"data: 1\n")
+    lines.queue.put_nowait(b"\n")
+    assert await reader.read() == b"1"
+    with pytest.raises(TimeoutError):
+        await reader.read()  # nothing more comes
+
+
+async def test_time_between_reads_is_the_callers_and_does_not_count() -> None:
+    reader, lines = _reader(0.03)
+    for _ in range(2):
+        lines.queue.put_nowait(b"data: x\n")
+        lines.queue.put_nowait(b"\n")
+    assert await reader.read() == b"x"
+    await asyncio.sleep(0.08)  # the caller is slow; the idle timer fires meanwhile
+    assert await reader.read() == b"x"
+    reader.close()
+
+
+async def test_a_cancel_from_outside_stays_a_cancel() -> None:
+    reader, _ = _reader(10.0)
+    task = asyncio.create_task(reader.read())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    reader.close()
+
+
+async def test_close_stops_the_timer_and_no_timer_without_an_idle_timeout() -> None:
+    reader, lines = _reader(10.0)
+    lines.queue.put_nowait(b"data: 1\n\n")
+    lines.queue.put_nowait(b"\n")
+    assert await reader.read() == b"1"
+    assert reader._timer is not None
+    reader.close()
+    assert reader._timer is None
+    plain, lines = _reader(None)
+    lines.queue.put_nowait(b"")
+    assert await plain.read() is None
+    assert plain._timer is None
