@@ -26,7 +26,8 @@ from interlock.presets import preset_for
 from interlock.providers.azure import DEFAULT_AZURE_API_VERSION
 from interlock.providers.http import (
     HttpClient,
-    _reused,
+    _made,
+    _PoolConnector,
     error_from_response,
     is_stale_connection,
     typed_error,
@@ -234,7 +235,7 @@ class EndpointClient:
         url = self.url(d, wire, _PATHS[endpoint])
         try:
             with self._deadlines.timeout(timeout):
-                async with await _send(self._client, "POST", url, body, headers) as resp:
+                async with await _send(self._client, d, "POST", url, body, headers) as resp:
                     raw = await resp.read()
                     if resp.status >= 400:
                         raise _error(d, resp.status, resp.headers, raw, t.secret)
@@ -264,7 +265,7 @@ class EndpointClient:
         resp: aiohttp.ClientResponse | None = None
         try:
             with self._deadlines.timeout(timeout):
-                resp = await _send(self._client, method, url, body, {**t.headers, **headers})
+                resp = await _send(self._client, d, method, url, body, {**t.headers, **headers})
                 if resp.status >= 400:
                     raw = await resp.read()
                     if answers and not _failed(resp.status):
@@ -298,7 +299,7 @@ class EndpointClient:
         try:
             with self._deadlines.timeout(timeout):
                 async with await _send(
-                    self._client, method, url, body, {**t.headers, **headers}
+                    self._client, d, method, url, body, {**t.headers, **headers}
                 ) as resp:
                     raw = await resp.read()
                     if _failed(resp.status):
@@ -342,15 +343,24 @@ def _error(
 
 
 async def _send(
-    client: HttpClient, method: str, url: URL, body: bytes | None, headers: Mapping[str, str]
+    client: HttpClient,
+    d: Deployment,
+    method: str,
+    url: URL,
+    body: bytes | None,
+    headers: Mapping[str, str],
 ) -> aiohttp.ClientResponse:
     """`http.send` for any method: one resend on a fresh connection when a pooled one
-    turns out to have been closed by the server before any of the response came."""
-    _reused.set(False)
+    turns out to have been closed by the server before any of the response came.
+    Sent through the deployment's own proxy/TLS client when it has one."""
+    if client.networks is not None:
+        client = client.networks.get(d.id or "", client)
+    before = _PoolConnector.made
     try:
         return await client.session.request(method, url, data=body, headers=headers)
     except aiohttp.ClientError as exc:
-        if not (_reused.get() and is_stale_connection(exc)):
+        # The task opened no connection since `before`: the request used a pooled one.
+        if not (_made.get() <= before and is_stale_connection(exc)):
             raise
     return await client.fresh_session.request(method, url, data=body, headers=headers)
 

@@ -133,7 +133,10 @@ async def _open(
     resp: aiohttp.ClientResponse | None = None
     try:
         with transport._deadlines.timeout(timeout):
-            resp = await send(transport._client, responses_url(transport, d), body, headers)
+            client = transport._client
+            if client.networks is not None:  # a deployment with a proxy or TLS settings
+                client = client.networks.get(d.id or "", client)
+            resp = await send(client, responses_url(transport, d), body, headers)
             if resp.status >= 400:
                 raw = await resp.read()
                 raise openai_error(d, resp.status, resp.headers, raw, ep.secret)
