@@ -262,8 +262,8 @@ class ResponsesParams(TypedDict, total=False):
 
     `previous_response_id` continues a stored response (the router sends it to the
     deployment that stored it); anything else the provider takes (OpenAI's
-    ``metadata`` included) goes in `extra_body`, merged into the request body; `extra_headers` are sent as HTTP
-    headers with this call only.
+    ``metadata`` included) goes in `extra_body`, merged into the request body;
+    `extra_headers` are sent as HTTP headers with this call only.
     """
 
     instructions: str

@@ -26,6 +26,7 @@ from interlock import (
     ConfigError,
     HedgePolicy,
     InternalServerError,
+    ResponseResult,
     ResponseStream,
     Router,
     StreamInterruptedError,
@@ -331,8 +332,9 @@ async def test_a_responses_call_is_a_chat_span(traces: Traces, stream: bool) -> 
     async with upstreams(2, reply="Paris.", stream_chunks=3) as ups:
         ups[0].push(Fault.status(500))
         async with router(ups, traces) as r:
-            got = await r.aresponses(
-                "g", "Capital of France?", stream=stream, max_output_tokens=32, request_id="rs-1"
+            mode: dict[str, Any] = {"stream": stream}
+            got: ResponseResult | ResponseStream = await r.aresponses(
+                "g", "Capital of France?", max_output_tokens=32, request_id="rs-1", **mode
             )
             if isinstance(got, ResponseStream):
                 # The call span ends with the stream (the failed attempt's has ended).
@@ -359,7 +361,8 @@ async def test_a_responses_call_is_a_chat_span(traces: Traces, stream: bool) -> 
     assert attrs(second)["interlock.deployment.id"] == "u1"
     assert attrs(second)["gen_ai.usage.output_tokens"] == result.usage.output_tokens
     for span in (first, second):
-        assert span.parent is not None and span.parent.span_id == call.context.span_id
+        assert span.parent is not None
+        assert span.parent.span_id == call.context.span_id
     assert not traces.open.open
 
 

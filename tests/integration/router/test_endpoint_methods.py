@@ -124,15 +124,19 @@ async def test_events_and_result_carry_the_callers_id_tags_and_metadata(name: st
         )
         other = await finish(await call(router))
     assert result.request_id == f"req-{name}"
-    assert other.request_id and other.request_id != result.request_id
+    assert other.request_id
+    assert other.request_id != result.request_id
     start, start2 = hook.starts
     assert (start.request_id, start.group, start.requested, start.kind) == (
-        f"req-{name}", group, group, kind
+        f"req-{name}",
+        group,
+        group,
+        kind,
     )
     assert start.tags == {"batch", "eu"}
     assert start.metadata is meta  # handed on as it is, never copied
     ok, ok2 = hook.successes
-    assert (ok.request_id, ok.group, ok.tags) == (f"req-{name}", group, {"batch", "eu"})
+    assert (ok.request_id, ok.group, ok.tags) == (f"req-{name}", group, frozenset({"batch", "eu"}))
     assert ok.metadata is meta
     # Without the keywords: a fresh id, the same on events and result; empty metadata.
     assert start2.request_id == ok2.request_id == other.request_id
@@ -154,7 +158,7 @@ async def test_an_error_and_its_failure_event_carry_the_id(name: str) -> None:
             await call(router, tags=["t"], metadata={"tenant": "acme"}, request_id="req-err")
     assert info.value.request_id == "req-err"
     (failure,) = hook.failures
-    assert (failure.request_id, failure.group, failure.tags) == ("req-err", group, {"t"})
+    assert (failure.request_id, failure.group, failure.tags) == ("req-err", group, frozenset({"t"}))
     assert failure.metadata == {"tenant": "acme"}
     assert hook.successes == []
 

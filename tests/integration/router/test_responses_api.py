@@ -10,6 +10,7 @@ SDK's types check the bodies sent, the fakes' answers and the results returned
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -429,10 +430,10 @@ async def test_events_result_and_stream_carry_the_callers_id_tags_and_metadata(
         upstreams(1, reply=REPLY, stream_chunks=3) as ups,
         router_over(ups, hooks=[hook], deployment={"tags": ["eu"]}) as router,
     ):
-        got = await router.aresponses(
-            "g", "Tell me a pangram.", stream=stream, tags=["eu"], metadata=meta,
-            request_id="resp-1",
-        )  # fmt: skip
+        mode: dict[str, Any] = {"stream": stream}
+        got: ResponseResult | ResponseStream = await router.aresponses(
+            "g", "Tell me a pangram.", tags=["eu"], metadata=meta, request_id="resp-1", **mode
+        )
         if isinstance(got, ResponseStream):
             assert got.request_id == "resp-1"
             await drain(got)
@@ -440,7 +441,7 @@ async def test_events_result_and_stream_carry_the_callers_id_tags_and_metadata(
             result = got.response
         else:
             result = got
-        fresh = await router.aresponses("g", "Again.", stream=stream)
+        fresh: ResponseResult | ResponseStream = await router.aresponses("g", "Again.", **mode)
         if isinstance(fresh, ResponseStream):
             await drain(fresh)
     assert result.request_id == "resp-1"
@@ -448,14 +449,18 @@ async def test_events_result_and_stream_carry_the_callers_id_tags_and_metadata(
     openai_response(result.to_dict())
     start, start2 = hook.starts
     assert (start.request_id, start.group, start.kind, start.stream) == (
-        "resp-1", "g", "responses", stream
+        "resp-1",
+        "g",
+        "responses",
+        stream,
     )
     assert start.tags == {"eu"}
     assert start.metadata is meta
     ok, ok2 = hook.successes
-    assert (ok.request_id, ok.group, ok.tags) == ("resp-1", "g", {"eu"})
+    assert (ok.request_id, ok.group, ok.tags) == ("resp-1", "g", frozenset({"eu"}))
     assert ok.metadata is meta
-    assert ok.input_tokens and ok.output_tokens == 11
+    assert ok.input_tokens
+    assert ok.output_tokens == 11
     assert start2.request_id == ok2.request_id == fresh.request_id != "resp-1"
     assert dict(ok2.metadata) == {}
     # The caller's metadata is interlock's: never sent to the provider.
@@ -512,9 +517,9 @@ async def test_an_affinity_error_carries_the_request_id() -> None:
 async def test_bad_request_ids_and_metadata_are_refused() -> None:
     async with upstreams(1, reply=REPLY) as ups, router_over(ups) as router:
         with pytest.raises(TypeError, match="request_id must be a str"):
-            await router.aresponses("g", "hi", request_id=b"x")  # type: ignore[arg-type]
+            await router.aresponses("g", "hi", request_id=b"x")  # type: ignore[call-overload]
         with pytest.raises(ValueError, match="request_id must be 1 to 256"):
             await router.aresponses("g", "hi", request_id="")
         with pytest.raises(TypeError, match="metadata must be a mapping"):
-            await router.aresponses("g", "hi", metadata=[("k", "v")])  # type: ignore[arg-type]
+            await router.aresponses("g", "hi", metadata=[("k", "v")])  # type: ignore[call-overload]
     assert ups[0].request_count == 0
