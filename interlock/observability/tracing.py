@@ -6,8 +6,8 @@ client spans (https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-spans/):
 - the **call span** (kind INTERNAL: it makes no request itself) is named
   ``{gen_ai.operation.name} {gen_ai.request.model}`` with the model the caller asked
   for (a group or an alias): ``chat gpt-4o``; ``embeddings embed``. A Responses API
-  call (`Router.aresponses`) is an inference like chat, and the conventions have no
-  operation of its own for it: ``chat``, as OpenAI's own instrumentation names it.
+  call (`Router.aresponses`) is a chat model's inference, and the conventions have
+  no operation of its own for it: ``chat``.
   The conventions define no operation for `Router.call` and the endpoints of
   docs/endpoints.md (images, transcription, speech, moderation, rerank,
   passthrough): their spans are ``interlock.{kind} {model}`` (``interlock.call g``,
