@@ -119,6 +119,9 @@ class ImagesResponse:
     deployment_id: str = ""
     group: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    request_id: str = ""
+    """The id of the router call that returned it (the call's ``request_id=`` or one the
+    router made): also on its hook events, spans and errors. Not in `to_dict()`."""
 
     @classmethod
     def from_dict(
@@ -146,6 +149,9 @@ class Transcription:
     deployment_id: str = ""
     group: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    request_id: str = ""
+    """The id of the router call that returned it (the call's ``request_id=`` or one the
+    router made): also on its hook events, spans and errors. Not in `to_dict()`."""
 
     @classmethod
     def from_dict(
@@ -179,6 +185,9 @@ class ModerationResponse:
     deployment_id: str = ""
     group: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    request_id: str = ""
+    """The id of the router call that returned it (the call's ``request_id=`` or one the
+    router made): also on its hook events, spans and errors. Not in `to_dict()`."""
 
     @classmethod
     def from_dict(
@@ -216,6 +225,9 @@ class RerankResponse:
     deployment_id: str = ""
     group: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    request_id: str = ""
+    """The id of the router call that returned it (the call's ``request_id=`` or one the
+    router made): also on its hook events, spans and errors. Not in `to_dict()`."""
 
     @classmethod
     def from_dict(
@@ -255,6 +267,9 @@ class PassthroughResponse:
     """The token usage the body reported (OpenAI's ``usage``), if any."""
     deployment_id: str = ""
     group: str = ""
+    request_id: str = ""
+    """The id of the router call that returned it (the call's ``request_id=`` or one the
+    router made): also on its hook events, spans and errors."""
 
     @property
     def ok(self) -> bool:

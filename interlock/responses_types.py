@@ -132,6 +132,11 @@ class ResponseResult:
     deployment_id: str = ""
     """The deployment that served (and, with ``store``, holds) this response."""
     group: str = ""
+    request_id: str = ""
+    """The id of the router call that returned it (`Router.aresponses`'s
+    ``request_id=``, or one the router made): also on that call's hook events, spans
+    and errors. A routing field like `deployment_id`: not in `to_dict()`; not the
+    provider's response `id`."""
 
     @property
     def output_text(self) -> str:
@@ -256,9 +261,9 @@ class ResponsesParams(TypedDict, total=False):
     https://platform.openai.com/docs/api-reference/responses/create.
 
     `previous_response_id` continues a stored response (the router sends it to the
-    deployment that stored it); anything else the provider takes goes in
-    `extra_body`, merged into the request body; `extra_headers` are sent as HTTP
-    headers with this call only.
+    deployment that stored it); anything else the provider takes (OpenAI's
+    ``metadata`` included) goes in `extra_body`, merged into the request body;
+    `extra_headers` are sent as HTTP headers with this call only.
     """
 
     instructions: str
@@ -276,7 +281,8 @@ class ResponsesParams(TypedDict, total=False):
     text: Mapping[str, Any]
     truncation: str
     include: Sequence[str]
-    metadata: Mapping[str, str]
+    # No `metadata`: that keyword is interlock's own (handed to hooks, as on
+    # `acompletion`); OpenAI's ``metadata`` goes in ``extra_body={"metadata": {...}}``.
     user: str
     safety_identifier: str
     prompt_cache_key: str

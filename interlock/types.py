@@ -54,7 +54,20 @@ __all__ = [
     "token_count",
 ]
 
-RequestKind = Literal["chat", "embedding", "call", "responses"]
+RequestKind = Literal[
+    "chat",
+    "embedding",
+    "call",
+    "responses",
+    "images",
+    "transcription",
+    "speech",
+    "moderation",
+    "rerank",
+    "passthrough",
+]
+"""What a request is: the method that made it (``Router.call`` is ``"call"``; the
+endpoints of docs/endpoints.md are named as `interlock.Endpoint` names them)."""
 
 
 class _NoMetadata(Mapping[str, Any]):

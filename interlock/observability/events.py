@@ -66,7 +66,9 @@ class RequestStartEvent(NamedTuple):
     requested: str
     """The name the caller asked for."""
     kind: str
-    """``"chat"``, ``"embedding"``, ``"responses"`` or ``"call"``."""
+    """``"chat"``, ``"embedding"``, ``"responses"``, ``"call"``, or the endpoint of
+    docs/endpoints.md (``"images"``, ``"transcription"``, ``"speech"``,
+    ``"moderation"``, ``"rerank"``, ``"passthrough"``)."""
     stream: bool
     request_id: str
     """The call's id (see `Request.id`)."""

@@ -5,8 +5,14 @@ client spans (https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-spans/):
 
 - the **call span** (kind INTERNAL: it makes no request itself) is named
   ``{gen_ai.operation.name} {gen_ai.request.model}`` with the model the caller asked
-  for (a group or an alias): ``chat gpt-4o``; ``embeddings embed``. A `Router.call`
-  has no GenAI operation: its span is ``interlock.call {group}``.
+  for (a group or an alias): ``chat gpt-4o``; ``embeddings embed``. A Responses API
+  call (`Router.aresponses`) is a chat model's inference, and the conventions have
+  no operation of its own for it: ``chat``.
+  The conventions define no operation for `Router.call` and the endpoints of
+  docs/endpoints.md (images, transcription, speech, moderation, rerank,
+  passthrough): their spans are ``interlock.{kind} {model}`` (``interlock.call g``,
+  ``interlock.images g``) with ``interlock.operation`` set to that kind, and no
+  ``gen_ai.operation.name``.
 - each **attempt span** (kind CLIENT: one request to one provider) is named alike
   with the deployment's own model, and carries ``gen_ai.provider.name`` (the
   convention's value for the deployment's provider: ``openai``, ``azure.ai.openai``,
@@ -64,7 +70,7 @@ PROVIDER_NAMES: Mapping[str, str] = {
 providers (together, fireworks, openrouter, vllm, ollama, custom) are named as
 configured, as the conventions allow for a provider they do not list."""
 
-_OPERATION = {"chat": "chat", "embedding": "embeddings"}
+_OPERATION = {"chat": "chat", "embedding": "embeddings", "responses": "chat"}
 
 # Request parameters the conventions name (gen_ai.request.*), by our parameter name.
 _PARAMS = {
@@ -151,7 +157,8 @@ class Tracing:
             attrs["gen_ai.operation.name"] = op
             attrs["gen_ai.request.model"] = request.requested
         else:
-            name = f"interlock.call {request.requested}"
+            name = f"interlock.{request.kind} {request.requested}"
+            attrs["interlock.operation"] = request.kind
         if request.tags:
             attrs["interlock.tags"] = sorted(request.tags)
         if request.stream:
@@ -308,7 +315,7 @@ class CallTrace:
                 _response(winner[0], result, False)
         if winner is not None:
             w = winner[0]
-            usage = getattr(result, "usage", None)
+            usage = _usage_of(result)
             if usage is not None:
                 _usage(span, usage)
             w.end(end_time=winner[1])
@@ -341,6 +348,17 @@ class CallTrace:
         if outcome is not None:
             self.span.set_attribute("interlock.outcome", outcome)
         self.end(error)
+
+
+def _usage_of(result: object) -> Usage | None:
+    """A result's usage as a chat `Usage` (a Responses API result's own `usage` says
+    ``input_tokens``/``output_tokens`` and converts itself)."""
+    usage = getattr(result, "usage", None)
+    if usage is None or isinstance(usage, Usage):
+        return usage
+    convert = getattr(usage, "as_usage", None)
+    converted = convert() if callable(convert) else None
+    return converted if isinstance(converted, Usage) else None
 
 
 def _failed(tracing: Tracing, span: Span, error: BaseException) -> None:

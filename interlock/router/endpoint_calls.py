@@ -212,6 +212,7 @@ def complete_result(result: R, attempt: Attempt) -> R:
     """Settle with the usage the body reported (the estimate stands without one)."""
     u = result.usage if not isinstance(result, ModerationResponse) else None
     attempt.succeeded(u.total_tokens if u is not None else None, u)
+    result.request_id = attempt.request.id
     return result
 
 
@@ -222,6 +223,7 @@ def complete_passthrough(
         return ByteStream(result, attempt)
     u = result.usage
     attempt.succeeded(u.total_tokens if u is not None else None, u)
+    result.request_id = attempt.request.id
     return result
 
 
@@ -238,6 +240,8 @@ class ByteStream:
     when the call's deadline has passed between two reads (`DeadlineExceededError`,
     not counted), or when the caller stops early (`aclose()`, ``async with``, or
     dropping it). A failure before the first bytes was retried like any other.
+    `request_id` is the call's id (as on its hook events, spans and errors); with
+    tracing on, the call's span ends with the body.
     """
 
     __slots__ = (
@@ -249,6 +253,7 @@ class ByteStream:
         "deployment_id",
         "group",
         "headers",
+        "request_id",
         "status",
         "ttft",
     )
@@ -261,6 +266,7 @@ class ByteStream:
         self.headers = source.headers
         self.deployment_id = attempt.state.id
         self.group = attempt.state.group
+        self.request_id = attempt.request.id
         self.ttft = attempt.attempts.clock.now() - attempt.started
         """Seconds from sending the request to its first bytes."""
         self.bytes_read = 0
@@ -299,6 +305,9 @@ class ByteStream:
             raise
         if data is None:
             attempt.succeeded(None, None, self.ttft)
+            trace = attempt.request.trace
+            if trace is not None:
+                trace.stream_ended(None, None)
             raise StopAsyncIteration
         self.bytes_read += len(data)
         return data
@@ -308,12 +317,19 @@ class ByteStream:
         return b"".join([b async for b in self])
 
     def _failed(self, exc: InterlockError) -> None:
+        exc.request_id = self.request_id
         attempt = self._attempt
         if attempt.open:
             attempts = attempt.attempts
             now = attempts.clock.now()
             Ledger.release(attempt, now)
-            attempts.failure(attempt.state, exc, attempt.started, now, attempt.attempt)
+            request = attempt.request
+            attempts.failure(
+                attempt.state, exc, attempt.started, now, attempt.attempt,
+                request=request, handle=attempt,
+            )  # fmt: skip
+            if request.trace is not None:
+                request.trace.stream_ended(None, exc)
 
     def _cut_by_deadline(self) -> DeadlineExceededError:
         self._source.close()
@@ -321,14 +337,19 @@ class ByteStream:
             f"the call's deadline passed after {self.bytes_read} bytes of the body",
             deployment_id=self.deployment_id,
         )
+        err.request_id = self.request_id
         attempt = self._attempt
         if attempt.open:
             attempts = attempt.attempts
             now = attempts.clock.now()
             Ledger.release(attempt, now)
+            request = attempt.request
             attempts.observer.failure(
-                attempt.state, err, attempt.started, now, attempt.attempt, counted=False
-            )
+                attempt.state, err, attempt.started, now, attempt.attempt, counted=False,
+                request=request, handle=attempt,
+            )  # fmt: skip
+            if request.trace is not None:
+                request.trace.stream_ended(None, err)
         return err
 
     def _abandon(self) -> None:
@@ -336,6 +357,10 @@ class ByteStream:
         attempt = self._attempt
         if attempt.open:
             Ledger.settle(attempt, None, attempt.attempts.clock.now(), None)
+            trace = attempt.request.trace
+            if trace is not None:
+                trace.attempt_aborted(attempt, "closed")
+                trace.stream_ended(None, None, "closed")
 
     async def aclose(self) -> None:
         """Stop reading; releases the connection and settles the attempt."""

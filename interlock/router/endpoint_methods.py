@@ -26,7 +26,13 @@ from interlock.endpoint_types import (
 )
 from interlock.providers.endpoints import EndpointClient, FilePart, clean_headers
 from interlock.router.attempt import Send
-from interlock.router.calls import group_of, request_strategy, tag_set
+from interlock.router.calls import (
+    call_metadata,
+    call_request_id,
+    group_of,
+    request_strategy,
+    tag_set,
+)
 from interlock.router.endpoint_calls import (
     ByteStream,
     CapableOnly,
@@ -44,7 +50,7 @@ from interlock.router.traced import TracedPipeline
 from interlock.router.wiring import RouterParts
 from interlock.strategies.base import Strategy, StrategyLike
 from interlock.strategies.registry import resolve_strategy
-from interlock.types import Request
+from interlock.types import Request, new_request_id
 
 __all__ = ["AudioFile", "EndpointMethods"]
 
@@ -72,7 +78,9 @@ _METHODS = frozenset(("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"
 
 class EndpointMethods:
     """`aimage_generation`, `atranscription`, `aspeech`, `amoderation`, `arerank` and
-    `arequest` (see docs/endpoints.md)."""
+    `arequest` (see docs/endpoints.md). Each also takes `timeout`, `tags`, `strategy`,
+    `metadata` and `request_id` as `Router.acompletion` does; the call's id is on its
+    result (`request_id`), hook events, spans and errors."""
 
     __slots__ = ()
 
@@ -89,6 +97,8 @@ class EndpointMethods:
         timeout: float | None = None,
         tags: Sequence[str] = (),
         strategy: StrategyLike | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
         **params: Any,
     ) -> ImagesResponse:
         """Images for `prompt` (OpenAI's ``images.generate``; ``POST /images/generations``).
@@ -96,10 +106,11 @@ class EndpointMethods:
         if not isinstance(prompt, str) or not prompt:
             raise ValueError("prompt must be a non-empty string")
         body = _params(params, IMAGE_PARAMS, "aimage_generation")
-        return await self._typed(
-            "images", model, {"prompt": prompt}, body, _chars(prompt),
-            ImagesResponse, timeout, tags, strategy,
+        request = self._endpoint_request(
+            "images", model, {"prompt": prompt}, body, _chars(prompt), tags, strategy,
+            metadata, request_id,
         )  # fmt: skip
+        return await self._typed(request, ImagesResponse, timeout)
 
     async def atranscription(
         self,
@@ -110,6 +121,8 @@ class EndpointMethods:
         timeout: float | None = None,
         tags: Sequence[str] = (),
         strategy: StrategyLike | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
         **params: Any,
     ) -> Transcription:
         """The text of an audio file (OpenAI's ``audio.transcriptions.create``; a
@@ -118,10 +131,11 @@ class EndpointMethods:
         body = _params(params, TRANSCRIPTION_PARAMS, "atranscription")
         if "stream" in params:
             raise TypeError("atranscription() does not stream; leave out stream")
-        part = await _file_part(file, filename)
-        return await self._typed(
-            "transcription", model, {}, body, 0, Transcription, timeout, tags, strategy, part
+        request = self._endpoint_request(
+            "transcription", model, {}, body, 0, tags, strategy, metadata, request_id
         )
+        part = await _file_part(file, filename)
+        return await self._typed(request, Transcription, timeout, part)
 
     async def aspeech(
         self,
@@ -132,6 +146,8 @@ class EndpointMethods:
         timeout: float | None = None,
         tags: Sequence[str] = (),
         strategy: StrategyLike | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
         **params: Any,
     ) -> ByteStream:
         """Spoken audio of `input` (OpenAI's ``audio.speech.create``), as a `ByteStream`
@@ -145,7 +161,7 @@ class EndpointMethods:
         body = _params(params, SPEECH_PARAMS, "aspeech")
         request = self._endpoint_request(
             "speech", model, {"input": input, "voice": voice}, body, _chars(input), tags,
-            strategy, stream=True,
+            strategy, metadata, request_id, stream=True,
         )  # fmt: skip
         client = EndpointClient(self.parts.http, self.parts.deadlines)
         return await self._run(request, timeout, speech_sender(client), complete_bytes)
@@ -158,6 +174,8 @@ class EndpointMethods:
         timeout: float | None = None,
         tags: Sequence[str] = (),
         strategy: StrategyLike | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
         **params: Any,
     ) -> ModerationResponse:
         """Whether `input` is flagged (OpenAI's ``moderations.create``): a string, a
@@ -166,10 +184,11 @@ class EndpointMethods:
             raise ValueError("input must not be empty")
         body = _params(params, MODERATION_PARAMS, "amoderation")
         text = input if isinstance(input, str) else orjson.dumps(list(input)).decode()
-        return await self._typed(
-            "moderation", model, {"input": input}, body, _chars(text),
-            ModerationResponse, timeout, tags, strategy,
+        request = self._endpoint_request(
+            "moderation", model, {"input": input}, body, _chars(text), tags, strategy,
+            metadata, request_id,
         )  # fmt: skip
+        return await self._typed(request, ModerationResponse, timeout)
 
     async def arerank(
         self,
@@ -181,6 +200,8 @@ class EndpointMethods:
         timeout: float | None = None,
         tags: Sequence[str] = (),
         strategy: StrategyLike | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
         **params: Any,
     ) -> RerankResponse:
         """`documents` ordered by relevance to `query` (``POST /rerank`` as Cohere,
@@ -198,9 +219,10 @@ class EndpointMethods:
         if top_n is not None:
             head["top_n"] = top_n
         est = _chars(query) * len(documents) + sum(_chars(str(d)) for d in documents)
-        return await self._typed(
-            "rerank", model, head, body, est, RerankResponse, timeout, tags, strategy
+        request = self._endpoint_request(
+            "rerank", model, head, body, est, tags, strategy, metadata, request_id
         )
+        return await self._typed(request, RerankResponse, timeout)
 
     async def arequest(
         self,
@@ -216,6 +238,8 @@ class EndpointMethods:
         tags: Sequence[str] = (),
         strategy: StrategyLike | None = None,
         tokens: int = 0,
+        metadata: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
     ) -> PassthroughResponse | ByteStream:
         """Send ``method path`` (relative to the chosen deployment's `api_base`) with
         its credentials, routed like chat. Returns the answer (`PassthroughResponse`),
@@ -239,8 +263,9 @@ class EndpointMethods:
         if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
             raise ValueError(f"tokens must be an int >= 0, got {tokens!r}")
         request = self._endpoint_request(
-            "passthrough", model, None, {}, tokens, tags, strategy, stream=stream
-        )
+            "passthrough", model, None, {}, tokens, tags, strategy, metadata, request_id,
+            stream=stream,
+        )  # fmt: skip
         client = EndpointClient(self.parts.http, self.parts.deadlines)
         send = passthrough_sender(client, verb, rel, body, extra, stream)
         return await self._run(request, timeout, send, complete_passthrough)
@@ -248,19 +273,9 @@ class EndpointMethods:
     # --- shared steps ---------------------------------------------------------------
 
     async def _typed(
-        self,
-        endpoint: Endpoint,
-        model: str,
-        head: Mapping[str, Any],
-        params: dict[str, Any],
-        est: int,
-        kind: type[K],
-        timeout: float | None,
-        tags: Sequence[str],
-        strategy: StrategyLike | None,
-        file: FilePart | None = None,
+        self, request: Request, kind: type[K], timeout: float | None, file: FilePart | None = None
     ) -> K:
-        request = self._endpoint_request(endpoint, model, head, params, est, tags, strategy)
+        endpoint: Endpoint = request.kind  # type: ignore[assignment]  # an endpoint's request
         client = EndpointClient(self.parts.http, self.parts.deadlines)
         send = typed_sender(client, endpoint, parser(endpoint, kind), file)
         return await self._run(request, timeout, send, complete_result)
@@ -274,15 +289,23 @@ class EndpointMethods:
         est: int,
         tags: Sequence[str],
         strategy: StrategyLike | None,
+        metadata: Mapping[str, Any] | None,
+        request_id: str | None,
         stream: bool = False,
     ) -> Request:
+        """The call's `Request` (kind: the endpoint), its ``metadata=`` and
+        ``request_id=`` checked as `Router.acompletion` checks them."""
+        rid = new_request_id() if request_id is None else call_request_id(request_id)
+        meta = call_metadata(metadata)
         group = group_of(self._names, model)
         parts = self.parts
         chain = parts.fallbacks.chains[group]
         excluded, first_ok = incapable(parts.pools, chain, endpoint)
         if not first_ok:
             providers = tuple(sorted({s.deployment.provider for s in parts.pools[group].states}))
-            raise UnsupportedEndpointError(endpoint, group, providers)
+            err = UnsupportedEndpointError(endpoint, group, providers)
+            err.request_id = rid
+            raise err
         spec = request_strategy(strategy)
         if excluded:
             inner: Strategy | None = None
@@ -292,7 +315,7 @@ class EndpointMethods:
                 inner = spec
             spec = CapableOnly(excluded, parts.pools, inner)
         return Request(
-            "call",
+            endpoint,
             group,
             input=head,
             params=params,
@@ -301,6 +324,8 @@ class EndpointMethods:
             est_input_tokens=est,
             requested=model,
             strategy=spec,
+            id=rid,
+            metadata=meta,
         )
 
     async def _run(

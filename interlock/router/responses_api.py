@@ -18,7 +18,15 @@ from interlock.responses_types import (
     ResponsesParams,
     estimate_responses_input,
 )
-from interlock.router.calls import NO_TAGS, group_of, provider_params, request_strategy, tag_set
+from interlock.router.calls import (
+    NO_TAGS,
+    call_metadata,
+    call_request_id,
+    group_of,
+    provider_params,
+    request_strategy,
+    tag_set,
+)
 from interlock.router.pipeline import Pipeline
 from interlock.router.responses_route import (
     PinnedStrategy,
@@ -29,7 +37,7 @@ from interlock.router.responses_route import (
 )
 from interlock.router.responses_stream import ResponseStream, open_response_events
 from interlock.strategies.base import StrategyLike
-from interlock.types import Request
+from interlock.types import NO_METADATA, Request, new_request_id
 
 if TYPE_CHECKING:
     from interlock.router.wiring import RouterParts
@@ -63,6 +71,8 @@ class ResponsesMethods:
         tags: Sequence[str] = (),
         strategy: StrategyLike | None = None,
         deployment_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
         **params: Unpack[ResponsesParams],
     ) -> ResponseResult: ...
 
@@ -77,6 +87,8 @@ class ResponsesMethods:
         tags: Sequence[str] = (),
         strategy: StrategyLike | None = None,
         deployment_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
         **params: Unpack[ResponsesParams],
     ) -> ResponseStream: ...
 
@@ -90,6 +102,8 @@ class ResponsesMethods:
         tags: Sequence[str] = (),
         strategy: StrategyLike | None = None,
         deployment_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
         **params: Unpack[ResponsesParams],
     ) -> ResponseResult | ResponseStream:
         """A response from a deployment of `model` (a group or an alias) through
@@ -104,8 +118,11 @@ class ResponsesMethods:
         response (or another of the group on the same account) and nowhere else; when
         it cannot, a `ResponseAffinityError` says why. `deployment_id` pins a call to
         one deployment the same way (e.g. a conversation whose first turn another
-        process created). `timeout`, `tags` and `strategy` are as for `acompletion`
-        (a pinned call ignores `strategy`). Responses are not cached.
+        process created). `timeout`, `tags`, `strategy`, `metadata` and `request_id`
+        are as for `acompletion` (a pinned call ignores `strategy`); the call's id is on
+        the result (`ResponseResult.request_id`, `ResponseStream.request_id`), its hook
+        events, spans and errors. OpenAI's own ``metadata`` (stored with the response)
+        goes in ``extra_body={"metadata": {...}}``. Responses are not cached.
         """
         call_timeout = self._deadline(timeout)
         group = group_of(self._names, model)
@@ -128,17 +145,45 @@ class ResponsesMethods:
             model,
             "drop",
             request_strategy(strategy),
+            new_request_id() if request_id is None else call_request_id(request_id),
+            NO_METADATA if metadata is None else call_metadata(metadata),
         )
         previous = body.get("previous_response_id")
         if previous is not None and not isinstance(previous, str):
             raise TypeError(f"previous_response_id must be a string, got {previous!r}")
-        now = self.parts.clock.now()
-        pinned = routes.pin(request, previous, deployment_id, now)
+        tracing = self.parts.tracing
+        if tracing is None:
+            return await self._route(routes, request, call_timeout, previous, deployment_id)
+        # One call span over the whole call: a follow-up that looks for its account
+        # runs the pipeline once per account tried, each run's attempts under it.
+        trace = request.trace = tracing.start(request)
+        try:
+            result = await self._route(routes, request, call_timeout, previous, deployment_id)
+        except BaseException as exc:
+            trace.end(exc)
+            raise
+        if not request.stream:  # a stream ends the trace when it ends
+            trace.end(None, result)
+        return result
+
+    async def _route(
+        self,
+        routes: ResponsesRoutes,
+        request: Request,
+        timeout: float,
+        previous: str | None,
+        deployment_id: str | None,
+    ) -> ResponseResult | ResponseStream:
+        try:
+            pinned = routes.pin(request, previous, deployment_id, self.parts.clock.now())
+        except InterlockError as exc:
+            exc.request_id = request.id
+            raise
         if pinned is not None:
-            return await self._pinned(routes, request, call_timeout, previous, pinned)
+            return await self._pinned(routes, request, timeout, previous, pinned)
         if previous is None:
-            return await self._send_response(routes, request, call_timeout, routes.pipeline)
-        return await self._search(routes, request, call_timeout, previous)
+            return await self._send_response(routes, request, timeout, routes.pipeline)
+        return await self._search(routes, request, timeout, previous)
 
     async def _pinned(
         self,
@@ -156,6 +201,7 @@ class ResponsesMethods:
             err = routes.unavailable(exc, previous, pinned, self.parts.clock.now())
             if err is exc:
                 raise
+            err.request_id = request.id
             raise err from exc
 
     async def _search(

@@ -98,6 +98,12 @@ class ResponseStream:
         return self._chat.group
 
     @property
+    def request_id(self) -> str:
+        """The router call's id (`Router.aresponses`'s ``request_id=``, or one the
+        router made), as on its hook events, spans and errors."""
+        return self._chat.request_id
+
+    @property
     def ttft(self) -> float:
         """Seconds from sending the request to its first event."""
         return self._chat.ttft
@@ -117,7 +123,9 @@ class ResponseStream:
         assert event is not None
         self.events += 1
         if event.type in TERMINAL_EVENTS:
-            self.response = event.response
+            response = self.response = event.response
+            if response is not None:
+                response.request_id = self._chat.request_id
         return event
 
     async def aclose(self) -> None:

@@ -26,6 +26,8 @@ from interlock import (
     ConfigError,
     HedgePolicy,
     InternalServerError,
+    ResponseResult,
+    ResponseStream,
     Router,
     StreamInterruptedError,
     Tracing,
@@ -317,3 +319,111 @@ async def test_no_spans_without_tracing(traces: Traces) -> None:
         assert r.parts.entry is r.parts.pipeline
     assert result.request_id
     assert traces.spans == ()
+
+
+# --- the Responses API and the other endpoints ---------------------------------------
+# Responses bodies: https://platform.openai.com/docs/api-reference/responses/create;
+# images: https://platform.openai.com/docs/api-reference/images/create; speech:
+# https://platform.openai.com/docs/api-reference/audio/createSpeech.
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_responses_call_is_a_chat_span(traces: Traces, stream: bool) -> None:
+    async with upstreams(2, reply="Paris.", stream_chunks=3) as ups:
+        ups[0].push(Fault.status(500))
+        async with router(ups, traces) as r:
+            mode: dict[str, Any] = {"stream": stream}
+            got: ResponseResult | ResponseStream = await r.aresponses(
+                "g", "Capital of France?", max_output_tokens=32, request_id="rs-1", **mode
+            )
+            if isinstance(got, ResponseStream):
+                # The call span ends with the stream (the failed attempt's has ended).
+                assert [s.kind for s in traces.spans] == [SpanKind.CLIENT]
+                _ = [event async for event in got]
+                assert got.response is not None
+                result = got.response
+            else:
+                result = got
+    call = traces.call_span()
+    first, second = traces.attempts()
+    assert call.name == "chat g"
+    a = attrs(call)
+    assert a["gen_ai.operation.name"] == "chat"
+    assert a["gen_ai.request.model"] == "g"
+    assert a["interlock.request.id"] == result.request_id == "rs-1"
+    assert result.usage is not None
+    assert a["gen_ai.usage.input_tokens"] == result.usage.input_tokens
+    assert a["gen_ai.usage.output_tokens"] == result.usage.output_tokens
+    if not stream:
+        assert a["gen_ai.response.id"] == result.id
+    assert (first.name, second.name) == ("chat gpt-test", "chat gpt-test")
+    assert first.status.status_code is StatusCode.ERROR
+    assert attrs(second)["interlock.deployment.id"] == "u1"
+    assert attrs(second)["gen_ai.usage.output_tokens"] == result.usage.output_tokens
+    for span in (first, second):
+        assert span.parent is not None
+        assert span.parent.span_id == call.context.span_id
+    assert not traces.open.open
+
+
+async def test_a_responses_follow_up_that_searches_is_one_call_span(traces: Traces) -> None:
+    async with upstreams(2, reply="hi") as ups:
+        async with router(ups, traces) as first:
+            r = await first.aresponses("g", "hi")  # stored on u0's account
+        traces.exporter.clear()
+        # Another router (a restart) does not know where r lives: u1 answers "not found"
+        # (the fake's answer for a response it does not hold), then u0 serves it.
+        later = Router([deployment(ups[1]), deployment(ups[0])], strategy=first_candidate,
+                       tracing=traces.provider)  # fmt: skip
+        async with later:
+            nxt = await later.aresponses("g", "more", previous_response_id=r.id)
+    assert nxt.deployment_id == "u0"
+    call = traces.call_span()
+    assert [attrs(s)["interlock.deployment.id"] for s in traces.attempts()] == ["u1", "u0"]
+    assert all(s.parent is not None and s.parent.span_id == call.context.span_id
+               for s in traces.attempts())  # fmt: skip
+    assert call.status.status_code is StatusCode.UNSET
+    assert not traces.open.open
+
+
+async def test_endpoint_calls_are_interlock_spans(traces: Traces) -> None:
+    async with upstreams(1, stream_chunks=3) as ups, router(ups, traces) as r:
+        images = await r.aimage_generation("g", "a red fox", request_id="img-1")
+        call = traces.call_span()
+        assert call.name == "interlock.images g"
+        a = attrs(call)
+        assert "gen_ai.operation.name" not in a  # the conventions define none for it
+        assert a["interlock.operation"] == "images"
+        assert a["interlock.request.id"] == images.request_id == "img-1"
+        assert images.usage is not None
+        assert a["gen_ai.usage.output_tokens"] == images.usage.completion_tokens
+        (attempt,) = traces.attempts()
+        assert attempt.name == "interlock.attempt g"
+        assert attrs(attempt)["gen_ai.provider.name"] == "openai"
+        traces.exporter.clear()
+
+        speech = await r.aspeech("g", "Hello", "alloy")
+        assert traces.spans == ()  # ends with the body
+        await speech.read()
+        call = traces.call_span()
+        assert call.name == "interlock.speech g"
+        assert attrs(call)["interlock.request.id"] == speech.request_id
+        assert attrs(call)["interlock.stream"] is True
+        assert call.status.status_code is StatusCode.UNSET
+        assert len(traces.attempts()) == 1
+        traces.exporter.clear()
+
+        ups[0].push(Fault.cut_stream(1))
+        cut = await r.aspeech("g", "Hello", "alloy")
+        with pytest.raises(StreamInterruptedError):
+            await cut.read()
+        call = traces.call_span()
+        assert attrs(call)["error.type"] == "StreamInterruptedError"
+        assert attrs(traces.attempts()[0])["error.type"] == "StreamInterruptedError"
+        traces.exporter.clear()
+
+        async with await r.aspeech("g", "Hello", "alloy") as closed:
+            await closed.__anext__()
+        assert attrs(traces.call_span())["interlock.outcome"] == "closed"
+        assert attrs(traces.attempts()[0])["interlock.outcome"] == "closed"
+    assert not traces.open.open

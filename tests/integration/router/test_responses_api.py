@@ -10,6 +10,7 @@ SDK's types check the bodies sent, the fakes' answers and the results returned
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -19,13 +20,18 @@ from interlock import (
     ConfigError,
     DeadlineExceededError,
     Deployment,
+    FailureEvent,
+    Hook,
+    InterlockError,
     InternalServerError,
+    RequestStartEvent,
     ResponseAffinityError,
     ResponseEvent,
     ResponseResult,
     ResponseStream,
     Router,
     StreamInterruptedError,
+    SuccessEvent,
 )
 from interlock.testing import FakeAnthropic, FakeClock, Fault
 from tests.integration.loopback import KEY, deployment, first_candidate, router_over, upstreams
@@ -393,3 +399,127 @@ async def test_the_calls_deadline_ends_a_stalled_stream_and_a_hung_call() -> Non
             await router.aresponses("g", "hi", timeout=0.3)
         u0 = router.statistics().by_id("u0")
         assert (u0.in_flight, u0.failures, u0.state) == (0, 0, "healthy")
+
+
+# --- request ids, tags and metadata ---------------------------------------------------
+
+
+class Recorder(Hook):
+    def __init__(self) -> None:
+        self.starts: list[RequestStartEvent] = []
+        self.successes: list[SuccessEvent] = []
+        self.failures: list[FailureEvent] = []
+
+    def on_request_start(self, event: RequestStartEvent) -> None:
+        self.starts.append(event)
+
+    def on_success(self, event: SuccessEvent) -> None:
+        self.successes.append(event)
+
+    def on_failure(self, event: FailureEvent) -> None:
+        self.failures.append(event)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_events_result_and_stream_carry_the_callers_id_tags_and_metadata(
+    stream: bool,
+) -> None:
+    hook = Recorder()
+    meta = {"tenant": "acme"}
+    async with (
+        upstreams(1, reply=REPLY, stream_chunks=3) as ups,
+        router_over(ups, hooks=[hook], deployment={"tags": ["eu"]}) as router,
+    ):
+        mode: dict[str, Any] = {"stream": stream}
+        got: ResponseResult | ResponseStream = await router.aresponses(
+            "g", "Tell me a pangram.", tags=["eu"], metadata=meta, request_id="resp-1", **mode
+        )
+        if isinstance(got, ResponseStream):
+            assert got.request_id == "resp-1"
+            await drain(got)
+            assert got.response is not None
+            result = got.response
+        else:
+            result = got
+        fresh: ResponseResult | ResponseStream = await router.aresponses("g", "Again.", **mode)
+        if isinstance(fresh, ResponseStream):
+            await drain(fresh)
+    assert result.request_id == "resp-1"
+    assert "request_id" not in result.to_dict()
+    openai_response(result.to_dict())
+    start, start2 = hook.starts
+    assert (start.request_id, start.group, start.kind, start.stream) == (
+        "resp-1",
+        "g",
+        "responses",
+        stream,
+    )
+    assert start.tags == {"eu"}
+    assert start.metadata is meta
+    ok, ok2 = hook.successes
+    assert (ok.request_id, ok.group, ok.tags) == ("resp-1", "g", frozenset({"eu"}))
+    assert ok.metadata is meta
+    assert ok.input_tokens
+    assert ok.output_tokens == 11
+    assert start2.request_id == ok2.request_id == fresh.request_id != "resp-1"
+    assert dict(ok2.metadata) == {}
+    # The caller's metadata is interlock's: never sent to the provider.
+    check_sent(*ups)
+    assert all("metadata" not in (x.body or {}) for x in ups[0].received)
+
+
+async def test_openais_own_metadata_goes_in_extra_body() -> None:
+    # https://platform.openai.com/docs/api-reference/responses/create#responses-create-metadata
+    async with upstreams(1, reply=REPLY) as ups, router_over(ups) as router:
+        await router.aresponses("g", "hi", extra_body={"metadata": {"order": "42"}})
+    assert (ups[0].received[0].body or {})["metadata"] == {"order": "42"}
+    check_sent(*ups)
+
+
+async def test_errors_carry_the_request_id() -> None:
+    hook = Recorder()
+    async with (
+        upstreams(2, reply=REPLY, stream_chunks=6) as ups,
+        router_over(ups, hooks=[hook], strategy=first_candidate) as router,
+    ):
+        # Cut after the first events: the caller's error.
+        ups[0].push(Fault.cut_stream(2))
+        stream = await router.aresponses("g", "hi", stream=True, request_id="r-cut")
+        with pytest.raises(StreamInterruptedError) as cut:
+            await drain(stream)
+        assert cut.value.request_id == "r-cut"
+        # Every deployment refuses: the last failure, with the id.
+        ups[0].always(Fault.status(401))
+        ups[1].always(Fault.status(401))
+        with pytest.raises(InterlockError) as refused:
+            await router.aresponses("g", "hi", metadata={"k": 1}, request_id="r-401")
+        assert refused.value.request_id == "r-401"
+        assert {f.request_id for f in hook.failures} == {"r-cut", "r-401"}
+        assert all(f.metadata == {"k": 1} for f in hook.failures if f.request_id == "r-401")
+
+
+async def test_an_affinity_error_carries_the_request_id() -> None:
+    async with (
+        upstreams(2, reply=REPLY) as ups,
+        router_over(ups, strategy=first_candidate) as router,
+    ):
+        r = await router.aresponses("g", "hi")
+        ups[0].push(Fault.status(503), times=10)
+        with pytest.raises(ResponseAffinityError) as sent:
+            await router.aresponses("g", "again", previous_response_id=r.id, request_id="a-1")
+        assert sent.value.request_id == "a-1"
+        # Refused before any request (u0 cools): the id is still on the error.
+        with pytest.raises(ResponseAffinityError) as refused:
+            await router.aresponses("g", "again", previous_response_id=r.id, request_id="a-2")
+        assert refused.value.request_id == "a-2"
+
+
+async def test_bad_request_ids_and_metadata_are_refused() -> None:
+    async with upstreams(1, reply=REPLY) as ups, router_over(ups) as router:
+        with pytest.raises(TypeError, match="request_id must be a str"):
+            await router.aresponses("g", "hi", request_id=b"x")  # type: ignore[call-overload]
+        with pytest.raises(ValueError, match="request_id must be 1 to 256"):
+            await router.aresponses("g", "hi", request_id="")
+        with pytest.raises(TypeError, match="metadata must be a mapping"):
+            await router.aresponses("g", "hi", metadata=[("k", "v")])  # type: ignore[call-overload]
+    assert ups[0].request_count == 0

@@ -20,8 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
-from interlock import ChatCompletionChunk, Deployment, DeploymentState, InterlockError, Router
+from interlock import (
+    APIConnectionError,
+    ChatCompletionChunk,
+    ConfigError,
+    Deployment,
+    DeploymentState,
+    InterlockError,
+    Router,
+)
 from interlock.limits import RedisLedger
 from interlock.testing import (
     FakeAnthropic,
@@ -31,6 +44,7 @@ from interlock.testing import (
     RedisServerError,
 )
 from tests.integration.loopback import KEY, MESSAGES, drain_into, eventually, upstreams
+from tests.integration.providers.test_network import ONCE, PROXY_ENV, tls_upstream
 
 # A key per deployment: the fakes log the key each request carried, so their logs say
 # which deployment sent it.
@@ -307,3 +321,82 @@ async def test_with_shared_state_surviving_deployments_keep_their_shared_counter
                 await client.aclose()
             assert int(d_total) == 5
             assert int(e_total) == 1
+
+
+# --- tracing and network settings across changes ------------------------------------
+
+
+async def test_traced_calls_run_on_the_changed_deployments() -> None:
+    """With tracing on, the router's entry wraps its pipeline: a change builds a new
+    pipeline (with the new groups' fallback chains), and calls must run (and be
+    traced) on it, not on the one before, which knows no group "h"."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        async with upstreams(2, reply="hi") as ups:
+            router = Router([on(ups[0], "u0")], tracing=provider, seed=1)
+            async with router:
+                await router.acompletion("g", MESSAGES)
+                await router.add_deployment(on(ups[1], "u1", group="h"))
+                await router.remove_deployment("u0")
+                before = ups[0].request_count
+                exporter.clear()
+                chat = await router.acompletion("h", MESSAGES)
+                # Images: https://platform.openai.com/docs/api-reference/images/create
+                image = await router.aimage_generation("h", "a red fox")
+                # https://platform.openai.com/docs/api-reference/responses/create
+                response = await router.aresponses("h", "hello")
+            assert ups[0].request_count == before  # nothing reached the removed one
+            assert ups[1].request_count == 3
+            spans = exporter.get_finished_spans()
+            calls = [s for s in spans if s.kind is SpanKind.INTERNAL]
+            attempts = [s for s in spans if s.kind is SpanKind.CLIENT]
+            assert [s.name for s in calls] == ["chat h", "interlock.images h", "chat h"]
+            ids = [dict(s.attributes or {})["interlock.request.id"] for s in calls]
+            assert ids == [chat.request_id, image.request_id, response.request_id]
+            assert len(attempts) == 3
+            for call, attempt in zip(calls, attempts, strict=True):
+                assert attempt.parent is not None
+                assert attempt.parent.span_id == call.context.span_id
+                assert dict(attempt.attributes or {})["interlock.deployment.id"] == "u1"
+    finally:
+        provider.shutdown()
+
+
+async def test_network_settings_are_checked_before_a_change_and_routed_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in PROXY_ENV:  # an environment proxy must not carry the loopback calls
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    ca = trustme.CA()
+    async with tls_upstream(ca) as (up, base):
+        d = Deployment(group="g", model="gpt-test", id="tls", api_base=base, api_key=KEY)
+        async with Router([d], retry=ONCE) as router:
+            # The upstream's certificate is signed by a CA nobody trusts yet.
+            with pytest.raises(APIConnectionError):
+                await router.acompletion("g", MESSAGES)
+            updated = await router.update_deployment(d.model_copy(update={"verify": False}))
+            assert updated.verify is False
+            r = await router.acompletion("g", MESSAGES)
+            assert r.deployment_id == "tls"
+            # A bad bundle is refused before anything changes: same parts, same
+            # deployment, and it still serves.
+            parts = router.parts
+            junk = tmp_path / "junk.pem"
+            junk.write_text("not a certificate\n")
+            for bundle in (junk, tmp_path / "missing.pem"):
+                with pytest.raises(ConfigError, match="ca_bundle"):
+                    await router.update_deployment(d.model_copy(update={"ca_bundle": str(bundle)}))
+                assert router.parts is parts
+                assert router.deployments[0].verify is False
+                assert router.deployments[0].ca_bundle is None
+            assert (await router.acompletion("g", MESSAGES)).deployment_id == "tls"
+            # The CA's own bundle: verified and trusted after the change.
+            bundle = tmp_path / "ca.pem"
+            ca.cert_pem.write_to_path(str(bundle))
+            await router.update_deployment(d.model_copy(update={"ca_bundle": str(bundle)}))
+            assert router.deployments[0].verify is not False
+            assert (await router.acompletion("g", MESSAGES)).deployment_id == "tls"
+    assert up.request_count == 3
