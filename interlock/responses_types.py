@@ -137,6 +137,10 @@ class ResponseResult:
     ``request_id=``, or one the router made): also on that call's hook events, spans
     and errors. A routing field like `deployment_id`: not in `to_dict()`; not the
     provider's response `id`."""
+    cost: float | None = None
+    """US dollars this response cost at the deployment's prices (its own or built in:
+    docs/operations.md), cached input tokens priced apart; None when unknown. A routing
+    field: not in `to_dict()`."""
 
     @property
     def output_text(self) -> str:

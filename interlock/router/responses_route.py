@@ -84,7 +84,7 @@ def complete_result(result: ResponseResult, attempt: Attempt) -> ResponseResult:
     record the success."""
     u = result.usage
     usage = u.as_usage() if u is not None else None
-    attempt.succeeded(usage.total_tokens if usage is not None else None, usage)
+    result.cost = attempt.succeeded(usage.total_tokens if usage is not None else None, usage)
     result.request_id = attempt.request.id
     return result
 

@@ -114,6 +114,12 @@ class ResponseStream:
         r = self.response
         return r.usage if r is not None else None
 
+    @property
+    def cost(self) -> float | None:
+        """US dollars the response cost (as `ResponseResult.cost`), once the stream has
+        ended; None before that or when unknown."""
+        return self._chat.cost
+
     def __aiter__(self) -> ResponseStream:
         return self
 

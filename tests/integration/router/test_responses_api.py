@@ -33,7 +33,7 @@ from interlock import (
     StreamInterruptedError,
     SuccessEvent,
 )
-from interlock.testing import FakeAnthropic, FakeClock, Fault
+from interlock.testing import FakeAnthropic, FakeClock, FakeUpstream, Fault
 from tests.integration.loopback import KEY, deployment, first_candidate, router_over, upstreams
 from tests.sdk_contract_responses import (
     openai_response,
@@ -523,3 +523,31 @@ async def test_bad_request_ids_and_metadata_are_refused() -> None:
         with pytest.raises(TypeError, match="metadata must be a mapping"):
             await router.aresponses("g", "hi", metadata=[("k", "v")])  # type: ignore[call-overload]
     assert ups[0].request_count == 0
+
+
+async def test_a_response_and_a_finished_stream_carry_their_cost() -> None:
+    # Prices per token set on the deployment: cost is the usage the response reported
+    # at those prices (cached input tokens at the input price, none set apart here).
+    async with FakeUpstream() as up:
+        d = Deployment(
+            group="g",
+            model="gpt-4o",
+            api_base=up.url,
+            api_key="sk-test",
+            input_cost_per_token=1e-6,
+            output_cost_per_token=2e-6,
+        )
+        async with Router([d]) as router:
+            r = await router.aresponses("g", input="Hi")
+            assert r.usage is not None
+            assert r.cost == pytest.approx(
+                r.usage.input_tokens * 1e-6 + r.usage.output_tokens * 2e-6
+            )
+            assert "cost" not in r.to_dict()
+            s = await router.aresponses("g", input="Hi", stream=True)
+            async for _ in s:
+                pass
+            assert s.usage is not None
+            assert s.cost == pytest.approx(
+                s.usage.input_tokens * 1e-6 + s.usage.output_tokens * 2e-6
+            )
