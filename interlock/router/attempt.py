@@ -172,8 +172,9 @@ class Attempts:
             self.failure(
                 state, exc, attempt.started, end, attempt.attempt, request=request, handle=attempt
             )
-        call.attempts.append(
-            AttemptRecord(call.request.group, state.id, describe(exc), end - attempt.started)
+        call.attempts = (
+            *call.attempts,
+            AttemptRecord(call.request.group, state.id, describe(exc), end - attempt.started),
         )
         call.last_error = exc
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import TypeVar
 
 from interlock.clock import Clock
@@ -31,6 +32,7 @@ from interlock.observability.observer import Observer
 from interlock.records.state import DeploymentState
 from interlock.router.attempt import Attempt, Attempts, Send
 from interlock.router.call_state import (
+    NOTHING_TRIED,
     Call,
     GroupDone,
     Redirect,
@@ -150,7 +152,8 @@ class Pipeline:
             obs.request_start(request, now)
         attempts = self.attempts
         max_attempts = self.retry.max_attempts
-        while (group := call.next_group()) is not None:
+        group: str | None = request.group  # `Call` started on it
+        while group is not None:
             pool, hedger, queue = self._enter(call, group)
             try:
                 while call.group_attempts < max_attempts:
@@ -178,7 +181,7 @@ class Pipeline:
                     except InterlockError as exc:
                         attempts.failed(call, attempt, exc)
                         self._give_up(call, exc)
-                        call.tried.add(state)
+                        call.mark_tried(state)
                         continue
                     except BaseException:
                         attempts.aborted(attempt)
@@ -191,6 +194,7 @@ class Pipeline:
                 self._redirect(call, r)
             except GroupDone:
                 pass
+            group = call.next_group()
         raise self._final_error(call)
 
     # --- the synchronous steps of `run` -----------------------------------------------
@@ -281,7 +285,7 @@ class Pipeline:
             if delay is not None:
                 call.waits += 1
                 await self.clock.sleep(delay)
-                call.tried.clear()
+                call.tried = NOTHING_TRIED
                 return
         self._note_unavailable(call, pool.group, diagnosis)
         raise GroupDone
@@ -347,8 +351,8 @@ class Pipeline:
 
     @staticmethod
     def _note_unavailable(call: Call, group: str, diagnosis: Diagnosis) -> None:
-        call.blocked.append(diagnosis)
-        call.unavailable.append(f"group {group!r}: " + "; ".join(diagnosis.reasons))
+        call.blocked = (*call.blocked, diagnosis)
+        call.unavailable = (*call.unavailable, f"group {group!r}: " + "; ".join(diagnosis.reasons))
         wait = diagnosis.wait
         if wait is not None and (call.soonest is None or wait < call.soonest):
             call.soonest = wait
@@ -401,7 +405,7 @@ class Pipeline:
             return await race(self.attempts, call, pool, state, send, hedger)
         except InterlockError as exc:
             self._give_up(call, exc)
-            call.tried.add(state)
+            call.mark_tried(state)
             return None
 
     async def _admit_shared(self, call: Call, attempt: Attempt) -> bool:
@@ -457,7 +461,10 @@ class Pipeline:
         limit = self.retry.attempts_by_kind.get(kind.value)
         if limit is None:
             return
-        n = call.kind_counts[kind] = call.kind_counts.get(kind, 0) + 1
+        counts = call.kind_counts
+        if counts is None:
+            counts = call.kind_counts = {}
+        n = counts[kind] = counts.get(kind, 0) + 1
         if n >= limit:
             raise GroupDone from None
 
@@ -495,7 +502,7 @@ class _TriedOrUnhealthy:
 
     __slots__ = ("now", "tried")
 
-    def __init__(self, tried: set[DeploymentState], now: float) -> None:
+    def __init__(self, tried: AbstractSet[DeploymentState], now: float) -> None:
         self.tried = tried
         self.now = now
 
