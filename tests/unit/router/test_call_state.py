@@ -31,7 +31,9 @@ def test_groups_come_in_chain_order_once_each_within_the_depth() -> None:
 
 def test_a_new_group_starts_with_nothing_tried() -> None:
     c = call(("a", "b"))
-    assert c.request.group == "a" and not c.tried and c.kind_counts is None
+    assert c.request.group == "a"
+    assert not c.tried
+    assert c.kind_counts is None
     c.mark_tried(object())  # type: ignore[arg-type]
     c.mark_tried(DeploymentState(Deployment(group="a", model="m", id="d1"), transport=None))  # type: ignore[arg-type]
     assert len(c.tried) == 2
