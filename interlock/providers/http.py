@@ -558,8 +558,13 @@ async def post_bytes(
         with deadlines.timeout(timeout):
             # `send`, inlined: one coroutine frame less on every resumption of a request.
             before = _PoolConnector.made
+            # The session as `HttpClient.session` gives it, without its three Python
+            # property calls on every request: only `aclose` ends it, and that drops it.
+            session = client._session
+            if session is None:
+                session = client.session
             try:
-                resp = await client.session.post(url, data=body, headers=headers)
+                resp = await session.post(url, data=body, headers=headers)
             except aiohttp.ClientError as exc:
                 if not (_made.get() <= before and is_stale_connection(exc)):
                     raise
