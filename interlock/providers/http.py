@@ -571,10 +571,16 @@ async def post_bytes(
                 resp = None
             if resp is None:
                 resp = await resend(client, url, body, headers)
-            async with resp:
+            # `release()` rather than ``async with resp``: its __aenter__ and __aexit__
+            # are two coroutines, and __aexit__ awaits a third (`wait_for_close`) that,
+            # once the whole reply is read, only waits for a request writer that
+            # `release()` has already cancelled if it was still running.
+            try:
                 raw = await resp.read()
-                if resp.status >= 400:
-                    raise error(d, resp.status, resp.headers, raw, secret)
+            finally:
+                resp.release()
+            if resp.status >= 400:
+                raise error(d, resp.status, resp.headers, raw, secret)
     except Exception as exc:  # typed below, or raised as it is
         err = typed_error(d, secret, exc, timeout, "response")
         if err is None or err is exc:
