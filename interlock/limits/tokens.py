@@ -40,36 +40,12 @@ def _check_message(i: int, m: object) -> None:
 def estimate_input_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
     """Tokens in a chat prompt, estimated from characters. Raises TypeError naming the
     first message that is not a mapping."""
-    return _count_messages(messages, None, _PER_MESSAGE)
+    return _HEURISTIC.messages(messages)
 
 
 def estimate_embedding_tokens(value: Any) -> int:
     """Tokens in an embedding input (a string, strings, or token arrays)."""
     return _count_embedding_input(value, estimate_text_tokens)
-
-
-def _count_messages(
-    messages: Sequence[Mapping[str, Any]], count: Callable[[str], int] | None, per_message: int
-) -> int:
-    # One walk for both ways of counting; with no `count`, characters are summed and
-    # divided once (the heuristic), which keeps the hot path free of calls.
-    total = 0
-    for i, m in enumerate(messages):
-        # `type(...) is` first: isinstance against an ABC costs more than the rest.
-        if type(m) is not dict:
-            _check_message(i, m)
-        content = m.get("content")
-        if type(content) is str:
-            total += len(content) if count is None else count(content)
-        elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, Mapping):
-                    text = part.get("text")
-                    if isinstance(text, str):
-                        total += len(text) if count is None else count(text)
-    if count is None:
-        total = (total + _CHARS_PER_TOKEN - 1) // _CHARS_PER_TOKEN
-    return total + per_message * len(messages)
 
 
 def _count_embedding_input(value: Any, count: Callable[[str], int]) -> int:
@@ -128,10 +104,34 @@ class TokenCounter:
         return cls(count, name=f"tiktoken:{encoding}")
 
     def messages(self, messages: Sequence[Mapping[str, Any]]) -> int:
-        return _count_messages(messages, self.count, self.per_message)
+        """Tokens in a chat prompt. Raises TypeError naming the first message that is
+        not a mapping."""
+        # hot path: one walk for both ways of counting, in this frame (it runs for every
+        # request); with no `count`, characters are summed and divided once.
+        count = self.count
+        total = 0
+        for i, m in enumerate(messages):
+            # `type(...) is` first: isinstance against an ABC costs more than the rest.
+            if type(m) is not dict:
+                _check_message(i, m)
+            content = m.get("content")
+            if type(content) is str:
+                total += len(content) if count is None else count(content)
+            elif isinstance(content, list):
+                for part in content:
+                    if isinstance(part, Mapping):
+                        text = part.get("text")
+                        if isinstance(text, str):
+                            total += len(text) if count is None else count(text)
+        if count is None:
+            total = (total + _CHARS_PER_TOKEN - 1) // _CHARS_PER_TOKEN
+        return total + self.per_message * len(messages)
 
     def embedding_input(self, value: Any) -> int:
         return _count_embedding_input(value, self.count or estimate_text_tokens)
 
     def __repr__(self) -> str:
         return f"TokenCounter({self.name})"
+
+
+_HEURISTIC = TokenCounter()

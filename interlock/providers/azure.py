@@ -42,6 +42,8 @@ class AzureOpenAITransport(OpenAITransport):
 
     provider = "azure"
 
+    _plain_body = False  # the body carries no model (see `_payload`)
+
     def __init__(self, client: HttpClient, deadlines: DeadlineWheel | None = None) -> None:
         super().__init__(client, deadlines)
         self._tokens = TokenCaches()

@@ -3,7 +3,7 @@ against any server that speaks OpenAI's wire format at `api_base`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,12 +51,18 @@ class _Endpoint:
     embeddings: URL
     headers: dict[str, str]
     secret: str | None
+    model: str = ""
+    keep_reasoning: bool = False
+    """The provider takes ``reasoning_content`` back in assistant messages."""
 
 
 class OpenAITransport:
     """Speaks OpenAI's HTTP API over the router's shared session."""
 
     provider = "openai"
+    _plain_body = True
+    """A call without parameters is sent as just the model and the messages (a
+    subclass whose `_payload` changes that turns this off)."""
 
     def __init__(self, client: HttpClient, deadlines: DeadlineWheel | None = None) -> None:
         self._client = client
@@ -71,11 +77,14 @@ class OpenAITransport:
             if key:
                 headers["Authorization"] = f"Bearer {key}"
             headers.update(d.headers)
+            preset = preset_for(d.provider)
             ep = _Endpoint(
                 URL(f"{d.api_base}/chat/completions", encoded=True),
                 URL(f"{d.api_base}/embeddings", encoded=True),
                 headers,
                 key,
+                d.model,
+                preset is not None and preset.reasoning_content_in,
             )
             self._endpoints[d.id or ""] = ep
         return ep
@@ -105,22 +114,25 @@ class OpenAITransport:
                 payload["stream_options"] = {"include_usage": True}
         return payload
 
-    async def chat(self, d: Deployment, request: Request, timeout: float) -> ChatCompletion:
+    def chat(
+        self, d: Deployment, request: Request, timeout: float
+    ) -> Coroutine[Any, Any, ChatCompletion]:
+        # Not a coroutine function: it returns `post_bytes`'s coroutine, which parses
+        # the reply itself (one coroutine frame less on every resumption of a request).
         ep = self._endpoints.get(d.id or "") or self._endpoint(d)
-        body = dumps_body(self.chat_body(d, request, False))
-        raw = await post_bytes(
-            self._client, self._deadlines, d, ep.chat, body,
-            call_headers(ep.headers, request.params), ep.secret, timeout,
-            openai_error,
+        params = request.params
+        if params or not self._plain_body:
+            body = dumps_body(self.chat_body(d, request, False))
+            headers = call_headers(ep.headers, params)
+        else:
+            # The common case, inline: no parameters to merge, the deployment's headers.
+            messages = outgoing_messages(request.messages, ep.keep_reasoning)
+            body = dumps_body({"model": ep.model, "messages": messages})
+            headers = ep.headers
+        return post_bytes(
+            self._client, self._deadlines, d, ep.chat, body, headers, ep.secret, timeout,
+            openai_error, _chat_completion,
         )  # fmt: skip
-        try:
-            data = orjson.loads(raw)
-            if isinstance(data, dict) and "error" in data and "choices" not in data:
-                raise error_in_200(d, data, ep.secret)
-            return ChatCompletion.from_dict(data, deployment_id=d.id or "", group=d.group)
-        except _PARSE_ERRORS as exc:
-            err = malformed(d, exc)
-        raise err  # off the chain: the decoder's exception holds the body
 
     def embedding_body(self, d: Deployment, request: Request) -> dict[str, Any]:
         """The embeddings body for `request`."""
@@ -157,6 +169,17 @@ class OpenAITransport:
 
     def __repr__(self) -> str:
         return f"OpenAITransport(open={self._client.is_open})"
+
+
+def _chat_completion(d: Deployment, raw: bytes, secret: str | None) -> ChatCompletion:
+    try:
+        data = orjson.loads(raw)
+        if isinstance(data, dict) and "error" in data and "choices" not in data:
+            raise error_in_200(d, data, secret)
+        return ChatCompletion.from_dict(data, deployment_id=d.id or "", group=d.group)
+    except _PARSE_ERRORS as exc:
+        err = malformed(d, exc)
+    raise err  # off the chain: the decoder's exception holds the body
 
 
 class OpenAIStream:

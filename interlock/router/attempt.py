@@ -33,6 +33,8 @@ __all__ = ["Attempt", "Attempts", "Send"]
 
 R = TypeVar("R")
 
+_new = object.__new__
+
 Send = Callable[[DeploymentState, Request, float], Awaitable[R]]
 """``send(state, request, timeout)``: one attempt; raises an InterlockError on failure."""
 
@@ -121,10 +123,20 @@ class Attempts:
     def begin(self, call: Call, state: DeploymentState, now: float) -> Attempt:
         """Reserve at `state`, take a trial slot if it is half-open, and bound the
         attempt by the deployment's timeout and the call's deadline."""
+        # hot path: `Ledger.reserve` and the reservation's __init__, inlined (two
+        # Python calls less per attempt); keep them in step with ledger.py.
         request = call.request
-        attempt = Ledger.reserve(
-            state, request.est_input_tokens + request.est_output_tokens, now, Attempt
-        )
+        tokens = request.est_input_tokens + request.est_output_tokens
+        state.in_flight += 1
+        state.requests += 1
+        w = state.rate_window
+        attempt = _new(Attempt)
+        attempt.state = state
+        attempt.tokens = tokens
+        attempt.tick = w.add(now, tokens) if w is not None else 0
+        attempt.open = True
+        attempt.attempt = 1
+        attempt.remote = None
         attempt.attempts = self
         attempt.request = request
         attempt.started = now
@@ -172,8 +184,9 @@ class Attempts:
             self.failure(
                 state, exc, attempt.started, end, attempt.attempt, request=request, handle=attempt
             )
-        call.attempts.append(
-            AttemptRecord(call.request.group, state.id, describe(exc), end - attempt.started)
+        call.attempts = (
+            *call.attempts,
+            AttemptRecord(call.request.group, state.id, describe(exc), end - attempt.started),
         )
         call.last_error = exc
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Set as AbstractSet
 
 from interlock.errors import (
     AttemptRecord,
@@ -20,6 +21,7 @@ from interlock.records.state import DeploymentState
 from interlock.types import Request
 
 __all__ = [
+    "NOTHING_TRIED",
     "Call",
     "GroupDone",
     "Redirect",
@@ -40,6 +42,10 @@ class Redirect(Exception):
     def __init__(self, kind: str, error: InterlockError) -> None:
         self.kind = kind
         self.error = error
+
+
+NOTHING_TRIED: frozenset[DeploymentState] = frozenset()
+"""`Call.tried` until a deployment of the group is tried."""
 
 
 class Call:
@@ -94,10 +100,12 @@ class Call:
         """The retry budget of the group the call started at (it pays for every
         attempt after the first, hedges and fallback attempts included, but the
         call's first retry to a healthy deployment: see `spare`)."""
-        self.attempts: list[AttemptRecord] = []
+        # Containers a failure fills are shared empties until then: a call that
+        # succeeds at once (the common case) allocates none of them.
+        self.attempts: tuple[AttemptRecord, ...] = ()
         self.last_error: InterlockError | None = None
-        self.unavailable: list[str] = []
-        self.blocked: list[Diagnosis] = []
+        self.unavailable: tuple[str, ...] = ()
+        self.blocked: tuple[Diagnosis, ...] = ()
         self.soonest: float | None = None
         self.sent = 0
         """Attempts sent, every group together."""
@@ -113,22 +121,36 @@ class Call:
         # with that group), or the special chain a `Redirect` switched to
         self.chain = chain
         self.chain_kind = "default"
-        self._i = 0
         self.max_depth = max_depth
         """Fallback groups the call may move through after the first."""
-        self.visited: list[str] = []
+        # The call starts on the first group of its chain (the group asked for), as
+        # `next_group` would start it, without the call.
+        self._i = 1
+        self.visited: list[str] = [chain[0]]
         self.previous: str | None = None
         """The group tried before the current one (None for the first)."""
-        # the group being tried: set by `next_group`
-        self.tried: set[DeploymentState]
-        self.kind_counts: dict[FailureKind, int]
-        self.group_attempts: int
-        self.waits: int
+        request.group = chain[0]
+        # the group being tried: reset by `next_group`
+        self.tried: AbstractSet[DeploymentState] = NOTHING_TRIED
+        """Deployments tried in this group (`mark_tried`)."""
+        self.kind_counts: dict[FailureKind, int] | None = None
+        """Failures by kind in this group (made on the first one counted)."""
+        self.group_attempts = 0
+        self.waits = 0
         """Backoff sleeps in this group."""
-        self.queued_at: float | None
+        self.queued_at: float | None = None
         """When the call first joined this group's capacity queue."""
-        self.woken: bool
+        self.woken = False
         """The capacity queue just woke the call: it goes first."""
+
+    def mark_tried(self, state: DeploymentState) -> None:
+        """`state` was tried in this group: later attempts avoid it while they can."""
+        tried = self.tried
+        if tried is NOTHING_TRIED:
+            self.tried = {state}
+        else:
+            assert isinstance(tried, set)
+            tried.add(state)
 
     def next_group(self) -> str | None:
         """Move on to the next group of the chain not visited yet (None when the chain
@@ -142,8 +164,8 @@ class Call:
             self.previous = self.visited[-1] if self.visited else None
             self.visited.append(group)
             self.request.group = group
-            self.tried = set()
-            self.kind_counts = {}
+            self.tried = NOTHING_TRIED
+            self.kind_counts = None
             self.group_attempts = 0
             self.waits = 0
             self.queued_at = None

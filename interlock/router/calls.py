@@ -19,6 +19,7 @@ from interlock.errors import (
     InterlockError,
     UnknownModelError,
 )
+from interlock.limits.ledger import Ledger
 from interlock.providers.params import UNSUPPORTED_MODES, UnsupportedParams
 from interlock.records.state import DeploymentState
 from interlock.records.transport import ChunkSource
@@ -174,7 +175,16 @@ def complete_response(result: R, attempt: Attempt) -> R:
     give the result its cost."""
     u = result.usage
     result.request_id = attempt.request.id
-    result.cost = attempt.succeeded(u.total_tokens if u is not None else None, u)
+    if attempt.open:
+        # `Attempt.succeeded`, inlined (one Python call less per request).
+        attempts = attempt.attempts
+        now = attempts.clock.now()
+        cost = Ledger.settle(attempt, u.total_tokens if u is not None else None, now, u)
+        attempts.success(
+            attempt.state, attempt.started, now, None, u, attempt.attempt, cost,
+            attempt.request, attempt,
+        )  # fmt: skip
+        result.cost = cost
     return result
 
 

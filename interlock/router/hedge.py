@@ -140,7 +140,7 @@ class _Race:
                 waiting.add(self.timer)
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             for task in [t for t in self.tasks if t in done]:
-                self.call.tried.add(self.tasks.pop(task))
+                self.call.mark_tried(self.tasks.pop(task))
                 exc = task.exception()
                 if exc is None:
                     return task.result()

@@ -20,7 +20,8 @@ def call(chain: tuple[str, ...], max_depth: int = 3) -> Call:
 
 def test_groups_come_in_chain_order_once_each_within_the_depth() -> None:
     c = call(("a", "b", "a", "c", "d"), max_depth=2)
-    seen = []
+    # A call starts on the first group of its chain; `next_group` moves on.
+    seen = [(c.request.group, c.previous, c.request.group, c.has_next)]
     while (g := c.next_group()) is not None:
         seen.append((g, c.previous, c.request.group, c.has_next))
     # "a" again is skipped; after two fallbacks ("b", "c") the depth is used up.
@@ -30,8 +31,12 @@ def test_groups_come_in_chain_order_once_each_within_the_depth() -> None:
 
 def test_a_new_group_starts_with_nothing_tried() -> None:
     c = call(("a", "b"))
-    assert c.next_group() == "a"
-    c.tried.add(object())  # type: ignore[arg-type]
+    assert c.request.group == "a"
+    assert not c.tried
+    assert c.kind_counts is None
+    c.mark_tried(object())  # type: ignore[arg-type]
+    c.mark_tried(DeploymentState(Deployment(group="a", model="m", id="d1"), transport=None))  # type: ignore[arg-type]
+    assert len(c.tried) == 2
     c.group_attempts, c.waits, c.queued_at, c.woken = 2, 1, 5.0, True
     assert c.next_group() == "b"
     assert not c.tried
@@ -41,7 +46,7 @@ def test_a_new_group_starts_with_nothing_tried() -> None:
 
 def test_a_redirect_switches_to_its_chain_from_the_start() -> None:
     c = call(("small", "other"))
-    assert c.next_group() == "small"
+    assert c.request.group == "small"
     c.switch(("big",), "context_window")
     assert (c.chain_kind, c.chain_done) == ("context_window", False)
     assert c.next_group() == "big"
@@ -56,10 +61,9 @@ def test_a_refusal_names_each_deployments_cause_and_when_the_first_is_back() -> 
     tracker.failure(s, AuthenticationError("no", status_code=401), 100.0)
     wall = datetime(2025, 1, 1, 12, 2, 27, tzinfo=UTC).timestamp()  # the router's 120.0
     c = call(("a",))
-    assert c.next_group() == "a"
     diagnosis = diagnose([s], 10, 120.0, wall=wall)
-    c.blocked.append(diagnosis)
-    c.unavailable.append("group 'a': " + "; ".join(diagnosis.reasons))
+    c.blocked = (diagnosis,)
+    c.unavailable = ("group 'a': " + "; ".join(diagnosis.reasons),)
     c.soonest = diagnosis.wait
     err = refusal_error(c, 120.0, wall)
     assert isinstance(err, NoDeploymentAvailableError)
