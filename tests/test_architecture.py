@@ -41,6 +41,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "interlock.responses_types",
             "interlock.endpoint_types",
             "interlock.result_parts",
+            "interlock.request",
             "interlock.failures",
             "interlock.presets",
             "interlock.sources",
