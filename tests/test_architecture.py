@@ -72,6 +72,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "interlock",
             "interlock.router",
+            "interlock.router.constructors",
             "interlock.router.diff",
             "interlock.router.router",
             "interlock.router.responses_api",

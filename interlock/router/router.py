@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
@@ -19,14 +18,11 @@ from interlock.config import (
     HedgePolicy,
     QueuePolicy,
     RetryPolicy,
-    RouterConfig,
     SharedState,
 )
-from interlock.errors import ConfigError
 from interlock.limits.shared import SharedLedger
 from interlock.limits.spend import SpendReport, spend_report
 from interlock.limits.tokens import TokenCounter
-from interlock.litellm_config import read_litellm_config
 from interlock.observability.hooks import Hook
 from interlock.observability.metrics import PrometheusMetrics
 from interlock.observability.stats import RouterStatistics, deployment_statistics
@@ -51,13 +47,13 @@ from interlock.router.calls import (
     tag_set,
     unsupported_mode,
 )
+from interlock.router.constructors import ConfigConstructors
 from interlock.router.endpoint_methods import EndpointMethods
 from interlock.router.health_check import HealthCheckMixin
 from interlock.router.responses_api import ResponsesMethods
 from interlock.router.runtime import RuntimeChanges
 from interlock.router.stream import ChatStream
 from interlock.router.wiring import RouterParts, build_parts, router_config
-from interlock.sources import ConfigDocument, read_config
 from interlock.strategies.base import StrategyLike
 from interlock.types import (
     CHAT_PARAM_NAMES,
@@ -76,7 +72,9 @@ __all__ = ["Router"]
 T = TypeVar("T")
 
 
-class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges):
+class Router(
+    ConfigConstructors, ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges
+):
     """Routes requests for a model group to one of its deployments.
 
     Construct it from `Deployment`s (or mappings) or with `Router.from_config`; use it
@@ -151,8 +149,7 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges
             shared=shared,
             trust_env=trust_env,
         )
-        self._closed = False
-        self._assemble(
+        self._start(
             build_parts(
                 cfg,
                 strategy=strategy,
@@ -168,78 +165,10 @@ class Router(ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges
             )
         )
 
-    @classmethod
-    def from_config(
-        cls,
-        source: RouterConfig | Mapping[str, Any] | str | os.PathLike[str],
-        *,
-        clock: Clock | None = None,
-        transports: Mapping[str, Transport] | None = None,
-        seed: int | None = None,
-        hooks: Sequence[Hook] | None = None,
-        metrics: PrometheusMetrics | None = None,
-        tokenizer: TokenCounter | None = None,
-        connection_limit: int = 1000,
-        tracing: bool | object | None = None,
-    ) -> Router:
-        """A Router from a `RouterConfig`, a mapping or a JSON or YAML file holding its
-        keys, secret references resolved (docs/configuration.md); the keywords are the
-        objects a file cannot hold (`tracing`: as for ``Router(...)``, see
-        docs/operations.md). Errors name the file's line where they can."""
-        doc = ConfigDocument({}) if isinstance(source, RouterConfig) else read_config(source)
-        try:
-            cfg = source if isinstance(source, RouterConfig) else RouterConfig(**doc.data)
-            parts = build_parts(
-                cfg,
-                clock=clock,
-                transports=transports,
-                seed=seed,
-                connection_limit=connection_limit,
-                hooks=hooks,
-                metrics=metrics,
-                tokenizer=tokenizer,
-                tracing=tracing,
-            )
-        except ConfigError as exc:
-            error = doc.locate(exc)  # raised below, not chained to what holds the input
-        else:
-            router = cls.__new__(cls)
-            router._closed = False
-            router._assemble(parts)
-            return router
-        raise error
-
-    @classmethod
-    def from_litellm_config(
-        cls,
-        source: Mapping[str, Any] | str | os.PathLike[str],
-        *,
-        strict: bool = False,
-        clock: Clock | None = None,
-        transports: Mapping[str, Transport] | None = None,
-        seed: int | None = None,
-        hooks: Sequence[Hook] | None = None,
-        metrics: PrometheusMetrics | None = None,
-        tokenizer: TokenCounter | None = None,
-        connection_limit: int = 1000,
-        tracing: bool | object | None = None,
-    ) -> Router:
-        """A Router from a LiteLLM proxy/Router config (docs/migrating-from-litellm.md).
-        What cannot be mapped is logged at WARNING, one line each, or with ``strict``
-        raised as a ConfigError; `interlock.read_litellm_config` returns it as data."""
-        imported = read_litellm_config(source, strict=strict)
-        imported.warn()
-        return cls.from_config(
-            imported.config,
-            clock=clock,
-            transports=transports,
-            seed=seed,
-            hooks=hooks,
-            metrics=metrics,
-            tokenizer=tokenizer,
-            connection_limit=connection_limit,
-            tracing=tracing,
-        )
+    def _start(self, parts: RouterParts) -> None:
+        """A new router (construction): open, and made of `parts`."""
+        self._closed = False
+        self._assemble(parts)
 
     def _assemble(self, parts: RouterParts) -> None:
         """Take `parts` (construction, and each runtime change: see runtime.py)."""
