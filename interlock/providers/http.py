@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Hashable, Mapping
 from contextvars import ContextVar
 from ssl import SSLContext
-from typing import Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 import aiohttp
 import orjson
@@ -42,7 +42,6 @@ from interlock.errors import (
     WrongEventLoopError,
 )
 from interlock.errors import scrub as scrub_secret
-from interlock.records.transport import ChunkSource
 from interlock.types import InvalidCount
 
 __all__ = [
@@ -67,7 +66,17 @@ __all__ = [
 ErrorMapper = Callable[[Deployment, int, Mapping[str, str], bytes, "str | None"], InterlockError]
 """``(deployment, status, headers, body, secret) -> error``: a provider's error mapping."""
 
-S = TypeVar("S", bound=ChunkSource)
+
+class FirstRead(Protocol):
+    """An opened stream `open_sse` reads the first item of: a `ChunkSource`, or any
+    other reader of a streamed body (the Responses API's events)."""
+
+    first: Any
+
+    async def next(self) -> Any: ...
+
+
+S = TypeVar("S", bound=FirstRead)
 T = TypeVar("T")
 
 
@@ -601,8 +610,9 @@ async def open_sse(
     timeout: float,
     error: ErrorMapper,
     make: Callable[[aiohttp.ClientResponse], S],
+    item: str = "chunk",
 ) -> S:
-    """POST a streaming request and read up to its first chunk within `timeout`, so a
+    """POST a streaming request and read up to its first `item` within `timeout`, so a
     failure before any output is an ordinary (retryable) attempt failure."""
     resp: aiohttp.ClientResponse | None = None
     if client.networks is not None:  # a deployment with a proxy or TLS settings
@@ -617,7 +627,7 @@ async def open_sse(
             first = await stream.next()
             if first is None:
                 raise StreamInterruptedError(
-                    "the stream ended before its first chunk", deployment_id=d.id
+                    f"the stream ended before its first {item}", deployment_id=d.id
                 )
             stream.first = first
             return stream
@@ -626,7 +636,7 @@ async def open_sse(
             resp.close()
         if not isinstance(exc, Exception):
             raise
-        err = typed_error(d, secret, exc, timeout, "first chunk")
+        err = typed_error(d, secret, exc, timeout, f"first {item}")
         if err is None or err is exc:
             raise
     raise err

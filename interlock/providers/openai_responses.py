@@ -29,7 +29,7 @@ from yarl import URL
 from interlock.config import Deployment
 from interlock.errors import InterlockError, StreamInterruptedError
 from interlock.providers.azure import AzureOpenAITransport
-from interlock.providers.http import dumps_body, malformed, post_bytes, send, typed_error
+from interlock.providers.http import dumps_body, malformed, open_sse, post_bytes
 from interlock.providers.openai import OpenAITransport, error_in_200, openai_error
 from interlock.providers.params import call_headers
 from interlock.providers.sse import SSEReader, read_error
@@ -128,35 +128,12 @@ async def _open(
     transport: OpenAITransport, d: Deployment, request: Request, timeout: float
 ) -> ResponseEventSource:
     ep = transport._endpoint(d)
-    body = dumps_body(responses_body(d, request, True))
-    headers = call_headers(ep.headers, request.params)
-    resp: aiohttp.ClientResponse | None = None
-    try:
-        with transport._deadlines.timeout(timeout):
-            client = transport._client
-            if client.networks is not None:  # a deployment with a proxy or TLS settings
-                client = client.networks.get(d.id or "", client)
-            resp = await send(client, responses_url(transport, d), body, headers)
-            if resp.status >= 400:
-                raw = await resp.read()
-                raise openai_error(d, resp.status, resp.headers, raw, ep.secret)
-            source = ResponseEventSource(resp, d, ep.secret)
-            first = await source.next()
-            if first is None:
-                raise StreamInterruptedError(
-                    "the stream ended before its first event", deployment_id=d.id
-                )
-            source.first = first
-            return source
-    except BaseException as exc:
-        if resp is not None:
-            resp.close()
-        if not isinstance(exc, Exception):
-            raise
-        err = typed_error(d, ep.secret, exc, timeout, "first event")
-        if err is None or err is exc:
-            raise
-    raise err
+    return await open_sse(
+        transport._client, transport._deadlines, d, responses_url(transport, d),
+        dumps_body(responses_body(d, request, True)), call_headers(ep.headers, request.params),
+        ep.secret, timeout, openai_error, lambda resp: ResponseEventSource(resp, d, ep.secret),
+        "event",
+    )  # fmt: skip
 
 
 class ResponseEventSource:
