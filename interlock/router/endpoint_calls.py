@@ -6,7 +6,6 @@ deployments whose provider lacks the endpoint."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Container, Mapping
-from types import TracebackType
 from typing import Any, TypeVar
 
 import orjson
@@ -27,6 +26,7 @@ from interlock.providers.http import malformed
 from interlock.providers.openai import error_in_200
 from interlock.records.state import DeploymentState
 from interlock.router.attempt import Attempt, Send
+from interlock.router.closing import EndsEarly
 from interlock.router.pool import DeploymentPool
 from interlock.strategies.base import Strategy
 from interlock.strategies.candidates import Candidates, NoEligible
@@ -231,7 +231,7 @@ def complete_bytes(source: ByteSource, attempt: Attempt) -> ByteStream:
     return ByteStream(source, attempt)
 
 
-class ByteStream:
+class ByteStream(EndsEarly):
     """An async iterator of the bytes of a response body (speech audio, a streamed
     passthrough), with `status` and `headers`.
 
@@ -362,27 +362,8 @@ class ByteStream:
                 trace.attempt_aborted(attempt, "closed")
                 trace.stream_ended(None, None, "closed")
 
-    async def aclose(self) -> None:
-        """Stop reading; releases the connection and settles the attempt."""
-        self._abandon()
-
-    async def __aenter__(self) -> ByteStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._abandon()
-
-    def __del__(self) -> None:
-        try:
-            if self._attempt.open:
-                self._abandon()
-        except Exception:
-            pass
+    def _open(self) -> bool:
+        return self._attempt.open
 
     def __repr__(self) -> str:
         state = "open" if self._attempt.open else "closed"

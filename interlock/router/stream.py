@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from types import TracebackType
 
 from interlock.errors import DeadlineExceededError, InterlockError
 from interlock.limits.ledger import Ledger
 from interlock.records.transport import ChunkSource
 from interlock.router.attempt import Attempt
+from interlock.router.closing import EndsEarly
 from interlock.types import ChatCompletionChunk, Usage
 
 __all__ = ["ChatStream"]
 
 
-class ChatStream:
+class ChatStream(EndsEarly):
     """An async iterator of `ChatCompletionChunk`.
 
     The reservation taken for the request is settled exactly once: when the stream
@@ -237,28 +237,8 @@ class ChatStream:
                 trace.attempt_aborted(self._attempt, "closed")
                 trace.stream_ended(self.usage, None, "closed")
 
-    async def aclose(self) -> None:
-        """Stop reading; releases the connection and settles the reservation."""
-        self._abandon()
-
-    async def __aenter__(self) -> ChatStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._abandon()
-
-    def __del__(self) -> None:
-        # A caller that drops the stream without closing it must not leak in-flight.
-        try:
-            if self._reservation.open:
-                self._abandon()
-        except Exception:
-            pass
+    def _open(self) -> bool:
+        return self._reservation.open
 
     def __repr__(self) -> str:
         state = "open" if self._reservation.open else "closed"
