@@ -26,10 +26,8 @@ from interlock.presets import preset_for
 from interlock.providers.azure import DEFAULT_AZURE_API_VERSION
 from interlock.providers.http import (
     HttpClient,
-    _made,
-    _PoolConnector,
     error_from_response,
-    is_stale_connection,
+    send,
     typed_error,
 )
 from interlock.providers.openai import OpenAITransport
@@ -350,19 +348,11 @@ async def _send(
     body: bytes | None,
     headers: Mapping[str, str],
 ) -> aiohttp.ClientResponse:
-    """`http.send` for any method: one resend on a fresh connection when a pooled one
-    turns out to have been closed by the server before any of the response came.
-    Sent through the deployment's own proxy/TLS client when it has one."""
+    """`http.send` (one resend on a fresh connection when a pooled one was closed by
+    the server), through the deployment's own proxy/TLS client when it has one."""
     if client.networks is not None:
         client = client.networks.get(d.id or "", client)
-    before = _PoolConnector.made
-    try:
-        return await client.session.request(method, url, data=body, headers=headers)
-    except aiohttp.ClientError as exc:
-        # The task opened no connection since `before`: the request used a pooled one.
-        if not (_made.get() <= before and is_stale_connection(exc)):
-            raise
-    return await client.fresh_session.request(method, url, data=body, headers=headers)
+    return await send(client, url, body, headers, method)
 
 
 async def _multipart(fields: Mapping[str, Any], file: FilePart) -> tuple[bytes, str]:

@@ -262,9 +262,14 @@ def is_stale_connection(exc: BaseException) -> bool:
 
 
 async def send(
-    client: HttpClient, url: URL, body: bytes, headers: Mapping[str, str]
+    client: HttpClient,
+    url: URL,
+    body: bytes | None,
+    headers: Mapping[str, str],
+    method: str = "POST",
 ) -> aiohttp.ClientResponse:
-    """POST `body` and wait for the response's status and headers.
+    """Send `body` (a POST unless `method` says otherwise) and wait for the response's
+    status and headers.
 
     A request sent on a pooled keep-alive connection that is closed or reset before
     any of the response arrives is sent once more, on a new connection: the server
@@ -275,20 +280,24 @@ async def send(
     """
     before = _PoolConnector.made
     try:
-        return await client.session.post(url, data=body, headers=headers)
+        return await client.session.request(method, url, data=body, headers=headers)
     except aiohttp.ClientError as exc:
         # The task opened no connection since `before`: the request used a pooled one.
         if not (_made.get() <= before and is_stale_connection(exc)):
             raise
-    return await resend(client, url, body, headers)
+    return await resend(client, url, body, headers, method)
 
 
 async def resend(
-    client: HttpClient, url: URL, body: bytes, headers: Mapping[str, str]
+    client: HttpClient,
+    url: URL,
+    body: bytes | None,
+    headers: Mapping[str, str],
+    method: str = "POST",
 ) -> aiohttp.ClientResponse:
     """`send`'s second try, on a new connection: called outside the ``except`` block
     that saw the first failure, so a second failure does not carry the first."""
-    return await client.fresh_session.post(url, data=body, headers=headers)
+    return await client.fresh_session.request(method, url, data=body, headers=headers)
 
 
 def scrub(text: str, secret: str | None) -> str:
