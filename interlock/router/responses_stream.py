@@ -9,7 +9,6 @@ stream ends without usage) and the usage of the terminal event as the chunk's us
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import TracebackType
 
 from interlock.providers.openai_responses import ResponseEventSource
 from interlock.responses_types import (
@@ -19,6 +18,7 @@ from interlock.responses_types import (
     ResponseUsage,
 )
 from interlock.router.attempt import Attempt
+from interlock.router.closing import EndsEarly
 from interlock.router.stream import ChatStream
 from interlock.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice, Usage
 
@@ -65,7 +65,7 @@ class _Chunks:
         self._source.close()
 
 
-class ResponseStream:
+class ResponseStream(EndsEarly):
     """An async iterator of `ResponseEvent`, from the first (``response.created``)
     to the terminal one (``response.completed``, ``response.incomplete`` or
     ``response.failed``).
@@ -134,20 +134,11 @@ class ResponseStream:
                 response.request_id = self._chat.request_id
         return event
 
-    async def aclose(self) -> None:
-        """Stop reading; releases the connection and settles the reservation."""
-        await self._chat.aclose()
+    def _abandon(self) -> None:
+        self._chat._abandon()
 
-    async def __aenter__(self) -> ResponseStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._chat.aclose()
+    def _open(self) -> bool:
+        return self._chat._open()
 
     def __repr__(self) -> str:
         return f"<ResponseStream {self.deployment_id} events={self.events}>"
