@@ -434,21 +434,22 @@ def _parts(content: Any) -> list[dict[str, Any]]:
     return parts
 
 
+def _tool_call(call: Mapping[str, Any]) -> dict[str, Any]:
+    fn = call.get("function") or {}
+    return {
+        "type": "tool_call",
+        "id": call.get("id"),
+        "name": fn.get("name"),
+        "arguments": fn.get("arguments"),
+    }
+
+
 def input_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """OpenAI-shaped messages in the conventions' ``gen_ai.input.messages`` shape."""
     out = []
     for m in messages:
         parts = _parts(m.get("content"))
-        for call in m.get("tool_calls") or ():
-            fn = call.get("function") or {}
-            parts.append(
-                {
-                    "type": "tool_call",
-                    "id": call.get("id"),
-                    "name": fn.get("name"),
-                    "arguments": fn.get("arguments"),
-                }
-            )
+        parts.extend(_tool_call(call) for call in m.get("tool_calls") or ())
         if m.get("role") == "tool":
             parts = [
                 {
@@ -467,15 +468,6 @@ def output_messages(choices: Sequence[Any]) -> list[dict[str, Any]]:
     for c in choices:
         msg = c.message
         parts = _parts(msg.content)
-        for call in msg.tool_calls or ():
-            fn = call.get("function") or {}
-            parts.append(
-                {
-                    "type": "tool_call",
-                    "id": call.get("id"),
-                    "name": fn.get("name"),
-                    "arguments": fn.get("arguments"),
-                }
-            )
+        parts.extend(_tool_call(call) for call in msg.tool_calls or ())
         out.append({"role": msg.role, "parts": parts, "finish_reason": c.finish_reason or "stop"})
     return out
