@@ -14,9 +14,13 @@ from interlock import (
     ChatStream,
     Deployment,
     DeploymentState,
+    FailureEvent,
+    Hook,
     InterlockError,
     Request,
+    RequestStartEvent,
     Router,
+    SuccessEvent,
 )
 from interlock.testing import FakeUpstream
 
@@ -44,6 +48,24 @@ async def upstreams(n: int, **options: Any) -> AsyncIterator[list[FakeUpstream]]
             await stack.enter_async_context(FakeUpstream(name=f"u{i}", **options)) for i in range(n)
         ]
         yield ups
+
+
+class Recorder(Hook):
+    """Keeps the start, success and failure events a router sends its hooks."""
+
+    def __init__(self) -> None:
+        self.starts: list[RequestStartEvent] = []
+        self.successes: list[SuccessEvent] = []
+        self.failures: list[FailureEvent] = []
+
+    def on_request_start(self, event: RequestStartEvent) -> None:
+        self.starts.append(event)
+
+    def on_success(self, event: SuccessEvent) -> None:
+        self.successes.append(event)
+
+    def on_failure(self, event: FailureEvent) -> None:
+        self.failures.append(event)
 
 
 def deployment(up: FakeUpstream, group: str = "g", **fields: Any) -> Deployment:

@@ -22,35 +22,14 @@ import pytest
 from interlock import (
     ByteStream,
     Deployment,
-    FailureEvent,
-    Hook,
     InterlockError,
     PassthroughResponse,
-    RequestStartEvent,
     Router,
     StreamInterruptedError,
-    SuccessEvent,
     UnsupportedEndpointError,
 )
 from interlock.testing import FakeUpstream, Fault
-from tests.integration.loopback import KEY, deployment, upstreams
-
-
-class Recorder(Hook):
-    def __init__(self) -> None:
-        self.starts: list[RequestStartEvent] = []
-        self.successes: list[SuccessEvent] = []
-        self.failures: list[FailureEvent] = []
-
-    def on_request_start(self, event: RequestStartEvent) -> None:
-        self.starts.append(event)
-
-    def on_success(self, event: SuccessEvent) -> None:
-        self.successes.append(event)
-
-    def on_failure(self, event: FailureEvent) -> None:
-        self.failures.append(event)
-
+from tests.integration.loopback import KEY, Recorder, deployment, upstreams
 
 Call = Callable[..., Awaitable[Any]]
 

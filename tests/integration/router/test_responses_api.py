@@ -20,21 +20,24 @@ from interlock import (
     ConfigError,
     DeadlineExceededError,
     Deployment,
-    FailureEvent,
-    Hook,
     InterlockError,
     InternalServerError,
-    RequestStartEvent,
     ResponseAffinityError,
     ResponseEvent,
     ResponseResult,
     ResponseStream,
     Router,
     StreamInterruptedError,
-    SuccessEvent,
 )
 from interlock.testing import FakeAnthropic, FakeClock, FakeUpstream, Fault
-from tests.integration.loopback import KEY, deployment, first_candidate, router_over, upstreams
+from tests.integration.loopback import (
+    KEY,
+    Recorder,
+    deployment,
+    first_candidate,
+    router_over,
+    upstreams,
+)
 from tests.sdk_contract_responses import (
     openai_response,
     openai_response_event,
@@ -402,22 +405,6 @@ async def test_the_calls_deadline_ends_a_stalled_stream_and_a_hung_call() -> Non
 
 
 # --- request ids, tags and metadata ---------------------------------------------------
-
-
-class Recorder(Hook):
-    def __init__(self) -> None:
-        self.starts: list[RequestStartEvent] = []
-        self.successes: list[SuccessEvent] = []
-        self.failures: list[FailureEvent] = []
-
-    def on_request_start(self, event: RequestStartEvent) -> None:
-        self.starts.append(event)
-
-    def on_success(self, event: SuccessEvent) -> None:
-        self.successes.append(event)
-
-    def on_failure(self, event: FailureEvent) -> None:
-        self.failures.append(event)
 
 
 @pytest.mark.parametrize("stream", [False, True])
