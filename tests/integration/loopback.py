@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import traceback
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
+
+import pytest
 
 from interlock import (
     CachedStream,
@@ -22,7 +25,7 @@ from interlock import (
     Router,
     SuccessEvent,
 )
-from interlock.testing import FakeUpstream
+from interlock.testing import FakeUpstream, RedisServer, RedisServerError
 
 __all__ = [
     "KEY",
@@ -123,3 +126,15 @@ def assert_clean(exc: BaseException, *secrets: str) -> None:
     text = "".join(traceback.format_exception(exc))
     for s in secrets:
         assert s not in text
+
+
+def started(server: RedisServer) -> RedisServer:
+    """`server` started; a test that cannot start it fails under ``CI=true`` (CI must
+    test the Redis paths) and is skipped elsewhere."""
+    try:
+        server.start()
+    except RedisServerError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true needs a working redis-server: {exc}")
+        pytest.skip(f"redis-server unavailable: {exc}")
+    return server

@@ -3,39 +3,20 @@
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from interlock import CachedStream, ChatStream, ConfigError, Deployment, Router
-from interlock.testing import FakeUpstream, RedisServer, RedisServerError
+from interlock.testing import FakeUpstream, RedisServer
+from tests.integration.loopback import started
 from tests.integration.rawhttp import HELLO_REPLY, raw_server, redis_answering
 
 pytestmark = pytest.mark.redis
 
 MESSAGES = [{"role": "user", "content": "Shared question"}]
-
-
-def started(server: RedisServer) -> RedisServer:
-    try:
-        server.start()
-    except RedisServerError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true needs a working redis-server: {exc}")
-        pytest.skip(f"redis-server unavailable: {exc}")
-    return server
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = started(RedisServer())
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

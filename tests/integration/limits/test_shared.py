@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,26 +18,13 @@ import pytest
 
 from interlock import ConfigError, Deployment, Router
 from interlock.limits import RedisLedger
-from interlock.testing import FakeUpstream, Fault, RedisServer, RedisServerError
+from interlock.testing import FakeUpstream, Fault, RedisServer
 from tests.integration.rawhttp import HELLO_REPLY, raw_server, redis_answering
 
 pytestmark = pytest.mark.redis
 
 HERE = Path(__file__).resolve().parent
 MSG = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    try:
-        server.start()
-    except RedisServerError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"cannot start redis-server: {exc}")
-        pytest.skip(f"cannot start redis-server: {exc}")
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +39,6 @@ from interlock.testing import (
     FakeUpstream,
     Fault,
     RedisServer,
-    RedisServerError,
 )
 from tests.integration.loopback import KEY, MESSAGES, drain_into, eventually, upstreams
 from tests.integration.providers.test_network import ONCE, PROXY_ENV, tls_upstream
@@ -247,19 +244,6 @@ async def test_reconfigure_from_a_file_keeps_a_cooling_deployment_cooling(
             assert state.cooldown_until == cooling_until
             for _ in range(5):
                 assert (await router.acompletion("g", MESSAGES)).deployment_id == "b"
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    try:
-        server.start()
-    except RedisServerError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"cannot start redis-server: {exc}")
-        pytest.skip(f"cannot start redis-server: {exc}")
-    yield server
-    server.stop()
 
 
 @pytest.mark.redis
