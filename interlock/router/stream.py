@@ -169,9 +169,7 @@ class ChatStream(EndsEarly):
             attempt = self._attempt
             attempts = attempt.attempts
             now = attempts.clock.now()
-            usage = self._usage()
-            self.cost = Ledger.settle(r, self._tokens(), now, usage)
-            attempts.observer.unreported(r.state, usage)
+            self._settle_unreported(now)
             attempts.observer.failure(
                 r.state,
                 err,
@@ -213,9 +211,7 @@ class ChatStream(EndsEarly):
             attempt = self._attempt
             attempts = attempt.attempts
             now = attempts.clock.now()
-            usage = self._usage()
-            self.cost = Ledger.settle(r, self._tokens(), now, usage)
-            attempts.observer.unreported(r.state, usage)
+            self._settle_unreported(now)
             request = attempt.request
             attempts.failure(
                 r.state, exc, attempt.started, now, r.attempt, request=request, handle=attempt
@@ -223,15 +219,19 @@ class ChatStream(EndsEarly):
             if request.trace is not None:
                 request.trace.stream_ended(self.usage, exc)
 
+    def _settle_unreported(self, now: float) -> None:
+        """Settle an unfinished stream with what it counted; no success will report
+        those tokens, so the observer hears of them here."""
+        r = self._reservation
+        usage = self._usage()
+        self.cost = Ledger.settle(r, self._tokens(), now, usage)
+        self._attempt.attempts.observer.unreported(r.state, usage)
+
     def _abandon(self) -> None:
         self._timer.cancel()
         self._source.close()
-        r = self._reservation
-        if r.open:
-            attempts = self._attempt.attempts
-            usage = self._usage()
-            self.cost = Ledger.settle(r, self._tokens(), attempts.clock.now(), usage)
-            attempts.observer.unreported(r.state, usage)
+        if self._reservation.open:
+            self._settle_unreported(self._attempt.attempts.clock.now())
             trace = self._attempt.request.trace
             if trace is not None:
                 trace.attempt_aborted(self._attempt, "closed")
