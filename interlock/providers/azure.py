@@ -11,7 +11,8 @@ OpenAI's, so everything else is inherited.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -102,23 +103,36 @@ class AzureOpenAITransport(OpenAITransport):
             cache.invalidate(token)
             raise
 
-    async def chat(self, d: Deployment, request: Request, timeout: float) -> ChatCompletion:
+    # Not coroutine functions, as in `OpenAITransport`: with a key, the base class's
+    # coroutine is returned as it is (no frame of ours on every resumption); with a
+    # token provider, `_with_token`'s. `partial`, not a lambda: a lambda would make
+    # the arguments closure cells on every call, key or token.
+    def chat(
+        self, d: Deployment, request: Request, timeout: float
+    ) -> Coroutine[Any, Any, ChatCompletion]:
         if d.azure_ad_token_provider is None:
-            return await super().chat(d, request, timeout)
-        return await self._with_token(d, timeout, lambda: super(
-            AzureOpenAITransport, self).chat(d, request, timeout))  # fmt: skip
+            return super().chat(d, request, timeout)
+        return self._with_token(
+            d, timeout, partial(OpenAITransport.chat, self, d, request, timeout)
+        )
 
-    async def embed(self, d: Deployment, request: Request, timeout: float) -> EmbeddingResponse:
+    def embed(
+        self, d: Deployment, request: Request, timeout: float
+    ) -> Coroutine[Any, Any, EmbeddingResponse]:
         if d.azure_ad_token_provider is None:
-            return await super().embed(d, request, timeout)
-        return await self._with_token(d, timeout, lambda: super(
-            AzureOpenAITransport, self).embed(d, request, timeout))  # fmt: skip
+            return super().embed(d, request, timeout)
+        return self._with_token(
+            d, timeout, partial(OpenAITransport.embed, self, d, request, timeout)
+        )
 
-    async def open_stream(self, d: Deployment, request: Request, timeout: float) -> OpenAIStream:
+    def open_stream(
+        self, d: Deployment, request: Request, timeout: float
+    ) -> Coroutine[Any, Any, OpenAIStream]:
         if d.azure_ad_token_provider is None:
-            return await super().open_stream(d, request, timeout)
-        return await self._with_token(d, timeout, lambda: super(
-            AzureOpenAITransport, self).open_stream(d, request, timeout))  # fmt: skip
+            return super().open_stream(d, request, timeout)
+        return self._with_token(
+            d, timeout, partial(OpenAITransport.open_stream, self, d, request, timeout)
+        )
 
     async def aclose(self) -> None:
         self._tokens.close()

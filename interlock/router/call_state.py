@@ -126,7 +126,9 @@ class Call:
         # The call starts on the first group of its chain (the group asked for), as
         # `next_group` would start it, without the call.
         self._i = 1
-        self.visited: list[str] = [chain[0]]
+        # A tuple, not a list: one GC-tracked object less per call while it is in
+        # flight (fallbacks, which extend it, are rare).
+        self.visited: tuple[str, ...] = (chain[0],)
         self.previous: str | None = None
         """The group tried before the current one (None for the first)."""
         request.group = chain[0]
@@ -162,7 +164,7 @@ class Call:
             if group in self.visited:
                 continue
             self.previous = self.visited[-1] if self.visited else None
-            self.visited.append(group)
+            self.visited = (*self.visited, group)
             self.request.group = group
             self.tried = NOTHING_TRIED
             self.kind_counts = None

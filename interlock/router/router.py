@@ -50,6 +50,7 @@ from interlock.router.calls import (
 from interlock.router.constructors import ConfigConstructors
 from interlock.router.endpoint_methods import EndpointMethods
 from interlock.router.health_check import HealthCheckMixin
+from interlock.router.pipeline import Complete, Send
 from interlock.router.responses_api import ResponsesMethods
 from interlock.router.runtime import RuntimeChanges
 from interlock.router.stream import ChatStream
@@ -70,6 +71,7 @@ from interlock.types import (
 __all__ = ["Router"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Router(
@@ -338,7 +340,7 @@ class Router(
                     plan,
                     request,
                     call_timeout,
-                    lambda: self._pipeline.run(
+                    self._deferred(
                         request,
                         call_timeout,
                         send_stream,
@@ -350,7 +352,7 @@ class Router(
                 request,
                 call_timeout,
                 ChatCompletion,
-                lambda: self._pipeline.run(request, call_timeout, send_chat, complete_response),
+                self._deferred(request, call_timeout, send_chat, complete_response),
             )
         if stream:
             return await self._pipeline.run(
@@ -360,6 +362,14 @@ class Router(
                 partial(open_stream, request.est_input_tokens),
             )
         return await self._pipeline.run(request, call_timeout, send_chat, complete_response)
+
+    def _deferred(
+        self, request: Request, call_timeout: float, send: Send[R], complete: Complete[R, T]
+    ) -> Callable[[], Awaitable[T]]:
+        """The pipeline run the response cache starts on a miss. A method of its own: a
+        lambda in `acompletion` itself would make its locals closure cells, objects
+        made on every call, cached or not."""
+        return lambda: self._pipeline.run(request, call_timeout, send, complete)
 
     async def aembedding(
         self,
@@ -401,7 +411,7 @@ class Router(
                 request,
                 call_timeout,
                 EmbeddingResponse,
-                lambda: self._pipeline.run(request, call_timeout, send_embed, complete_response),
+                self._deferred(request, call_timeout, send_embed, complete_response),
             )
         return await self._pipeline.run(request, call_timeout, send_embed, complete_response)
 
