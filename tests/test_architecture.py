@@ -80,6 +80,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "interlock.router.wiring",
             "interlock.router.endpoint_methods",
             "interlock.router.health_check",
+            "interlock.router.introspection",
         ),
     ),
     # 5

@@ -20,12 +20,9 @@ from interlock.config import (
     RetryPolicy,
     SharedState,
 )
-from interlock.limits.shared import SharedLedger
-from interlock.limits.spend import SpendReport, spend_report
 from interlock.limits.tokens import TokenCounter
 from interlock.observability.hooks import Hook
 from interlock.observability.metrics import PrometheusMetrics
-from interlock.observability.stats import RouterStatistics, deployment_statistics
 from interlock.policies import CacheConfig
 from interlock.providers.params import UnsupportedParams
 from interlock.records.state import DeploymentState
@@ -50,6 +47,7 @@ from interlock.router.calls import (
 from interlock.router.constructors import ConfigConstructors
 from interlock.router.endpoint_methods import EndpointMethods
 from interlock.router.health_check import HealthCheckMixin
+from interlock.router.introspection import Introspection
 from interlock.router.pipeline import Complete, Send
 from interlock.router.responses_api import ResponsesMethods
 from interlock.router.runtime import RuntimeChanges
@@ -75,7 +73,12 @@ R = TypeVar("R")
 
 
 class Router(
-    ConfigConstructors, ResponsesMethods, EndpointMethods, HealthCheckMixin, RuntimeChanges
+    ConfigConstructors,
+    ResponsesMethods,
+    EndpointMethods,
+    HealthCheckMixin,
+    RuntimeChanges,
+    Introspection,
 ):
     """Routes requests for a model group to one of its deployments.
 
@@ -460,40 +463,6 @@ class Router(
 
     def _unsupported_for(self, mode: UnsupportedParams | None) -> UnsupportedParams:
         return self._unsupported if mode is None else unsupported_mode(mode, "unsupported_params")
-
-    # --- introspection --------------------------------------------------------------
-
-    @property
-    def deployments(self) -> tuple[Deployment, ...]:
-        """Every deployment, ids filled in, in configuration order."""
-        return tuple(s.deployment for s in self.parts.states)
-
-    @property
-    def groups(self) -> tuple[str, ...]:
-        return tuple(self.parts.pools)
-
-    def fallback_chain(self, model: str) -> tuple[str, ...]:
-        """The groups a request for `model` tries, in order."""
-        return self.parts.fallbacks.chains[self._group_for(model)]
-
-    def statistics(self) -> RouterStatistics:
-        """A frozen snapshot of every deployment."""
-        now = self.parts.clock.now()
-        return RouterStatistics(
-            at=now,
-            deployments=tuple(deployment_statistics(s, now) for s in self.parts.states),
-            cache=self._cache.statistics(),
-        )
-
-    def spend(self) -> SpendReport:
-        """Spend in USD per deployment, group and tag, and every budget's state."""
-        parts = self.parts
-        return spend_report(parts.states, parts.budget_counters, parts.clock.now())
-
-    @property
-    def shared(self) -> SharedLedger | None:
-        """The ledger shared with other router processes, when configured."""
-        return self.parts.shared
 
     def __repr__(self) -> str:
         parts = self.parts
