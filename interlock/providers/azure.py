@@ -52,7 +52,7 @@ class AzureOpenAITransport(OpenAITransport):
 
     def _endpoint(self, d: Deployment, token: str | None = None) -> _Endpoint:
         ep = self._endpoints.get(d.id or "")
-        if ep is None or token is not None:
+        if ep is None or token is not None or ep.deployment is not d:
             secret = token or d.api_key_value()
             headers = {"Content-Type": "application/json", "Accept": "application/json"}
             if token:
@@ -67,6 +67,7 @@ class AzureOpenAITransport(OpenAITransport):
                 URL(f"{base}/embeddings", encoded=True).with_query(query),
                 headers,
                 secret,
+                deployment=d,
             )
             self._endpoints[d.id or ""] = ep
         return ep
@@ -94,7 +95,7 @@ class AzureOpenAITransport(OpenAITransport):
         cache = self._token_cache(d)
         token = await credential_within(cache, d, timeout, self._deadlines)
         ep = self._endpoints.get(d.id or "")
-        if ep is None or ep.secret != token:
+        if ep is None or ep.secret != token or ep.deployment is not d:
             self._endpoint(d, token)
         try:
             # No await between storing the endpoint and `send` reading it.

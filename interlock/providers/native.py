@@ -45,6 +45,9 @@ class Endpoint:
     base: str
     headers: dict[str, str]
     secret: str | None
+    deployment: Deployment | None = None
+    """The settings it was made from: another object under the same id (after a
+    runtime change) makes the endpoint again."""
 
 
 def make_chunk(
@@ -97,11 +100,16 @@ class NativeTransport:
 
     def _endpoint(self, d: Deployment) -> Endpoint:
         ep = self._endpoints.get(d.id or "")
-        if ep is None:
+        if ep is None or ep.deployment is not d:
             key = d.api_key_value()
             headers = {**self._headers(d, key), **d.headers}
-            ep = self._endpoints[d.id or ""] = Endpoint(d.api_base, headers, key)
+            ep = self._endpoints[d.id or ""] = Endpoint(d.api_base, headers, key, d)
         return ep
+
+    def forget(self, deployment_id: str) -> None:
+        """Drop what was made for a deployment the router no longer has (its headers
+        hold its key)."""
+        self._endpoints.pop(deployment_id, None)
 
     def _headers(self, d: Deployment, key: str | None) -> dict[str, str]:
         raise NotImplementedError

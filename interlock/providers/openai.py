@@ -54,6 +54,11 @@ class _Endpoint:
     model: str = ""
     keep_reasoning: bool = False
     """The provider takes ``reasoning_content`` back in assistant messages."""
+    deployment: Deployment | None = None
+    """The settings it was made from. A runtime change gives a deployment a new
+    `Deployment` object under the same id; the next request, seeing another object,
+    makes the endpoint again (new key, address, headers), whatever the order in which
+    requests of the old and new settings reach the transport."""
 
 
 class OpenAITransport:
@@ -71,7 +76,7 @@ class OpenAITransport:
 
     def _endpoint(self, d: Deployment) -> _Endpoint:
         ep = self._endpoints.get(d.id or "")
-        if ep is None:
+        if ep is None or ep.deployment is not d:
             key = d.api_key_value()
             headers = {"Content-Type": "application/json"}
             if key:
@@ -85,6 +90,7 @@ class OpenAITransport:
                 key,
                 d.model,
                 preset is not None and preset.reasoning_content_in,
+                d,
             )
             self._endpoints[d.id or ""] = ep
         return ep
@@ -119,7 +125,9 @@ class OpenAITransport:
     ) -> Coroutine[Any, Any, ChatCompletion]:
         # Not a coroutine function: it returns `post_bytes`'s coroutine, which parses
         # the reply itself (one coroutine frame less on every resumption of a request).
-        ep = self._endpoints.get(d.id or "") or self._endpoint(d)
+        ep = self._endpoints.get(d.id or "")
+        if ep is None or ep.deployment is not d:
+            ep = self._endpoint(d)
         params = request.params
         if params or not self._plain_body:
             body = dumps_body(self.chat_body(d, request, False))
@@ -163,6 +171,11 @@ class OpenAITransport:
             call_headers(ep.headers, request.params),
             ep.secret, timeout, openai_error, lambda resp: OpenAIStream(resp, d, ep.secret),
         )  # fmt: skip
+
+    def forget(self, deployment_id: str) -> None:
+        """Drop what was made for a deployment the router no longer has (its headers
+        hold its key)."""
+        self._endpoints.pop(deployment_id, None)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -172,14 +172,14 @@ class VertexTransport(NativeTransport):
     async def _authorized(self, d: Deployment, timeout: float) -> Endpoint:
         token = await credential_within(self._token_cache(d), d, timeout, self._deadlines)
         ep = self._endpoints.get(d.id or "")
-        if ep is None or ep.secret != token:
+        if ep is None or ep.secret != token or ep.deployment is not d:
             headers = {
                 "Content-Type": "application/json",
                 "Accept": "application/json",
                 "Authorization": f"Bearer {token}",
                 **d.headers,
             }
-            ep = self._endpoints[d.id or ""] = Endpoint(_model_base(d), headers, token)
+            ep = self._endpoints[d.id or ""] = Endpoint(_model_base(d), headers, token, d)
         return ep
 
     def _error(

@@ -37,6 +37,11 @@ class Transport(Protocol):
     Every failure is raised as an `InterlockError` subclass (never a bare aiohttp or
     JSON exception), with `deployment_id` set and the key scrubbed from the message.
     `timeout` bounds the whole attempt (for streams: until the first chunk).
+
+    Optional: ``forget(deployment_id: str) -> None``, called once a deployment removed
+    at runtime has drained, to drop what the transport keeps for it. A transport that
+    caches per deployment id must also notice that a runtime change gave the id a new
+    `Deployment` object (compare by identity) and use the new settings from then on.
     """
 
     async def chat(

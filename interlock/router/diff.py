@@ -444,7 +444,13 @@ async def drain(current: Callable[[], RouterParts], removed: Sequence[Deployment
     parts.attempts.observer.forget(removed, groups)
     if isinstance(parts.shared, RedisLedger):
         parts.shared.forget(s.id for s in removed)
-    # Strategies that keep estimates per deployment say how to drop them (`forget`).
+    # Transports and strategies that keep something per deployment say how to drop
+    # it (`forget`; a transport's own endpoints hold the deployment's key).
+    for transport in {id(t): t for t in parts.transports.values()}.values():
+        forget_id = getattr(transport, "forget", None)
+        if forget_id is not None:
+            for s in removed:
+                forget_id(s.id)
     pools = parts.lookup if parts.lookup is not None else parts.pools
     for strategy in {id(p.strategy): p.strategy for p in pools.values()}.values():
         forget = getattr(strategy, "forget", None)

@@ -36,6 +36,7 @@ from interlock import (
 from interlock.limits import RedisLedger
 from interlock.testing import (
     FakeAnthropic,
+    FakeAzure,
     FakeUpstream,
     Fault,
     RedisServer,
@@ -216,6 +217,50 @@ async def test_an_added_deployment_of_another_provider_is_served() -> None:
             r = await router.acompletion("claude", MESSAGES, max_tokens=64)
             assert r.deployment_id == "c"
             assert claude.request_count == 1
+
+
+@pytest.mark.parametrize("how", ["update_deployment", "reconfigure", "remove_then_add"])
+async def test_a_changed_key_and_address_are_used_from_the_next_request(how: str) -> None:
+    """Key rotation: the next request after the change carries the new key to the new
+    address, for each wire format (OpenAI, Azure OpenAI, Anthropic's own), and the old
+    key is never sent again."""
+    async with (
+        upstreams(2) as (old, new),
+        FakeAzure() as az_old,
+        FakeAzure() as az_new,
+        FakeAnthropic(name="claude") as cl_old,
+        FakeAnthropic(name="claude") as cl_new,
+    ):
+        pairs = {
+            "openai": (old, new, {"model": "gpt-test"}),
+            "azure": (az_old, az_new, {"provider": "azure", "model": "gpt-4o"}),
+            "anthropic": (cl_old, cl_new, {"provider": "anthropic", "model": "claude-test"}),
+        }
+        before = [
+            Deployment(group=g, id=g, api_base=a.url, api_key=f"sk-{g}-old-1234", **f)
+            for g, (a, _, f) in pairs.items()
+        ]
+        after = [
+            Deployment(group=g, id=g, api_base=b.url, api_key=f"sk-{g}-new-5678", **f)
+            for g, (_, b, f) in pairs.items()
+        ]
+        async with Router(before, seed=3) as router:
+            for g in pairs:
+                await router.acompletion(g, MESSAGES, max_tokens=16)
+            if how == "update_deployment":
+                for d in after:
+                    await router.update_deployment(d)
+            elif how == "reconfigure":
+                await router.reconfigure({"deployments": [d.model_dump() for d in after]})
+            else:
+                for d_old, d_new in zip(before, after, strict=True):
+                    await router.remove_deployment(d_old.id or "")
+                    await router.add_deployment(d_new)
+            for g in pairs:
+                await router.acompletion(g, MESSAGES, max_tokens=16)
+        for g, (a, b, _) in pairs.items():
+            assert [r.api_key for r in a.received] == [f"sk-{g}-old-1234"], g
+            assert [r.api_key for r in b.received] == [f"sk-{g}-new-5678"], g
 
 
 async def test_reconfigure_from_a_file_keeps_a_cooling_deployment_cooling(
