@@ -106,7 +106,7 @@ class Observer(FailureReports):
         )
         # Only request starts and successes are on the hot path; everything else is
         # reported from the failure side, and recoveries are watched for while a
-        # deployment is cooling (see `_cooled_down`).
+        # deployment is cooling (see `FailureReports._cooled_down`).
         # Tracing ends an attempt's span in `success`, so it needs the call too.
         self._base = metrics is not None or self._success.active or traced
         self.listening: bool = self._base
