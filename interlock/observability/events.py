@@ -21,9 +21,13 @@ them, None when a health probe or another router process did.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from interlock.errors import InterlockError
+from interlock.types import NO_METADATA
+
+if TYPE_CHECKING:
+    from interlock.types import Request
 
 __all__ = [
     "CooldownEvent",
@@ -252,3 +256,14 @@ Event = (
     | HedgeEvent
     | RateLimitWaitEvent
 )
+
+
+_NO_TAGS: frozenset[str] = frozenset()
+
+
+def call_fields(request: Request | None) -> tuple[str, frozenset[str], Mapping[str, Any]]:
+    """What every event of a call says about it: its id, tags and metadata (empty for
+    an attempt outside a call, such as a health probe)."""
+    if request is None:
+        return ("", _NO_TAGS, NO_METADATA)
+    return (request.id, request.tags, request.metadata)

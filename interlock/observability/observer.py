@@ -3,6 +3,9 @@
 The pipeline calls one method at each point (request start, attempt success and
 failure, retry, fallback, refusal; hedges and rate-limit waits for the code that
 makes them). The Observer fans out to the Prometheus records, the hooks and the log.
+This module holds its construction and the per-request reports; the reports off the
+hot path (failures, cooldowns, recoveries, retries, fallbacks, refusals, hedges and
+rate-limit waits) are its base class, `FailureReports` in failure_reports.py.
 
 Cost: on the hot path (request start, success) the pipeline first reads
 `Observer.starts` / `Observer.listening`, which are False when neither hooks nor
@@ -19,62 +22,25 @@ and logs them.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from interlock.clock import Clock
-from interlock.errors import DeadlineExceededError, InterlockError
-from interlock.failures import TREATMENTS, FailureKind, classify
 from interlock.observability import logs
-from interlock.observability.events import (
-    CooldownEvent,
-    FailureEvent,
-    FailureKindName,
-    FallbackEvent,
-    HedgeEvent,
-    RateLimitWaitEvent,
-    RecoveryEvent,
-    RequestStartEvent,
-    RetryEvent,
-    SuccessEvent,
-)
+from interlock.observability.events import RequestStartEvent, SuccessEvent, call_fields
+from interlock.observability.failure_reports import FailureReports
 from interlock.observability.hooks import Callback, HookRunner
 from interlock.observability.metrics import FOLD, PrometheusMetrics
-from interlock.types import NO_METADATA, Request
 
 if TYPE_CHECKING:
     from interlock.records.state import DeploymentState
-    from interlock.types import Usage
+    from interlock.types import Request, Usage
 
 __all__ = ["Observer"]
 
 # Builds a NamedTuple without its Python-level __new__: the per-request events
 # (start, success) are built on the hot path whenever a hook listens.
 _new = tuple.__new__
-
-_KIND: dict[FailureKind, FailureKindName] = {
-    FailureKind.CALLER: "caller",
-    FailureKind.CONTEXT_WINDOW: "context_window",
-    FailureKind.CONTENT_POLICY: "content_policy",
-    FailureKind.RATE_LIMITED: "rate_limited",
-    FailureKind.BAD_CREDENTIALS: "bad_credentials",
-    FailureKind.UNUSABLE: "unusable",
-    FailureKind.TIMEOUT: "timeout",
-    FailureKind.CONNECTION: "connection",
-    FailureKind.SERVER_ERROR: "server_error",
-    FailureKind.MALFORMED: "malformed",
-}
-
-
-_NO_TAGS: frozenset[str] = frozenset()
-
-
-def _call_fields(request: Request | None) -> tuple[str, frozenset[str], Mapping[str, Any]]:
-    """What every event of a call says about it: its id, tags and metadata."""
-    if request is None:
-        return ("", _NO_TAGS, NO_METADATA)
-    return (request.id, request.tags, request.metadata)
 
 
 def _own_names(s: DeploymentState) -> tuple[str, ...]:
@@ -83,27 +49,15 @@ def _own_names(s: DeploymentState) -> tuple[str, ...]:
     return (s.id, s.group, d.model, d.provider, d.api_base or "")
 
 
-class Observer:
+class Observer(FailureReports):
     """Dispatches router events to metrics, hooks and logs."""
 
+    # The failure side's attributes are slots of `FailureReports`.
     __slots__ = (
-        "_base",
-        "_cooldown",
-        "_failure",
-        "_fallback",
-        "_hedge",
-        "_last_internal_error",
-        "_recovery",
-        "_retry",
         "_start",
         "_success",
-        "_wait",
         "clock",
-        "cooled",
         "durations",
-        "listening",
-        "metrics",
-        "redact",
         "reports_success",
         "runner",
         "start_hook",
@@ -152,7 +106,7 @@ class Observer:
         )
         # Only request starts and successes are on the hot path; everything else is
         # reported from the failure side, and recoveries are watched for while a
-        # deployment is cooling (see `_cooled_down`).
+        # deployment is cooling (see `FailureReports._cooled_down`).
         # Tracing ends an attempt's span in `success`, so it needs the call too.
         self._base = metrics is not None or self._success.active or traced
         self.listening: bool = self._base
@@ -228,7 +182,7 @@ class Observer:
             if request is not None and request.trace is not None:
                 request.trace.attempt_ok(handle, usage, cost)
             if self.reports_success:
-                rid, tags, meta = _call_fields(request)
+                rid, tags, meta = call_fields(request)
                 if usage is None:
                     event = _new(
                         SuccessEvent,
@@ -282,247 +236,6 @@ class Observer:
             except Exception as exc:
                 self.internal_error("unreported", exc)
 
-    # --- failure side (always called) ----------------------------------------------
-
-    def failure(
-        self,
-        state: DeploymentState,
-        error: InterlockError,
-        started: float,
-        now: float,
-        attempt: int = 1,
-        cooldown: float = 0.0,
-        *,
-        counted: bool = True,
-        request: Request | None = None,
-        handle: object = None,
-    ) -> None:
-        """An attempt failed. `counted=False` when the pipeline did not hold it against
-        the deployment (an attempt cut by the call's own deadline); `cooldown` is what
-        `HealthTracker.failure` returned; `request` is the call's (None for a health
-        probe), `handle` the attempt (for its trace span)."""
-        try:
-            fk = classify(error)
-            kind: FailureKindName = _KIND[fk] if counted else "deadline"
-            m = self.metrics
-            if m is not None:
-                m.failure(state, kind)
-            if request is not None and request.trace is not None:
-                request.trace.attempt_failed(handle, error, kind)
-            if self._failure.active:
-                rid, tags, meta = _call_fields(request)
-                self._failure.emit(
-                    FailureEvent(
-                        state.group,
-                        state.id,
-                        attempt,
-                        now - started,
-                        error,
-                        kind,
-                        counted and TREATMENTS[fk].counts_against_health,
-                        cooldown,
-                        rid,
-                        tags,
-                        meta,
-                        now,
-                    )
-                )
-            if cooldown > 0:
-                self._cooled_down(
-                    state, error, cooldown, now, request.id if request is not None else None
-                )
-        except Exception as exc:
-            self.internal_error("failure", exc)
-
-    def _cooled_down(
-        self,
-        state: DeploymentState,
-        error: InterlockError,
-        seconds: float,
-        now: float,
-        request_id: str | None = None,
-    ) -> None:
-        logs.log_cooldown(state.group, state.id, seconds, state.ejections, error, self.redact)
-        if self.metrics is not None:
-            self.metrics.cooldown(state)
-        if self._cooldown.active:
-            self._cooldown.emit(
-                CooldownEvent(
-                    state.group,
-                    state.id,
-                    seconds,
-                    state.cooldown_until,
-                    state.ejections,
-                    error,
-                    request_id,
-                    now,
-                )
-            )
-        self.cooled[state] = now
-        self.listening = True
-
-    def recovery(self, state: DeploymentState, now: float, request_id: str | None = None) -> None:
-        """`state`, cooled earlier, served a request again (the request `request_id`;
-        None for a probe). Called on the first success after a cooldown; idempotent, so
-        a half-open probe may call it too."""
-        started = self.cooled.pop(state, None)
-        if not self.cooled:
-            self.listening = self._base
-        if started is None:
-            return
-        logs.log_recovery(state.group, state.id, now - started)
-        if self.metrics is not None:
-            self.metrics.recovery(state)
-        if self._recovery.active:
-            self._recovery.emit(
-                RecoveryEvent(state.group, state.id, now - started, request_id, now)
-            )
-
-    def retry(
-        self,
-        state: DeploymentState,
-        attempt: int,
-        error: InterlockError | None,
-        now: float,
-        request: Request | None = None,
-    ) -> None:
-        """Attempt number `attempt` goes to `state`, in the group of a failed one."""
-        try:
-            logs.log_retry(state.group, state.id, attempt, error, self.redact)
-            if self.metrics is not None:
-                self.metrics.retry(state.group)
-            if self._retry.active:
-                self._retry.emit(
-                    RetryEvent(state.group, state.id, attempt, error, *_call_fields(request), now)
-                )
-        except Exception as exc:
-            self.internal_error("retry", exc)
-
-    def retry_refused(
-        self,
-        budget_group: str,
-        group: str,
-        state: DeploymentState | None,
-        attempts: int,
-        error: InterlockError | None,
-        now: float,
-    ) -> None:
-        """The retry budget of `budget_group` (the group the call asked for) refused a
-        retry in `group` (to `state`, when one was chosen) after `attempts` attempts
-        whose last failed with `error`: a WARNING line and the `retries_refused`
-        metric."""
-        try:
-            logs.log_retry_refused(
-                budget_group,
-                group,
-                state.id if state is not None else None,
-                attempts,
-                error,
-                self.redact,
-            )
-            if self.metrics is not None:
-                self.metrics.retry_refused(budget_group)
-        except Exception as exc:
-            self.internal_error("retry_refused", exc)
-
-    def fallback(
-        self,
-        group: str,
-        to_group: str,
-        attempts: int,
-        error: InterlockError | None,
-        now: float,
-        request: Request | None = None,
-    ) -> None:
-        """The request leaves `group` for `to_group` after `attempts` attempts."""
-        try:
-            logs.log_fallback(group, to_group, attempts, error, self.redact)
-            if self.metrics is not None:
-                self.metrics.fallback(group, to_group)
-            if self._fallback.active:
-                self._fallback.emit(
-                    FallbackEvent(group, to_group, attempts, error, *_call_fields(request), now)
-                )
-        except Exception as exc:
-            self.internal_error("fallback", exc)
-
-    def refused(
-        self,
-        group: str,
-        attempts: int,
-        started: float,
-        now: float,
-        error: InterlockError,
-        request: Request | None = None,
-    ) -> None:
-        """The router gives up on a request for `group` with `error` (no deployment
-        available, or the deadline passed before another attempt)."""
-        try:
-            logs.log_refused(group, attempts, now - started, error, self.redact)
-            if self.metrics is not None:
-                reason = "deadline" if isinstance(error, DeadlineExceededError) else "no_deployment"
-                self.metrics.refused(group, reason)
-            if self._failure.active:
-                self._failure.emit(
-                    FailureEvent(
-                        group,
-                        None,
-                        attempts,
-                        now - started,
-                        error,
-                        "refused",
-                        False,
-                        0.0,
-                        *_call_fields(request),
-                        now,
-                    )
-                )
-        except Exception as exc:
-            self.internal_error("refused", exc)
-
-    # --- for hedging and rate-limit waits (called by the code that does them) -------
-
-    def hedge(
-        self,
-        state: DeploymentState,
-        attempt: int,
-        after: float,
-        now: float,
-        request: Request | None = None,
-    ) -> None:
-        """A hedged attempt number `attempt` was sent to `state`, `after` seconds into
-        the request."""
-        try:
-            logs.log_hedge(state.group, state.id, attempt, after)
-            if self.metrics is not None:
-                self.metrics.hedge(state.group)
-            if self._hedge.active:
-                self._hedge.emit(
-                    HedgeEvent(state.group, state.id, attempt, after, *_call_fields(request), now)
-                )
-        except Exception as exc:
-            self.internal_error("hedge", exc)
-
-    def rate_limit_wait(
-        self,
-        group: str,
-        deployment_id: str | None,
-        seconds: float,
-        now: float,
-        request: Request | None = None,
-    ) -> None:
-        """A request for `group` is about to wait `seconds` for rate-limit headroom."""
-        try:
-            logs.log_rate_limit_wait(group, deployment_id, seconds)
-            if self.metrics is not None:
-                self.metrics.rate_limit_wait(group, seconds)
-            if self._wait.active:
-                self._wait.emit(
-                    RateLimitWaitEvent(group, deployment_id, seconds, *_call_fields(request), now)
-                )
-        except Exception as exc:
-            self.internal_error("rate_limit_wait", exc)
-
     # --- runtime changes -------------------------------------------------------------
 
     def watch(self, states: Sequence[DeploymentState]) -> None:
@@ -551,19 +264,6 @@ class Observer:
     async def aclose(self, flush_timeout: float = 1.0) -> None:
         """Deliver queued events to async hooks (up to `flush_timeout`), then stop."""
         await self.runner.aclose(flush_timeout)
-
-    def internal_error(self, where: str, exc: Exception) -> None:
-        """Log a bug in instrumentation (rate-limited); the request goes on."""
-        # A bug in instrumentation must not fail requests; say so, at most once a minute.
-        now = time.monotonic()
-        if now - self._last_internal_error >= 60.0:
-            self._last_internal_error = now
-            logs.logger.error(
-                "interlock observer failed in %s; the request was not affected",
-                where,
-                exc_info=(type(exc), exc, exc.__traceback__),
-                extra={"event": "observer_error", "where": where},
-            )
 
     def __repr__(self) -> str:
         hooks = sum(

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from interlock import (
     APITimeoutError,
@@ -309,3 +309,20 @@ async def until(predicate: Callable[[], bool], *, rounds: int = 200) -> None:
             return
         await asyncio.sleep(0)
     raise AssertionError("condition not reached")
+
+
+T = TypeVar("T")
+START = 1000.0  # FakeClock's default start
+
+
+async def bounded(aw: Awaitable[T]) -> T:
+    """Fail (instead of hanging the suite) if the router parks on the fake clock."""
+    async with asyncio.timeout(5):
+        return await aw
+
+
+def two(clock: FakeClock, **options: Any) -> tuple[ScriptedTransport, Router]:
+    """Deployments a and b; the strategy always tries a first when it is eligible."""
+    t = ScriptedTransport(clock)
+    options.setdefault("strategy", first_candidate)
+    return t, make_router(t, [dep("a"), dep("b")], clock, **options)

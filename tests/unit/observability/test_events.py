@@ -24,16 +24,17 @@ from interlock import (
     Router,
     SuccessEvent,
 )
-from interlock.observability.events import HedgeEvent, RateLimitWaitEvent
+from interlock.observability.events import HedgeEvent, RateLimitWaitEvent, call_fields
 from interlock.testing import FakeClock, InstantTransport
 from interlock.types import (
     NO_METADATA,
     CompletionTokensDetails,
     PromptTokensDetails,
+    Request,
     Usage,
     new_request_id,
 )
-from tests.unit.observability.test_hooks import MSG, Recorder, make_router
+from tests.unit.observability.helpers import MSG, Recorder, make_router
 
 CALL_EVENTS = (
     RequestStartEvent,
@@ -55,16 +56,6 @@ class Everything(Recorder):
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def transport() -> InstantTransport:
-    return InstantTransport()
-
-
-@pytest.fixture
 async def routed(
     transport: InstantTransport, clock: FakeClock
 ) -> AsyncIterator[tuple[Router, Everything]]:
@@ -79,6 +70,15 @@ def test_every_call_event_has_the_call_fields() -> None:
         assert {"request_id", "group", "tags", "metadata"} <= set(kind._fields), kind
     assert "request_id" in CooldownEvent._fields
     assert "request_id" in RecoveryEvent._fields
+
+
+def test_call_fields_are_the_requests_and_empty_outside_a_call() -> None:
+    meta = {"tenant": "t"}
+    request = Request("chat", "g", id="r-1", tags=frozenset({"a"}), metadata=meta)
+    rid, tags, got = call_fields(request)
+    assert (rid, tags) == ("r-1", frozenset({"a"}))
+    assert got is meta  # handed on, never copied
+    assert call_fields(None) == ("", frozenset(), NO_METADATA)  # a health probe's attempt
 
 
 def test_request_ids_are_unique_and_short() -> None:

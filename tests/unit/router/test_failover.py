@@ -1,13 +1,11 @@
 """Failures: skipping a failing deployment, cooldowns (Retry-After, consecutive
-failures, bad keys), caller errors, fallbacks, backoff, the deadline, and what the
-router says when nothing can serve. Time is a FakeClock; nothing sleeps for real."""
+failures, bad keys), caller errors, fallbacks, limits that leave nothing to send to,
+and the deadline. Time is a FakeClock; nothing sleeps for real. Backoff, waiting and
+the error when nothing could be sent are in test_pipeline_branches.py."""
 
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import Awaitable
-from typing import Any, TypeVar
 
 import pytest
 
@@ -23,43 +21,27 @@ from interlock import (
     InterlockError,
     InternalServerError,
     MalformedResponseError,
-    NoDeploymentAvailableError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
     RetryPolicy,
-    Router,
     ServiceUnavailableError,
 )
 from interlock.testing import FakeClock
 from tests.unit.scripted_transport import (
     MESSAGES,
+    START,
     TIMEOUT,
     ScriptedTransport,
     Step,
+    bounded,
     dep,
     fail,
     first_candidate,
     make_router,
+    two,
     until,
 )
-
-T = TypeVar("T")
-START = 1000.0  # FakeClock's default start
-
-
-async def bounded(aw: Awaitable[T]) -> T:
-    """Fail (instead of hanging the suite) if the router parks on the fake clock."""
-    async with asyncio.timeout(5):
-        return await aw
-
-
-def two(clock: FakeClock, **options: Any) -> tuple[ScriptedTransport, Router]:
-    """Deployments a and b; the strategy always tries a first when it is eligible."""
-    t = ScriptedTransport(clock)
-    options.setdefault("strategy", first_candidate)
-    return t, make_router(t, [dep("a"), dep("b")], clock, **options)
-
 
 # --- a failing deployment is skipped --------------------------------------------
 
@@ -326,158 +308,7 @@ async def test_whole_chain_failing_raises_the_last_error_with_every_attempt() ->
     assert [(x.group, x.deployment_id) for x in exc.value.attempts] == [("a", "a1"), ("b", "b1")]
 
 
-# --- backoff and waiting ---------------------------------------------------------
-
-
-async def test_backoff_only_after_every_deployment_was_tried() -> None:
-    clock = FakeClock()
-    t, router = two(clock, retry=RetryPolicy(max_attempts=3, backoff_base=1.0, backoff_max=1.0))
-    t.push("a", fail(InternalServerError))
-    t.push("b", fail(InternalServerError))
-    task = asyncio.create_task(router.acompletion("g", MESSAGES))
-    await until(lambda: clock.sleepers == 1)
-    assert t.order == ["a", "b"]  # both tried before any sleep
-    assert router.statistics().in_flight == 0  # nothing held while backing off
-    clock.advance(1.0)  # full jitter: the sleep is at most backoff_base * 2**0
-    r = await bounded(task)
-    assert r.deployment_id == "a"
-    assert len(t.calls) == 3
-
-
-async def test_no_sleep_after_the_last_attempt() -> None:
-    clock = FakeClock()
-    t, router = two(clock, retry=RetryPolicy(max_attempts=2, backoff_base=1.0))
-    t.always("a", fail(InternalServerError))
-    t.always("b", fail(InternalServerError))
-    with pytest.raises(InternalServerError) as exc:
-        await bounded(router.acompletion("g", MESSAGES))
-    assert len(exc.value.attempts) == 2
-    assert clock.sleepers == 0
-
-
-async def test_short_cooldown_is_waited_for_when_there_is_no_alternative() -> None:
-    """The only deployment answers 429 with Retry-After 2 s (within max_wait and the
-    deadline): the router waits exactly that long on its clock, then retries."""
-    clock = FakeClock()
-    t = ScriptedTransport(clock)
-    router = make_router(t, [dep("a")], clock, retry=RetryPolicy(max_wait=5.0))
-    t.push("a", fail(RateLimitError, retry_after=2.0))
-    task = asyncio.create_task(router.acompletion("g", MESSAGES))
-    await until(lambda: clock.sleepers == 1)
-    assert len(t.calls) == 1
-    assert router.statistics().in_flight == 0
-    clock.advance(1.999)
-    for _ in range(5):
-        await asyncio.sleep(0)
-    assert not task.done()
-    assert len(t.calls) == 1
-    clock.advance(0.001)
-    r = await bounded(task)
-    assert r.deployment_id == "a"
-    assert len(t.calls) == 2
-
-
-async def test_cooldown_longer_than_max_wait_is_not_waited_for() -> None:
-    clock = FakeClock()
-    t = ScriptedTransport(clock)
-    router = make_router(t, [dep("a")], clock, retry=RetryPolicy(max_wait=5.0))
-    t.push("a", fail(RateLimitError, retry_after=5.5))
-    with pytest.raises(RateLimitError) as exc:
-        await bounded(router.acompletion("g", MESSAGES))
-    assert exc.value.retry_after == 5.5
-    assert clock.sleepers == 0
-    assert len(t.calls) == 1
-
-
-async def test_no_wait_past_the_deadline() -> None:
-    clock = FakeClock()
-    t = ScriptedTransport(clock)
-    router = make_router(t, [dep("a")], clock, retry=RetryPolicy(max_wait=5.0))
-    t.push("a", fail(RateLimitError, retry_after=2.0))
-    with pytest.raises(RateLimitError):
-        await bounded(router.acompletion("g", MESSAGES, timeout=1.0))
-    assert clock.sleepers == 0
-    with pytest.raises(NoDeploymentAvailableError) as exc:
-        await bounded(router.acompletion("g", MESSAGES, timeout=1.0))
-    assert exc.value.retry_after == 2.0
-    assert clock.sleepers == 0
-    assert len(t.calls) == 1
-
-
-# --- everything down ---------------------------------------------------------------
-
-
-async def test_every_deployment_down_gives_a_typed_error_fast() -> None:
-    clock = FakeClock()
-    t = ScriptedTransport(clock)
-    names = ["a", "b", "c"]
-    for n in names:
-        t.always(n, fail(ServiceUnavailableError))
-    router = make_router(
-        t,
-        [dep(n) for n in names],
-        clock,
-        # No ejection cap and no panic mode here: this is about the error when every
-        # deployment is really out (the cap and panic mode are tested in
-        # tests/integration/router/test_resilience.py).
-        health=HealthPolicy(
-            allowed_fails=3, cooldown=10.0, max_ejected_share=1.0, panic_threshold=0.0
-        ),
-        retry=RetryPolicy(max_attempts=3, backoff_base=0),
-    )
-    for _ in range(3):
-        with pytest.raises(ServiceUnavailableError) as exc:
-            await bounded(router.acompletion("g", MESSAGES))
-        assert len(exc.value.attempts) == 3
-    assert {s.state for s in router.statistics().deployments} == {"cooling"}
-    calls = len(t.calls)
-    with pytest.raises(NoDeploymentAvailableError) as no:
-        await bounded(router.acompletion("g", MESSAGES))
-    assert len(t.calls) == calls  # nothing was sent
-    assert no.value.retry_after == 10.0
-    text = str(no.value)
-    for n in names:
-        assert re.search(rf"{n}: cooling until \S+ UTC \(in 10\.0 s\) after ServiceUnavail", text)
-    assert "'g'" in text
-    assert clock.now() == START
-
-
-async def test_no_deployment_available_reports_the_soonest_return() -> None:
-    clock = FakeClock()
-    t = ScriptedTransport(clock)
-    router = make_router(t, [dep("a"), dep("b")], clock, strategy=first_candidate)
-    t.push("a", fail(RateLimitError, retry_after=60.0))
-    t.push("b", fail(RateLimitError, retry_after=90.0))
-    with pytest.raises(RateLimitError):
-        await bounded(router.acompletion("g", MESSAGES))
-    clock.advance(10.0)
-    with pytest.raises(NoDeploymentAvailableError) as exc:
-        await bounded(router.acompletion("g", MESSAGES))
-    assert exc.value.retry_after == 50.0
-    text = str(exc.value)
-    assert re.search(r"a: cooling until \S+ UTC \(in 50\.0 s\) after RateLimitError \(429\)", text)
-    assert re.search(r"b: cooling until \S+ UTC \(in 80\.0 s\) after RateLimitError \(429\)", text)
-    assert re.search(r"the first may be usable at \S+ UTC \(in 50\.0 s\)", text)
-
-
-async def test_no_deployment_available_names_every_group_of_the_chain() -> None:
-    clock = FakeClock()
-    t = ScriptedTransport(clock)
-    router = make_router(
-        t, [dep("a1", "a"), dep("b1", "b")], clock, fallbacks={"a": ["b"]}, aliases={"x": "a"}
-    )
-    t.push("a1", fail(RateLimitError, retry_after=40.0))
-    t.push("b1", fail(RateLimitError, retry_after=20.0))
-    with pytest.raises(RateLimitError):
-        await bounded(router.acompletion("x", MESSAGES))
-    with pytest.raises(NoDeploymentAvailableError) as exc:
-        await bounded(router.acompletion("x", MESSAGES))
-    text = str(exc.value)
-    assert "'x'" in text  # the name the caller asked for
-    assert re.search(r"group 'a': a1: cooling until \S+ UTC \(in 40\.0 s\) after RateLimit", text)
-    assert re.search(r"group 'b': b1: cooling until \S+ UTC \(in 20\.0 s\) after RateLimit", text)
-    assert exc.value.retry_after == 20.0
-    assert len(t.calls) == 2
+# --- limits leave nothing to send to -----------------------------------------------
 
 
 async def test_no_deployment_available_at_the_concurrency_cap() -> None:

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -33,25 +32,14 @@ from tests.unit.scripted_transport import (
     MESSAGES,
     ScriptedTransport,
     Step,
+    bounded,
     dep,
     fail,
     first_candidate,
     make_router,
+    two,
     until,
 )
-
-T = TypeVar("T")
-
-
-async def bounded(aw: Awaitable[T]) -> T:
-    async with asyncio.timeout(5):
-        return await aw
-
-
-def two(clock: FakeClock, **options: Any) -> tuple[ScriptedTransport, Router]:
-    t = ScriptedTransport(clock)
-    options.setdefault("strategy", first_candidate)
-    return t, make_router(t, [dep("a"), dep("b")], clock, **options)
 
 
 def config_of(router: Router, **changes: Any) -> dict[str, Any]:
