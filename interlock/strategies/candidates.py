@@ -177,8 +177,13 @@ class Candidates(Sequence["DeploymentState"]):
         or None when the tier has none. O(1) expected; one scan when probes fail."""
         s = self._first
         if s is None:
-            n = self.tier.n
-            s = self._first = self._probing(PROBES if n > PROBES else n)
+            # The first draw in this frame (see `weighted`), then `_probing`.
+            tier = self.tier
+            n = tier.n
+            s = tier.states[int(self.rng.random() * n)]
+            if not self.ok(s):
+                s = self._probing((PROBES if n > PROBES else n) - 1)
+            self._first = s
         return s
 
     def eligible(self) -> list[DeploymentState]:
@@ -215,13 +220,26 @@ class Candidates(Sequence["DeploymentState"]):
         table = tier._alias
         if table is None:
             table = tier.alias
-        states = tier.states
+        # The first draw, in this frame: it is eligible nearly always, and setting up
+        # the probing loop would cost a quarter of the call.
         n = tier.n
+        u = self.rng.random() * n
+        i = int(u)
+        s = tier.states[i if u - i < table._prob[i] else table._alias[i]]
+        if self.ok(s):
+            return s
+        return self._weighted_probing(table, (PROBES if n > PROBES else n) - 1)
+
+    def _weighted_probing(self, table: AliasTable, tries: int) -> DeploymentState:
+        """`weighted()` after a rejected first draw: up to `tries` more draws, then a
+        weighted choice from the eligible list."""
+        states = self.tier.states
+        n = self.tier.n
         prob = table._prob
         alias = table._alias
         rnd = self.rng.random
         ok = self.ok
-        for _ in range(PROBES if n > PROBES else n):
+        for _ in range(tries):
             u = rnd() * n
             i = int(u)
             s = states[i if u - i < prob[i] else alias[i]]
@@ -249,10 +267,15 @@ class Candidates(Sequence["DeploymentState"]):
     def another(self, s: DeploymentState) -> DeploymentState | None:
         """A uniformly random eligible deployment other than `s`; None when `s` is the
         only one. O(1) expected (probes), one scan when probes fail."""
-        n = self.tier.n
+        tier = self.tier
+        n = tier.n
         if self._list is not None or n <= 1:
             return self._other_than(s)
-        return self._another_probing(s, PROBES if n > PROBES else n)
+        # The first draw in this frame (see `weighted`), then `_another_probing`.
+        t = tier.states[int(self.rng.random() * n)]
+        if t is not s and self.ok(t):
+            return t
+        return self._another_probing(s, (PROBES if n > PROBES else n) - 1)
 
     def pair(self) -> tuple[DeploymentState, DeploymentState | None]:
         """``(first, another(first))`` in one call, for the power-of-two-choices

@@ -17,12 +17,17 @@ __all__ = ["LatencyStrategy"]
 
 _INF = float("inf")
 
-_Table = tuple[dict["DeploymentState", float], dict["DeploymentState", float]]
+_Table = tuple[
+    dict["DeploymentState", float], dict["DeploymentState", float], dict[str, "DeploymentState"]
+]
 """Estimates of one kind (plain or stream): state -> ``log2(e)`` of its estimate `e`;
 state -> its key ``log2(e) + c``, `c` the deployment's halvings clock at its latest
-sample (see `LatencyStrategy._stamp`).
+sample; group -> its leader, the deployment with the lowest estimate (read by large
+tiers).
 
-An estimate's decayed value is ``e·2^(c − clock)``, so its log is ``key − clock``: a
+A deployment's halvings clock is ``now/half_life + w/w̄ · rounds``, w its weight and
+w̄ the tier's mean (a deployment ages with the picks it would have had). An
+estimate's decayed value is ``e·2^(c − clock)``, so its log is ``key − clock``: a
 read is one lookup and a subtraction, and a pick computes no power."""
 
 
@@ -62,7 +67,6 @@ class LatencyStrategy:
     """
 
     __slots__ = (
-        "_leaders",
         "_log_band",
         "_mean_weight",
         "_n",
@@ -112,20 +116,13 @@ class LatencyStrategy:
         self._log_band = log2(1.0 + self.buffer)
         # Per kind: flat dicts of floats (see `_Table`), so reading a candidate is one
         # lookup (in a pool of 10,000 each object dereferenced is likely a cache miss).
-        self._plain: _Table = ({}, {})
-        self._stream: _Table = ({}, {})
-        # Per kind (plain, stream): group -> the deployment with the lowest estimate.
-        self._leaders: tuple[dict[str, DeploymentState], dict[str, DeploymentState]] = ({}, {})
+        self._plain: _Table = ({}, {}, {})
+        self._stream: _Table = ({}, {}, {})
         self._now = 0.0
         self._rounds = 0.0  # each pick adds 1 / (n · stale_half_life)
         self._n = 1  # deployments in the tier of the latest pick (the length of a round)
         self._per_pick = 1.0 / self.stale_half_life
         self._mean_weight = 1.0  # of the tier of the latest pick
-
-    def _stamp(self, s: DeploymentState) -> float:
-        """`s`'s halvings clock now: ``now/half_life + w/w̄ · rounds``, w its weight and
-        w̄ the tier's mean (a deployment ages with the picks it would have had)."""
-        return self._now / self.half_life + s.weight / self._mean_weight * self._rounds
 
     def _log(self, table: _Table, s: DeploymentState) -> float | None:
         """log2 of the estimate `choose` reads for `s` (None before its first sample):
@@ -133,7 +130,10 @@ class LatencyStrategy:
         if s.in_flight:
             return table[0].get(s)
         key = table[1].get(s)
-        return None if key is None else key - self._stamp(s)
+        if key is None:
+            return None
+        # Minus `s`'s halvings clock (see `_Table`), written out: a large tier reads two.
+        return key - (self._now / self.half_life + s.weight / self._mean_weight * self._rounds)
 
     def estimate(self, state: DeploymentState, stream: bool = False) -> float | None:
         """The estimate `choose` reads for `state` now (None before its first sample):
@@ -143,10 +143,9 @@ class LatencyStrategy:
 
     def forget(self, s: DeploymentState) -> None:
         """`s` was removed from the router (a runtime change): drop its estimates."""
-        for table in (self._plain, self._stream):
-            for d in table:
-                d.pop(s, None)
-        for leaders in self._leaders:
+        for lgs, keys, leaders in (self._plain, self._stream):
+            lgs.pop(s, None)
+            keys.pop(s, None)
             for g in [g for g, lead in leaders.items() if lead is s]:
                 del leaders[g]
 
@@ -159,62 +158,41 @@ class LatencyStrategy:
         if n != self._n:
             self._n = n
             self._per_pick = 1.0 / (n * self.stale_half_life)
-        self._rounds += self._per_pick
-        self._mean_weight = tier.mean_weight
-        stream = request.stream
-        table = self._stream if stream else self._plain
-        if n <= self.exact_limit:
-            return self._exact(candidates, table)
-        # Large tier: a weighted draw against the leader (or a random challenger); the
-        # other wins only when it is clearly better.
+        rounds = self._rounds = self._rounds + self._per_pick
+        mean_weight = self._mean_weight = tier.mean_weight
+        table = self._stream if request.stream else self._plain
+        if n > self.exact_limit:
+            return self._sampled(candidates, table)
+        # A small tier, in this frame (a call less per pick). One eligible deployment is
+        # drawn by weight and kept when it is within the band, which is set by the
+        # tier's best (eligible or not); otherwise the pick is drawn by weight among the
+        # eligible deployments in the band (`_band`; the two steps together are
+        # proportional to weight within the band).
+        lgs, keys, _ = table
         a = candidates.weighted()
-        ga = self._log(table, a)
-        if ga is None:
-            if a.in_flight == 0:
-                return a  # explore: one probe at a time
-            ga = _INF
-        lead = self._leaders[stream].get(tier.states[0].group)
-        if lead is None or lead is a or lead not in tier.members or not candidates.ok(lead):
-            lead = candidates.another(a)
-            if lead is None:
-                return a
-        gl = self._log(table, lead)
-        if gl is None:
-            return lead if lead.in_flight == 0 else a
-        return lead if gl + self._log_band < ga else a
-
-    def _exact(self, candidates: Candidates, table: _Table) -> DeploymentState:
-        """The pick over a small tier. One eligible deployment is drawn by weight and
-        kept when it is within the band, which is set by the tier's best (eligible or
-        not); otherwise the pick is drawn by weight among the eligible deployments in
-        the band (the two steps together are proportional to weight within the
-        band), or, when none is eligible, within the band of the best eligible one."""
-        tier = candidates.tier
-        states = tier.states
-        lgs, keys = table
-        uniform = tier.uniform
         t = self._now / self.half_life
-        rounds = self._rounds
+        uniform = tier.uniform
         shift = t + rounds
-        per_weight = rounds / tier.mean_weight
-        a = candidates.weighted()
-        best = ga = _INF
+        per_weight = rounds / mean_weight
+        inf = best = ga = _INF
         fresh: DeploymentState | None = None
         w_fresh = 0.0
-        for s in states:
+        # Subscripts, not `get`: a method call per read costs more than the rare miss.
+        for s in tier.states:
             if s.in_flight:
-                g = lgs.get(s)
-                if g is None:
-                    continue
+                try:
+                    g = lgs[s]
+                except KeyError:
+                    g = inf  # no sample yet: not in the band
             else:
-                g = keys.get(s)
-                if g is None:
+                try:
+                    g = keys[s] - (shift if uniform else t + s.weight * per_weight)
+                except KeyError:
                     # No sample, nothing in flight: explore it (by weight among such).
                     w_fresh += s.weight
                     if self._rng.random() * w_fresh < s.weight:
                         fresh = s
                     continue
-                g -= shift if uniform else t + s.weight * per_weight
             if g < best:
                 best = g
             if s is a:
@@ -226,11 +204,49 @@ class LatencyStrategy:
         limit = best + self._log_band
         if ga <= limit:
             return a
+        return self._band(candidates, table, limit)
+
+    def _sampled(self, candidates: Candidates, table: _Table) -> DeploymentState:
+        """The pick over a large tier: a weighted draw against the leader (or a random
+        challenger); the other wins only when it is clearly better."""
+        a = candidates.weighted()
+        ga = self._log(table, a)
+        if ga is None:
+            if a.in_flight == 0:
+                return a  # explore: one probe at a time
+            ga = _INF
+        tier = candidates.tier
+        lead = table[2].get(tier.states[0].group)
+        if lead is None or lead is a or lead not in tier.members or not candidates.ok(lead):
+            lead = candidates.another(a)
+            if lead is None:
+                return a
+        gl = self._log(table, lead)
+        if gl is None:
+            return lead if lead.in_flight == 0 else a
+        return lead if gl + self._log_band < ga else a
+
+    def _band(self, candidates: Candidates, table: _Table, limit: float) -> DeploymentState:
+        """A draw by weight among the eligible deployments of a small tier whose log
+        estimate is at most `limit`, or, when none is eligible, within the band of
+        the best eligible one."""
+        tier = candidates.tier
+        lgs, keys, _ = table
+        t = self._now / self.half_life
+        mw = self._mean_weight
+        rounds = self._rounds
         near = []
-        for s in states:
-            g = self._log(table, s)
+        for s in tier.states:
+            # `_log(table, s)` written out (it would be a call per deployment).
+            if s.in_flight:
+                g = lgs.get(s)
+            else:
+                g = keys.get(s)
+                if g is not None:
+                    g -= t + s.weight / mw * rounds
             if g is not None and g <= limit:
                 near.append(s)
+        uniform = tier.uniform
         rnd = self._rng.random
         while near:
             s = _draw(near, uniform, rnd)
@@ -240,8 +256,8 @@ class LatencyStrategy:
         return self._over_eligible(candidates.require(), table)
 
     def _over_eligible(self, eligible: Sequence[DeploymentState], table: _Table) -> DeploymentState:
-        """`_exact` over the eligible list (the tier's best or its new deployment is
-        not eligible)."""
+        """The small-tier rule over the eligible list (the tier's best or its new
+        deployment is not eligible)."""
         rnd = self._rng.random
         values: list[float] = []
         fresh: list[DeploymentState] = []
@@ -261,28 +277,20 @@ class LatencyStrategy:
     def record(self, state: DeploymentState, ok: bool, latency: float, ttft: float | None) -> None:
         """Feed one attempt's outcome (called by the router after every attempt)."""
         if ttft is not None:
-            self._update(self._stream, state, ttft, ok, True)
-            return
-        if not ok:
+            self._update(self._stream, state, ttft, ok)
+        elif ok:
+            tokens = state.last_output_tokens
+            self._update(self._plain, state, latency / tokens if tokens > 0 else latency, True)
+        else:
             # Unknown kind: penalize whichever estimates exist.
-            for stream, table in ((False, self._plain), (True, self._stream)):
+            for table in (self._plain, self._stream):
                 if state in table[0]:
-                    self._update(table, state, latency, False, stream)
+                    self._update(table, state, latency, False)
             if state not in self._plain[0]:
-                self._update(self._plain, state, latency, False, False)
-            return
-        tokens = state.last_output_tokens
-        self._update(self._plain, state, latency / tokens if tokens > 0 else latency, ok, False)
+                self._update(self._plain, state, latency, False)
 
-    def _update(
-        self,
-        table: _Table,
-        state: DeploymentState,
-        x: float,
-        ok: bool,
-        stream: bool,
-    ) -> None:
-        lgs, keys = table
+    def _update(self, table: _Table, state: DeploymentState, x: float, ok: bool) -> None:
+        lgs, keys, leaders = table
         rounds = self._rounds
         t = self._now / self.half_life
         mw = self._mean_weight
@@ -302,10 +310,11 @@ class LatencyStrategy:
         lg = lgs[state] = log2(e) if e > 0 else -_INF
         keys[state] = lg + stamp
         # `state` was just sampled: it leads if it beats the leader's decayed estimate.
-        leaders = self._leaders[stream]
         group = state.group
         lead = leaders.get(group)
-        if lead is None or lead is state:
+        if lead is state:
+            return
+        if lead is None:
             leaders[group] = state
             return
         if lead.in_flight:

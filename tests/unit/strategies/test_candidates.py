@@ -1,4 +1,5 @@
-"""`Candidates.ok` writes `Ledger.has_headroom` out for speed: the two must agree."""
+"""`Candidates.ok` writes `Ledger.has_headroom` out for speed: the two must agree; and
+the draws written out for speed return only eligible deployments."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from interlock import Budget
 from interlock.limits.ledger import Ledger
 from interlock.limits.spend import BudgetCounter
 from interlock.records.state import is_available
-from interlock.strategies.candidates import Candidates
+from interlock.strategies.candidates import Candidates, NoEligible
 from tests.unit.strategy_helpers import make_pool, request
 
 SEED = 7
@@ -95,3 +96,41 @@ def test_weighted_and_weighted_pair_draw_in_proportion_to_weight() -> None:
         assert "d3" not in counts
         for i, share in enumerate((1 / 6, 2 / 6, 3 / 6)):
             assert abs(counts[f"d{i}"] / 12_000 - share) <= 0.02, counts
+
+
+def test_draws_return_only_eligible_deployments_and_none_only_when_there_is_none() -> None:
+    # `probe`, `another` and `weighted` make their first draw in their own frame and
+    # probe further only after a rejection: over tiers of 1 to 40 with random subsets
+    # cooling or excluded (none, some, all), every answer is eligible, and "none"
+    # (None or NoEligible) comes exactly when nothing (else) is eligible.
+    rng = random.Random(SEED)
+    for n in (1, 2, 3, 5, 40):
+        weights = [{"weight": float(1 + i % 3)} for i in range(n)]
+        pool, _, clock = make_pool(weights, "weighted", seed=SEED)
+        req = request()
+        tier = pool._tiers_for(req.tags)[0]
+        view = Candidates(tier, req, clock.now(), (), pool.rng)
+        states = tier.states
+        for _ in range(CASES):
+            out = rng.random()  # share of the tier that is out: 0, some or all
+            out = 0.0 if out < 0.2 else 1.0 if out > 0.8 else out
+            for s in states:
+                s.cooldown_until = float("inf") if rng.random() < out else 0.0
+            excluded = {s for s in states if rng.random() < 0.1}
+            eligible = {s for s in states if is_available(s, clock.now()) and s not in excluded}
+            view.reset(tier, req, clock.now(), excluded)
+            first = view.probe()
+            assert (first is None) == (not eligible)
+            assert first is None or first in eligible
+            mine = rng.choice(states)
+            view.reset(tier, req, clock.now(), excluded)
+            other = view.another(mine)
+            assert (other is None) == (not (eligible - {mine}))
+            assert other is None or (other in eligible and other is not mine)
+            view.reset(tier, req, clock.now(), excluded)
+            try:
+                drawn = view.weighted()
+            except NoEligible:
+                assert not eligible
+            else:
+                assert drawn in eligible
