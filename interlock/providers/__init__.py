@@ -6,7 +6,8 @@ from interlock.providers.azure import AzureOpenAITransport
 from interlock.providers.bedrock import BedrockTransport
 from interlock.providers.credentials import AzureIdentityTokenProvider
 from interlock.providers.gemini import GeminiTransport
-from interlock.providers.http import HttpClient, parse_retry_after
+from interlock.providers.http import HttpClient
+from interlock.providers.http_errors import parse_retry_after
 from interlock.providers.openai import OpenAIStream, OpenAITransport
 from interlock.providers.params import UnsupportedParams
 from interlock.providers.registry import builtin_transports

@@ -29,10 +29,10 @@ from interlock.errors import (
 )
 from interlock.providers.anthropic_body import build_body
 from interlock.providers.anthropic_parse import AnthropicStream, parse_message
-from interlock.providers.http import (
+from interlock.providers.http import malformed
+from interlock.providers.http_errors import (
     error_body_fields,
     error_from_response,
-    malformed,
     parse_retry_after,
 )
 from interlock.providers.native import PARSE_ERRORS, NativeStream, NativeTransport

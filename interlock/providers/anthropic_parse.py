@@ -17,7 +17,7 @@ import orjson
 from interlock.config import Deployment
 from interlock.errors import InterlockError, InternalServerError, RateLimitError
 from interlock.errors import ServiceUnavailableError as _Unavailable
-from interlock.providers.http import scrub
+from interlock.providers.http_errors import scrub
 from interlock.providers.native import NativeStream, delta_choice, make_chunk
 from interlock.types import (
     ChatCompletion,

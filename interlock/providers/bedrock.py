@@ -46,12 +46,11 @@ from interlock.providers.http import (
     ErrorMapper,
     HttpClient,
     dumps_body,
-    error_from_response,
     malformed,
     open_sse,
-    parse_retry_after,
     post_bytes,
 )
+from interlock.providers.http_errors import error_from_response, parse_retry_after
 from interlock.providers.native import PARSE_ERRORS
 from interlock.providers.params import call_headers, check_unsupported, merge_extra, split_extra
 from interlock.types import ChatCompletion, Embedding, EmbeddingResponse, Request, Usage

@@ -24,12 +24,8 @@ from interlock.endpoint_types import Endpoint, PassthroughResponse, usage_of
 from interlock.errors import APITimeoutError, InterlockError, StreamInterruptedError
 from interlock.presets import preset_for
 from interlock.providers.azure import DEFAULT_AZURE_API_VERSION
-from interlock.providers.http import (
-    HttpClient,
-    error_from_response,
-    send,
-    typed_error,
-)
+from interlock.providers.http import HttpClient, send, typed_error
+from interlock.providers.http_errors import error_from_response
 from interlock.providers.openai import OpenAITransport
 
 __all__ = [

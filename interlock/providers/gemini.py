@@ -31,7 +31,8 @@ from interlock.errors import (
 )
 from interlock.providers.gemini_body import build_body, embedding_texts, model_path
 from interlock.providers.gemini_parse import GeminiStream, parse_response
-from interlock.providers.http import error_from_response, malformed, parse_retry_after, scrub
+from interlock.providers.http import malformed
+from interlock.providers.http_errors import error_from_response, parse_retry_after, scrub
 from interlock.providers.native import PARSE_ERRORS, NativeStream, NativeTransport
 from interlock.providers.params import merge_extra
 from interlock.types import ChatCompletion, Embedding, EmbeddingResponse, Request

@@ -19,16 +19,8 @@ from interlock.errors import (
     StreamInterruptedError,
 )
 from interlock.presets import preset_for
-from interlock.providers.http import (
-    HttpClient,
-    dumps_body,
-    error_body_fields,
-    error_from_response,
-    malformed,
-    open_sse,
-    post_bytes,
-    scrub,
-)
+from interlock.providers.http import HttpClient, dumps_body, malformed, open_sse, post_bytes
+from interlock.providers.http_errors import error_body_fields, error_from_response, scrub
 from interlock.providers.params import call_headers
 from interlock.providers.sse import OpenChoices, SSEReader, read_error
 from interlock.types import ChatCompletion, ChatCompletionChunk, EmbeddingResponse, Request

@@ -14,13 +14,7 @@ from interlock import (
     Deployment,
     MalformedResponseError,
 )
-from interlock.providers.http import (
-    dumps_body,
-    is_stale_connection,
-    malformed,
-    parse_retry_after,
-    typed_error,
-)
+from interlock.providers.http import dumps_body, is_stale_connection, malformed, typed_error
 from interlock.types import InvalidCount
 
 KEY = "sk-http-secret-31337"
@@ -105,23 +99,3 @@ def test_an_unserializable_request_keeps_nothing_on_its_chain() -> None:
     with pytest.raises(BadRequestError) as exc:
         dumps_body({"x": {1, 2}})
     assert exc.value.__context__ is None
-
-
-@pytest.mark.parametrize(
-    ("headers", "seconds"),
-    [
-        ({"retry-after": "1.5"}, 1.5),
-        ({"retry-after": "-3"}, 0.0),
-        ({"retry-after": "nan"}, None),
-        ({"retry-after": "inf"}, None),
-        ({"retry-after": "1e999"}, None),
-        ({"retry-after-ms": "250"}, 0.25),
-        ({"retry-after-ms": "nan", "retry-after": "2"}, 2.0),
-        ({"retry-after-ms": "inf"}, None),
-        ({"retry-after": "soon"}, None),
-    ],
-)
-def test_retry_after_takes_finite_numbers_only(
-    headers: dict[str, str], seconds: float | None
-) -> None:
-    assert parse_retry_after(headers) == seconds

@@ -1,4 +1,4 @@
-"""Whose fault a provider's 4xx is (`interlock/providers/http.py` `error_from_response`
+"""Whose fault a provider's 4xx is (`interlock/providers/http_errors.py` `error_from_response`
 and the native transports' `_error`; issue 15, point 4), with each provider's own
 bodies and wording: the deployment's (`DeploymentNotFoundError`, `AccountError`, a bad
 key) or the request's. docs/resilience.md renders the same table; the context-window
@@ -24,6 +24,7 @@ from interlock import (
     RateLimitError,
 )
 from interlock.failures import FailureKind, classify
+from interlock.providers.http_errors import parse_retry_after
 from tests.unit.providers.bodies import (
     anthropic_shape,
     google_shape,
@@ -344,3 +345,23 @@ def test_the_error_text_names_the_providers_code() -> None:
         "azure returned HTTP 404 (DeploymentNotFound): The API deployment for this resource "
         "does not exist."
     )
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"retry-after": "1.5"}, 1.5),
+        ({"retry-after": "-3"}, 0.0),
+        ({"retry-after": "nan"}, None),
+        ({"retry-after": "inf"}, None),
+        ({"retry-after": "1e999"}, None),
+        ({"retry-after-ms": "250"}, 0.25),
+        ({"retry-after-ms": "nan", "retry-after": "2"}, 2.0),
+        ({"retry-after-ms": "inf"}, None),
+        ({"retry-after": "soon"}, None),
+    ],
+)
+def test_retry_after_takes_finite_numbers_only(
+    headers: dict[str, str], seconds: float | None
+) -> None:
+    assert parse_retry_after(headers) == seconds
