@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import interlock
 from interlock.cli import main, version
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,6 +23,8 @@ def test_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[st
     out = capsys.readouterr().out.strip()
     assert out == f"interlock {importlib.metadata.version('interlock')}"
     assert version() == importlib.metadata.version("interlock")
+    # The literal in the package (read without the metadata) says the same.
+    assert interlock.__version__ == version()
 
 
 def test_version_from_the_command_line() -> None:
