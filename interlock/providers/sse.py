@@ -11,7 +11,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from interlock.config import Deployment
 from interlock.errors import InterlockError, StreamInterruptedError
 from interlock.providers.http import READ_BUFSIZE, malformed
-from interlock.types import ChatCompletionChunk
+from interlock.types import ChatCompletionChunk, ChunkChoice
 
 __all__ = ["EventTooLong", "OpenChoices", "SSEReader", "read_error"]
 
@@ -183,12 +183,19 @@ class OpenChoices:
         """Some choice has finished."""
 
     def note(self, chunk: ChatCompletionChunk) -> None:
-        for c in chunk.choices:
-            if c.finish_reason is None:
-                self._open.add(c.index)
-            else:
-                self._open.discard(c.index)
-                self.finished = True
+        choices = chunk.choices
+        if len(choices) == 1:  # the common case, without a list iterator per chunk
+            self._note(choices[0])
+        else:
+            for c in choices:
+                self._note(c)
+
+    def _note(self, c: ChunkChoice) -> None:
+        if c.finish_reason is None:
+            self._open.add(c.index)
+        else:
+            self._open.discard(c.index)
+            self.finished = True
 
     @property
     def complete(self) -> bool:

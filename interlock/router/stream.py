@@ -125,9 +125,15 @@ class ChatStream(EndsEarly):
         self.chunks += 1
         if chunk.usage is not None:
             self.usage = chunk.usage
-        for c in chunk.choices:
-            if c.delta.content:
-                self._chars += len(c.delta.content)
+        choices = chunk.choices
+        if len(choices) == 1:  # the common case, without a list iterator per chunk
+            content = choices[0].delta.content
+            if content:
+                self._chars += len(content)
+        else:
+            for c in choices:
+                if c.delta.content:
+                    self._chars += len(c.delta.content)
         return chunk
 
     def _tokens(self) -> int:
