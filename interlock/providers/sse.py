@@ -4,6 +4,7 @@ says about its own end."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
@@ -21,6 +22,12 @@ MAX_LINE = 2 * READ_BUFSIZE
 
 _EOL = (10, 13)
 """The bytes a line's ending is made of (``\\n``, ``\\r``)."""
+
+
+_TIMER_CONTEXT = contextvars.Context()
+"""The context the idle timers run in. They read no context variable, and without
+one the loop copies the current context for every timer: an object more per open
+stream, for the cyclic collector to walk."""
 
 
 class EventTooLong(Exception):
@@ -82,7 +89,7 @@ class SSEReader:
             self._cancelling = task.cancelling()
             self._task = task
             if self._timer is None:
-                self._timer = loop.call_at(now + idle, self._check)
+                self._timer = loop.call_at(now + idle, self._check, context=_TIMER_CONTEXT)
         # One event: its first data line on its own (the common case: one line, no
         # list), the others, if any, in `more`. `readuntil` rather than `readline`
         # (which only calls it): one coroutine less per line. Each line's ending is
@@ -140,7 +147,7 @@ class SSEReader:
             self._expired = True
             task.cancel()
         else:
-            self._timer = loop.call_at(due, self._check)
+            self._timer = loop.call_at(due, self._check, context=_TIMER_CONTEXT)
 
     def close(self) -> None:
         """Stop the idle timer (it holds this reader until it fires)."""
