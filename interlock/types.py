@@ -252,7 +252,7 @@ class ChatCompletion:
             False,
             get("service_tier"),
             # `extra_fields`' own first check, inline: nothing unknown, no call.
-            None if type(d) is dict and d.keys() <= _COMPLETION else extra_fields(d, _COMPLETION),
+            None if type(d) is dict and _COMPLETION.issuperset(d) else extra_fields(d, _COMPLETION),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -305,6 +305,9 @@ _DELTA = frozenset(
     ("role", "content", "tool_calls", "refusal", "reasoning_content", "reasoning_blocks",
      "annotations")
 )  # fmt: skip
+_CHUNK_CHOICE = _CHOICE | {"delta"}
+_NO_FIELDS: Mapping[str, Any] = {}
+_new = object.__new__
 _CHUNK = frozenset(
     ("id", "model", "choices", "usage", "created", "object", "system_fingerprint",
      "service_tier")
@@ -333,30 +336,32 @@ class ChatCompletionChunk:
     def from_dict(
         cls, d: Mapping[str, Any], *, deployment_id: str = "", group: str = ""
     ) -> ChatCompletionChunk:
-        choices = []
-        for i, c in enumerate(d["choices"]):
-            choice = ChunkChoice(int(c.get("index", i)), _delta(c.get("delta") or {}),
-                                 c.get("finish_reason"), c.get("logprobs"))  # fmt: skip
-            if len(c) > 4:
-                choice.extra = extra_fields(c, _CHOICE | {"delta"})
-            choices.append(choice)
-        # Positional construction: this runs for every chunk of every stream.
-        get = d.get
-        u = get("usage")
-        return cls(
-            str(get("id", "")),
-            str(get("model", "")),
-            choices,
-            Usage.from_dict(u) if u else None,
-            int(get("created") or 0),
-            "chat.completion.chunk",
-            deployment_id,
-            group,
-            False,
-            get("system_fingerprint"),
-            get("service_tier"),
-            extra_fields(d, _CHUNK),
-        )
+        # hot path: runs for every chunk of every stream (three objects per chunk).
+        # Made without calling their __init__ (a Python frame and argument handling
+        # each), every field set here: keep in step with the dataclasses
+        # (tests/unit/test_types.py compares with the constructors). No bound method,
+        # and no iterator for the common single choice: each is one more allocation.
+        raw = d["choices"]
+        if len(raw) == 1:
+            choices = [_chunk_choice(raw[0], 0)]
+        else:
+            choices = [_chunk_choice(c, i) for i, c in enumerate(raw)]
+        u = d.get("usage")
+        chunk = _new(cls)
+        chunk.id = str(d.get("id", ""))
+        chunk.model = str(d.get("model", ""))
+        chunk.choices = choices
+        chunk.usage = Usage.from_dict(u) if u else None
+        chunk.created = int(d.get("created") or 0)
+        chunk.object = "chat.completion.chunk"
+        chunk.deployment_id = deployment_id
+        chunk.group = group
+        chunk.cached = False
+        chunk.system_fingerprint = d.get("system_fingerprint")
+        chunk.service_tier = d.get("service_tier")
+        # `extra_fields`' own first check, inline: nothing unknown, no call.
+        chunk.extra = None if type(d) is dict and _CHUNK.issuperset(d) else extra_fields(d, _CHUNK)
+        return chunk
 
     def to_dict(self) -> dict[str, Any]:
         """OpenAI's ``chat.completion.chunk`` JSON (without the routing fields)."""
@@ -381,13 +386,32 @@ class ChatCompletionChunk:
         return _tail(out, self.usage, self.system_fingerprint, self.service_tier, self.extra)
 
 
+def _chunk_choice(c: Mapping[str, Any], i: int) -> ChunkChoice:
+    # Made as `ChatCompletionChunk.from_dict` makes the chunk: every field set here.
+    choice = _new(ChunkChoice)
+    choice.index = int(c.get("index", i))
+    choice.delta = _delta(c.get("delta") or _NO_FIELDS)
+    choice.finish_reason = c.get("finish_reason")
+    choice.logprobs = c.get("logprobs")
+    choice.extra = extra_fields(c, _CHUNK_CHOICE) if len(c) > 4 else None
+    return choice
+
+
 def _delta(d: Mapping[str, Any]) -> ChoiceDelta:
-    delta = ChoiceDelta(d.get("role"), d.get("content"), d.get("tool_calls"), d.get("refusal"))
+    # Made as `ChatCompletionChunk.from_dict` makes the chunk: every field set here.
+    delta = _new(ChoiceDelta)
+    delta.role = d.get("role")
+    delta.content = d.get("content")
+    delta.tool_calls = d.get("tool_calls")
+    delta.refusal = d.get("refusal")
     if len(d) > 1:
         delta.reasoning_content = d.get("reasoning_content")
         delta.reasoning_blocks = d.get("reasoning_blocks")
         delta.annotations = d.get("annotations")
         delta.extra = extra_fields(d, _DELTA)
+    else:
+        delta.reasoning_content = delta.reasoning_blocks = delta.annotations = None
+        delta.extra = None
     return delta
 
 

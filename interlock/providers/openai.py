@@ -187,6 +187,11 @@ def _chat_completion(d: Deployment, raw: bytes, secret: str | None) -> ChatCompl
     raise err  # off the chain: the decoder's exception holds the body
 
 
+_chunk_from_dict = ChatCompletionChunk.from_dict
+"""Bound once: reading a classmethod off its class makes a bound method each time,
+an allocation per chunk."""
+
+
 class OpenAIStream:
     """An open SSE stream of `chat.completion.chunk` events."""
 
@@ -243,7 +248,7 @@ class OpenAIStream:
             if isinstance(obj, dict) and "error" in obj and "choices" not in obj:
                 obj = None
             else:
-                chunk = ChatCompletionChunk.from_dict(obj, deployment_id=d.id or "", group=d.group)
+                chunk = _chunk_from_dict(obj, deployment_id=d.id or "", group=d.group)
         except _PARSE_ERRORS as exc:
             err: InterlockError = malformed(d, exc)
         else:

@@ -4,6 +4,7 @@ says about its own end."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
@@ -11,12 +12,22 @@ from aiohttp.http_exceptions import HttpProcessingError
 from interlock.config import Deployment
 from interlock.errors import InterlockError, StreamInterruptedError
 from interlock.providers.http import READ_BUFSIZE, malformed
-from interlock.types import ChatCompletionChunk
+from interlock.types import ChatCompletionChunk, ChunkChoice
 
 __all__ = ["EventTooLong", "OpenChoices", "SSEReader", "read_error"]
 
 MAX_LINE = 2 * READ_BUFSIZE
 """The longest line `SSEReader` takes (aiohttp's limit for the session's buffer)."""
+
+
+_EOL = (10, 13)
+"""The bytes a line's ending is made of (``\\n``, ``\\r``)."""
+
+
+_TIMER_CONTEXT = contextvars.Context()
+"""The context the idle timers run in. They read no context variable, and without
+one the loop copies the current context for every timer: an object more per open
+stream, for the cyclic collector to walk."""
 
 
 class EventTooLong(Exception):
@@ -78,27 +89,39 @@ class SSEReader:
             self._cancelling = task.cancelling()
             self._task = task
             if self._timer is None:
-                self._timer = loop.call_at(now + idle, self._check)
-        data: list[bytes] = []
-        readline = self._content.readline
+                self._timer = loop.call_at(now + idle, self._check, context=_TIMER_CONTEXT)
+        # One event: its first data line on its own (the common case: one line, no
+        # list), the others, if any, in `more`. `readuntil` rather than `readline`
+        # (which only calls it): one coroutine less per line. Each line's ending is
+        # cut off by the slice that takes its value (one copy of it, not three).
+        data: bytes | None = None
+        more: list[bytes] | None = None
+        content = self._content
         try:
             while True:
                 try:
-                    line = await readline()
+                    line = await content.readuntil()
                 except (HttpProcessingError, ValueError):
                     # aiohttp's "line too long" (LineTooLong; a ValueError before 3.10)
                     # quotes the line: raised below, off the chain.
                     break
                 if not line:
-                    return b"\n".join(data) if data else None
-                line = line.rstrip(b"\r\n")
-                if not line:
-                    if data:
-                        return data[0] if len(data) == 1 else b"\n".join(data)
-                    continue
+                    if data is None:
+                        return None
+                    return data if more is None else b"\n".join((data, *more))
                 if line.startswith(b"data:"):
-                    value = line[5:]
-                    data.append(value[1:] if value.startswith(b" ") else value)
+                    start = 6 if len(line) > 5 and line[5] == 32 else 5  # one space
+                    end = len(line)
+                    while end > start and line[end - 1] in _EOL:
+                        end -= 1
+                    if data is None:
+                        data = line[start:end]
+                    elif more is None:
+                        more = [line[start:end]]
+                    else:
+                        more.append(line[start:end])
+                elif data is not None and not line.rstrip(b"\r\n"):  # the event's end
+                    return data if more is None else b"\n".join((data, *more))
                 # "event:", "id:", "retry:" and ":" comments carry nothing we use.
         except asyncio.CancelledError:
             expired, self._expired = self._expired, False
@@ -124,7 +147,7 @@ class SSEReader:
             self._expired = True
             task.cancel()
         else:
-            self._timer = loop.call_at(due, self._check)
+            self._timer = loop.call_at(due, self._check, context=_TIMER_CONTEXT)
 
     def close(self) -> None:
         """Stop the idle timer (it holds this reader until it fires)."""
@@ -167,12 +190,19 @@ class OpenChoices:
         """Some choice has finished."""
 
     def note(self, chunk: ChatCompletionChunk) -> None:
-        for c in chunk.choices:
-            if c.finish_reason is None:
-                self._open.add(c.index)
-            else:
-                self._open.discard(c.index)
-                self.finished = True
+        choices = chunk.choices
+        if len(choices) == 1:  # the common case, without a list iterator per chunk
+            self._note(choices[0])
+        else:
+            for c in choices:
+                self._note(c)
+
+    def _note(self, c: ChunkChoice) -> None:
+        if c.finish_reason is None:
+            self._open.add(c.index)
+        else:
+            self._open.discard(c.index)
+            self.finished = True
 
     @property
     def complete(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import weakref
 
 from interlock.errors import DeadlineExceededError, InterlockError
@@ -13,6 +14,12 @@ from interlock.router.closing import EndsEarly
 from interlock.types import ChatCompletionChunk, Usage
 
 __all__ = ["ChatStream"]
+
+
+_TIMER_CONTEXT = contextvars.Context()
+"""The context the deadline timers run in. They read no context variable, and without
+one the loop copies the current context for every timer: an object more per open
+stream, for the cyclic collector to walk."""
 
 
 class ChatStream(EndsEarly):
@@ -83,9 +90,10 @@ class ChatStream(EndsEarly):
         """The task waiting for a chunk, while one does."""
         self._expired = self._cancelled = False
         left = attempt.deadline - attempt.attempts.clock.now()
+        # A weak reference, so a stream the caller dropped can still be collected.
         self._timer = asyncio.get_running_loop().call_later(
-            max(left, 0.0), _deadline_passed, weakref.ref(self)
-        )  # a weak reference, so a stream the caller dropped can still be collected
+            max(left, 0.0), _deadline_passed, weakref.ref(self), context=_TIMER_CONTEXT
+        )
 
     def __aiter__(self) -> ChatStream:
         return self
@@ -125,9 +133,15 @@ class ChatStream(EndsEarly):
         self.chunks += 1
         if chunk.usage is not None:
             self.usage = chunk.usage
-        for c in chunk.choices:
-            if c.delta.content:
-                self._chars += len(c.delta.content)
+        choices = chunk.choices
+        if len(choices) == 1:  # the common case, without a list iterator per chunk
+            content = choices[0].delta.content
+            if content:
+                self._chars += len(content)
+        else:
+            for c in choices:
+                if c.delta.content:
+                    self._chars += len(c.delta.content)
         return chunk
 
     def _tokens(self) -> int:

@@ -16,6 +16,8 @@ from interlock.types import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatMessage,
+    ChoiceDelta,
+    ChunkChoice,
     Embedding,
     EmbeddingResponse,
     Usage,
@@ -155,6 +157,52 @@ def test_chunk_round_trip() -> None:
     usage_only = ChatCompletionChunk("c", "m", [], Usage(1, 2, 3)).to_dict()
     sdk.openai_chunk(usage_only)
     assert usage_only["choices"] == []
+
+
+def test_chunk_from_dict_sets_every_field_as_the_constructors_do() -> None:
+    # from_dict builds chunks without their __init__: a field it forgot would be unset
+    # (AttributeError in ==) or differ from the constructors' default.
+    delta = {"content": "hi"}
+    plain = {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "created": 7,
+        "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+    }
+    made = ChatCompletionChunk.from_dict(plain, deployment_id="d", group="g")
+    choice = ChunkChoice(0, ChoiceDelta(content="hi"))
+    assert made == ChatCompletionChunk("c1", "m", [choice], None, 7, deployment_id="d", group="g")
+    first = {
+        "index": 1,
+        "delta": {"role": "assistant", "refusal": "no", "x": 1},
+        "finish_reason": "stop",
+        "logprobs": {"content": []},
+        "y": 2,
+    }
+    full = {
+        **plain,
+        "system_fingerprint": "fp",
+        "service_tier": "default",
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+        "choices": [first, {"delta": {}}],
+        "z": 3,
+    }
+    extra_delta = ChoiceDelta(role="assistant", refusal="no", extra={"x": 1})
+    expected = ChatCompletionChunk(
+        "c1",
+        "m",
+        [
+            ChunkChoice(1, extra_delta, "stop", {"content": []}, {"y": 2}),
+            ChunkChoice(1, ChoiceDelta()),
+        ],
+        Usage(1, 2, 3),
+        7,
+        system_fingerprint="fp",
+        service_tier="default",
+        extra={"z": 3},
+    )
+    assert ChatCompletionChunk.from_dict(full) == expected
 
 
 def test_embedding_to_dict() -> None:

@@ -53,7 +53,7 @@ class _Lines:
         self.content = self
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
 
-    async def readline(self) -> bytes:
+    async def readuntil(self) -> bytes:
         return await self.queue.get()
 
 
@@ -116,3 +116,40 @@ async def test_close_stops_the_timer_and_no_timer_without_an_idle_timeout() -> N
     lines.queue.put_nowait(b"")
     assert await plain.read() is None
     assert plain._timer is None
+
+
+# --- SSEReader's parsing: what an event's data is ---------------------------------------
+
+
+async def _events(*lines: bytes) -> list[bytes | None]:
+    reader, body = _reader(None)
+    for line in (*lines, b"", b""):  # b"": the end of the body (read again after it)
+        body.queue.put_nowait(line)
+    out: list[bytes | None] = []
+    while (data := await reader.read()) is not None:
+        out.append(data)
+    return out
+
+
+async def test_lines_end_with_lf_or_crlf_and_one_space_after_the_colon_is_dropped() -> None:
+    assert await _events(b"data: a\n", b"\n", b"data:b\r\n", b"\r\n", b"data:  c \n", b"\n") == [
+        b"a",
+        b"b",
+        b" c ",
+    ]
+
+
+async def test_several_data_lines_are_joined_with_newlines() -> None:
+    lines = (b"data: 1\n", b"data: 2\n", b"data: 3\n", b"\n", b"data: 4\n", b"data:\n", b"\n")
+    assert await _events(*lines) == [b"1\n2\n3", b"4\n"]
+
+
+async def test_comments_other_fields_and_events_without_data_are_skipped() -> None:
+    lines = (b": ping\n", b"\n", b"event: x\n", b"id: 7\n", b"data: {}\n", b"retry: 9\n", b"\n")
+    assert await _events(*lines) == [b"{}"]
+
+
+async def test_empty_data_is_an_event_and_data_pending_at_the_end_is_the_last() -> None:
+    assert await _events(b"data:\n", b"\n", b"data: x\n", b"data: y") == [b"", b"x\ny"]
+    assert await _events(b"data: z") == [b"z"]
+    assert await _events(b"\n", b"\r\n") == []
