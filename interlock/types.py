@@ -63,6 +63,12 @@ __all__ = [
     "token_count",
 ]
 
+_new = object.__new__
+"""Makes a result object without its dataclass ``__init__`` (a Python frame and the
+argument handling of every field): the parsers on the hot path set every field
+themselves, in step with the dataclass (tests/unit/test_types.py compares them with
+the constructors)."""
+
 
 @dataclass(slots=True)
 class Usage:
@@ -112,7 +118,11 @@ class Usage:
             completion = token_count(completion, "usage.completion_tokens")
             if total is not None:
                 total = token_count(total, "usage.total_tokens")
-        usage = cls(prompt, completion, prompt + completion if total is None else total)
+        usage = _new(cls)
+        usage.prompt_tokens = prompt
+        usage.completion_tokens = completion
+        usage.total_tokens = prompt + completion if total is None else total
+        usage.prompt_tokens_details = usage.completion_tokens_details = usage.extra = None
         # Anything beyond the three counts (details, other fields) is read apart.
         if len(d) > 3 or (total is None and len(d) > 2):
             read_usage_details(usage, d)
@@ -182,16 +192,30 @@ _COMPLETION = frozenset(
 
 
 def _message(m: Mapping[str, Any]) -> ChatMessage:
-    msg = ChatMessage(
-        m.get("role") or "assistant", m.get("content"), m.get("tool_calls"), m.get("refusal")
-    )
+    msg = _new(ChatMessage)
+    msg.role = m.get("role") or "assistant"
+    msg.content = m.get("content")
+    msg.tool_calls = m.get("tool_calls")
+    msg.refusal = m.get("refusal")
     if len(m) > 2:
         # Rarely more than role and content: the rest only when present.
         msg.reasoning_content = m.get("reasoning_content")
         msg.reasoning_blocks = m.get("reasoning_blocks")
         msg.annotations = m.get("annotations")
         msg.extra = extra_fields(m, _MESSAGE)
+    else:
+        msg.reasoning_content = msg.reasoning_blocks = msg.annotations = msg.extra = None
     return msg
+
+
+def _choice(c: Mapping[str, Any], i: int) -> Choice:
+    choice = _new(Choice)
+    choice.index = c.get("index", i)
+    choice.message = _message(c["message"])
+    choice.finish_reason = c.get("finish_reason")
+    choice.logprobs = c.get("logprobs")
+    choice.extra = extra_fields(c, _CHOICE) if len(c) > 4 else None
+    return choice
 
 
 @dataclass(slots=True)
@@ -228,32 +252,34 @@ class ChatCompletion:
         cls, d: Mapping[str, Any], *, deployment_id: str = "", group: str = ""
     ) -> ChatCompletion:
         """Build from OpenAI's JSON; raises KeyError/TypeError/ValueError if it is not."""
-        # Positional construction and no per-field conversions: this runs once per
-        # response and is a visible share of the router's per-request cost.
-        choices = []
-        for i, c in enumerate(d["choices"]):
-            choice = Choice(c.get("index", i), _message(c["message"]), c.get("finish_reason"),
-                            c.get("logprobs"))  # fmt: skip
-            if len(c) > 4:
-                choice.extra = extra_fields(c, _CHOICE)
-            choices.append(choice)
-        get = d.get
-        u = get("usage")
-        return cls(
-            get("id") or "",
-            get("model") or "",
-            choices,
-            Usage.from_dict(u) if u else None,
-            get("created") or 0,
-            get("system_fingerprint"),
-            "chat.completion",
-            deployment_id,
-            group,
-            False,
-            get("service_tier"),
-            # `extra_fields`' own first check, inline: nothing unknown, no call.
-            None if type(d) is dict and _COMPLETION.issuperset(d) else extra_fields(d, _COMPLETION),
+        # hot path: runs once per response, a visible share of the router's cost per
+        # request. No per-field conversions, no __init__ calls (see `_new`), no
+        # iterator for the common single choice.
+        raw = d["choices"]
+        if len(raw) == 1:
+            choices = [_choice(raw[0], 0)]
+        else:
+            choices = [_choice(c, i) for i, c in enumerate(raw)]
+        u = d.get("usage")
+        r = _new(cls)
+        r.id = d.get("id") or ""
+        r.model = d.get("model") or ""
+        r.choices = choices
+        r.usage = Usage.from_dict(u) if u else None
+        r.created = d.get("created") or 0
+        r.system_fingerprint = d.get("system_fingerprint")
+        r.object = "chat.completion"
+        r.deployment_id = deployment_id
+        r.group = group
+        r.cached = False
+        r.service_tier = d.get("service_tier")
+        # `extra_fields`' own first check, inline: nothing unknown, no call.
+        r.extra = (
+            None if type(d) is dict and _COMPLETION.issuperset(d) else extra_fields(d, _COMPLETION)
         )
+        r.cost = None
+        r.request_id = ""
+        return r
 
     def to_dict(self) -> dict[str, Any]:
         """The OpenAI JSON shape (without the routing fields)."""
@@ -307,7 +333,6 @@ _DELTA = frozenset(
 )  # fmt: skip
 _CHUNK_CHOICE = _CHOICE | {"delta"}
 _NO_FIELDS: Mapping[str, Any] = {}
-_new = object.__new__
 _CHUNK = frozenset(
     ("id", "model", "choices", "usage", "created", "object", "system_fingerprint",
      "service_tier")

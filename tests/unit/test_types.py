@@ -16,6 +16,7 @@ from interlock.types import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatMessage,
+    Choice,
     ChoiceDelta,
     ChunkChoice,
     Embedding,
@@ -203,6 +204,71 @@ def test_chunk_from_dict_sets_every_field_as_the_constructors_do() -> None:
         extra={"z": 3},
     )
     assert ChatCompletionChunk.from_dict(full) == expected
+
+
+def test_completion_from_dict_sets_every_field_as_the_constructors_do() -> None:
+    # from_dict builds the completion, its choices, messages and usage without their
+    # __init__: a field it forgot would be unset (AttributeError in ==) or differ from
+    # the constructors' default. Body shapes: the Chat Completions object
+    # (https://platform.openai.com/docs/api-reference/chat/object).
+    plain = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 7,
+        "model": "gpt-4o",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+    }
+    made = ChatCompletion.from_dict(plain, deployment_id="d", group="g")
+    expected = ChatCompletion(
+        "chatcmpl-1",
+        "gpt-4o",
+        [Choice(0, ChatMessage("assistant", "hi"), "stop")],
+        Usage(1, 2, 3),
+        7,
+        deployment_id="d",
+        group="g",
+    )
+    assert made == expected
+    full = {
+        **plain,
+        "system_fingerprint": "fp",
+        "service_tier": "default",
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2},
+        "choices": [
+            {
+                "index": 1,
+                "message": {"role": "assistant", "content": None, "refusal": "no", "x": 1},
+                "finish_reason": "stop",
+                "logprobs": {"content": []},
+                "y": 2,
+            },
+            {"message": {"content": "second"}},
+        ],
+        "z": 3,
+    }
+    expected_full = ChatCompletion(
+        "chatcmpl-1",
+        "gpt-4o",
+        [
+            Choice(
+                1,
+                ChatMessage("assistant", None, refusal="no", extra={"x": 1}),
+                "stop",
+                {"content": []},
+                {"y": 2},
+            ),
+            Choice(1, ChatMessage("assistant", "second")),
+        ],
+        Usage(1, 2, 3),
+        7,
+        system_fingerprint="fp",
+        service_tier="default",
+        extra={"z": 3},
+    )
+    assert ChatCompletion.from_dict(full) == expected_full
 
 
 def test_embedding_to_dict() -> None:
