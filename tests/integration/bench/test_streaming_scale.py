@@ -18,7 +18,9 @@ from benchmarks.streaming_scale import measure_streaming_scale
 def test_streaming_scale_reads_every_stream_on_both_sides_and_reports_each_figure(
     tmp_path: Path,
 ) -> None:
-    r = measure_streaming_scale(streams=6, chunks=4, interval=0.002, rounds=1, tick=0.001)
+    r = measure_streaming_scale(
+        streams=6, chunks=4, interval=0.002, rounds=1, tick=0.001, hold_interval=0.01
+    )
     # role frame + 4 content frames + finish frame + usage frame, per stream
     assert (r.streams, r.chunks, r.rounds) == (6, 7, 1)
     assert r.interval_ms == pytest.approx(2.0)
@@ -27,6 +29,8 @@ def test_streaming_scale_reads_every_stream_on_both_sides_and_reports_each_figur
         r.router_cpu_per_chunk_us,
         r.raw_mem_per_stream_kib,
         r.router_mem_per_stream_kib,
+        r.saturated_raw_mem_per_stream_kib,
+        r.saturated_router_mem_per_stream_kib,
         r.raw_ttft_p50_ms,
         r.router_ttft_p50_ms,
         r.raw_chunks_per_s,
@@ -34,6 +38,9 @@ def test_streaming_scale_reads_every_stream_on_both_sides_and_reports_each_figur
     ):
         assert value > 0
     assert r.mem_ratio == pytest.approx(r.router_mem_per_stream_kib / r.raw_mem_per_stream_kib)
+    assert r.saturated_mem_ratio == pytest.approx(
+        r.saturated_router_mem_per_stream_kib / r.saturated_raw_mem_per_stream_kib
+    )
     for value in (r.raw_lag_p99_ms, r.router_lag_p99_ms, r.added_cpu_per_chunk_us):
         assert math.isfinite(value)
     assert "6 streams" in r.headline
@@ -46,3 +53,5 @@ def test_streaming_scale_refuses_a_workload_that_measures_nothing() -> None:
         measure_streaming_scale(streams=0)
     with pytest.raises(ValueError, match="interval"):
         measure_streaming_scale(interval=-1.0)
+    with pytest.raises(ValueError, match="hold_interval"):
+        measure_streaming_scale(hold_interval=-1.0)
