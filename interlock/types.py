@@ -31,8 +31,8 @@ from interlock.result_parts import (
     InvalidCount,
     PromptTokensDetails,
     ReasoningBlock,
+    Usage,
     extra_fields,
-    read_usage_details,
     token_count,
 )
 
@@ -68,80 +68,6 @@ _new = object.__new__
 argument handling of every field): the parsers on the hot path set every field
 themselves, in step with the dataclass (tests/unit/test_types.py compares them with
 the constructors)."""
-
-
-@dataclass(slots=True)
-class Usage:
-    prompt_tokens: int = 0
-    """Every input token, cached or not (as OpenAI counts them)."""
-    completion_tokens: int = 0
-    """Every output token, reasoning included."""
-    total_tokens: int = 0
-    prompt_tokens_details: PromptTokensDetails | None = None
-    completion_tokens_details: CompletionTokensDetails | None = None
-    extra: dict[str, Any] | None = None
-    """Other fields the provider sent with the usage."""
-
-    @property
-    def cached_tokens(self) -> int:
-        """Prompt tokens read from the prompt cache (0 when not reported)."""
-        d = self.prompt_tokens_details
-        return d.cached_tokens if d is not None else 0
-
-    @property
-    def cache_creation_tokens(self) -> int:
-        """Prompt tokens written to the prompt cache (0 when not reported)."""
-        d = self.prompt_tokens_details
-        return d.cache_creation_tokens if d is not None else 0
-
-    @property
-    def reasoning_tokens(self) -> int:
-        """Completion tokens spent reasoning (0 when not reported)."""
-        d = self.completion_tokens_details
-        return d.reasoning_tokens if d is not None else 0
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Usage:
-        """From OpenAI's ``usage`` object; raises `InvalidCount` for a count that is
-        not one (accounting must never see it)."""
-        prompt = d.get("prompt_tokens")
-        completion = d.get("completion_tokens")
-        total = d.get("total_tokens")
-        if not (
-            type(prompt) is int
-            and type(completion) is int
-            and 0 <= prompt < MAX_COUNT
-            and 0 <= completion < MAX_COUNT
-            and (total is None or (type(total) is int and 0 <= total < MAX_COUNT))
-        ):  # the slow path: missing fields, floats, or something to refuse
-            prompt = token_count(prompt, "usage.prompt_tokens")
-            completion = token_count(completion, "usage.completion_tokens")
-            if total is not None:
-                total = token_count(total, "usage.total_tokens")
-        usage = _new(cls)
-        usage.prompt_tokens = prompt
-        usage.completion_tokens = completion
-        usage.total_tokens = prompt + completion if total is None else total
-        usage.prompt_tokens_details = usage.completion_tokens_details = usage.extra = None
-        # Anything beyond the three counts (details, other fields) is read apart.
-        if len(d) > 3 or (total is None and len(d) > 2):
-            read_usage_details(usage, d)
-        return usage
-
-    def to_dict(self) -> dict[str, Any]:
-        """OpenAI's ``usage`` object."""
-        out: dict[str, Any] = {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.total_tokens,
-        }
-        if self.prompt_tokens_details is not None:
-            out["prompt_tokens_details"] = self.prompt_tokens_details.to_dict()
-        if self.completion_tokens_details is not None:
-            out["completion_tokens_details"] = self.completion_tokens_details.to_dict()
-        if self.extra:
-            out.update(self.extra)
-        return out
 
 
 @dataclass(slots=True)

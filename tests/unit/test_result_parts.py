@@ -1,6 +1,6 @@
-"""Numbers from a provider are validated where they enter (`interlock/result_parts.py`):
-`Usage.from_dict` and
-`token_count` take counts (integers >= 0) and refuse anything else."""
+"""`interlock/result_parts.py`: `Usage` (its details and defaults), and numbers from a
+provider validated where they enter: `Usage.from_dict` and `token_count` take counts
+(integers >= 0) and refuse anything else."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from interlock.types import MAX_COUNT, ChatCompletion, InvalidCount, Usage, token_count
+from interlock.result_parts import Usage
+from interlock.types import MAX_COUNT, ChatCompletion, InvalidCount, token_count
+from tests.unit.test_types import USAGE
 
 
 def test_counts_are_taken_as_sent() -> None:
@@ -93,3 +95,22 @@ def test_detail_counts_are_validated_too(details: dict[str, Any]) -> None:
     # Cached reads are priced apart, so a bad detail count would corrupt spend too.
     with pytest.raises(InvalidCount, match="details"):
         Usage.from_dict({"prompt_tokens": 100, "completion_tokens": 10, **details})
+
+
+def test_usage_details_and_defaults() -> None:
+    u = Usage.from_dict(USAGE)
+    assert u.prompt_tokens_details is not None
+    assert u.prompt_tokens_details.extra == {"audio_tokens": 0}
+    assert u.to_dict() == USAGE
+    plain = Usage.from_dict({"prompt_tokens": 3, "completion_tokens": 4})
+    assert (plain.total_tokens, plain.cached_tokens, plain.cache_creation_tokens) == (7, 0, 0)
+    assert plain.to_dict() == {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+    # Anthropic-style cache writes, under the openai SDK's name for them.
+    written = Usage.from_dict(
+        {**plain.to_dict(), "prompt_tokens_details": {"cache_write_tokens": 2}}
+    )
+    assert written.cache_creation_tokens == 2
+    assert written.to_dict()["prompt_tokens_details"] == {
+        "cached_tokens": 0,
+        "cache_write_tokens": 2,
+    }

@@ -92,25 +92,6 @@ def test_completion_round_trips_known_and_unknown_fields() -> None:
     assert out == expected
 
 
-def test_usage_details_and_defaults() -> None:
-    u = Usage.from_dict(USAGE)
-    assert u.prompt_tokens_details is not None
-    assert u.prompt_tokens_details.extra == {"audio_tokens": 0}
-    assert u.to_dict() == USAGE
-    plain = Usage.from_dict({"prompt_tokens": 3, "completion_tokens": 4})
-    assert (plain.total_tokens, plain.cached_tokens, plain.cache_creation_tokens) == (7, 0, 0)
-    assert plain.to_dict() == {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
-    # Anthropic-style cache writes, under the openai SDK's name for them.
-    written = Usage.from_dict(
-        {**plain.to_dict(), "prompt_tokens_details": {"cache_write_tokens": 2}}
-    )
-    assert written.cache_creation_tokens == 2
-    assert written.to_dict()["prompt_tokens_details"] == {
-        "cached_tokens": 0,
-        "cache_write_tokens": 2,
-    }
-
-
 def test_reasoning_content_of_compatible_servers_is_kept() -> None:
     # DeepSeek's reasoner: https://api-docs.deepseek.com/guides/reasoning_model
     body = {
