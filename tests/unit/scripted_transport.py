@@ -291,6 +291,13 @@ def first_candidate(candidates: Any, request: Request) -> Any:
     return candidates[0]
 
 
+def config_of(router: Router, **changes: Any) -> dict[str, Any]:
+    """The router's config as a mapping (what `reconfigure` takes), with `changes`."""
+    data = router.config.model_dump(mode="json", exclude_none=True)
+    data.update(changes)
+    return data
+
+
 def make_router(
     transport: ScriptedTransport,
     deployments: Iterable[Deployment | Mapping[str, Any]],
