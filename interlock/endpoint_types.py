@@ -95,10 +95,6 @@ def usage_of(body: object) -> Usage | None:
     return None
 
 
-def _routing(d: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(d)
-
-
 @dataclass(slots=True)
 class Image:
     """One generated image: a URL or base64 data (which one, the request decides)."""
@@ -131,7 +127,7 @@ class ImagesResponse:
         if not isinstance(created, int):
             raise TypeError("created")
         data = [Image(i.get("url"), i.get("b64_json"), i.get("revised_prompt")) for i in d["data"]]
-        return cls(created, data, usage_of(d), deployment_id, group, _routing(d))
+        return cls(created, data, usage_of(d), deployment_id, group, dict(d))
 
     def to_dict(self) -> dict[str, Any]:
         """The body as the provider sent it."""
@@ -160,7 +156,7 @@ class Transcription:
         text = d["text"]
         if not isinstance(text, str):
             raise TypeError("text")
-        return cls(text, usage_of(d), deployment_id, group, _routing(d))
+        return cls(text, usage_of(d), deployment_id, group, dict(d))
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.raw)
@@ -197,7 +193,7 @@ class ModerationResponse:
             Moderation(bool(r["flagged"]), dict(r["categories"]), dict(r["category_scores"]))
             for r in d["results"]
         ]
-        return cls(str(d["id"]), str(d["model"]), results, deployment_id, group, _routing(d))
+        return cls(str(d["id"]), str(d["model"]), results, deployment_id, group, dict(d))
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.raw)
@@ -247,7 +243,7 @@ class RerankResponse:
             usage_of(d),
             deployment_id,
             group,
-            _routing(d),
+            dict(d),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -25,8 +25,7 @@ from interlock.errors import APITimeoutError, InterlockError, StreamInterruptedE
 from interlock.presets import preset_for
 from interlock.providers.azure import DEFAULT_AZURE_API_VERSION
 from interlock.providers.http import HttpClient, send, typed_error
-from interlock.providers.http_errors import error_from_response
-from interlock.providers.openai import OpenAITransport
+from interlock.providers.openai import OpenAITransport, openai_error
 
 __all__ = [
     "PASSTHROUGH_WIRES",
@@ -232,7 +231,7 @@ class EndpointClient:
                 async with await _send(self._client, d, "POST", url, body, headers) as resp:
                     raw = await resp.read()
                     if resp.status >= 400:
-                        raise _error(d, resp.status, resp.headers, raw, t.secret)
+                        raise openai_error(d, resp.status, resp.headers, raw, t.secret)
                     return raw, resp.headers.get("Content-Type", "")
         except Exception as exc:  # typed below, or raised as it is
             err = typed_error(d, t.secret, exc, timeout, "response")
@@ -264,7 +263,7 @@ class EndpointClient:
                     raw = await resp.read()
                     if answers and not _failed(resp.status):
                         return _answer(resp, raw, d)
-                    raise _error(d, resp.status, resp.headers, raw, t.secret)
+                    raise openai_error(d, resp.status, resp.headers, raw, t.secret)
                 first = await resp.content.readany()
                 return ByteSource(resp, d, first)
         except BaseException as exc:
@@ -297,7 +296,7 @@ class EndpointClient:
                 ) as resp:
                     raw = await resp.read()
                     if _failed(resp.status):
-                        raise _error(d, resp.status, resp.headers, raw, t.secret)
+                        raise openai_error(d, resp.status, resp.headers, raw, t.secret)
                     return _answer(resp, raw, d)
         except Exception as exc:  # typed below, or raised as it is
             err = typed_error(d, t.secret, exc, timeout, "response")
@@ -326,14 +325,6 @@ def _answer(resp: aiohttp.ClientResponse, raw: bytes, d: Deployment) -> Passthro
         except orjson.JSONDecodeError:
             usage = None
     return PassthroughResponse(resp.status, headers, raw, usage, d.id or "", d.group)
-
-
-def _error(
-    d: Deployment, status: int, headers: Mapping[str, str], raw: bytes, secret: str | None
-) -> InterlockError:
-    return error_from_response(
-        status, headers, raw, provider=d.provider, deployment_id=d.id or "", secret=secret
-    )
 
 
 async def _send(

@@ -316,7 +316,8 @@ class ByteStream(EndsEarly):
         """The whole (rest of the) body."""
         return b"".join([b async for b in self])
 
-    def _failed(self, exc: InterlockError) -> None:
+    def _failed(self, exc: InterlockError, counted: bool = True) -> None:
+        """Settle with `exc`; `counted=False` holds nothing against the deployment."""
         exc.request_id = self.request_id
         attempt = self._attempt
         if attempt.open:
@@ -324,10 +325,11 @@ class ByteStream(EndsEarly):
             now = attempts.clock.now()
             Ledger.release(attempt, now)
             request = attempt.request
-            attempts.failure(
-                attempt.state, exc, attempt.started, now, attempt.attempt,
-                request=request, handle=attempt,
-            )  # fmt: skip
+            args = (attempt.state, exc, attempt.started, now, attempt.attempt)
+            if counted:
+                attempts.failure(*args, request=request, handle=attempt)
+            else:
+                attempts.observer.failure(*args, counted=False, request=request, handle=attempt)
             if request.trace is not None:
                 request.trace.stream_ended(None, exc)
 
@@ -337,19 +339,7 @@ class ByteStream(EndsEarly):
             f"the call's deadline passed after {self.bytes_read} bytes of the body",
             deployment_id=self.deployment_id,
         )
-        err.request_id = self.request_id
-        attempt = self._attempt
-        if attempt.open:
-            attempts = attempt.attempts
-            now = attempts.clock.now()
-            Ledger.release(attempt, now)
-            request = attempt.request
-            attempts.observer.failure(
-                attempt.state, err, attempt.started, now, attempt.attempt, counted=False,
-                request=request, handle=attempt,
-            )  # fmt: skip
-            if request.trace is not None:
-                request.trace.stream_ended(None, err)
+        self._failed(err, counted=False)
         return err
 
     def _abandon(self) -> None:

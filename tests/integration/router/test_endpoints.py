@@ -231,6 +231,7 @@ async def test_passthrough_get_and_post_with_usage() -> None:
         assert isinstance(models, PassthroughResponse)
         assert models.ok
         assert models.json()["object"] == "list"
+        # https://platform.openai.com/docs/api-reference/chat/create
         body = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
         chat = await router.arequest("g", "POST", "chat/completions", json=body,
                                      headers={"X-Trace": "1"})  # fmt: skip
@@ -267,6 +268,7 @@ async def test_passthrough_bad_key_moves_on_and_last_failure_raises() -> None:
         ups[1].always(Fault.status(500))
         async with router_over(ups, strategy=first_candidate) as router:
             with pytest.raises(InternalServerError) as info:
+                # https://platform.openai.com/docs/api-reference/embeddings/create
                 await router.arequest("g", "POST", "/embeddings", json={"input": "x"})
         assert_clean(info.value, KEY)
         assert [a.deployment_id for a in info.value.attempts][:2] == ["u0", "u1"]
@@ -278,6 +280,7 @@ async def test_passthrough_auth_error_alone() -> None:
         ups[0].always(Fault.status(401))
         async with router_over(ups) as router:
             with pytest.raises(AuthenticationError):
+                # https://platform.openai.com/docs/api-reference/embeddings/create
                 await router.arequest("g", "POST", "/embeddings", json={"input": "x"})
 
 

@@ -58,6 +58,7 @@ def test_openai_urls_and_bearer_key() -> None:
 
 
 def test_azure_urls_carry_the_deployment_and_api_version() -> None:
+    # https://learn.microsoft.com/azure/ai-services/openai/reference (the URL and api-key)
     d = Deployment(
         group="g",
         provider="azure",
