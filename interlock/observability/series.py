@@ -6,29 +6,19 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_right
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 from interlock.clock import Clock
+from interlock.observability.events import FailureKindName
 
 if TYPE_CHECKING:
     from interlock.records.state import DeploymentState
 
 __all__ = ["FOLD", "OUTCOMES", "DeploymentSeries", "GroupSeries", "Histogram"]
 
-OUTCOMES = (
-    "success",
-    "caller",
-    "context_window",
-    "content_policy",
-    "rate_limited",
-    "bad_credentials",
-    "unusable",
-    "timeout",
-    "connection",
-    "server_error",
-    "malformed",
-    "deadline",
-)
+OUTCOMES: tuple[str, ...] = tuple(k for k in get_args(FailureKindName) if k != "refused")
+"""The failure outcomes each deployment's series counts from zero: the kinds of
+`FailureEvent` but a refusal, which is counted per group (`PrometheusMetrics.refused`)."""
 
 
 FOLD = 64
@@ -155,7 +145,7 @@ class DeploymentSeries:
         # their own prices), less what it priced that no success reports.
         self.spend_before = state.spend
         self.unreported_spend = 0.0
-        self.outcomes = dict.fromkeys(OUTCOMES[1:], 0)
+        self.outcomes = dict.fromkeys(OUTCOMES, 0)
         self.duration = duration
         self.ttft = ttft
         self.cooldowns = 0

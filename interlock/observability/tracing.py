@@ -250,7 +250,7 @@ class CallTrace:
             name, context=ctx, kind=tracing._trace.SpanKind.CLIENT, attributes=attrs
         )
 
-    def _take(self, handle: object) -> tuple[Span, int] | None:
+    def _take(self, handle: object) -> Span | None:
         span = self._attempts.pop(handle, None)
         if span is None:
             return None
@@ -258,16 +258,15 @@ class CallTrace:
         if number is None:
             number = getattr(handle, "attempt", 1)
         span.set_attribute("interlock.attempt", number)
-        return span, number
+        return span
 
     def attempt_ok(self, handle: object, usage: Usage | None, cost: float | None) -> None:
         """The attempt succeeded: record its usage; it ends with the call (when the
         response is known), or now if the call already has its answer (a hedge that
         lost the race but finished)."""
-        taken = self._take(handle)
-        if taken is None:
+        span = self._take(handle)
+        if span is None:
             return
-        span = taken[0]
         if usage is not None:
             _usage(span, usage)
         if cost is not None:
@@ -280,10 +279,9 @@ class CallTrace:
 
     def attempt_failed(self, handle: object, error: InterlockError, kind: str) -> None:
         """The attempt failed with `error` (`kind`: the `FailureKind` name)."""
-        taken = self._take(handle)
-        if taken is None:
+        span = self._take(handle)
+        if span is None:
             return
-        span = taken[0]
         _failed(self.tracing, span, error)
         span.set_attribute("interlock.failure.kind", kind)
         span.end()
@@ -291,9 +289,8 @@ class CallTrace:
     def attempt_aborted(self, handle: object, outcome: str) -> None:
         """The attempt ended without an outcome of its own (`outcome`: ``cancelled``,
         ``lost_race``, ``not_admitted``): its span ends unset, saying why."""
-        taken = self._take(handle)
-        if taken is not None:
-            span = taken[0]
+        span = self._take(handle)
+        if span is not None:
             span.set_attribute("interlock.outcome", outcome)
             span.end()
 
@@ -321,17 +318,11 @@ class CallTrace:
             w.end(end_time=winner[1])
         for handle in list(self._attempts):
             self.attempt_aborted(handle, "cancelled")
-        if error is None:
-            pass
-        elif isinstance(error, InterlockError):
+        if isinstance(error, Exception):  # the router's error or a routed function's own
             _failed(self.tracing, span, error)
-        else:
-            # A cancellation (not an error of the call: no error status), or a
-            # routed function's own exception.
-            if isinstance(error, Exception):
-                _failed(self.tracing, span, error)
-            else:
-                span.set_attribute("interlock.outcome", "cancelled")
+        elif error is not None:
+            # A cancellation: not an error of the call, so no error status.
+            span.set_attribute("interlock.outcome", "cancelled")
         span.end()
 
     def stream_ended(
