@@ -177,7 +177,7 @@ class ResponsesRoutes:
         # Fallback groups that cannot serve the API are left out of a Responses call's
         # chains; the group called must serve it (`check`).
         table = FallbackTable(pools, {}, max_depth=fallbacks.max_depth)
-        table.chains = {g: tuple(x for x in c if x in able) for g, c in fallbacks.chains.items()}
+        table.chains = _only(fallbacks.chains, able)
         table.context_window = _only(fallbacks.context_window, able)
         table.content_policy = _only(fallbacks.content_policy, able)
         # No hedging: a hedge would create (and store) a second response.
