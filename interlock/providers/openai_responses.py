@@ -20,7 +20,9 @@ an ``error`` event is raised as the typed error its code maps to.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Coroutine
+from functools import partial
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -44,6 +46,8 @@ __all__ = [
     "responses_url",
     "serves_responses",
 ]
+
+R = TypeVar("R")
 
 _PARSE_ERRORS = (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError)
 
@@ -81,54 +85,64 @@ def responses_body(d: Deployment, request: Request, stream: bool) -> dict[str, A
     return payload
 
 
-async def create_response(
+# Not coroutine functions, as `OpenAITransport.chat`: with a key, `post_bytes`'s (or
+# `open_sse`'s) coroutine is returned as it is, no frame of ours on every resumption.
+def create_response(
     transport: OpenAITransport, d: Deployment, request: Request, timeout: float
-) -> ResponseResult:
+) -> Coroutine[Any, Any, ResponseResult]:
     """One plain Responses call to `d`."""
-    if isinstance(transport, AzureOpenAITransport) and d.azure_ad_token_provider is not None:
-        return await transport._with_token(
-            d, timeout, lambda: _create(transport, d, request, timeout)
-        )
-    return await _create(transport, d, request, timeout)
+    return _authorized(transport, d, timeout, partial(_create, transport, d, request, timeout))
 
 
-async def _create(
+def open_response_stream(
     transport: OpenAITransport, d: Deployment, request: Request, timeout: float
-) -> ResponseResult:
+) -> Coroutine[Any, Any, ResponseEventSource]:
+    """Open a streamed Responses call and read up to its first event within
+    `timeout`, so a failure before any event is an ordinary (retryable) attempt
+    failure."""
+    return _authorized(transport, d, timeout, partial(_open, transport, d, request, timeout))
+
+
+def _authorized(
+    transport: OpenAITransport,
+    d: Deployment,
+    timeout: float,
+    send: Callable[[], Coroutine[Any, Any, R]],
+) -> Coroutine[Any, Any, R]:
+    # An Entra ID token goes into the cached endpoint before `send` reads it, as for chat.
+    if isinstance(transport, AzureOpenAITransport) and d.azure_ad_token_provider is not None:
+        return transport._with_token(d, timeout, send)
+    return send()
+
+
+def _create(
+    transport: OpenAITransport, d: Deployment, request: Request, timeout: float
+) -> Coroutine[Any, Any, ResponseResult]:
     ep = transport._endpoint(d)
     body = dumps_body(responses_body(d, request, False))
-    raw = await post_bytes(
+    return post_bytes(
         transport._client, transport._deadlines, d, responses_url(transport, d), body,
         call_headers(ep.headers, request.params), ep.secret, timeout, openai_error,
+        _response_result,
     )  # fmt: skip
+
+
+def _response_result(d: Deployment, raw: bytes, secret: str | None) -> ResponseResult:
     try:
         data = orjson.loads(raw)
         if isinstance(data, dict) and "error" in data and "output" not in data:
-            raise error_in_200(d, data, ep.secret)
+            raise error_in_200(d, data, secret)
         return ResponseResult.from_dict(data, deployment_id=d.id or "", group=d.group)
     except _PARSE_ERRORS as exc:
         err = malformed(d, exc)
     raise err  # off the chain: the decoder's exception holds the body
 
 
-async def open_response_stream(
+def _open(
     transport: OpenAITransport, d: Deployment, request: Request, timeout: float
-) -> ResponseEventSource:
-    """Open a streamed Responses call and read up to its first event within
-    `timeout`, so a failure before any event is an ordinary (retryable) attempt
-    failure."""
-    if isinstance(transport, AzureOpenAITransport) and d.azure_ad_token_provider is not None:
-        return await transport._with_token(
-            d, timeout, lambda: _open(transport, d, request, timeout)
-        )
-    return await _open(transport, d, request, timeout)
-
-
-async def _open(
-    transport: OpenAITransport, d: Deployment, request: Request, timeout: float
-) -> ResponseEventSource:
+) -> Coroutine[Any, Any, ResponseEventSource]:
     ep = transport._endpoint(d)
-    return await open_sse(
+    return open_sse(
         transport._client, transport._deadlines, d, responses_url(transport, d),
         dumps_body(responses_body(d, request, True)), call_headers(ep.headers, request.params),
         ep.secret, timeout, openai_error, lambda resp: ResponseEventSource(resp, d, ep.secret),

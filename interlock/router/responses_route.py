@@ -15,7 +15,7 @@ if it is in the group), through a pipeline without fallbacks, and fails with a
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 
 from cachetools import LRUCache
 
@@ -69,14 +69,17 @@ def _transport(state: DeploymentState) -> OpenAITransport:
     return t
 
 
-async def send_response(state: DeploymentState, request: Request, timeout: float) -> ResponseResult:
-    return await create_response(_transport(state), state.deployment, request, timeout)
-
-
-async def send_response_stream(
+# Not coroutine functions, as `send_chat`: the provider's coroutine is returned as it is.
+def send_response(
     state: DeploymentState, request: Request, timeout: float
-) -> ResponseEventSource:
-    return await open_response_stream(_transport(state), state.deployment, request, timeout)
+) -> Awaitable[ResponseResult]:
+    return create_response(_transport(state), state.deployment, request, timeout)
+
+
+def send_response_stream(
+    state: DeploymentState, request: Request, timeout: float
+) -> Awaitable[ResponseEventSource]:
+    return open_response_stream(_transport(state), state.deployment, request, timeout)
 
 
 def complete_result(result: ResponseResult, attempt: Attempt) -> ResponseResult:
@@ -174,7 +177,7 @@ class ResponsesRoutes:
         # Fallback groups that cannot serve the API are left out of a Responses call's
         # chains; the group called must serve it (`check`).
         table = FallbackTable(pools, {}, max_depth=fallbacks.max_depth)
-        table.chains = {g: tuple(x for x in c if x in able) for g, c in fallbacks.chains.items()}
+        table.chains = _only(fallbacks.chains, able)
         table.context_window = _only(fallbacks.context_window, able)
         table.content_policy = _only(fallbacks.content_policy, able)
         # No hedging: a hedge would create (and store) a second response.

@@ -92,12 +92,14 @@ def test_usage_details_and_their_chat_shape() -> None:
 def test_a_count_that_is_not_one_is_refused(bad: object) -> None:
     with pytest.raises(InvalidCount):
         ResponseUsage.from_dict({"input_tokens": bad, "output_tokens": 1})
+    # ``usage`` as in https://platform.openai.com/docs/api-reference/responses/object
     usage = {"input_tokens": 1, "output_tokens": 1, "input_tokens_details": {"cached_tokens": bad}}
     with pytest.raises(InvalidCount, match="cached_tokens"):
         ResponseUsage.from_dict(usage)
 
 
 def test_event_accessors() -> None:
+    # Events as in https://platform.openai.com/docs/api-reference/responses-streaming
     delta = ResponseEvent(
         "response.output_text.delta",
         {"type": "response.output_text.delta", "delta": "Hi", "sequence_number": 4},
@@ -109,6 +111,7 @@ def test_event_accessors() -> None:
 
 
 def test_input_estimate_counts_the_text_of_every_item() -> None:
+    # Input items as in https://platform.openai.com/docs/api-reference/responses/create
     items = [
         {"role": "user", "content": "abcdefgh"},
         {"role": "user", "content": [{"type": "input_text", "text": "abcd"}]},

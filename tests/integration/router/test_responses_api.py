@@ -46,7 +46,8 @@ from tests.sdk_contract_responses import (
 
 REPLY = "The quick brown fox jumps over the lazy dog."
 
-# A function tool as the API reference's "Function calling" example defines one.
+# A function tool as the API reference's "Function calling" example defines one
+# (https://platform.openai.com/docs/api-reference/responses/create, ``tools``).
 WEATHER = {
     "type": "function",
     "name": "get_weather",
@@ -226,6 +227,8 @@ async def test_function_call_round_trip_over_previous_response_id() -> None:
         (call,) = first.function_calls
         assert call["name"] == "get_weather"
         openai_response(first.to_dict())
+        # A function_call_output input item:
+        # https://platform.openai.com/docs/api-reference/responses/create (``input``)
         second = await router.aresponses(
             "g",
             [{"type": "function_call_output", "call_id": call["call_id"], "output": "sunny"}],

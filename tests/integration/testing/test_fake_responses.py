@@ -22,6 +22,7 @@ from tests.sdk_contract_responses import (
     openai_responses_request,
 )
 
+# Request bodies and their tools: https://platform.openai.com/docs/api-reference/responses/create
 TOOL = {
     "type": "function",
     "name": "lookup",
