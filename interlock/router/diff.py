@@ -44,7 +44,7 @@ from interlock.router.hedge import Hedger
 from interlock.router.pipeline import Pipeline
 from interlock.router.pool import DeploymentPool
 from interlock.router.traced import TracedPipeline
-from interlock.router.wiring import RouterParts, _build_states, _resolve
+from interlock.router.wiring import RouterParts, _build_states, _fallback_table, _resolve
 from interlock.strategies.base import Strategy
 
 __all__ = [
@@ -128,13 +128,7 @@ def plan_change(parts: RouterParts, cfg: RouterConfig) -> Plan:
     unknown = [g for g in cfg.cache.groups if g not in groups]
     if unknown:
         raise ConfigError([(f"cache.groups.{g}", "is not a group") for g in sorted(unknown)])
-    fallbacks = FallbackTable(
-        groups,
-        cfg.fallbacks,
-        context_window=cfg.context_window_fallbacks,
-        content_policy=cfg.content_policy_fallbacks,
-        max_depth=cfg.max_fallback_depth,
-    )
+    fallbacks = _fallback_table(cfg, groups)
     return Plan(cfg, fresh, strategies, default, fallbacks, _describe(parts, fresh, groups))
 
 
