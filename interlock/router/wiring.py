@@ -86,15 +86,15 @@ class RouterParts:
     cache: ResponseCache
     tokens: TokenCounter
     budget_counters: tuple[BudgetCounter, ...]
-    lookup: Mapping[str, DeploymentPool] | None = None
+    lookup: dict[str, DeploymentPool]
     """Where running calls and attempts look groups up: `pools` until the first
     runtime change (the same mapping); after it, every group the router has had,
     a removed group's pool kept empty, so a call that was routed before a change
     ends cleanly after it (see interlock/router/runtime.py)."""
+    entry: Pipeline | TracedPipeline
+    """What the router's calls run: the pipeline, or the pipeline inside a trace."""
     tracing: Tracing | None = None
     """Makes the calls' OpenTelemetry spans (None: tracing is off)."""
-    entry: Pipeline | TracedPipeline | None = None
-    """What the router's calls run: the pipeline, or the pipeline inside a trace."""
 
 
 def router_config(
