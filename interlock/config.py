@@ -325,11 +325,11 @@ class RouterConfig(ConfigModel):
     """Spend caps per deployment, group or tag."""
     queue: QueuePolicy = Field(default_factory=QueuePolicy)
     shared: SharedState | None = None
+    """Share rate windows and cooldowns with other router processes through Redis."""
     trust_env: bool = True
     """Take HTTP proxies from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``,
     ``ALL_PROXY``, ``NO_PROXY``) for deployments that set no `proxy`, as requests,
     httpx and LiteLLM do. Read once, when the router is built."""
-    """Share rate windows and cooldowns with other router processes through Redis."""
 
     @model_validator(mode="after")
     def _check_references(self) -> Self:

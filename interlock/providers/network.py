@@ -77,17 +77,15 @@ def _ssl(network: Network, index: int) -> ssl.SSLContext | bool:
 
 def configure_networks(
     http: HttpClient, deployments: Sequence[Deployment], trust_env: bool
-) -> dict[str, Network]:
+) -> None:
     """Give every deployment whose network is not the default a client of its own (one
-    per distinct setting, sharing its pool); returns each deployment's `Network`."""
-    out: dict[str, Network] = {}
+    per distinct setting, sharing its pool)."""
     contexts: dict[tuple[str | None, bool], ssl.SSLContext | bool] = {}
     for i, d in enumerate(deployments):
-        network = out[d.id or ""] = network_for(d, trust_env)
+        network = network_for(d, trust_env)
         if network.is_default:
             continue
         tls = (network.ca_bundle, network.verify)
         if tls not in contexts:
             contexts[tls] = _ssl(network, i)
         http.route(d.id or "", network, proxy=network.proxy, ssl=contexts[tls])
-    return out

@@ -44,7 +44,7 @@ from interlock.router.hedge import Hedger
 from interlock.router.pipeline import Pipeline
 from interlock.router.pool import DeploymentPool
 from interlock.router.traced import TracedPipeline
-from interlock.router.wiring import RouterParts, _build_states, _resolve
+from interlock.router.wiring import RouterParts, _build_states, _fallback_table, _resolve
 from interlock.strategies.base import Strategy
 
 __all__ = [
@@ -128,13 +128,7 @@ def plan_change(parts: RouterParts, cfg: RouterConfig) -> Plan:
     unknown = [g for g in cfg.cache.groups if g not in groups]
     if unknown:
         raise ConfigError([(f"cache.groups.{g}", "is not a group") for g in sorted(unknown)])
-    fallbacks = FallbackTable(
-        groups,
-        cfg.fallbacks,
-        context_window=cfg.context_window_fallbacks,
-        content_policy=cfg.content_policy_fallbacks,
-        max_depth=cfg.max_fallback_depth,
-    )
+    fallbacks = _fallback_table(cfg, groups)
     return Plan(cfg, fresh, strategies, default, fallbacks, _describe(parts, fresh, groups))
 
 
@@ -176,7 +170,7 @@ def apply_plan(
     if isinstance(parts.shared, RedisLedger):
         parts.shared.track(states)
     pools = _refill_pools(parts, plan.strategies, members)
-    lookup = parts.lookup if parts.lookup is not None else parts.pools
+    lookup = parts.lookup
     queues = _queues(parts, cfg, members)
     # A call resolved to a group just before the change removed it may start after
     # it (the response cache awaits in between): it then finds the group's empty
@@ -229,7 +223,7 @@ def apply_plan(
         pipeline=pipeline,
         # The traced entry wraps the pipeline: a new pipeline needs a new wrapper, or
         # traced calls would keep running the old one.
-        entry=None if parts.tracing is None else TracedPipeline(pipeline, parts.tracing),
+        entry=pipeline if parts.tracing is None else TracedPipeline(pipeline, parts.tracing),
         budget_counters=tuple(counters),
         lookup=lookup,
     )
@@ -354,8 +348,7 @@ def _refill_pools(
     """The pools of the new config, refilled in place where the group existed (so
     calls already routed see them as they are now). A group that is gone keeps an
     empty pool in `lookup`, for calls whose fallback chain still names it."""
-    lookup = parts.lookup if parts.lookup is not None else parts.pools
-    assert isinstance(lookup, dict)
+    lookup = parts.lookup
     pools: dict[str, DeploymentPool] = {}
     for g, ss in members.items():
         pool = lookup.get(g)
@@ -440,7 +433,7 @@ async def drain(current: Callable[[], RouterParts], removed: Sequence[Deployment
         if isinstance(w, Drain):
             await w.done.wait()
     parts = current()
-    groups = [g for g in (parts.lookup or {}) if g not in parts.pools]
+    groups = [g for g in parts.lookup if g not in parts.pools]
     parts.attempts.observer.forget(removed, groups)
     if isinstance(parts.shared, RedisLedger):
         parts.shared.forget(s.id for s in removed)
@@ -451,8 +444,7 @@ async def drain(current: Callable[[], RouterParts], removed: Sequence[Deployment
         if forget_id is not None:
             for s in removed:
                 forget_id(s.id)
-    pools = parts.lookup if parts.lookup is not None else parts.pools
-    for strategy in {id(p.strategy): p.strategy for p in pools.values()}.values():
+    for strategy in {id(p.strategy): p.strategy for p in parts.lookup.values()}.values():
         forget = getattr(strategy, "forget", None)
         if forget is not None:
             for s in removed:

@@ -11,7 +11,7 @@ as plain attributes, and `router.parts` is the documented seam for tests and too
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,15 +86,15 @@ class RouterParts:
     cache: ResponseCache
     tokens: TokenCounter
     budget_counters: tuple[BudgetCounter, ...]
-    lookup: Mapping[str, DeploymentPool] | None = None
+    lookup: dict[str, DeploymentPool]
     """Where running calls and attempts look groups up: `pools` until the first
     runtime change (the same mapping); after it, every group the router has had,
     a removed group's pool kept empty, so a call that was routed before a change
     ends cleanly after it (see interlock/router/runtime.py)."""
+    entry: Pipeline | TracedPipeline
+    """What the router's calls run: the pipeline, or the pipeline inside a trace."""
     tracing: Tracing | None = None
     """Makes the calls' OpenTelemetry spans (None: tracing is off)."""
-    entry: Pipeline | TracedPipeline | None = None
-    """What the router's calls run: the pipeline, or the pipeline inside a trace."""
 
 
 def router_config(
@@ -165,13 +165,7 @@ def build_parts(
     pools = _build_pools(states, default, default_strategy, per_group, rng)
     names: dict[str, str] = {g: g for g in pools}
     names.update(cfg.aliases)
-    fallbacks = FallbackTable(
-        pools,
-        cfg.fallbacks,
-        context_window=cfg.context_window_fallbacks,
-        content_policy=cfg.content_policy_fallbacks,
-        max_depth=cfg.max_fallback_depth,
-    )
+    fallbacks = _fallback_table(cfg, pools)
     health = HealthTracker(cfg.health, rng)
     health.attach(states)
     try:
@@ -287,6 +281,17 @@ def _resolve(spec: StrategyLike, rng: random.Random, where: str) -> Strategy:
         return resolve_strategy(spec, rng)
     except (ValueError, TypeError) as exc:
         raise ConfigError([(where, str(exc))]) from None
+
+
+def _fallback_table(cfg: RouterConfig, groups: Iterable[str]) -> FallbackTable:
+    """The config's fallback chains over `groups` (construction and runtime changes)."""
+    return FallbackTable(
+        groups,
+        cfg.fallbacks,
+        context_window=cfg.context_window_fallbacks,
+        content_policy=cfg.content_policy_fallbacks,
+        max_depth=cfg.max_fallback_depth,
+    )
 
 
 def _build_pools(
