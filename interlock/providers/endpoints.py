@@ -113,6 +113,9 @@ class _Target:
     query: dict[str, str]
     headers: dict[str, str] = field(repr=False)
     secret: str | None = field(repr=False)
+    deployment: Deployment | None = field(default=None, repr=False)
+    """The settings it was made from: another object under the same id (after a
+    runtime change) makes the target again."""
 
 
 class ByteSource:
@@ -175,7 +178,7 @@ class EndpointClient:
 
     def _target(self, d: Deployment, wire: str) -> _Target:
         t = self._targets.get(d.id or "")
-        if t is not None:
+        if t is not None and t.deployment is d:
             return t
         key = d.api_key_value()
         headers: dict[str, str] = {}
@@ -196,8 +199,13 @@ class EndpointClient:
         elif key:
             headers["Authorization"] = f"Bearer {key}"
         headers.update(d.headers)
-        t = self._targets[d.id or ""] = _Target(base.rstrip("/"), query, headers, key)
+        t = self._targets[d.id or ""] = _Target(base.rstrip("/"), query, headers, key, d)
         return t
+
+    def forget(self, deployment_id: str) -> None:
+        """Drop what was made for a deployment the router no longer has (its headers
+        hold its key)."""
+        self._targets.pop(deployment_id, None)
 
     def url(self, d: Deployment, wire: str, path: str) -> URL:
         """The URL of `path` (relative to the deployment's base) at `d`."""

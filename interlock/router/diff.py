@@ -439,7 +439,7 @@ async def drain(current: Callable[[], RouterParts], removed: Sequence[Deployment
         parts.shared.forget(s.id for s in removed)
     # Transports and strategies that keep something per deployment say how to drop
     # it (`forget`; a transport's own endpoints hold the deployment's key).
-    for transport in {id(t): t for t in parts.transports.values()}.values():
+    for transport in {id(t): t for t in (*parts.transports.values(), parts.endpoints)}.values():
         forget_id = getattr(transport, "forget", None)
         if forget_id is not None:
             for s in removed:

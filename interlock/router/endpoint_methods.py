@@ -24,7 +24,7 @@ from interlock.endpoint_types import (
     Transcription,
     UnsupportedEndpointError,
 )
-from interlock.providers.endpoints import EndpointClient, FilePart, clean_headers
+from interlock.providers.endpoints import FilePart, clean_headers
 from interlock.router.attempt import Send
 from interlock.router.calls import (
     call_metadata,
@@ -163,7 +163,7 @@ class EndpointMethods:
             "speech", model, {"input": input, "voice": voice}, body, _chars(input), tags,
             strategy, metadata, request_id, stream=True,
         )  # fmt: skip
-        client = EndpointClient(self.parts.http, self.parts.deadlines)
+        client = self.parts.endpoints
         return await self._run(request, timeout, speech_sender(client), complete_bytes)
 
     async def amoderation(
@@ -266,7 +266,7 @@ class EndpointMethods:
             "passthrough", model, None, {}, tokens, tags, strategy, metadata, request_id,
             stream=stream,
         )  # fmt: skip
-        client = EndpointClient(self.parts.http, self.parts.deadlines)
+        client = self.parts.endpoints
         send = passthrough_sender(client, verb, rel, body, extra, stream)
         return await self._run(request, timeout, send, complete_passthrough)
 
@@ -276,7 +276,7 @@ class EndpointMethods:
         self, request: Request, kind: type[K], timeout: float | None, file: FilePart | None = None
     ) -> K:
         endpoint: Endpoint = request.kind  # type: ignore[assignment]  # an endpoint's request
-        client = EndpointClient(self.parts.http, self.parts.deadlines)
+        client = self.parts.endpoints
         send = typed_sender(client, endpoint, parser(endpoint, kind), file)
         return await self._run(request, timeout, send, complete_result)
 

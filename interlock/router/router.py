@@ -182,7 +182,7 @@ class Router(
         self.parts = parts
         """What the router is made of (see `RouterParts`): for tests and tools."""
         # What the request path reads, one attribute lookup each.
-        self._pipeline = parts.entry or parts.pipeline
+        self._pipeline = parts.entry
         self._names = parts.names
         self._cache = parts.cache
         self._cache_active = cfg.cache.active

@@ -35,6 +35,7 @@ from interlock.observability.hooks import HOOK_METHODS, Hook
 from interlock.observability.metrics import PrometheusMetrics
 from interlock.observability.observer import Observer
 from interlock.observability.tracing import Tracing
+from interlock.providers.endpoints import EndpointClient
 from interlock.providers.http import HttpClient
 from interlock.providers.network import configure_networks
 from interlock.providers.registry import builtin_transports
@@ -93,6 +94,9 @@ class RouterParts:
     ends cleanly after it (see interlock/router/runtime.py)."""
     entry: Pipeline | TracedPipeline
     """What the router's calls run: the pipeline, or the pipeline inside a trace."""
+    endpoints: EndpointClient
+    """Sends the other endpoints' and passthrough requests (one per router, so each
+    deployment's address and headers are made once)."""
     tracing: Tracing | None = None
     """Makes the calls' OpenTelemetry spans (None: tracing is off)."""
 
@@ -216,6 +220,7 @@ def build_parts(
         lookup=pools,
         tracing=tracer,
         entry=pipeline if tracer is None else TracedPipeline(pipeline, tracer),
+        endpoints=EndpointClient(http, deadlines),
     )
 
 

@@ -263,6 +263,29 @@ async def test_a_changed_key_and_address_are_used_from_the_next_request(how: str
             assert [r.api_key for r in b.received] == [f"sk-{g}-new-5678"], g
 
 
+async def test_a_changed_key_reaches_the_other_endpoints_too() -> None:
+    """The same for the router's one client of the other endpoints and passthrough:
+    after `update_deployment`, `arequest` and `amoderation` send the new key to the new
+    address. Bodies: https://platform.openai.com/docs/api-reference/chat/create and
+    https://platform.openai.com/docs/api-reference/moderations/create."""
+    async with upstreams(2) as (old, new):
+        d_old = Deployment(
+            group="g", id="g", model="gpt-test", api_base=old.url, api_key="sk-a-1234"
+        )
+        d_new = Deployment(
+            group="g", id="g", model="gpt-test", api_base=new.url, api_key="sk-b-5678"
+        )
+        body = {"model": "gpt-test", "messages": MESSAGES}
+        async with Router([d_old], seed=3) as router:
+            await router.arequest("g", "POST", "chat/completions", json=body)
+            await router.amoderation("g", "hello")
+            await router.update_deployment(d_new)
+            await router.arequest("g", "POST", "chat/completions", json=body)
+            await router.amoderation("g", "hello")
+        assert [r.api_key for r in old.received] == ["sk-a-1234"] * 2
+        assert [r.api_key for r in new.received] == ["sk-b-5678"] * 2
+
+
 async def test_reconfigure_from_a_file_keeps_a_cooling_deployment_cooling(
     tmp_path: Path,
 ) -> None:
