@@ -30,6 +30,8 @@ from interlock.errors import (
     WrongEventLoopError,
 )
 from interlock.errors import scrub as scrub_secret
+from interlock.providers.direct import SUPPORTED as DIRECT_SUPPORTED
+from interlock.providers.direct import DirectSend
 from interlock.types import InvalidCount
 
 __all__ = [
@@ -105,6 +107,7 @@ class HttpClient:
         "_proxy",
         "_session",
         "_ssl",
+        "direct",
         "networks",
     )
 
@@ -131,6 +134,9 @@ class HttpClient:
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._children: dict[Hashable, HttpClient] = {}
+        self.direct: DirectSend | None = None
+        """How requests go out on the keep-alive session once it is open, when it can
+        be used (direct.py); None before, or with a proxy, or an unchecked aiohttp."""
         self.networks: dict[str, HttpClient] | None = None
         """Deployment id -> the client of its own network settings (proxy, TLS), for
         the deployments that have some; None when none has (`network_for`)."""
@@ -185,8 +191,11 @@ class HttpClient:
         # skip_auto_headers either: aiohttp's slow path for it costs more per request
         # than sending its default User-Agent. read_bufsize is pinned because it sets
         # the longest line a stream may send (twice this), which aiohttp's default
-        # changed across versions (docs/resilience.md#faults-and-bad-input).
+        # changed across versions (docs/resilience.md#faults-and-bad-input). No
+        # cookies: an API answers by key, and a cookie one deployment's reply set must
+        # not ride along on another's requests to the same host.
         return aiohttp.ClientSession(
+            cookie_jar=aiohttp.DummyCookieJar(),
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None),
             raise_for_status=False,
@@ -199,6 +208,8 @@ class HttpClient:
         s = self._session
         if s is None or s.closed:
             s = self._session = self._open(keepalive=True)
+            if DIRECT_SUPPORTED and self._proxy is None:
+                self.direct = DirectSend(s, READ_BUFSIZE)
         return s
 
     @property
@@ -225,6 +236,7 @@ class HttpClient:
             if s is not None and not s.closed:
                 await s.close()
         self._session = self._fresh = None
+        self.direct = None
         for c in self._children.values():
             await c.aclose()
 
@@ -263,6 +275,9 @@ async def send(
     """
     before = _PoolConnector.made
     try:
+        direct = client.direct
+        if direct is not None:
+            return await direct.request(method, url, body, headers)
         return await client.session.request(method, url, data=body, headers=headers)
     except aiohttp.ClientError as exc:
         # The task opened no connection since `before`: the request used a pooled one.
@@ -386,13 +401,12 @@ async def post_bytes(
         with deadlines.timeout(timeout):
             # `send`, inlined: one coroutine frame less on every resumption of a request.
             before = _PoolConnector.made
-            # The session as `HttpClient.session` gives it, without its three Python
-            # property calls on every request: only `aclose` ends it, and that drops it.
-            session = client._session
-            if session is None:
-                session = client.session
             try:
-                resp = await session.post(url, data=body, headers=headers)
+                direct = client.direct
+                if direct is not None:
+                    resp = await direct.request("POST", url, body, headers)
+                else:
+                    resp = await client.session.post(url, data=body, headers=headers)
             except aiohttp.ClientError as exc:
                 if not (_made.get() <= before and is_stale_connection(exc)):
                     raise
