@@ -23,6 +23,7 @@ from types import TracebackType
 __all__ = ["DeadlineWheel"]
 
 _new = object.__new__
+_current_task = asyncio.current_task
 
 
 class DeadlineWheel:
@@ -75,9 +76,12 @@ class DeadlineWheel:
         # Every bucket whose time has come (the armed one, and any the loop reached
         # late), then the buckets emptied by timeouts that ended in time.
         while keys and (keys[0] <= due or keys[0] <= now_key or not buckets.get(keys[0])):
-            for entry in buckets.pop(heapq.heappop(keys), ()):
-                entry.expired = True
-                entry.task.cancel()
+            bucket = buckets.pop(heapq.heappop(keys), None)
+            if bucket:
+                for entry in bucket:
+                    entry.expired = True
+                    entry.task.cancel()
+                bucket.clear()  # its entries hold it: no cycle left for the collector
         if keys:
             self._arm(keys[0], loop)
 
@@ -86,15 +90,16 @@ class _WheelTimeout:
     """One use of the wheel; it is also the entry its bucket holds (one object per
     attempt, not two)."""
 
-    __slots__ = ("_cancelling", "_key", "_seconds", "_wheel", "expired", "task")
+    __slots__ = ("_bucket", "_cancelling", "_seconds", "_wheel", "expired", "task")
 
     task: asyncio.Task[object]
+    _bucket: set[_WheelTimeout]
     _wheel: DeadlineWheel
     _seconds: float
     expired: bool
 
     def __enter__(self) -> None:
-        task = asyncio.current_task()
+        task = _current_task()
         if task is None:
             raise RuntimeError("DeadlineWheel.timeout() must be used inside an asyncio task")
         self._cancelling = task.cancelling()
@@ -123,7 +128,8 @@ class _WheelTimeout:
                 wheel._arm(ikey, loop)
         self.task = task
         bucket.add(self)
-        self._key = ikey
+        # The bucket itself, not its key: leaving in time is one discard, no lookup.
+        self._bucket = bucket
 
     def __exit__(
         self,
@@ -132,9 +138,7 @@ class _WheelTimeout:
         tb: TracebackType | None,
     ) -> None:
         if not self.expired:
-            bucket = self._wheel._buckets.get(self._key)
-            if bucket is not None:
-                bucket.discard(self)
+            self._bucket.discard(self)
             return
         if exc_type is asyncio.CancelledError and self.task.uncancel() <= self._cancelling:
             raise TimeoutError from exc

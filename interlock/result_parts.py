@@ -98,7 +98,8 @@ _USAGE = frozenset(
 
 MAX_COUNT = 2**53
 """Counts from a provider are below this: integers a float holds exactly, so costs
-and JSON round trips stay exact (and an absurd number is refused, not priced)."""
+and JSON round trips stay exact (and an absurd number is refused, not priced). A
+power of two (`Usage.from_dict` checks three counts against it at once)."""
 
 
 class InvalidCount(ValueError):
@@ -212,13 +213,14 @@ class Usage:
         prompt = d.get("prompt_tokens")
         completion = d.get("completion_tokens")
         total = d.get("total_tokens")
+        # Three ints, each in [0, MAX_COUNT): as MAX_COUNT is a power of two, that is
+        # their bitwise or in that range (one comparison, not three).
         if not (
             type(prompt) is int
             and type(completion) is int
-            and 0 <= prompt < MAX_COUNT
-            and 0 <= completion < MAX_COUNT
-            and (total is None or (type(total) is int and 0 <= total < MAX_COUNT))
-        ):  # the slow path: missing fields, floats, or something to refuse
+            and type(total) is int
+            and 0 <= prompt | completion | total < MAX_COUNT
+        ):  # the slow path: a missing total, missing fields, floats, or something to refuse
             prompt = token_count(prompt, "usage.prompt_tokens")
             completion = token_count(completion, "usage.completion_tokens")
             if total is not None:

@@ -29,8 +29,10 @@ def estimate_text_tokens(text: str) -> int:
     return (len(text) + _CHARS_PER_TOKEN - 1) // _CHARS_PER_TOKEN
 
 
-def _check_message(i: int, m: object) -> None:
+def _check_message(messages: Sequence[object], m: object) -> None:
+    """Raise TypeError naming `m`'s index in `messages` when it is not a mapping."""
     if not isinstance(m, Mapping):
+        i = next(i for i, x in enumerate(messages) if x is m)
         raise TypeError(
             f"messages[{i}] must be a mapping like {{'role': ..., 'content': ...}},"
             f" not {type(m).__name__}"
@@ -110,10 +112,11 @@ class TokenCounter:
         # request); with no `count`, characters are summed and divided once.
         count = self.count
         total = 0
-        for i, m in enumerate(messages):
+        for m in messages:
             # `type(...) is` first: isinstance against an ABC costs more than the rest.
+            # (No `enumerate`: the index is looked up only for the error.)
             if type(m) is not dict:
-                _check_message(i, m)
+                _check_message(messages, m)
             content = m.get("content")
             if type(content) is str:
                 total += len(content) if count is None else count(content)

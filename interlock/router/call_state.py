@@ -53,36 +53,57 @@ class Call:
 
     The fields under "the group being tried" are reset by `next_group` each time the
     call moves to another group of its fallback chain.
+
+    Only what every call sets is a slot. The rest are class-level defaults (all
+    immutable) that a call overrides, in its own ``__dict__``, only when a failure, a
+    retry, a queue or a fallback changes one: a call that succeeds at once (the
+    common case) writes none of them and never has a ``__dict__``.
     """
 
     __slots__ = (
-        "_i",
-        "attempts",
-        "blocked",
+        "__dict__",
         "chain",
-        "chain_kind",
         "deadline",
-        "free_retry",
         "group_attempts",
-        "kind_counts",
-        "last_error",
         "max_depth",
-        "previous",
-        "queued_at",
-        "refused",
-        "refused_at",
         "request",
         "retry_budget",
         "sent",
-        "soonest",
-        "spare",
         "timeout",
-        "tried",
-        "unavailable",
         "visited",
-        "waits",
-        "woken",
     )
+
+    # Containers a failure fills are shared empties until then.
+    attempts: tuple[AttemptRecord, ...] = ()
+    last_error: InterlockError | None = None
+    unavailable: tuple[str, ...] = ()
+    blocked: tuple[Diagnosis, ...] = ()
+    soonest: float | None = None
+    free_retry: bool = False
+    """The next attempt is routing, not a retry (after a redirect): it is free."""
+    spare: bool = True
+    """The call's one free retry to a healthy untried deployment is unused."""
+    refused: str | None = None
+    """Why the retry budget refused one of this call's retries (None: it did not)."""
+    refused_at: tuple[str, str] = ("", "")
+    """The group and deployment (id, "" when none was chosen) of that retry."""
+    chain_kind: str = "default"
+    _i: int = 1
+    """The next position in `chain` (the call starts on its first group, as
+    `next_group` would start it)."""
+    previous: str | None = None
+    """The group tried before the current one (None for the first)."""
+    # the group being tried (`next_group` resets these)
+    tried: AbstractSet[DeploymentState] = NOTHING_TRIED
+    """Deployments tried in this group (`mark_tried`)."""
+    kind_counts: dict[FailureKind, int] | None = None
+    """Failures by kind in this group (made on the first one counted)."""
+    waits: int = 0
+    """Backoff sleeps in this group."""
+    queued_at: float | None = None
+    """When the call first joined this group's capacity queue."""
+    woken: bool = False
+    """The capacity queue just woke the call: it goes first."""
 
     def __init__(
         self,
@@ -100,50 +121,19 @@ class Call:
         """The retry budget of the group the call started at (it pays for every
         attempt after the first, hedges and fallback attempts included, but the
         call's first retry to a healthy deployment: see `spare`)."""
-        # Containers a failure fills are shared empties until then: a call that
-        # succeeds at once (the common case) allocates none of them.
-        self.attempts: tuple[AttemptRecord, ...] = ()
-        self.last_error: InterlockError | None = None
-        self.unavailable: tuple[str, ...] = ()
-        self.blocked: tuple[Diagnosis, ...] = ()
-        self.soonest: float | None = None
         self.sent = 0
         """Attempts sent, every group together."""
-        self.free_retry = False
-        """The next attempt is routing, not a retry (after a redirect): it is free."""
-        self.spare = True
-        """The call's one free retry to a healthy untried deployment is unused."""
-        self.refused: str | None = None
-        """Why the retry budget refused one of this call's retries (None: it did not)."""
-        self.refused_at: tuple[str, str] = ("", "")
-        """The group and deployment (id, "" when none was chosen) of that retry."""
         # the route: `chain` is the fallback chain of the group asked for (it starts
         # with that group), or the special chain a `Redirect` switched to
         self.chain = chain
-        self.chain_kind = "default"
         self.max_depth = max_depth
         """Fallback groups the call may move through after the first."""
-        # The call starts on the first group of its chain (the group asked for), as
-        # `next_group` would start it, without the call.
-        self._i = 1
         # A tuple, not a list: one GC-tracked object less per call while it is in
         # flight (fallbacks, which extend it, are rare).
         self.visited: tuple[str, ...] = (chain[0],)
-        self.previous: str | None = None
-        """The group tried before the current one (None for the first)."""
         request.group = chain[0]
-        # the group being tried: reset by `next_group`
-        self.tried: AbstractSet[DeploymentState] = NOTHING_TRIED
-        """Deployments tried in this group (`mark_tried`)."""
-        self.kind_counts: dict[FailureKind, int] | None = None
-        """Failures by kind in this group (made on the first one counted)."""
         self.group_attempts = 0
-        self.waits = 0
-        """Backoff sleeps in this group."""
-        self.queued_at: float | None = None
-        """When the call first joined this group's capacity queue."""
-        self.woken = False
-        """The capacity queue just woke the call: it goes first."""
+        """Attempts in the group being tried (`next_group` resets it)."""
 
     def mark_tried(self, state: DeploymentState) -> None:
         """`state` was tried in this group: later attempts avoid it while they can."""

@@ -162,10 +162,10 @@ class Pipeline(PipelineBranches):
                         state = self._choose(call, pool, queue, now)
                     else:
                         # `_choose` for a call's first attempt, inlined (one Python
-                        # call less per request; keep them in step).
+                        # call less per request; keep them in step). No queue here, so
+                        # `call.woken` is False already: left unwritten (see `Call`).
                         state = pool.select(request, now, call.tried)
                         if state is not None:
-                            call.woken = False
                             call.sent += 1
                             call.group_attempts += 1
                     if state is None:
@@ -242,7 +242,8 @@ class Pipeline(PipelineBranches):
             state = pool.select(request, now, call.tried)
         if state is None:
             return None
-        call.woken = False
+        if call.woken:
+            call.woken = False
         if self._slow_start and not self.health.admit(state, now):
             # A ramping deployment turned this one away: pick another if any.
             state = pool.select(request, now, {*call.tried, state}) or state

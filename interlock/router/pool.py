@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import cast
 
 from interlock.limits.diagnose import Diagnosis, diagnose
@@ -25,6 +25,7 @@ class DeploymentPool:
     """The deployments of one group, split into `order` tiers."""
 
     __slots__ = (
+        "_alone",
         "_feeds",
         "_has_default",
         "_lazy",
@@ -56,6 +57,9 @@ class DeploymentPool:
         self.states = tuple(states)
         self.strategy = strategy
         self._lazy: bool = getattr(strategy, "lazy_candidates", False)
+        self._alone: Callable[[Candidates], DeploymentState | None] | None = getattr(
+            strategy, "choose_alone", None
+        )
         # Strategies that learn from outcomes (latency, errors) expose `record`; every
         # strategy used in this pool (its own, and per-request overrides) is fed.
         self.feedback: Feedback | None = None
@@ -80,9 +84,11 @@ class DeploymentPool:
         if spec is None:
             strategy = self.strategy
             lazy = self._lazy
+            alone = self._alone
         else:
             strategy = self._strategy_for(spec)
             lazy = getattr(strategy, "lazy_candidates", False)
+            alone = None
         tiers = self._tiered.get(request.tags)
         if tiers is None:
             tiers = self._tiers_for(request.tags)
@@ -92,6 +98,12 @@ class DeploymentPool:
                 view = self._view = Candidates(tier, request, now, exclude, self.rng)
             else:
                 view.reset(tier, request, now, exclude)
+            if alone is not None and tier.n == 1:
+                # A tier of one (often the whole pool): the strategy's shortcut.
+                state = alone(view)
+                if state is not None:
+                    return state
+                continue
             if lazy:
                 try:
                     return strategy.choose(view, request)

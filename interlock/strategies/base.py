@@ -34,7 +34,10 @@ class Strategy(Protocol):
     attribute ``lazy_candidates = True`` skips the pool's initial probe: the view may
     then be empty, and `choose` signals that by letting `NoEligible` (raised by
     `first` and `require()`) propagate. A strategy may also define
-    ``record(state, ok, latency, ttft)`` (see `Feedback`) to learn from outcomes.
+    ``record(state, ok, latency, ttft)`` (see `Feedback`) to learn from outcomes,
+    and ``choose_alone(candidates)``, which the pool calls instead of `choose` for a
+    tier of one deployment: it returns that deployment when it is eligible (else
+    None) with the same effects as `choose` (`PeakEwmaStrategy` has one).
     """
 
     def choose(self, candidates: Candidates, request: Request) -> DeploymentState: ...

@@ -188,6 +188,22 @@ class PeakEwmaStrategy:
         cb = (lb + _EPSILON) * (1.0 + fb / rb)
         return b if cb * self._band < ca else a
 
+    def choose_alone(self, candidates: Candidates) -> DeploymentState | None:
+        """`choose` for a tier of one deployment, without drawing a pair: the same
+        bookkeeping (time, rounds) and the same draw from the router's random numbers
+        as `choose`, so estimates age alike and a seeded router picks alike, before
+        and after a deployment joins; None where `choose` raises `NoEligible`."""
+        now = candidates.now
+        if now > self._now:
+            self._now = now
+        if self._n != 1:
+            self._n = 1
+            self._per_pick = 1.0 / self.half_life
+        self._clock += self._per_pick
+        candidates.rng.random()  # the draw `Candidates.pair` makes in a tier of one
+        s = candidates.tier.states[0]
+        return s if candidates.ok(s) else None
+
     def record(self, state: DeploymentState, ok: bool, latency: float, ttft: float | None) -> None:
         """Feed one attempt's outcome (called by the router after every attempt)."""
         x = ttft if ttft is not None else latency

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 import pytest
@@ -222,6 +223,29 @@ async def test_known_parameters_reach_the_request_and_extra_body_stays_nested() 
     router = make_router(ScriptedTransport(), [dep("a")], FakeClock(), strategy=spy)
     await router.acompletion("g", MESSAGES, temperature=0.5, max_tokens=7, extra_body={"top_k": 3})
     assert seen == [{"temperature": 0.5, "max_tokens": 7, "extra_body": {"top_k": 3}}]
+
+
+async def test_acompletion_sets_every_field_of_its_request() -> None:
+    """`acompletion` makes its `Request` without the dataclass __init__: every field is
+    set, to what the constructor would make of the same call."""
+    seen: list[Request] = []
+
+    def spy(candidates: Sequence[DeploymentState], request: Request) -> DeploymentState:
+        seen.append(request)
+        return candidates[0]
+
+    router = make_router(ScriptedTransport(), [dep("a", tags=["x"])], FakeClock(), strategy=spy)
+    await router.acompletion("g", MESSAGES, request_id="r-1", metadata={"k": 1}, tags="x")
+    (r,) = seen
+    expected = Request(
+        "chat", "g", MESSAGES, None, {}, False, frozenset({"x"}), r.est_input_tokens,
+        r.est_output_tokens, "g", "drop", None, "r-1", {"k": 1},
+    )  # fmt: skip
+    assert [getattr(r, f.name) for f in fields(Request)] == [
+        getattr(expected, f.name) for f in fields(Request)
+    ]
+    assert r.est_input_tokens > 0
+    assert r.est_output_tokens > 0
 
 
 async def test_bad_arguments_fail_before_routing() -> None:

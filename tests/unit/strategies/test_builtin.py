@@ -464,3 +464,29 @@ def test_least_busy_rejects_bad_exact_limit() -> None:
     with pytest.raises(ValueError, match="exact_limit"):
         LeastBusyStrategy(exact_limit=0)
     assert repr(WeightedStrategy()) == "WeightedStrategy()"
+
+
+def test_p2c_ewma_shortcut_for_a_tier_of_one_matches_choose() -> None:
+    # The pool's shortcut for a tier of one (`choose_alone`) against the full `choose`:
+    # the same picks, refusals, estimates, rounds and random draws, so a deployment
+    # added later meets the same strategy either way.
+    runs = []
+    for shortcut in (True, False):
+        strat = PeakEwmaStrategy(random.Random(7))
+        pool, attempts, clock = make_pool([{"max_concurrency": 1}], strat)
+        if not shortcut:
+            pool._alone = None
+        (s,) = pool.states
+        seen = []
+        for i in range(40):
+            if i % 5 == 4:
+                s.in_flight = 1  # at its cap: not eligible
+            picked = pool.select(request(), clock.now())
+            seen.append(None if picked is None else picked.id)
+            s.in_flight = 0
+            attempts.success(s, clock.now() - 0.001 * (1 + i % 3), clock.now())
+            clock.advance(0.25)
+        estimates = (strat._est[s], strat._key[s], strat._at[s])
+        runs.append((seen, strat._clock, strat._now, estimates, pool.rng.getstate()))
+    assert runs[0] == runs[1]
+    assert runs[0][0].count(None) == 8
