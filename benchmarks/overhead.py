@@ -232,7 +232,7 @@ def measure_overhead_suite(
     concurrency: tuple[int, ...] = (1, 32, 256),
     requests: tuple[int, ...] = (600, 2000, 3000),
     latency_requests: int = 400,
-    rounds: int = 7,
+    rounds: int = 15,
     uvloop: bool = True,
 ) -> OverheadSuiteResult:
     """Throughput at each concurrency and added latency at concurrency 1, Router vs raw
