@@ -27,12 +27,11 @@ from interlock.observability.stats import record_ttft
 from interlock.records.state import CLOSED, DeploymentState
 from interlock.router.call_state import Call, describe
 from interlock.router.pool import DeploymentPool
-from interlock.types import ChatCompletion, EmbeddingResponse, Request, Usage
+from interlock.types import Request, Usage
 
-__all__ = ["Attempt", "Attempts", "Send", "complete_response"]
+__all__ = ["Attempt", "Attempts", "Send"]
 
 R = TypeVar("R")
-Result = TypeVar("Result", ChatCompletion, EmbeddingResponse)
 
 _new = object.__new__
 
@@ -228,8 +227,7 @@ class Attempts:
         handle: Attempt | None = None,
     ) -> None:
         """Record a successful attempt. `cost` is what `Ledger.settle` returned for
-        `usage`, if known; `request` is the call's, `handle` the attempt itself.
-        (`complete_response` inlines this: keep them in step.)"""
+        `usage`, if known; `request` is the call's, `handle` the attempt itself."""
         latency = now - started
         self.health.success(state, latency, now)
         if self._latency_sinks:
@@ -273,36 +271,3 @@ class Attempts:
 
     def __repr__(self) -> str:
         return f"<Attempts hedges_sent={self.hedges_sent}>"
-
-
-def complete_response(result: Result, attempt: Attempt) -> Result:
-    """The pipeline's `complete` for chat and embeddings: settle with the provider's
-    usage, record the success, and give the result its id and cost."""
-    u = result.usage
-    result.request_id = attempt.request.id
-    if attempt.open:
-        # `Attempt.succeeded` and `Attempts.success` (with no ttft), inlined: two
-        # Python calls less per request. Keep them in step.
-        attempts = attempt.attempts
-        now = attempts.clock.now()
-        cost = Ledger.settle(attempt, u.total_tokens if u is not None else None, now, u)
-        state = attempt.state
-        started = attempt.started
-        latency = now - started
-        attempts.health.success(state, latency, now)
-        sinks = attempts._latency_sinks
-        if sinks:
-            sink = sinks.get(state.group)
-            if sink is not None:
-                sink(latency)
-        feedback = attempts._pools[state.group].feedback
-        if feedback is not None:
-            state.last_output_tokens = u.completion_tokens if u is not None else 0
-            feedback(state, True, latency, None)
-        obs = attempts.observer
-        if obs.listening:
-            obs.success(
-                state, started, now, None, u, attempt.attempt, cost, attempt.request, attempt
-            )
-        result.cost = cost
-    return result

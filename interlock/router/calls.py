@@ -19,10 +19,11 @@ from interlock.errors import (
     InterlockError,
     UnknownModelError,
 )
+from interlock.limits.ledger import Ledger
 from interlock.providers.params import UNSUPPORTED_MODES, UnsupportedParams
 from interlock.records.state import DeploymentState
 from interlock.records.transport import ChunkSource
-from interlock.router.attempt import Attempt, complete_response
+from interlock.router.attempt import Attempt
 from interlock.router.stream import ChatStream
 from interlock.strategies.base import Strategy, StrategyLike
 from interlock.strategies.registry import as_strategy, strategy_factory
@@ -166,8 +167,25 @@ def tag_set(tags: str | Sequence[str]) -> frozenset[str]:
 # --- completion callbacks: run synchronously after a successful send (the pipeline's
 # `complete`); plain functions rather than Router methods for the same reason as above.
 
-# `complete_response` (chat and embeddings) lives in attempt.py, next to the
-# `Attempts.success` it inlines.
+R = TypeVar("R", ChatCompletion, EmbeddingResponse)
+
+
+def complete_response(result: R, attempt: Attempt) -> R:
+    """Settle with the provider's usage (chat and embeddings), record success, and
+    give the result its cost."""
+    u = result.usage
+    result.request_id = attempt.request.id
+    if attempt.open:
+        # `Attempt.succeeded`, inlined (one Python call less per request).
+        attempts = attempt.attempts
+        now = attempts.clock.now()
+        cost = Ledger.settle(attempt, u.total_tokens if u is not None else None, now, u)
+        attempts.success(
+            attempt.state, attempt.started, now, None, u, attempt.attempt, cost,
+            attempt.request, attempt,
+        )  # fmt: skip
+        result.cost = cost
+    return result
 
 
 def complete_call(result: T, attempt: Attempt) -> T:
