@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import orjson
@@ -89,7 +89,7 @@ class Upstream:
 
 
 @pytest.fixture
-async def serve() -> AsyncIterator[Callable[[Reply], asyncio.Future[Upstream]]]:
+async def serve() -> AsyncIterator[Callable[[Reply], Awaitable[Upstream]]]:
     servers: list[tuple[asyncio.Server, Upstream]] = []
 
     async def start(answer: Reply) -> Upstream:
@@ -99,7 +99,7 @@ async def serve() -> AsyncIterator[Callable[[Reply], asyncio.Future[Upstream]]]:
         servers.append((server, up))
         return up
 
-    yield start  # type: ignore[misc]
+    yield start
     for server, up in servers:
         server.close()
         for w in list(up.writers):
@@ -127,7 +127,7 @@ def test_the_installed_aiohttp_is_one_the_direct_send_was_checked_against() -> N
 
 
 async def test_the_direct_send_puts_the_sessions_bytes_on_the_wire(
-    serve: Callable[[Reply], asyncio.Future[Upstream]], monkeypatch: pytest.MonkeyPatch
+    serve: Callable[[Reply], Awaitable[Upstream]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     up = await serve(lambda head, body: reply(orjson.dumps(COMPLETION), gzipped=True))
     async with router_for(up.port) as router:
@@ -151,7 +151,7 @@ async def test_the_direct_send_puts_the_sessions_bytes_on_the_wire(
 
 @pytest.mark.parametrize("status", ["307 Temporary Redirect", "308 Permanent Redirect"])
 async def test_a_redirect_is_followed_with_the_request_body(
-    serve: Callable[[Reply], asyncio.Future[Upstream]], status: str
+    serve: Callable[[Reply], Awaitable[Upstream]], status: str
 ) -> None:
     def answer(head: bytes, body: bytes) -> bytes:
         if head.startswith(b"POST /v1/"):
@@ -174,7 +174,7 @@ async def test_a_redirect_is_followed_with_the_request_body(
 
 @pytest.mark.parametrize("direct", [True, False])
 async def test_no_cookie_a_reply_sets_is_sent_back(
-    serve: Callable[[Reply], asyncio.Future[Upstream]],
+    serve: Callable[[Reply], Awaitable[Upstream]],
     monkeypatch: pytest.MonkeyPatch,
     direct: bool,
 ) -> None:
