@@ -1,7 +1,8 @@
 """The direct send (interlock/providers/direct.py) against a real socket on 127.0.0.1:
-the bytes it puts on the wire are the ones ``ClientSession.request`` puts there, a
-compressed reply is decompressed, a redirect is followed with its body, no cookie is
-kept, and the installed aiohttp is one it was checked against.
+the bytes it puts on the wire are the ones ``ClientSession.request`` puts there (a
+POST written from its prepared head, and any other request through
+`ClientRequest.send`), a compressed reply is decompressed, a redirect is followed with
+its body, no cookie is kept, and the installed aiohttp is one it was checked against.
 
 The upstream is a plain asyncio server that records each request's raw bytes and
 answers with a chat completion object as
@@ -13,14 +14,17 @@ from __future__ import annotations
 import asyncio
 import gzip
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import orjson
 import pytest
+from yarl import URL
 
 from interlock import Deployment, RetryPolicy, Router
+from interlock.providers import direct as direct_module
 from interlock.providers import http
-from interlock.providers.direct import SUPPORTED
+from interlock.providers.direct import SUPPORTED, DirectSend
 
 USER = [{"role": "user", "content": "hi"}]
 ONCE = RetryPolicy(max_attempts=1, max_wait=0)
@@ -188,3 +192,144 @@ async def test_no_cookie_a_reply_sets_is_sent_back(
             await router.acompletion("g", USER)
     assert len(up.requests) == 3
     assert all(b"cookie:" not in head.lower() for head, _ in up.requests)
+
+
+# --- DirectSend itself, against the session it belongs to -----------------------------
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    # As `HttpClient` makes its keep-alive session: no cookies, no default headers.
+    s = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+    yield s
+    await s.close()
+
+
+HEADERS = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+
+
+async def both_ways(
+    session: aiohttp.ClientSession,
+    up: Upstream,
+    method: str,
+    body: bytes | None,
+    headers: dict[str, str],
+) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
+    """The request as the direct send wrote it, and as ``session.request`` did."""
+    url = URL(f"http://127.0.0.1:{up.port}/v1/chat/completions")
+    resp = await DirectSend(session, http.READ_BUFSIZE).request(method, url, body, headers)
+    assert resp.status == 200
+    await resp.read()
+    resp.release()
+    async with session.request(method, url, data=body, headers=headers) as r:
+        await r.read()
+    assert len(up.requests) == 2
+    return up.requests[0], up.requests[1]
+
+
+async def test_a_post_is_written_from_its_prepared_head(
+    serve: Callable[[Reply], Awaitable[Upstream]],
+    session: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    up = await serve(lambda head, body: reply(orjson.dumps(COMPLETION)))
+    made: list[object] = []
+    real = aiohttp.ClientRequest  # what direct.py builds requests with
+
+    def counted(*args: Any, **kwargs: Any) -> aiohttp.ClientRequest:
+        made.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(direct_module, "ClientRequest", counted)
+    send = DirectSend(session, http.READ_BUFSIZE)
+    url = URL(f"http://127.0.0.1:{up.port}/v1/chat/completions")
+    bodies = [orjson.dumps({"n": i, "pad": "x" * i}) for i in range(0, 3000, 1000)]
+    for body in bodies:
+        resp = await send.request("POST", url, body, dict(HEADERS))  # equal, not the same
+        assert orjson.loads(await resp.read()) == COMPLETION
+        resp.release()
+        assert resp.request_info.headers["Authorization"] == HEADERS["Authorization"]
+    # One `ClientRequest`, for the head; each request only adds its length and body.
+    assert len(made) == 1
+    assert [body for _, body in up.requests] == bodies
+    heads = {
+        head.replace(str(len(b)).encode(), b"N")
+        for (head, _), b in zip(up.requests, bodies, strict=True)
+    }
+    assert len(heads) == 1
+    monkeypatch.setattr(direct_module, "ClientRequest", real)
+    async with session.post(url, data=bodies[-1], headers=HEADERS) as r:
+        await r.read()
+    assert up.requests[-1] == up.requests[-2]  # what ``session.post`` writes
+
+
+async def test_new_headers_for_the_same_url_are_the_ones_sent(
+    serve: Callable[[Reply], Awaitable[Upstream]], session: aiohttp.ClientSession
+) -> None:
+    up = await serve(lambda head, body: reply(orjson.dumps(COMPLETION)))
+    send = DirectSend(session, http.READ_BUFSIZE)
+    url = URL(f"http://127.0.0.1:{up.port}/v1/chat/completions")
+    for headers in (
+        HEADERS,
+        {**HEADERS, "X-Request-Tag": "a"},
+        HEADERS,
+        {**HEADERS, "X-Request-Tag": "b"},
+    ):
+        resp = await send.request("POST", url, b"{}", headers)
+        resp.release()
+    tags = [
+        [line for line in head.split(b"\r\n") if line.startswith(b"X-Request-Tag")]
+        for head, _ in up.requests
+    ]
+    assert tags == [[], [b"X-Request-Tag: a"], [], [b"X-Request-Tag: b"]]
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "headers"),
+    [
+        ("POST", b'{"a": 1}', HEADERS),
+        # aiohttp adds a Content-Type at send time: sent through `ClientRequest.send`.
+        ("POST", b'{"a": 1}', {"Authorization": f"Bearer {KEY}"}),
+        ("GET", None, {"Authorization": f"Bearer {KEY}"}),
+    ],
+    ids=["prepared", "no-content-type", "get"],
+)
+async def test_every_kind_of_request_is_written_as_the_session_writes_it(
+    serve: Callable[[Reply], Awaitable[Upstream]],
+    session: aiohttp.ClientSession,
+    method: str,
+    body: bytes | None,
+    headers: dict[str, str],
+) -> None:
+    up = await serve(lambda head, body: reply(orjson.dumps(COMPLETION)))
+    direct, via_session = await both_ways(session, up, method, body, headers)
+    assert direct == via_session
+
+
+async def test_a_large_body_arrives_whole(
+    serve: Callable[[Reply], Awaitable[Upstream]], session: aiohttp.ClientSession
+) -> None:
+    up = await serve(lambda head, body: reply(orjson.dumps(COMPLETION)))
+    # Far more than a socket takes at once; under the 1 MiB past which aiohttp's own
+    # path warns about a bytes body.
+    body = orjson.dumps({"messages": [{"role": "user", "content": "y" * 1_000_000}]})
+    direct, via_session = await both_ways(session, up, "POST", body, HEADERS)
+    assert direct == via_session
+    assert direct[1] == body
+
+
+async def test_a_header_with_a_line_break_is_refused_and_nothing_is_sent(
+    serve: Callable[[Reply], Awaitable[Upstream]], session: aiohttp.ClientSession
+) -> None:
+    up = await serve(lambda head, body: reply(orjson.dumps(COMPLETION)))
+    url = URL(f"http://127.0.0.1:{up.port}/v1/chat/completions")
+    bad = {**HEADERS, "X-Note": "a\r\nX-Injected: 1"}
+    send = DirectSend(session, http.READ_BUFSIZE)
+    with pytest.raises(ValueError, match=r"(?i)header injection"):
+        await send.request("POST", url, b"{}", bad)
+    with pytest.raises(ValueError, match=r"(?i)header injection"):  # as the session does
+        await session.post(url, data=b"{}", headers=bad)
+    resp = await send.request("POST", url, b"{}", HEADERS)  # the connection is still good
+    resp.release()
+    assert len(up.requests) == 1
+    assert b"X-Injected" not in up.requests[0][0]

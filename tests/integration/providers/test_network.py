@@ -250,6 +250,24 @@ async def test_a_private_ca_bundle_is_trusted(
     assert up.request_count == 1
 
 
+async def test_requests_on_a_kept_tls_connection_take_the_direct_send(
+    ca: trustme.CA, tmp_path: Path, no_proxy_env: None
+) -> None:
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    async with tls_upstream(ca) as (up, base):
+        d = Deployment(group="g", model="m", id="tls", api_base=base, ca_bundle=str(bundle))
+        async with Router([d], retry=ONCE) as router:
+            for _ in range(3):  # the first opens the session; the rest go out directly
+                assert await ask(router) == "Hello from FakeUpstream."
+            networks = router.parts.http.networks
+            assert networks is not None
+            assert networks["tls"].direct is not None
+            r = await router.acompletion("g", USER, stream=True)
+            assert [c async for c in r]  # a stream, on the same kept connection
+    assert up.request_count == 4
+
+
 async def test_verify_false_accepts_an_unknown_certificate(
     ca: trustme.CA, no_proxy_env: None
 ) -> None:
