@@ -259,10 +259,10 @@ def measure_overhead_suite(
     mid = next((r for r in rows if r.loop == "asyncio" and r.concurrency == 32), rows[0])
     head = (
         f"Router throughput {mid.ratio:.2f}x raw aiohttp at concurrency {mid.concurrency}"
-        f" (+{mid.added_cpu_us:.0f} µs CPU per request)"
+        f" ({mid.added_cpu_us:+.0f} µs CPU per request)"
     )
     if lats:
-        head += f"; +{lats[0].added_p50_us:.0f} µs p50 latency at concurrency 1"
+        head += f"; {lats[0].added_p50_us:+.0f} µs p50 latency at concurrency 1"
     return OverheadSuiteResult(rounds, tuple(rows), tuple(lats), head)
 
 
