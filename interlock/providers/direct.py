@@ -53,7 +53,9 @@ def _version(text: str) -> tuple[int, int]:
 SUPPORTED = (3, 12) <= _version(aiohttp.__version__) < (3, 15)
 """Whether this aiohttp is one `DirectSend` was checked against (3.12 to 3.14): it
 calls `ClientRequest`, `BaseConnector.connect`, `ResponseHandler.set_response_params`,
-`ClientRequest.send` and `ClientResponse.start` as `ClientSession.request` does."""
+`ClientRequest.send` and `ClientResponse.start` as `ClientSession.request` does, and
+for a POST it writes itself, makes the `ClientResponse` as `ClientRequest.send`
+would after a body was written."""
 
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
 _NO_TRACES: list[Any] = []  # read, never appended to, by the calls below
