@@ -109,79 +109,61 @@ class DirectSend:
     ) -> ClientResponse:
         """The response to `method` `url` once its status and headers have arrived;
         raises what ``session.request`` would raise."""
-        # hot path: a POST with a body, written here in one piece (see the module's
-        # docstring); the rest goes through `ClientRequest.send`.
-        if body is None or method != "POST":
-            return await self._send(method, url, body, headers)
-        head = self._heads.get(url)
-        if head is None or head.headers != headers:
-            head = self._prepare(url, headers)
-        wire = head.wire
-        if wire is None:
-            return await self._send(method, url, body, headers)
-        try:
-            conn = await self._connector.connect(head.req, traces=_NO_TRACES, timeout=self._timeout)
-            protocol = conn.protocol
-            assert protocol is not None  # a connection from `connect` has one
-            protocol.set_response_params(skip_payload=False, **self._params)
-            try:
-                transport = protocol.transport
-                if transport is None or transport.is_closing():
-                    # What aiohttp's writer raises here: a pooled connection the
-                    # server closed (the caller's stale-connection retry knows it).
-                    raise aiohttp.ClientConnectionResetError("Cannot write to closing transport")
-                size = len(body)
-                transport.write(b"%b%d\r\n\r\n%b" % (wire, size, body))
-                if _HAS_STREAM_WRITER:
-                    resp = _response(
-                        method, url, writer=None, continue100=None, timer=_TIMER,
-                        request_info=head.info, traces=_NO_TRACES, loop=self._loop,
-                        session=self._session, stream_writer=_Written(size),
-                    )  # fmt: skip
-                else:
-                    resp = _response(
-                        method, url, writer=None, continue100=None, timer=_TIMER,
-                        request_info=head.info, traces=_NO_TRACES, loop=self._loop,
-                        session=self._session,
-                    )  # fmt: skip
-                try:
-                    await resp.start(conn)
-                except BaseException:
-                    resp.close()
-                    raise
-            except BaseException:
-                conn.close()
-                raise
-        except aiohttp.ClientError:
-            raise
-        except OSError as exc:
-            raise _connection_error(exc) from exc
-        if resp.status in _REDIRECTS and "Location" in resp.headers:
-            resp.release()
-            return await self._session.request(method, url, data=body, headers=headers)
-        return resp
-
-    async def _send(
-        self, method: str, url: URL, body: bytes | None, headers: Mapping[str, str]
-    ) -> ClientResponse:
-        """`request` through `ClientRequest.send`: any method, with or without a body."""
-        req = ClientRequest(
-            method,
-            url,
-            headers=headers,
-            data=body,
-            loop=self._loop,
-            session=self._session,
-            timer=_TIMER,
-            traces=_NO_TRACES,
-        )
+        # hot path: a POST with a body is written here in one piece, from its prepared
+        # head (see the module's docstring); the rest goes through `ClientRequest.send`.
+        head: _Head | None = None
+        if body is not None and method == "POST":
+            head = self._heads.get(url)
+            if head is None or head.headers != headers:
+                head = self._prepare(url, headers)
+            if head.wire is None:
+                head = None
+        if head is None:
+            req = ClientRequest(
+                method,
+                url,
+                headers=headers,
+                data=body,
+                loop=self._loop,
+                session=self._session,
+                timer=_TIMER,
+                traces=_NO_TRACES,
+            )
+        else:
+            req = head.req
         try:
             conn = await self._connector.connect(req, traces=_NO_TRACES, timeout=self._timeout)
             protocol = conn.protocol
             assert protocol is not None  # a connection from `connect` has one
             protocol.set_response_params(skip_payload=method == "HEAD", **self._params)
             try:
-                resp = await req.send(conn)
+                if head is None:
+                    resp = await req.send(conn)
+                else:
+                    transport = protocol.transport
+                    if transport is None or transport.is_closing():
+                        # What aiohttp's writer raises here: a pooled connection the
+                        # server closed (the caller's stale-connection retry knows it).
+                        raise aiohttp.ClientConnectionResetError(
+                            "Cannot write to closing transport"
+                        )
+                    wire = head.wire
+                    assert wire is not None  # a head without one was set to None above
+                    assert body is not None
+                    size = len(body)
+                    transport.write(b"%b%d\r\n\r\n%b" % (wire, size, body))
+                    if _HAS_STREAM_WRITER:
+                        resp = _response(
+                            method, url, writer=None, continue100=None, timer=_TIMER,
+                            request_info=head.info, traces=_NO_TRACES, loop=self._loop,
+                            session=self._session, stream_writer=_Written(size),
+                        )  # fmt: skip
+                    else:
+                        resp = _response(
+                            method, url, writer=None, continue100=None, timer=_TIMER,
+                            request_info=head.info, traces=_NO_TRACES, loop=self._loop,
+                            session=self._session,
+                        )  # fmt: skip
                 try:
                     await resp.start(conn)
                 except BaseException:
@@ -193,7 +175,10 @@ class DirectSend:
         except aiohttp.ClientError:
             raise
         except OSError as exc:
-            raise _connection_error(exc) from exc
+            # As `ClientSession.request`: an OS error is a connection error.
+            if exc.errno is None and isinstance(exc, asyncio.TimeoutError):
+                raise
+            raise aiohttp.ClientOSError(*exc.args) from exc
         if resp.status in _REDIRECTS and "Location" in resp.headers:
             resp.release()
             return await self._session.request(method, url, data=body, headers=headers)
@@ -222,13 +207,6 @@ class DirectSend:
             self._connector.force_close,
         )
         return head
-
-
-def _connection_error(exc: OSError) -> BaseException:
-    """As `ClientSession.request`: an OS error is a connection error (a timeout stays)."""
-    if exc.errno is None and isinstance(exc, asyncio.TimeoutError):
-        return exc
-    return aiohttp.ClientOSError(*exc.args)
 
 
 class _Written:

@@ -234,11 +234,17 @@ def test_environment_proxy_resolution(monkeypatch: pytest.MonkeyPatch, no_proxy_
     assert network_for(d.model_copy(update={"proxy": "direct"}), True).is_default
 
 
+@pytest.fixture
+def bundle(ca: trustme.CA, tmp_path: Path) -> Path:
+    """`ca`'s certificate as a CA bundle file."""
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path
+
+
 async def test_a_private_ca_bundle_is_trusted(
-    ca: trustme.CA, tmp_path: Path, no_proxy_env: None
+    ca: trustme.CA, bundle: Path, no_proxy_env: None
 ) -> None:
-    bundle = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(bundle))
     async with tls_upstream(ca) as (up, base):
         trusted = Deployment(group="g", model="m", api_base=base, ca_bundle=str(bundle))
         untrusted = Deployment(group="u", model="m", api_base=base)
@@ -251,10 +257,8 @@ async def test_a_private_ca_bundle_is_trusted(
 
 
 async def test_requests_on_a_kept_tls_connection_take_the_direct_send(
-    ca: trustme.CA, tmp_path: Path, no_proxy_env: None
+    ca: trustme.CA, bundle: Path, no_proxy_env: None
 ) -> None:
-    bundle = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(bundle))
     async with tls_upstream(ca) as (up, base):
         d = Deployment(group="g", model="m", id="tls", api_base=base, ca_bundle=str(bundle))
         async with Router([d], retry=ONCE) as router:
