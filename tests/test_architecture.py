@@ -34,6 +34,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "interlock.errors",
             "interlock.clock",
             "interlock.deadline",
+            "interlock.running",
             "interlock.models",
             "interlock.policies",
             "interlock.config",

@@ -12,6 +12,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from interlock.config import Deployment
 from interlock.errors import InterlockError, StreamInterruptedError
 from interlock.providers.http import READ_BUFSIZE, malformed
+from interlock.running import task_on
 from interlock.types import ChatCompletionChunk, ChunkChoice
 
 __all__ = ["EventTooLong", "OpenChoices", "SSEReader", "read_error"]
@@ -79,12 +80,12 @@ class SSEReader:
         idle = self._idle_timeout
         task: asyncio.Task[object] | None = None
         if idle is not None:
-            task = asyncio.current_task()
-            if task is None:
-                raise RuntimeError("SSEReader.read() must be awaited inside an asyncio task")
             loop = self._loop
             if loop is None:
-                loop = self._loop = task.get_loop()
+                loop = self._loop = asyncio.get_running_loop()
+            task = task_on(loop)  # `asyncio.current_task()` without its Python call
+            if task is None:
+                raise RuntimeError("SSEReader.read() must be awaited inside an asyncio task")
             self._since = now = loop.time()
             self._cancelling = task.cancelling()
             self._task = task

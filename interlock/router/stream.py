@@ -11,6 +11,7 @@ from interlock.limits.ledger import Ledger
 from interlock.records.transport import ChunkSource
 from interlock.router.attempt import Attempt
 from interlock.router.closing import EndsEarly
+from interlock.running import task_on
 from interlock.types import ChatCompletionChunk, Usage
 
 __all__ = ["ChatStream"]
@@ -44,6 +45,7 @@ class ChatStream(EndsEarly):
         "_chars",
         "_expired",
         "_first",
+        "_loop",
         "_prompt_tokens",
         "_reader",
         "_reservation",
@@ -90,8 +92,9 @@ class ChatStream(EndsEarly):
         """The task waiting for a chunk, while one does."""
         self._expired = self._cancelled = False
         left = attempt.deadline - attempt.attempts.clock.now()
+        self._loop = loop = asyncio.get_running_loop()
         # A weak reference, so a stream the caller dropped can still be collected.
-        self._timer = asyncio.get_running_loop().call_later(
+        self._timer = loop.call_later(
             max(left, 0.0), _deadline_passed, weakref.ref(self), context=_TIMER_CONTEXT
         )
 
@@ -110,7 +113,7 @@ class ChatStream(EndsEarly):
             attempt = self._attempt
             if self._expired or attempt.deadline <= attempt.attempts.clock.now():
                 raise self._cut_by_deadline()
-            task = self._reader = asyncio.current_task()
+            task = self._reader = task_on(self._loop)  # `asyncio.current_task()`, cheaper
             cut = False
             try:
                 chunk = await self._source.next()
