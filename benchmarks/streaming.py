@@ -124,7 +124,7 @@ async def _measure(url: str, streams: int, rounds: int) -> StreamingResult:
         added_chunk,
         median([x[2] for x in r]) * 1e6,
         median([y[2] for y in b]) * 1e6,
-        f"+{added_ttft:.0f} µs time to first token, +{added_chunk:.1f} µs per chunk",
+        f"{added_ttft:+.0f} µs time to first token, {added_chunk:+.1f} µs per chunk",
     )
 
 

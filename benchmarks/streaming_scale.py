@@ -218,7 +218,7 @@ async def _measure(
     sat_ratio = sat["router"] / sat["raw"] if sat["raw"] > 0 else float("nan")
     router_lag = median([y.lag_p99_ms for y in b])
     head = (
-        f"{streams:,} streams: +{added_cpu:.1f} µs CPU per chunk, {mem_ratio:.2f}x memory per"
+        f"{streams:,} streams: {added_cpu:+.1f} µs CPU per chunk, {mem_ratio:.2f}x memory per"
         f" open stream ({sat_ratio:.2f}x at the paced passes' peak, unread frames included),"
         f" loop lag p99 {median([x.lag_p99_ms for x in r]):.0f} ms raw vs"
         f" {router_lag:.0f} ms Router, TTFT p50 {added_p50:+.0f} ms"
