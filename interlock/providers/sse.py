@@ -7,7 +7,6 @@ import asyncio
 import contextvars
 
 import aiohttp
-from aiohttp.http_exceptions import HttpProcessingError
 
 from interlock.config import Deployment
 from interlock.errors import InterlockError, StreamInterruptedError
@@ -19,10 +18,6 @@ __all__ = ["EventTooLong", "OpenChoices", "SSEReader", "read_error"]
 
 MAX_LINE = 2 * READ_BUFSIZE
 """The longest line `SSEReader` takes (aiohttp's limit for the session's buffer)."""
-
-
-_EOL = (10, 13)
-"""The bytes a line's ending is made of (``\\n``, ``\\r``)."""
 
 
 _TIMER_CONTEXT = contextvars.Context()
@@ -53,11 +48,13 @@ class SSEReader:
     """
 
     __slots__ = (
+        "_buf",
         "_cancelling",
         "_content",
         "_expired",
         "_idle_timeout",
         "_loop",
+        "_pos",
         "_since",
         "_task",
         "_timer",
@@ -65,6 +62,10 @@ class SSEReader:
 
     def __init__(self, response: aiohttp.ClientResponse, idle_timeout: float | None) -> None:
         self._content = response.content
+        self._buf = b""
+        """The latest block read from the body (with what was left of the one before)."""
+        self._pos = 0
+        """Where the unparsed part of `_buf` starts."""
         self._idle_timeout = idle_timeout
         self._task: asyncio.Task[object] | None = None
         """The task in `read()`, while it waits."""
@@ -92,38 +93,57 @@ class SSEReader:
             if self._timer is None:
                 self._timer = loop.call_at(now + idle, self._check, context=_TIMER_CONTEXT)
         # One event: its first data line on its own (the common case: one line, no
-        # list), the others, if any, in `more`. `readuntil` rather than `readline`
-        # (which only calls it): one coroutine less per line. Each line's ending is
-        # cut off by the slice that takes its value (one copy of it, not three).
+        # list), the others, if any, in `more`. The body is read in blocks
+        # (`readany`: whatever has arrived) and split here with `bytes.find`: an event
+        # already received costs no await and no aiohttp call, where `readuntil` cost
+        # a coroutine and a walk of aiohttp's buffer per line. Each line's ending is
+        # cut off by the slice that takes its value (one copy of it).
         data: bytes | None = None
         more: list[bytes] | None = None
-        content = self._content
+        buf = self._buf
+        pos = self._pos
         try:
             while True:
-                try:
-                    line = await content.readuntil()
-                except (HttpProcessingError, ValueError):
-                    # aiohttp's "line too long" (LineTooLong; a ValueError before 3.10)
-                    # quotes the line: raised below, off the chain.
-                    break
-                if not line:
+                nl = buf.find(b"\n", pos)
+                if nl - pos > MAX_LINE:
+                    break  # however much of the line has come (a miss is -1, never here)
+                if nl >= 0:
+                    at = pos
+                    pos = nl + 1
+                    if buf.startswith(b"data:", at):
+                        start = at + 6 if buf[at + 5] == 32 else at + 5  # one space
+                        end = nl
+                        while end > start and buf[end - 1] == 13:
+                            end -= 1
+                    elif data is not None and (nl == at or (nl == at + 1 and buf[at] == 13)):
+                        return data if more is None else b"\n".join((data, *more))  # its end
+                    else:
+                        continue  # "event:", "id:", "retry:" and ":" comments: unused
+                elif len(buf) - pos > MAX_LINE:
+                    break  # the line so far, with no end in sight
+                else:
+                    block = await self._content.readany()
+                    if block:
+                        # Only a line's beginning is left to carry over: a short copy.
+                        buf = buf[pos:] + block if pos < len(buf) else block
+                        pos = 0
+                        continue
+                    if pos < len(buf):
+                        # The body's last line came without its ending: end it, and
+                        # the event it belongs to (one read of the end of the body).
+                        buf = buf[pos:] + b"\n\n"
+                        pos = 0
+                        continue
+                    buf, pos = b"", 0  # the end of the body
                     if data is None:
                         return None
                     return data if more is None else b"\n".join((data, *more))
-                if line.startswith(b"data:"):
-                    start = 6 if len(line) > 5 and line[5] == 32 else 5  # one space
-                    end = len(line)
-                    while end > start and line[end - 1] in _EOL:
-                        end -= 1
-                    if data is None:
-                        data = line[start:end]
-                    elif more is None:
-                        more = [line[start:end]]
-                    else:
-                        more.append(line[start:end])
-                elif data is not None and not line.rstrip(b"\r\n"):  # the event's end
-                    return data if more is None else b"\n".join((data, *more))
-                # "event:", "id:", "retry:" and ":" comments carry nothing we use.
+                if data is None:
+                    data = buf[start:end]
+                elif more is None:
+                    more = [buf[start:end]]
+                else:
+                    more.append(buf[start:end])
         except asyncio.CancelledError:
             expired, self._expired = self._expired, False
             # Like asyncio.timeout: only our own cancel becomes a TimeoutError.
@@ -132,6 +152,8 @@ class SSEReader:
             raise
         finally:
             self._task = None
+            self._buf = buf
+            self._pos = pos
         raise EventTooLong(f"a line of the stream is longer than {MAX_LINE} bytes")
 
     def _check(self) -> None:

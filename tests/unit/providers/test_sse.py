@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from interlock.providers.sse import OpenChoices, SSEReader
+from interlock.providers.sse import MAX_LINE, EventTooLong, OpenChoices, SSEReader
 from interlock.types import ChatCompletionChunk, ChoiceDelta, ChunkChoice
 
 
@@ -47,14 +47,20 @@ def test_a_stream_without_any_choice_is_not_complete() -> None:
 
 
 class _Lines:
-    """A response whose body lines arrive when the test puts them."""
+    """A response whose body arrives in the blocks the test puts (b"": its end)."""
 
     def __init__(self) -> None:
         self.content = self
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self.ended = False
 
-    async def readuntil(self) -> bytes:
-        return await self.queue.get()
+    async def readany(self) -> bytes:
+        # As aiohttp's: once the body has ended, every read says so at once.
+        if self.ended:
+            return b""
+        block = await self.queue.get()
+        self.ended = not block
+        return block
 
 
 def _reader(idle: float | None) -> tuple[SSEReader, _Lines]:
@@ -153,3 +159,32 @@ async def test_empty_data_is_an_event_and_data_pending_at_the_end_is_the_last() 
     assert await _events(b"data:\n", b"\n", b"data: x\n", b"data: y") == [b"", b"x\ny"]
     assert await _events(b"data: z") == [b"z"]
     assert await _events(b"\n", b"\r\n") == []
+
+
+async def _events_in_blocks(body: bytes, size: int) -> list[bytes | None]:
+    reader, lines = _reader(None)
+    for i in range(0, len(body), size):
+        lines.queue.put_nowait(body[i : i + size])
+    lines.queue.put_nowait(b"")
+    out: list[bytes | None] = []
+    while (data := await reader.read()) is not None:
+        out.append(data)
+    return out
+
+
+async def test_events_read_the_same_however_the_body_is_cut_into_blocks() -> None:
+    # Events as https://html.spec.whatwg.org/multipage/server-sent-events.html parses
+    # them: a blank line ends one, data lines join with newlines, comments are skipped.
+    body = b"data: a\n\ndata: bb\r\n\r\n: c\n\nevent: e\ndata: 1\ndata: 2\n\ndata: {}\n\n"
+    want = [b"a", b"bb", b"1\n2", b"{}"]
+    for size in range(1, len(body) + 1):
+        assert await _events_in_blocks(body, size) == want, size
+    # The last event may lack its blank line, and its last line its ending.
+    assert await _events_in_blocks(body[:-2], 5) == want
+
+
+async def test_a_line_longer_than_the_limit_is_refused() -> None:
+    reader, lines = _reader(None)
+    lines.queue.put_nowait(b"data: " + b"x" * MAX_LINE)
+    with pytest.raises(EventTooLong):
+        await reader.read()
