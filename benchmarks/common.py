@@ -147,7 +147,8 @@ class RawClient:
             return str(data["choices"][0]["message"]["content"])
 
     async def stream(self) -> tuple[float, int]:
-        """Seconds to the first content chunk and the number of chunks decoded."""
+        """Seconds to the first content chunk and the number of chunks decoded (each
+        held until the next is read, as a loop variable holds it)."""
         t0 = time.perf_counter()
         ttft = 0.0
         chunks = 0
@@ -161,7 +162,10 @@ class RawClient:
                 payload = line[6:].strip()
                 if payload == b"[DONE]":
                     break
-                orjson.loads(payload)
+                # Kept until the next one, as the Router side's `async for _ in stream`
+                # keeps its chunk: a chunk alive across the wait is work for the
+                # cyclic collector, and both sides should pay it.
+                _ = orjson.loads(payload)
                 if chunks == 0:
                     ttft = time.perf_counter() - t0
                 chunks += 1

@@ -2,6 +2,7 @@
 
     python -m benchmarks.instructions_wire [--requests 2000] [--concurrency 1,32]
                                            [--sides raw,router] [--stream]
+                                           [--chunks K] [--interval SECONDS]
 
 The client runs under ``valgrind --tool=callgrind`` with instrumentation off; the
 FakeUpstream runs in another process (not instrumented). After a warm-up the client
@@ -10,7 +11,9 @@ divides the instructions collected by the calls. The Router's figure minus raw
 aiohttp's is what the Router adds per request, and unlike CPU time on a shared VM it
 moves by well under 1% between runs, so it is the figure to prove a hot-path change
 by. With ``--stream`` each call is one streamed reply of `chunks` frames and the
-figure is per chunk. Needs valgrind; roughly 20-40 s per cell.
+figure is per chunk. With ``--interval`` the upstream pauses that long between two
+frames of a stream, so each frame comes on its own (as from a model generating
+tokens) rather than several per read. Needs valgrind; roughly 20-40 s per cell.
 """
 
 from __future__ import annotations
@@ -29,19 +32,27 @@ __all__ = ["count_wire_instructions", "main"]
 
 
 def count_wire_instructions(
-    side: str, requests: int = 2000, concurrency: int = 32, stream: bool = False, chunks: int = 32
+    side: str,
+    requests: int = 2000,
+    concurrency: int = 32,
+    stream: bool = False,
+    chunks: int = 32,
+    interval: float = 0.0,
 ) -> float:
     """Client instructions per request (per chunk with `stream`) for `side` ("raw" or
-    "router"), counted by callgrind, the upstream in another process."""
+    "router"), counted by callgrind, the upstream in another process (pausing
+    `interval` seconds between two frames of a stream)."""
     if side not in ("raw", "router"):
         raise ValueError(f"side must be 'raw' or 'router', got {side!r}")
+    if interval < 0:
+        raise ValueError(f"interval must be >= 0, got {interval!r}")
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise RuntimeError(f"{__spec__.name} needs valgrind (callgrind) on the PATH")
     from .upstream import upstream_process
 
     reply = " ".join(f"w{i}" for i in range(chunks))
     with (
-        upstream_process(reply=reply, stream_chunks=chunks) as url,
+        upstream_process(reply=reply, stream_chunks=chunks, chunk_interval=interval) as url,
         tempfile.TemporaryDirectory() as tmp,
     ):
         proc = subprocess.run(
@@ -114,6 +125,10 @@ async def _child_main(url: str, side: str, n: int, concurrency: int, stream: boo
         one = raw_stream if side == "raw" else router_stream
     else:
         one = raw.chat if side == "raw" else router_chat
+    # One far-off timer on both sides, as a service's loop always holds some (and
+    # streaming-scale's ticker): without one, raw aiohttp's loop would skip the timer
+    # bookkeeping of every iteration that the Router's per-stream timers bring in.
+    pending = asyncio.get_running_loop().call_later(86400.0, _nothing)
     try:
         await drive(min(n, 300), concurrency, one)  # connections, caches, estimates
         units = 0
@@ -121,9 +136,14 @@ async def _child_main(url: str, side: str, n: int, concurrency: int, stream: boo
         await drive(n, concurrency, one)
         _instrument("off")
     finally:
+        pending.cancel()
         await raw.aclose()
         await router.aclose()
     return units if stream else n
+
+
+def _nothing() -> None:
+    pass
 
 
 def _instrument(flag: str) -> None:
@@ -146,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stream", action="store_true", help="per chunk of streamed replies")
     p.add_argument("--chunks", type=int, default=32)
     p.add_argument(
+        "--interval",
+        type=float,
+        default=0.0,
+        help="seconds the upstream waits between two frames of a stream (default 0)",
+    )
+    p.add_argument(
         "--repeat",
         type=int,
         default=1,
@@ -157,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     for c in (int(x) for x in ns.concurrency.split(",")):
         counts = {
             side: min(
-                count_wire_instructions(side, ns.requests, c, ns.stream, ns.chunks)
+                count_wire_instructions(side, ns.requests, c, ns.stream, ns.chunks, ns.interval)
                 for _ in range(max(1, ns.repeat))
             )
             for side in ns.sides.split(",")

@@ -12,7 +12,7 @@ from interlock.config import Deployment
 from interlock.errors import InterlockError, StreamInterruptedError
 from interlock.providers.http import READ_BUFSIZE, malformed
 from interlock.running import task_on
-from interlock.types import ChatCompletionChunk, ChunkChoice
+from interlock.types import ChatCompletionChunk
 
 __all__ = ["EventTooLong", "OpenChoices", "SSEReader", "read_error"]
 
@@ -205,29 +205,28 @@ class OpenChoices:
     ``message_stop``) lost nothing the caller needs.
     """
 
-    __slots__ = ("_open", "finished")
+    __slots__ = ("finished", "unfinished")
 
     def __init__(self) -> None:
-        self._open: set[int] = set()
+        self.unfinished: set[int] = set()
+        """The indexes of the choices seen without a `finish_reason` so far. A stream
+        may add to it directly for a chunk whose choice has none (`note`, inline)."""
         self.finished = False
         """Some choice has finished."""
 
     def note(self, chunk: ChatCompletionChunk) -> None:
-        choices = chunk.choices
-        if len(choices) == 1:  # the common case, without a list iterator per chunk
-            self._note(choices[0])
-        else:
-            for c in choices:
-                self._note(c)
+        for c in chunk.choices:
+            if c.finish_reason is None:
+                self.unfinished.add(c.index)
+            else:
+                self.finish(c.index)
 
-    def _note(self, c: ChunkChoice) -> None:
-        if c.finish_reason is None:
-            self._open.add(c.index)
-        else:
-            self._open.discard(c.index)
-            self.finished = True
+    def finish(self, index: int) -> None:
+        """The choice `index` sent its `finish_reason`."""
+        self.unfinished.discard(index)
+        self.finished = True
 
     @property
     def complete(self) -> bool:
         """Every choice seen so far has finished."""
-        return self.finished and not self._open
+        return self.finished and not self.unfinished

@@ -18,12 +18,15 @@ __all__ = ["LatencyStrategy"]
 _INF = float("inf")
 
 _Table = tuple[
-    dict["DeploymentState", float], dict["DeploymentState", float], dict[str, "DeploymentState"]
+    dict["DeploymentState", float],
+    dict["DeploymentState", float],
+    dict[str, "DeploymentState | None"],
 ]
 """Estimates of one kind (plain or stream): state -> ``log2(e)`` of its estimate `e`;
 state -> its key ``log2(e) + c``, `c` the deployment's halvings clock at its latest
-sample; group -> its leader, the deployment with the lowest estimate (read by large
-tiers).
+sample; group -> its leader, the deployment with the lowest estimate (None before any
+sample), kept only for the groups a large tier has been picked from (only large
+tiers read it; a small pool pays nothing for it).
 
 A deployment's halvings clock is ``now/half_life + w/w̄ · rounds``, w its weight and
 w̄ the tier's mean (a deployment ages with the picks it would have had). An
@@ -147,7 +150,7 @@ class LatencyStrategy:
             lgs.pop(s, None)
             keys.pop(s, None)
             for g in [g for g, lead in leaders.items() if lead is s]:
-                del leaders[g]
+                del leaders[g]  # its next large pick finds the new leader
 
     def choose(self, candidates: Candidates, request: Request) -> DeploymentState:
         now = candidates.now
@@ -216,7 +219,12 @@ class LatencyStrategy:
                 return a  # explore: one probe at a time
             ga = _INF
         tier = candidates.tier
-        lead = table[2].get(tier.states[0].group)
+        leaders = table[2]
+        group = tier.states[0].group
+        try:
+            lead = leaders[group]
+        except KeyError:  # the group's first large pick: find its leader once, O(n)
+            lead = leaders[group] = self._best_known(table, group)
         if lead is None or lead is a or lead not in tier.members or not candidates.ok(lead):
             lead = candidates.another(a)
             if lead is None:
@@ -225,6 +233,18 @@ class LatencyStrategy:
         if gl is None:
             return lead if lead.in_flight == 0 else a
         return lead if gl + self._log_band < ga else a
+
+    def _best_known(self, table: _Table, group: str) -> DeploymentState | None:
+        """The deployment of `group` with the lowest estimate now (None: none has one);
+        from then on `_update` keeps it current."""
+        best: DeploymentState | None = None
+        low = _INF
+        for s in table[0]:
+            if s.group == group:
+                g = self._log(table, s)
+                if g is not None and (best is None or g < low):
+                    best, low = s, g
+        return best
 
     def _band(self, candidates: Candidates, table: _Table, limit: float) -> DeploymentState:
         """A draw by weight among the eligible deployments of a small tier whose log
@@ -309,9 +329,12 @@ class LatencyStrategy:
                 stamp -= age  # a sample older than the estimate: keep the estimate's age
         lg = lgs[state] = log2(e) if e > 0 else -_INF
         keys[state] = lg + stamp
-        # `state` was just sampled: it leads if it beats the leader's decayed estimate.
+        # `state` was just sampled: it leads if it beats the leader's decayed estimate
+        # (for a group whose leader is kept, see `_Table`).
         group = state.group
-        lead = leaders.get(group)
+        if group not in leaders:
+            return
+        lead = leaders[group]
         if lead is state:
             return
         if lead is None:

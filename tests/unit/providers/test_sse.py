@@ -37,6 +37,22 @@ def test_every_choice_must_have_finished() -> None:
     assert c.complete
 
 
+def test_noting_a_choice_by_hand_says_what_note_says() -> None:
+    # The OpenAI stream does `note`'s work inline for a single choice: `unfinished`
+    # for a choice without finish_reason, `finish` for one with it.
+    by_hand, noted = OpenChoices(), OpenChoices()
+    for index, finish in ((0, None), (1, None), (0, "stop")):
+        noted.note(chunk((index, finish)))
+        if finish is None:
+            by_hand.unfinished.add(index)
+        else:
+            by_hand.finish(index)
+        assert (by_hand.complete, by_hand.finished) == (noted.complete, noted.finished)
+    assert not by_hand.complete  # choice 1 is still open
+    by_hand.finish(1)
+    assert by_hand.complete
+
+
 def test_a_stream_without_any_choice_is_not_complete() -> None:
     c = OpenChoices()
     c.note(ChatCompletionChunk("c", "m", []))

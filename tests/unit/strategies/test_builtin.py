@@ -186,6 +186,21 @@ def test_latency_on_a_large_tier_follows_the_leader_and_explores() -> None:
     assert sum(cooling.values()) == 200
 
 
+def test_latency_on_a_large_tier_starts_from_the_best_estimate_recorded_before() -> None:
+    # 40 deployments (a large tier), every estimate recorded before the first pick,
+    # d7 ten times faster than the rest: the leader the first large pick finds among
+    # them is d7, so with buffer 0 it takes every pick it is compared in (seed 5;
+    # each pick compares a weighted draw with the leader).
+    strat = LatencyStrategy(random.Random(5), buffer=0.0, half_life=1e9, stale_half_life=1e9)
+    pool, _, clock = make_pool([{}] * 40, strat)
+    strat._now = clock.now()
+    for s in pool.states:
+        s.last_output_tokens = 1
+        strat.record(s, True, 0.001 if s.id == "d7" else 0.01 + 0.0001 * int(s.id[1:]), None)
+    counts = Counter(pick(pool, clock).id for _ in range(200))
+    assert counts == {"d7": 200}, counts
+
+
 def test_latency_judges_streams_by_time_to_first_token() -> None:
     pool, _, clock = make_pool([{}, {}], "latency")
     strat = pool.strategy
